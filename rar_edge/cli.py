@@ -1,0 +1,174 @@
+"""The ``rar-edge`` command. Heavy imports (torch) happen inside each sub-command, not at start-up."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from rar_edge import DEGRADATIONS, __version__
+from rar_edge.errors import RarEdgeError
+
+
+def _add_stop_rule_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-steps", type=int, help="most restore steps (default: the checkpoint's)")
+    p.add_argument("--target-quality", type=float, help="stop once assessed quality reaches this, in dB")
+    p.add_argument("--min-gain", type=float, help="stop once a step gains less than this, in dB")
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from rar_edge.train.trainer import TrainConfig, train
+
+    cfg = TrainConfig(preset=a.preset, data=a.data, out=a.out, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
+                      unroll=a.unroll, seed=a.seed, val_data=a.val_data, val_every=a.val_every,
+                      ckpt_every=a.ckpt_every, warmup=a.warmup, device=a.device, amp=not a.no_amp,
+                      compile=a.compile, init=a.init, resume=a.resume,
+                      degradations=tuple(a.degradations.split(",")))
+    metrics = train(cfg)
+    if metrics:
+        print(f"done: {a.out}/last (mean PSNR gain on validation {metrics['mean_gain']:+.2f} dB)")
+    print(f"next: rar-edge eval --checkpoint {a.out}/last --data DIR")
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from rar_edge.eval.evaluate import evaluate, format_report
+    from rar_edge.train.checkpoint import load_model
+
+    model, _ = load_model(a.checkpoint)
+    rule = model.stop_rule(max_steps=a.max_steps, target_quality=a.target_quality, min_gain=a.min_gain)
+    report = evaluate(model, a.data, rule, crop=a.crop, max_images=a.max_images)
+    print(format_report(report))
+    if a.json:
+        from rar_edge.atomic import atomic_path
+
+        with atomic_path(a.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_restore(a: argparse.Namespace) -> int:
+    from rar_edge.infer import restore_files
+    from rar_edge.train.checkpoint import load_model
+
+    model, _ = load_model(a.checkpoint)
+    rule = model.stop_rule(max_steps=a.max_steps, target_quality=a.target_quality, min_gain=a.min_gain)
+    for record in restore_files(model, a.inputs, a.out, rule):
+        if a.json:
+            print(json.dumps(record), flush=True)
+        else:
+            print(f"{record['input']} -> {record['output']}: {record['steps']} steps, "
+                  f"quality {record['quality'][0]:.1f} -> {max(record['quality']):.1f} dB, {record['ms']['total']:.0f} ms")
+    return 0
+
+
+def cmd_photos(a: argparse.Namespace) -> int:
+    from rar_edge.data.photos import build_photo_folder
+
+    summary = build_photo_folder(a.out, holdout=a.holdout, use_debian=not a.no_debian, max_side=a.max_side)
+    print(f"wrote {summary['train']} training and {summary['heldout']} held-out photos to {summary['out']}")
+    print(f"next: rar-edge train --preset rar-teacher --data {a.out}/train --val-data {a.out}/heldout --out runs/teacher")
+    return 0
+
+
+def cmd_presets(a: argparse.Namespace) -> int:
+    from rar_edge.model import PRESETS, RAR, count_complexity
+
+    rows = []
+    for name, preset in PRESETS.items():
+        c = count_complexity(RAR(preset.config), size=a.size)
+        rows.append({"preset": name, "description": preset.description, **c})
+        if not a.json:
+            print(f"{name:<12} {c['total']['params'] / 1e6:6.3f} M params | GMAC/MP: "
+                  + ", ".join(f"{k} {c[k]['gmac_per_mp']:.2f}" for k in ("encode", "assess", "restore", "decode", "step", "codec")))
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from rar_edge.export.__main__ import main as export_main
+
+    return export_main(a.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rar-edge", description="RAR all-in-one image restoration for edge devices")
+    parser.add_argument("--version", action="version", version=f"rar-edge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a full-precision RAR model (GPU or CPU; torchrun for DDP)")
+    p.add_argument("--preset", default="rar-teacher")
+    p.add_argument("--data", required=True, help="folder of clean photos (recursive)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints in OUT/last and OUT/best, log in OUT/log.jsonl")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch", type=int, default=16, help="per process")
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--unroll", type=int, default=3, help="restore steps unrolled in training")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--degradations", default=",".join(DEGRADATIONS),
+                   help="comma-separated types to train on (default: all)")
+    p.add_argument("--val-data", help="held-out photo folder (default: the training photos)")
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
+    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step (CUDA)")
+    p.add_argument("--init", help="start from these weights (new optimizer and schedule)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT/last exactly (same step, LR and data order)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint per degradation type")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="folder of clean photos, degraded on the fly with fixed seeds")
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--max-images", type=int, default=16)
+    p.add_argument("--json", help="also write the report as JSON here")
+    _add_stop_rule_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("restore", help="restore images with a checkpoint (torch reference path)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("-o", "--out", required=True, help="output folder; files keep their input names")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    _add_stop_rule_args(p)
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("photos", help="build a training photo folder from offline sources")
+    p.add_argument("-o", "--out", required=True)
+    p.add_argument("--holdout", type=int, default=8, help="photos kept out of training (OUT/heldout)")
+    p.add_argument("--no-debian", action="store_true", help="scikit-image's photos only (no apt-get)")
+    p.add_argument("--max-side", type=int, default=1024)
+    p.set_defaults(func=cmd_photos)
+
+    p = sub.add_parser("presets", help="list model presets with parameters and GMAC per megapixel")
+    p.add_argument("--size", type=int, default=512, help="square input side the MACs are measured at")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("export", help="export bundles (same as python -m rar_edge.export)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RarEdgeError as e:
+        print(f"rar-edge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rar-edge {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Small building blocks shared by the autoencoder, the assessor and the restorer.
+
+Every op here lowers in ExecuTorch/XNNPACK, Core ML and ONNX: 1x1 / depthwise 3x3 / strided
+convs, pixel shuffle, mean, mul, add, linear. NAFNet's LayerNorm2d is left out on purpose
+(it needs sqrt/div per pixel, quantizes badly, and its GroupNorm stand-in would make a tile's
+output depend on the whole tile); zero-initialised residual scales keep the deep stacks stable.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SimpleGate(nn.Module):
+    """NAFNet's gate: split the channels in two halves and multiply them."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return a * b
+
+
+class ChannelAttention(nn.Module):
+    """Simplified channel attention: global mean, then a 1x1 conv, as a per-channel scale."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.proj(x.mean(dim=(2, 3), keepdim=True))
+
+
+class NAFBlock(nn.Module):
+    """NAFNet block without normalisation, with optional FiLM conditioning.
+
+    Args:
+        channels: width of the block.
+        cond_dim: size of the conditioning embedding; 0 for an unconditioned block.
+    """
+
+    def __init__(self, channels: int, cond_dim: int = 0) -> None:
+        super().__init__()
+        c2 = channels * 2
+        self.expand = nn.Conv2d(channels, c2, 1)
+        self.dwconv = nn.Conv2d(c2, c2, 3, padding=1, groups=c2)
+        self.gate = SimpleGate()
+        self.attn = ChannelAttention(channels)
+        self.project = nn.Conv2d(channels, channels, 1)
+        self.ffn_in = nn.Conv2d(channels, c2, 1)
+        self.ffn_out = nn.Conv2d(channels, channels, 1)
+        # Residual scales start at zero: every block begins as the identity.
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        # FiLM from the assessor's embedding: scale and shift before the feed-forward half.
+        self.film = nn.Linear(cond_dim, c2) if cond_dim else None
+        if self.film is not None:
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.gate(self.dwconv(self.expand(x)))
+        y = x + self.project(self.attn(y)) * self.beta
+        h = y
+        if self.film is not None:
+            if cond is None:
+                raise ValueError("this block is conditioned: pass the assessor's embedding")
+            scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
+            h = h * (1 + scale) + shift
+        h = self.ffn_out(self.gate(self.ffn_in(h)))
+        return y + h * self.gamma
+
+
+class Stage(nn.Module):
+    """A sequence of NAFBlocks at one resolution, all sharing the same conditioning."""
+
+    def __init__(self, channels: int, depth: int, cond_dim: int = 0) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(NAFBlock(channels, cond_dim) for _ in range(depth))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, cond)
+        return x
+
+
+def downsample(channels_in: int, channels_out: int) -> nn.Module:
+    """Halve the resolution with a 2x2 stride-2 conv (cheaper than pooling + conv, exports everywhere)."""
+    return nn.Conv2d(channels_in, channels_out, 2, stride=2)
+
+
+class Upsample(nn.Module):
+    """Double the resolution: a 1x1 conv to 4x channels, then pixel shuffle."""
+
+    def __init__(self, channels_in: int, channels_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels_in, channels_out * 4, 1)
+        self.shuffle = nn.PixelShuffle(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.conv(x))

@@ -1,0 +1,51 @@
+"""The model's configuration: everything needed to rebuild a RAR model from a checkpoint's JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from rar_edge import DEGRADATIONS
+
+
+@dataclass(frozen=True)
+class RARConfig:
+    """Sizes of the four parts, and the loop's default stop rule."""
+
+    latent_channels: int = 32
+    stride: int = 4
+    ae_width: int = 32
+    ae_depth: int = 1
+    assess_width: int = 16
+    assess_depth: int = 1
+    restore_width: int = 32
+    restore_depths: tuple[int, int, int] = (1, 1, 2)
+    cond_dim: int = 32
+    degradations: tuple[str, ...] = field(default=DEGRADATIONS)
+    # Loop defaults (see rar_edge.loop.StopRule).
+    max_steps: int = 4
+    target_quality: float = 38.0
+    min_gain: float = 0.1
+
+    @property
+    def size_multiple(self) -> int:
+        """Image height and width must be multiples of this (latent stride x restorer's 2 downsamplings)."""
+        return self.stride * 4
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["restore_depths"] = list(self.restore_depths)
+        d["degradations"] = list(self.degradations)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RARConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        d = dict(d)
+        if "restore_depths" in d:
+            d["restore_depths"] = tuple(d["restore_depths"])
+        if "degradations" in d:
+            d["degradations"] = tuple(d["degradations"])
+        return cls(**d)

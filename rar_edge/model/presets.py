@@ -1,0 +1,58 @@
+"""Named model presets, timm-style: ``create_model("rar-edge-s")``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import RARConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named configuration and the limits it promises (checked by tests/test_presets.py)."""
+
+    name: str
+    config: RARConfig
+    description: str
+    max_params: int | None = None
+    min_params: int | None = None
+    #: GMAC per megapixel for one assess + restore step.
+    max_step_gmac_per_mp: float | None = None
+    #: GMAC per megapixel for encode + decode together.
+    max_codec_gmac_per_mp: float | None = None
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "rar-teacher",
+            RARConfig(latent_channels=64, ae_width=64, ae_depth=2, assess_width=32, assess_depth=2,
+                      restore_width=64, restore_depths=(2, 2, 4), cond_dim=64),
+            "full-precision teacher for GPU servers (3-8 M parameters)",
+            min_params=3_000_000, max_params=8_000_000,
+        ),
+        Preset(
+            "rar-edge-s",
+            RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=16, assess_depth=1,
+                      restore_width=32, restore_depths=(1, 1, 2), cond_dim=32),
+            "int8-ready student for phones and Jetsons",
+            max_params=1_000_000, max_step_gmac_per_mp=5.0, max_codec_gmac_per_mp=5.0,
+        ),
+        Preset(
+            "rar-tiny",
+            RARConfig(latent_channels=48, ae_width=16, ae_depth=1, assess_width=8, assess_depth=1,
+                      restore_width=16, restore_depths=(1, 1, 1), cond_dim=16),
+            "for tests: trains in seconds",
+            max_params=250_000,
+        ),
+    ]
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Look up a preset by name, with an error that lists the known names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None

@@ -1,0 +1,112 @@
+"""The RAR module: four entry points and the reference restore–assess loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rar_edge.loop import StopRule
+
+from .assessor import Assessor
+from .autoencoder import Decoder, Encoder, init_linear_path
+from .config import RARConfig
+from .restorer import Restorer
+
+ENTRY_POINTS: tuple[str, ...] = ("encode", "assess", "restore", "decode")
+
+
+@dataclass
+class LoopResult:
+    """What the loop did for one image."""
+
+    image: torch.Tensor  # (3,H,W), clamped to [0,1]
+    steps: int  # restore steps applied to the returned latent
+    steps_run: int  # restore steps executed (>= steps: a later step may have been assessed worse)
+    quality: list[float]  # one per assessment: the input's, then after each step
+    degradations: dict[str, float]  # probabilities of the input's assessment
+    stop_reason: str
+
+
+class RAR(nn.Module):
+    """Autoencoder + assessor + restorer, with the four exported entry points."""
+
+    def __init__(self, config: RARConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = Encoder(c.latent_channels, c.ae_width, c.ae_depth, c.stride)
+        self.decoder = Decoder(c.latent_channels, c.ae_width, c.ae_depth, c.stride)
+        init_linear_path(self.encoder.skip, self.decoder.skip, [self.encoder.head, self.decoder.head])
+        self.assessor = Assessor(c.latent_channels, c.assess_width, c.assess_depth, c.cond_dim, len(c.degradations))
+        self.restorer = Restorer(c.latent_channels, c.restore_width, c.restore_depths, c.cond_dim)
+
+    # --- the four entry points (each exported alone) ---
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """Image (N,3,H,W) float in [0,1], H and W multiples of ``config.size_multiple`` -> latent."""
+        return self.encoder(image)
+
+    def assess(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Latent -> (quality (N,) dB, degradation probabilities (N,D), conditioning (N,E))."""
+        quality, logits, cond = self.assessor(z)
+        return quality[:, 0], torch.sigmoid(logits), cond
+
+    def restore(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """One restoration step in latent space."""
+        return self.restorer(z, cond)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent -> image (N,3,H,W), not clamped."""
+        return self.decoder(z)
+
+    def stop_rule(self, **overrides) -> StopRule:
+        """The config's stop rule, with any non-None override applied."""
+        c = self.config
+        kw = dict(max_steps=c.max_steps, target_quality=c.target_quality, min_gain=c.min_gain)
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        return StopRule(**kw)
+
+    @torch.no_grad()
+    def restore_loop(self, image: torch.Tensor, rule: StopRule | None = None) -> list[LoopResult]:
+        """Run the adaptive loop on a batch; each image stops on its own (see rar_edge.loop).
+
+        Encode once, assess, step while the rule allows, decode the best-assessed latent once.
+        """
+        rule = rule or self.stop_rule()
+        z = self.encode(image)
+        quality, probs, cond = self.assess(z)
+        n = image.shape[0]
+        history = [[float(q)] for q in quality]
+        best = z.clone()
+        best_q = quality.clone()
+        best_steps = [0] * n
+        reasons: list[str | None] = [rule.reason_to_stop(h) for h in history]
+        while any(r is None for r in reasons):
+            active = torch.tensor([r is None for r in reasons], device=z.device)
+            z_next = self.restore(z, cond)
+            z = torch.where(active[:, None, None, None], z_next, z)
+            q_new, _, cond_new = self.assess(z)
+            cond = torch.where(active[:, None], cond_new, cond)
+            for i in range(n):
+                if reasons[i] is not None:
+                    continue
+                history[i].append(float(q_new[i]))
+                if q_new[i] > best_q[i]:
+                    best_q[i] = q_new[i]
+                    best[i] = z[i]
+                    best_steps[i] = len(history[i]) - 1
+                reasons[i] = rule.reason_to_stop(history[i])
+        out = self.decode(best).clamp(0, 1)
+        names = self.config.degradations
+        return [
+            LoopResult(
+                image=out[i],
+                steps=best_steps[i],
+                steps_run=len(history[i]) - 1,
+                quality=history[i],
+                degradations={name: float(probs[i, j]) for j, name in enumerate(names)},
+                stop_reason=str(reasons[i]),
+            )
+            for i in range(n)
+        ]

@@ -1,0 +1,137 @@
+"""RAR's training objective (DESIGN.md, "Training is end to end").
+
+One module whose ``forward`` returns the losses, so DDP can wrap it. What learns from what:
+- encoder and decoder learn from reconstruction only (clean and degraded images): letting the
+  decoder learn from the restore losses makes it do the restoring and wrecks the autoencoder;
+- the restorer learns flow-style: from any latent on the straight path encode(degraded) ->
+  encode(clean), one step should land on the clean end; and through an unrolled loop, every
+  decoded step should approach the clean image and improve on the step before (the step loss);
+- the assessor learns the true PSNR of every latent it reads (computed here, never at inference),
+  which degradations the input has, and an embedding shaped by the restore losses.
+Restore losses are normalised per sample by that sample's input error, so mild and severe
+degradations weigh alike and the restorer cannot hide at identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rar_edge.loop import QUALITY_CAP_DB
+from rar_edge.model import RAR
+
+_EPS_MSE = 1e-3  # ~30 dB: keeps the normaliser finite on clean inputs
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    autoencoder: float = 1.0
+    restore: float = 1.0
+    flow: float = 1.0
+    step: float = 0.5
+    quality: float = 0.05
+    degradation: float = 0.1
+
+
+def per_sample_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.float() - b.float()).pow(2).flatten(1).mean(1)
+
+
+def psnr_db(img: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per-sample PSNR (dB) of ``img`` clamped to [0,1] against ``ref``, capped at QUALITY_CAP_DB."""
+    mse = per_sample_mse(img.clamp(0, 1), ref)
+    return (10 * torch.log10(1.0 / mse.clamp(min=1e-10))).clamp(max=QUALITY_CAP_DB)
+
+
+class RARObjective(nn.Module):
+    """Wraps a RAR model; ``forward`` computes every training loss for one batch."""
+
+    def __init__(self, model: RAR, weights: LossWeights = LossWeights(), unroll: int = 3) -> None:
+        super().__init__()
+        self.model = model
+        self.weights = weights
+        self.unroll = unroll
+
+    def frozen_decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decode with the decoder's weights detached: gradients reach ``z`` but not the decoder."""
+        params = {k: v.detach() for k, v in self.model.decoder.named_parameters()}
+        return torch.func.functional_call(self.model.decoder, params, (z,))
+
+    def forward(self, degraded: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        m, w = self.model, self.weights
+        n = clean.shape[0]
+
+        # Autoencoder: reconstruct clean and degraded images.
+        both = torch.cat([clean, degraded])
+        z_both = m.encoder(both)
+        recon = m.decoder(z_both)
+        loss_ae = F.l1_loss(recon.float(), both.float()) + F.mse_loss(recon.float(), both.float())
+        z_clean, z_deg = z_both.detach().chunk(2)
+
+        in_err = per_sample_mse(degraded, clean) + _EPS_MSE
+
+        def restore_error(img: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+            """Per-sample error normalised by the input's: pixel MSE + a little L1 + latent MSE."""
+            pix = per_sample_mse(img, clean) + 0.1 * (img.float() - clean.float()).abs().flatten(1).mean(1)
+            lat = per_sample_mse(z, z_clean) / (per_sample_mse(z_deg, z_clean) + _EPS_MSE)
+            return pix / in_err + 0.5 * lat
+
+        # Every latent the assessor reads, with the true quality of its decode as the target.
+        assessed_z: list[torch.Tensor] = []
+        assessed_q: list[torch.Tensor] = []
+
+        # Flow: one step from a random point on the straight path should reach the clean end.
+        z_t = (1 - t[:, None, None, None]) * z_deg + t[:, None, None, None] * z_clean
+        q_t, _, cond_t = m.assessor(z_t)
+        z_flow = m.restorer(z_t, cond_t)
+        loss_flow = restore_error(self.frozen_decode(z_flow), z_flow).mean()
+        assessed_z.append(z_t)
+        assessed_q.append(q_t)
+
+        # Unrolled loop from the degraded latent, as at inference.
+        q0, logits, cond = m.assessor(z_deg)
+        assessed_z.append(z_deg)
+        assessed_q.append(q0)
+        z = z_deg
+        with torch.no_grad():
+            prev_err = per_sample_mse(self.frozen_decode(z_deg), clean)
+        step_losses, hinge = [], []
+        for _ in range(self.unroll):
+            z = m.restorer(z, cond)
+            img = self.frozen_decode(z)
+            step_losses.append(restore_error(img, z))
+            err = per_sample_mse(img, clean)
+            hinge.append(F.relu(err - prev_err) / in_err)
+            prev_err = err
+            # The assessor reads a detached latent: the restorer must not learn to please it.
+            q, _, cond = m.assessor(z.detach())
+            assessed_z.append(z.detach())
+            assessed_q.append(q)
+        loss_restore = torch.stack(step_losses).mean()
+        loss_step = torch.stack(hinge).mean()
+
+        # Clean latents: quality near the autoencoder's ceiling, no degradation.
+        q_clean, logits_clean, _ = m.assessor(z_clean)
+        assessed_z.append(z_clean)
+        assessed_q.append(q_clean)
+        with torch.no_grad():
+            target_q = psnr_db(self.frozen_decode(torch.cat(assessed_z)), clean.repeat(len(assessed_z), 1, 1, 1))
+        pred_q = torch.cat(assessed_q)[:, 0].float()
+        loss_quality = F.huber_loss(pred_q, target_q, delta=1.0)
+        loss_deg = F.binary_cross_entropy_with_logits(
+            torch.cat([logits, logits_clean]).float(), torch.cat([labels, torch.zeros_like(labels)])
+        )
+
+        total = (w.autoencoder * loss_ae + w.restore * loss_restore + w.flow * loss_flow + w.step * loss_step
+                 + w.quality * loss_quality + w.degradation * loss_deg)
+        with torch.no_grad():
+            psnr_in = psnr_db(degraded, clean).mean()
+            psnr_out = target_q[(1 + self.unroll) * n : (2 + self.unroll) * n].mean()  # last unrolled step
+        return {
+            "total": total, "ae": loss_ae.detach(), "restore": loss_restore.detach(), "flow": loss_flow.detach(),
+            "monotone": loss_step.detach(), "quality": loss_quality.detach(), "degradation": loss_deg.detach(),
+            "psnr_in": psnr_in, "psnr_out": psnr_out,
+        }

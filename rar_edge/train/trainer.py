@@ -1,0 +1,225 @@
+"""The full-precision trainer: AdamW + warm-up/cosine, unrolled RAR losses, DDP, bf16, exact resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from rar_edge import DEGRADATIONS
+from rar_edge.data.degrade import apply_degradations, sample_specs
+from rar_edge.data.folder import PhotoFolder
+from rar_edge.errors import RarEdgeError
+from rar_edge.eval.cases import make_cases
+from rar_edge.model import RAR, get_preset
+
+from . import distributed
+from .checkpoint import load_model, load_training_state, read_config, save_checkpoint
+from .losses import LossWeights, RARObjective, psnr_db
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "rar-tiny"
+    data: str = ""
+    out: str = "runs/train"
+    steps: int = 20000
+    batch: int = 16  # per process
+    crop: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 500
+    unroll: int = 3
+    seed: int = 0
+    val_data: str | None = None
+    val_every: int = 500
+    val_crop: int = 128
+    ckpt_every: int = 500
+    log_every: int = 25
+    grad_clip: float = 1.0
+    device: str | None = None
+    amp: bool = True  # bf16 autocast, CUDA only
+    compile: bool = False  # torch.compile, CUDA only
+    degradations: tuple[str, ...] = DEGRADATIONS  # train on a subset (e.g. a denoise-only model)
+    init: str | None = None  # start from these weights (not a resume: new optimizer and schedule)
+    resume: bool = False  # continue OUT/last exactly
+    weights: LossWeights = field(default_factory=LossWeights)
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**62)
+
+
+def training_batch(photos: PhotoFolder, cfg: TrainConfig, step: int, rank: int, device: torch.device):
+    """The batch of ``step`` on ``rank``: a pure function of (seed, step, rank), so resume replays it."""
+    seed = _step_seed(cfg.seed, step, rank)
+    gen = torch.Generator().manual_seed(seed)
+    clean = photos.random_crops(cfg.batch, cfg.crop, gen).to(device)
+    dev_gen = torch.Generator(device=device).manual_seed(seed)
+    labels, severity = sample_specs(cfg.batch, gen, types=tuple(cfg.degradations))
+    batch = apply_degradations(clean, labels, severity, dev_gen)
+    t = torch.rand(cfg.batch, generator=gen).to(device)
+    return batch, t
+
+
+@torch.no_grad()
+def validate(model: RAR, objective: RARObjective, val_clean: torch.Tensor, batch_size: int = 16) -> dict:
+    """Loss and PSNR in -> out (after ``objective.unroll`` steps) per case on the fixed validation set."""
+    model.eval()
+    batch, names = make_cases(val_clean, seed=1234)
+    totals: dict[str, list[float]] = {}
+    loss_sum, count = 0.0, 0
+    for i in range(0, len(names), batch_size):
+        sl = slice(i, i + batch_size)
+        deg, clean, labels = batch.degraded[sl], batch.clean[sl], batch.labels[sl]
+        out = objective(deg, clean, labels, torch.zeros(deg.shape[0], device=deg.device))
+        loss_sum += float(out["total"]) * deg.shape[0]
+        count += deg.shape[0]
+        z = model.encode(deg)
+        _, _, cond = model.assess(z)
+        for _ in range(objective.unroll):
+            z = model.restore(z, cond)
+            _, _, cond = model.assess(z)
+        p_in, p_out = psnr_db(deg, clean), psnr_db(model.decode(z), clean)
+        for name, a, b in zip(names[sl], p_in.tolist(), p_out.tolist()):
+            totals.setdefault(name, []).append(b - a)
+    model.train()
+    gains = {name: sum(v) / len(v) for name, v in totals.items()}
+    degraded_gains = [g for name, g in gains.items() if name != "clean"]
+    return {"loss": loss_sum / count, "psnr_gain": gains, "mean_gain": sum(degraded_gains) / len(degraded_gains)}
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train (or resume) a RAR model; returns the last validation metrics."""
+    try:
+        preset = get_preset(cfg.preset)
+    except KeyError as e:
+        raise RarEdgeError(e.args[0]) from None
+    unknown = set(cfg.degradations) - set(DEGRADATIONS)
+    if unknown or not cfg.degradations:
+        raise RarEdgeError(f"unknown degradations {sorted(unknown)}; choose from {', '.join(DEGRADATIONS)}")
+    info = distributed.setup(cfg.device)
+    out = Path(cfg.out)
+    photos = PhotoFolder(cfg.data)
+    val_photos = PhotoFolder(cfg.val_data) if cfg.val_data else photos
+    val_clean = val_photos.center_crops(cfg.val_crop)[:16].to(info.device)
+
+    torch.manual_seed(cfg.seed)  # the initial weights are part of the run's reproducibility
+    model = RAR(preset.config).to(info.device)
+    if cfg.init:
+        init_model, init_cfg = load_model(cfg.init)
+        if init_cfg["preset"] != cfg.preset:
+            raise RarEdgeError(f"--init checkpoint is {init_cfg['preset']}, not {cfg.preset}")
+        model.load_state_dict(init_model.state_dict())
+    objective = RARObjective(model, cfg.weights, cfg.unroll).to(info.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
+
+    start = 0
+    last = out / "last"
+    if (last / "config.json").exists() and not cfg.resume:
+        raise RarEdgeError(f"{out} already holds a run (step {read_config(last)['step']}): "
+                           "pass --resume to continue it, or choose another --out")
+    if (last / "config.json").exists():
+        saved = read_config(last)
+        if saved["preset"] != cfg.preset:
+            raise RarEdgeError(f"{last} holds a {saved['preset']} run, not {cfg.preset}: choose another --out")
+        resumed, _ = load_model(last, info.device)
+        model.load_state_dict(resumed.state_dict())
+        load_training_state(last, optimizer, scheduler)
+        start = saved["step"]
+        if info.is_main:
+            log.info("resuming %s from step %d", last, start)
+
+    runner: torch.nn.Module = objective
+    if info.device.type == "cuda" and cfg.compile:
+        runner = torch.compile(runner)
+    if info.world_size > 1:
+        runner = torch.nn.parallel.DistributedDataParallel(
+            runner, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+    use_amp = cfg.amp and info.device.type == "cuda"
+
+    def checkpoint(step: int, metrics: dict, name: str = "last") -> None:
+        if info.is_main:
+            save_checkpoint(out / name, model, cfg.preset, step, metrics, optimizer, scheduler,
+                            {k: v for k, v in cfg.to_dict().items() if k != "weights"})
+
+    metrics: dict = {}
+    best_gain = -float("inf")
+    if (out / "best" / "config.json").exists():
+        best_gain = read_config(out / "best")["metrics"].get("mean_gain", best_gain)
+    log_path = out / "log.jsonl"
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and info.is_main), unit="step")
+    model.train()
+    t0, seen = time.perf_counter(), 0
+    done = start  # completed steps: what an interrupt saves
+    skipped = 0
+    try:
+        for step in range(start, cfg.steps):
+            batch, t = training_batch(photos, cfg, step, info.rank, info.device)
+            with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                losses = runner(batch.degraded, batch.clean, batch.labels, t)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if torch.isfinite(grad_norm):
+                optimizer.step()
+            else:
+                # A non-finite batch would poison every weight through Adam's moments: skip it.
+                # Gradients are all-reduced before this point, so every DDP rank skips together.
+                skipped += 1
+                log.warning("step %d: non-finite gradients, update skipped (%d so far)", step + 1, skipped)
+            scheduler.step()
+            seen += cfg.batch * info.world_size
+            if info.is_main and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
+                rate = seen / (time.perf_counter() - t0)
+                row = {"step": step + 1, "lr": scheduler.get_last_lr()[0], "img_per_s": rate, "skipped": skipped,
+                       **{k: float(v) for k, v in losses.items()}}
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                bar.set_postfix(loss=f"{row['total']:.3f}", dB=f"{row['psnr_in']:.1f}->{row['psnr_out']:.1f}",
+                                img_s=f"{rate:.1f}")
+            bar.update(1)
+            done = step + 1
+            if done % cfg.val_every == 0 or done == cfg.steps:
+                if info.is_main:
+                    metrics = validate(model, objective, val_clean)
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps({"step": done, "val": metrics}) + "\n")
+                    bar.write(f"step {done}: val loss {metrics['loss']:.4f}, mean PSNR gain {metrics['mean_gain']:+.2f} dB")
+                    if metrics["mean_gain"] > best_gain:
+                        best_gain = metrics["mean_gain"]
+                        checkpoint(done, metrics, "best")
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                checkpoint(done, metrics)
+                distributed.barrier(info)
+    except KeyboardInterrupt:
+        # Keep what was learned: the next run with the same --out resumes from here.
+        checkpoint(done, metrics)
+        raise
+    finally:
+        bar.close()
+        distributed.teardown(info)
+    return metrics

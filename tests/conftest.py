@@ -1,0 +1,51 @@
+"""Shared fixtures: real photos from scikit-image's wheel, and a briefly trained rar-tiny checkpoint."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str):
+    """Run ``python -m rar_edge`` in a subprocess; returns CompletedProcess (text mode)."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "rar_edge", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory) -> Path:
+    """A folder of real colour photos (scikit-image's bundled ones), 256 px on the short side at most."""
+    from rar_edge.data.photos import skimage_photos
+
+    root = tmp_path_factory.mktemp("photos")
+    for name, arr in skimage_photos().items():
+        im = Image.fromarray(arr)
+        im.thumbnail((384, 384))
+        im.save(root / f"{name}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, photo_dir) -> Path:
+    """rar-tiny trained for a few steps: enough for CLI, eval and export plumbing tests."""
+    from rar_edge.train.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    train(TrainConfig(preset="rar-tiny", data=str(photo_dir), out=str(out), steps=20, batch=4, crop=64,
+                      warmup=5, val_every=20, ckpt_every=20, val_crop=64, progress=False))
+    return out / "last"
+
+
+@pytest.fixture()
+def photo_array() -> np.ndarray:
+    """One real photo, float32 (H,W,3) in [0,1]."""
+    from skimage import data
+
+    return data.astronaut()[:128, 64:192].astype(np.float32) / 255.0

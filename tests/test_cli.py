@@ -1,0 +1,87 @@
+"""The restore and eval commands (torch reference path): outputs, JSON contract, clean failures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rar_edge import DEGRADATIONS
+
+from conftest import run_cli
+
+
+@pytest.fixture()
+def inputs(tmp_path, photo_array):
+    arr = (photo_array * 255).astype(np.uint8)
+    paths = [tmp_path / "a.png", tmp_path / "b.jpg", tmp_path / "odd.webp"]
+    Image.fromarray(arr).save(paths[0])
+    Image.fromarray(arr[:100, :90]).save(paths[1], quality=90)
+    Image.fromarray(arr[:37, :53]).save(paths[2])  # not a multiple of the size step
+    return paths
+
+
+def test_restore_writes_outputs_and_json(tiny_checkpoint, inputs, tmp_path):
+    out = tmp_path / "out"
+    res = run_cli("restore", *map(str, inputs), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--json",
+                  "--max-steps", "2")
+    assert res.returncode == 0, res.stderr
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(records) == 3
+    for rec, src in zip(records, inputs):
+        assert rec["input"] == str(src)
+        assert rec["output"] == str(out / src.name)
+        assert isinstance(rec["steps"], int) and 0 <= rec["steps"] <= 2
+        assert len(rec["quality"]) >= 1 + rec["steps"]
+        assert list(rec["degradations"]) == list(DEGRADATIONS)
+        assert all(0 <= p <= 1 for p in rec["degradations"].values())
+        assert rec["ms"]["total"] > 0
+        with Image.open(rec["output"]) as im, Image.open(src) as orig:
+            assert im.size == orig.size and im.format == orig.format
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg", "odd.webp"]
+
+
+@pytest.mark.parametrize("make_bad", ["missing", "not_image"])
+def test_restore_bad_input_writes_nothing(tiny_checkpoint, inputs, tmp_path, make_bad):
+    bad = tmp_path / "bad.png"
+    if make_bad == "not_image":
+        bad.write_text("this is not an image")
+    out = tmp_path / "out"
+    res = run_cli("restore", str(inputs[0]), str(bad), "-o", str(out), "--checkpoint", str(tiny_checkpoint))
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert str(bad) in res.stderr
+    assert not out.exists()
+
+
+def test_restore_missing_checkpoint(inputs, tmp_path):
+    res = run_cli("restore", str(inputs[0]), "-o", str(tmp_path / "out"), "--checkpoint", str(tmp_path / "nope"))
+    assert res.returncode == 2 and "not found" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_report(tiny_checkpoint, photo_dir, tmp_path):
+    report_path = tmp_path / "report.json"
+    res = run_cli("eval", "--checkpoint", str(tiny_checkpoint), "--data", str(photo_dir), "--crop", "64",
+                  "--max-images", "3", "--max-steps", "1", "--json", str(report_path))
+    assert res.returncode == 0, res.stderr
+    report = json.loads(report_path.read_text())
+    assert set(report["cases"]) >= set(DEGRADATIONS) | {"clean", "blur+noise+jpeg"}
+    for name, row in report["cases"].items():
+        assert 0 <= row["steps"] <= 1
+        assert -1 <= row["ssim_out"] <= 1
+        if name != "clean":
+            assert row["psnr_in"] < 60
+    assert set(report["degradation_auc"]) == set(DEGRADATIONS)
+    assert all(0 <= v <= 1 for v in report["degradation_auc"].values())
+    assert -1 <= report["assessor_srcc"] <= 1
+    assert "assessor SRCC" in res.stdout
+
+
+def test_presets_command_lists_limits():
+    res = run_cli("presets", "--json")
+    assert res.returncode == 0
+    rows = {r["preset"]: r for r in json.loads(res.stdout)}
+    assert rows["rar-edge-s"]["total"]["params"] <= 1_000_000

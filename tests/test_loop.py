@@ -1,0 +1,82 @@
+"""The stop rule and the reference loop: 0 steps on good input, best-assessed latent returned."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rar_edge.loop import StopRule
+from rar_edge.model import create_model
+
+
+def test_stop_rule_reasons():
+    rule = StopRule(max_steps=3, target_quality=30.0, min_gain=0.5)
+    assert rule.reason_to_stop([31.0]) == "target"
+    assert rule.reason_to_stop([20.0]) is None
+    assert rule.reason_to_stop([20.0, 20.2]) == "no_gain"
+    assert rule.reason_to_stop([20.0, 19.0]) == "no_gain"
+    assert rule.reason_to_stop([20.0, 22.0, 24.0]) is None
+    assert rule.reason_to_stop([20.0, 22.0, 24.0, 26.0]) == "max_steps"
+    assert StopRule(max_steps=0).reason_to_stop([10.0]) == "max_steps"
+    with pytest.raises(ValueError):
+        StopRule(max_steps=-1)
+
+
+def test_best_index_prefers_earliest_on_ties():
+    assert StopRule.best_index([20.0, 25.0, 24.0]) == 1
+    assert StopRule.best_index([25.0, 25.0]) == 0
+
+
+def _scripted(model, qualities_per_call):
+    """Make model.assess return scripted qualities (one list per call, one value per image)."""
+    calls = iter(qualities_per_call)
+    real = model.assess
+
+    def fake(z):
+        _, probs, cond = real(z)
+        return torch.tensor(next(calls), dtype=torch.float32), probs, cond
+
+    model.assess = fake
+
+
+def test_zero_steps_when_input_assessed_above_target():
+    torch.manual_seed(0)
+    model = create_model("rar-tiny").eval()
+    with torch.no_grad():
+        model.assessor.quality.weight.zero_()
+        model.assessor.quality.bias.fill_(45.0)  # every latent assessed at 45 dB
+    x = torch.rand(2, 3, 32, 32)
+    results = model.restore_loop(x, StopRule(max_steps=4, target_quality=40.0))
+    for r in results:
+        assert r.steps == 0 and r.steps_run == 0 and r.stop_reason == "target"
+        assert r.quality == [45.0]
+    torch.testing.assert_close(torch.stack([r.image for r in results]), model.decode(model.encode(x)).clamp(0, 1))
+
+
+def test_returns_best_assessed_latent_never_a_worse_one():
+    torch.manual_seed(0)
+    model = create_model("rar-tiny").eval()
+    with torch.no_grad():  # a restorer that really changes the latent
+        model.restorer.head.weight.normal_(0, 0.05)
+    x = torch.rand(1, 3, 32, 32)
+    # input 20, step 1 -> 26 (best), step 2 -> 24 (worse: stops on no gain)
+    _scripted(model, [[20.0], [26.0], [24.0]])
+    (r,) = model.restore_loop(x, StopRule(max_steps=5, target_quality=40.0, min_gain=0.1))
+    assert r.quality == [20.0, 26.0, 24.0]
+    assert r.steps == 1 and r.steps_run == 2 and r.stop_reason == "no_gain"
+    with torch.no_grad():
+        z = model.encode(x)
+        _, _, cond = model.assessor(z)
+        expected = model.decode(model.restore(z, cond)).clamp(0, 1)[0]
+    torch.testing.assert_close(r.image, expected)
+
+
+def test_batch_images_stop_independently():
+    torch.manual_seed(0)
+    model = create_model("rar-tiny").eval()
+    x = torch.rand(2, 3, 32, 32)
+    # image 0 is good from the start; image 1 improves twice then hits the step cap
+    _scripted(model, [[45.0, 10.0], [45.0, 15.0], [45.0, 20.0]])
+    r0, r1 = model.restore_loop(x, StopRule(max_steps=2, target_quality=40.0))
+    assert r0.steps == 0 and r0.quality == [45.0]
+    assert r1.steps == 2 and r1.quality == [10.0, 15.0, 20.0] and r1.stop_reason == "max_steps"
