@@ -11,9 +11,9 @@ from dataclasses import dataclass
 #: What the assessor's quality score means; written into checkpoints and manifests.
 QUALITY_MEANING = (
     "predicted PSNR in dB of the decoded image against the clean original "
-    "(training targets are capped at 50 dB)"
+    "(training targets are capped at 40 dB: above that an image counts as clean)"
 )
-QUALITY_CAP_DB = 50.0
+QUALITY_CAP_DB = 40.0
 
 
 @dataclass(frozen=True)

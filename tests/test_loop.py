@@ -44,7 +44,7 @@ def test_zero_steps_when_input_assessed_above_target():
     model = create_model("rar-tiny").eval()
     with torch.no_grad():
         model.assessor.quality.weight.zero_()
-        model.assessor.quality.bias.fill_(45.0)  # every latent assessed at 45 dB
+        model.assessor.quality.bias.fill_(1.5)  # every latent assessed at 30 + 10 * 1.5 = 45 dB
     x = torch.rand(2, 3, 32, 32)
     results = model.restore_loop(x, StopRule(max_steps=4, target_quality=40.0))
     for r in results:

@@ -22,6 +22,10 @@ from .blocks import Stage, downsample
 class Assessor(nn.Module):
     """Latent -> (quality (N,1) in dB, degradation logits (N,D), conditioning embedding (N,E))."""
 
+    #: quality = QUALITY_OFFSET + QUALITY_SCALE * head: the head works in units of 10 dB around 30 dB,
+    #: so Adam's per-step moves (~lr) cover the 10-50 dB range in hundreds of steps, not tens of thousands.
+    QUALITY_OFFSET, QUALITY_SCALE = 30.0, 10.0
+
     def __init__(self, latent_channels: int, width: int, depth: int, cond_dim: int, num_degradations: int) -> None:
         super().__init__()
         self.stem = nn.Conv2d(latent_channels, width, 3, padding=1)
@@ -38,10 +42,9 @@ class Assessor(nn.Module):
         self.quality = nn.Linear(hidden, 1)
         self.degradation = nn.Linear(hidden, num_degradations)
         self.cond = nn.Linear(hidden, cond_dim)
-        # Start near a plausible quality so early training is not spent learning an offset.
-        nn.init.constant_(self.quality.bias, 25.0)
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """The IQA trunk: pooled multi-scale statistics through the MLP, (N, hidden)."""
         h = torch.relu(self.stem(z))
         stats = []
         for i, stage in enumerate(self.scales):
@@ -50,5 +53,18 @@ class Assessor(nn.Module):
             stats.append((torch.relu(h) + torch.relu(-h)).mean(dim=(2, 3)))
             if i < len(self.downs):
                 h = self.downs[i](h)
-        feat = self.mlp(torch.cat(stats, dim=1))
-        return self.quality(feat), self.degradation(feat), 2 * torch.sigmoid(self.cond(feat)) - 1
+        return self.mlp(torch.cat(stats, dim=1))
+
+    def heads(self, feat: torch.Tensor, cond_feat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Quality, degradation logits and embedding from trunk features.
+
+        Training passes ``cond_feat = feat.detach()``: the trunk learns quality and degradations
+        only (an IQA model), and the embedding head is the adapter the restore losses train, as
+        in RAR, where adapters read a fixed IQA model into the restorer's conditioning.
+        """
+        quality = self.QUALITY_OFFSET + self.QUALITY_SCALE * self.quality(feat)
+        cond = 2 * torch.sigmoid(self.cond(feat if cond_feat is None else cond_feat)) - 1
+        return quality, self.degradation(feat), cond
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.heads(self.features(z))

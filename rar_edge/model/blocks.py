@@ -1,9 +1,13 @@
 """Small building blocks shared by the autoencoder, the assessor and the restorer.
 
 Every op here lowers in ExecuTorch/XNNPACK, Core ML and ONNX: 1x1 / depthwise 3x3 / strided
-convs, pixel shuffle, mean, mul, add, linear. NAFNet's LayerNorm2d is left out on purpose
-(it needs sqrt/div per pixel, quantizes badly, and its GroupNorm stand-in would make a tile's
-output depend on the whole tile); zero-initialised residual scales keep the deep stacks stable.
+convs, pixel shuffle, mean, mul, add, sigmoid, linear. NAFNet's LayerNorm2d is left out on
+purpose (it needs sqrt/div per pixel, quantizes badly, and its GroupNorm stand-in would make a
+tile's output depend on the whole tile). Without a norm, NAFNet's products (simple gate a * b,
+channel attention x * W mean(x)) are quadratic in the activations and a stack of them diverged
+in training; so the gate and the attention go through a sigmoid (a * sigmoid(b), as in GLU;
+x * sigmoid(W mean(x)), as in squeeze-excitation), which keeps each block at most linear in its
+input. Zero-initialised residual scales make every block start as the identity.
 """
 
 from __future__ import annotations
@@ -12,23 +16,23 @@ import torch
 from torch import nn
 
 
-class SimpleGate(nn.Module):
-    """NAFNet's gate: split the channels in two halves and multiply them."""
+class SigmoidGate(nn.Module):
+    """Split the channels in two halves a, b and return a * sigmoid(b) (NAFNet's gate, bounded)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = x.chunk(2, dim=1)
-        return a * b
+        return a * torch.sigmoid(b)
 
 
 class ChannelAttention(nn.Module):
-    """Simplified channel attention: global mean, then a 1x1 conv, as a per-channel scale."""
+    """Channel attention: global mean, a 1x1 conv and a sigmoid, as a per-channel scale in (0, 1)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.proj = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.proj(x.mean(dim=(2, 3), keepdim=True))
+        return x * torch.sigmoid(self.proj(x.mean(dim=(2, 3), keepdim=True)))
 
 
 class NAFBlock(nn.Module):
@@ -44,7 +48,7 @@ class NAFBlock(nn.Module):
         c2 = channels * 2
         self.expand = nn.Conv2d(channels, c2, 1)
         self.dwconv = nn.Conv2d(c2, c2, 3, padding=1, groups=c2)
-        self.gate = SimpleGate()
+        self.gate = SigmoidGate()
         self.attn = ChannelAttention(channels)
         self.project = nn.Conv2d(channels, channels, 1)
         self.ffn_in = nn.Conv2d(channels, c2, 1)

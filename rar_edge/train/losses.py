@@ -6,8 +6,9 @@ One module whose ``forward`` returns the losses, so DDP can wrap it. What learns
 - the restorer learns flow-style: from any latent on the straight path encode(degraded) ->
   encode(clean), one step should land on the clean end; and through an unrolled loop, every
   decoded step should approach the clean image and improve on the step before (the step loss);
-- the assessor learns the true PSNR of every latent it reads (computed here, never at inference),
-  which degradations the input has, and an embedding shaped by the restore losses.
+- the assessor's trunk learns the true PSNR of every latent it reads (computed here, never at
+  inference) and which degradations the input has; its embedding head alone learns from the
+  restore losses (an adapter on an IQA model, as in RAR).
 Restore losses are normalised per sample by that sample's input error, so mild and severe
 degradations weigh alike and the restorer cannot hide at identity.
 """
@@ -32,8 +33,8 @@ class LossWeights:
     restore: float = 1.0
     flow: float = 1.0
     step: float = 0.5
-    quality: float = 0.05
-    degradation: float = 0.1
+    quality: float = 0.1
+    degradation: float = 0.5
 
 
 def per_sample_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -54,6 +55,11 @@ class RARObjective(nn.Module):
         self.model = model
         self.weights = weights
         self.unroll = unroll
+
+    def assess(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The assessor with its trunk shielded from the restore losses (see Assessor.heads)."""
+        feat = self.model.assessor.features(z)
+        return self.model.assessor.heads(feat, cond_feat=feat.detach())
 
     def frozen_decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decode with the decoder's weights detached: gradients reach ``z`` but not the decoder."""
@@ -85,14 +91,14 @@ class RARObjective(nn.Module):
 
         # Flow: one step from a random point on the straight path should reach the clean end.
         z_t = (1 - t[:, None, None, None]) * z_deg + t[:, None, None, None] * z_clean
-        q_t, _, cond_t = m.assessor(z_t)
+        q_t, _, cond_t = self.assess(z_t)
         z_flow = m.restorer(z_t, cond_t)
         loss_flow = restore_error(self.frozen_decode(z_flow), z_flow).mean()
         assessed_z.append(z_t)
         assessed_q.append(q_t)
 
         # Unrolled loop from the degraded latent, as at inference.
-        q0, logits, cond = m.assessor(z_deg)
+        q0, logits, cond = self.assess(z_deg)
         assessed_z.append(z_deg)
         assessed_q.append(q0)
         z = z_deg
@@ -107,14 +113,14 @@ class RARObjective(nn.Module):
             hinge.append(F.relu(err - prev_err) / in_err)
             prev_err = err
             # The assessor reads a detached latent: the restorer must not learn to please it.
-            q, _, cond = m.assessor(z.detach())
+            q, _, cond = self.assess(z.detach())
             assessed_z.append(z.detach())
             assessed_q.append(q)
         loss_restore = torch.stack(step_losses).mean()
         loss_step = torch.stack(hinge).mean()
 
         # Clean latents: quality near the autoencoder's ceiling, no degradation.
-        q_clean, logits_clean, _ = m.assessor(z_clean)
+        q_clean, logits_clean, _ = self.assess(z_clean)
         assessed_z.append(z_clean)
         assessed_q.append(q_clean)
         with torch.no_grad():
