@@ -49,6 +49,16 @@ def bench(preset: str, photos: PhotoFolder, crop: int, batch: int, steps: int, w
             "img_per_s": batch / (med_data + med_step)}
 
 
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", default="rar-teacher,rar-edge-s")
@@ -73,7 +83,7 @@ def main() -> None:
             Image.fromarray(arr).save(f"{tmp}/{name}.png")
         photos = PhotoFolder(tmp)
     machine = (torch.cuda.get_device_name() if device.type == "cuda"
-               else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads")
+               else f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads")
     print(f"machine: {machine}; torch {torch.__version__}; {date.today()}")
     print("| preset | crop | batch | data ms/batch | step ms/batch | images/s |")
     print("|---|---|---|---|---|---|")
