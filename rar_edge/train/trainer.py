@@ -150,6 +150,8 @@ def train(cfg: TrainConfig) -> dict:
         start = saved["step"]
         if info.is_main:
             log.info("resuming %s from step %d", last, start)
+    elif cfg.resume and info.is_main:
+        log.info("nothing to resume in %s: starting a new run", out)
 
     runner: torch.nn.Module = objective
     if info.device.type == "cuda" and cfg.compile:
@@ -196,7 +198,7 @@ def train(cfg: TrainConfig) -> dict:
             if info.is_main and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
                 rate = seen / (time.perf_counter() - t0)
                 row = {"step": step + 1, "lr": scheduler.get_last_lr()[0], "img_per_s": rate, "skipped": skipped,
-                       **{k: float(v) for k, v in losses.items()}}
+                       **{k: float(v.detach()) for k, v in losses.items()}}
                 with open(log_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 bar.set_postfix(loss=f"{row['total']:.3f}", dB=f"{row['psnr_in']:.1f}->{row['psnr_out']:.1f}",
