@@ -32,6 +32,21 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(a: argparse.Namespace) -> int:
+    from rar_edge.quantize.distill import DistillConfig, distill
+
+    cfg = DistillConfig(teacher=a.teacher, data=a.data, out=a.out, preset=a.preset, backend=a.backend, steps=a.steps,
+                        qat_steps=a.qat_steps, freeze_fraction=a.freeze_fraction,
+                        keep_float=tuple(x for x in a.keep_float.split(",") if x), batch=a.batch, crop=a.crop,
+                        lr=a.lr, qat_lr=a.qat_lr, seed=a.seed, val_data=a.val_data, val_every=a.val_every,
+                        ckpt_every=a.ckpt_every, report_images=a.report_images, report_crop=a.report_crop,
+                        device=a.device, resume=a.resume)
+    distill(cfg)
+    print(f"student: {a.out}/student (float weights + int8 programs), report: {a.out}/report.json")
+    print(f"next: python -m rar_edge.export --target all --checkpoint {a.out}/student --precision int8")
+    return 0
+
+
 def cmd_eval(a: argparse.Namespace) -> int:
     from rar_edge.eval.evaluate import evaluate, format_report
     from rar_edge.train.checkpoint import load_model
@@ -121,6 +136,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in OUT/last exactly (same step, LR and data order)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("distill", help="quantization-aware distillation of a teacher into an int8 student")
+    p.add_argument("--teacher", required=True, help="teacher checkpoint folder (rar-edge train)")
+    p.add_argument("--preset", default="rar-edge-s", help="student preset")
+    p.add_argument("--data", required=True, help="folder of clean photos")
+    p.add_argument("--out", required=True, help="distillation folder: float/, qat/, student/, report.json")
+    p.add_argument("--backend", default="xnnpack", help="xnnpack (ExecuTorch, ONNX) or coreml")
+    p.add_argument("--steps", type=int, default=4000, help="float distillation steps")
+    p.add_argument("--qat-steps", type=int, default=1000, help="quantization-aware steps")
+    p.add_argument("--freeze-fraction", type=float, default=0.25, help="last fraction of QAT with frozen observers")
+    p.add_argument("--keep-float", default="", help="comma-separated entry points to keep in float")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--qat-lr", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-data", help="held-out photos for validation and the report (default: --data)")
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument("--report-images", type=int, default=8)
+    p.add_argument("--report-crop", type=int, default=128)
+    p.add_argument("--device")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted distillation exactly")
+    p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint per degradation type")
     p.add_argument("--checkpoint", required=True)

@@ -35,7 +35,8 @@ def evaluate(model: RAR, data: str, rule: StopRule | None = None, crop: int = 25
     """Evaluate on centre crops of the photos in ``data`` under every case of rar_edge.eval.cases."""
     rule = rule or model.stop_rule()
     photos = PhotoFolder(data)
-    clean_all = photos.center_crops(crop)[:max_images].to(next(model.parameters()).device)
+    device = next(iter(model.parameters()), torch.empty(0)).device  # converted int8 graphs may hold no parameters
+    clean_all = photos.center_crops(crop)[:max_images].to(device)
     batch, names = make_cases(clean_all, seed=seed)
     rows: dict[str, dict[str, list[float]]] = {}
     probs_all, labels_all, pred_q, true_q = [], [], [], []

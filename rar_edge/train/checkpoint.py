@@ -2,6 +2,7 @@
 
     CKPT/model.safetensors      model weights
     CKPT/config.json            preset, model config, step, metrics, package version, quality meaning
+    CKPT/extras.safetensors     task-specific modules, "name/key" (e.g. distillation projections, QAT state)
     CKPT/optimizer.safetensors  optimizer tensors (training checkpoints only)
     CKPT/trainer.json           optimizer hyper-parameters, scheduler state, train config
 """
@@ -45,21 +46,34 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def write_model_files(folder: Path, model: RAR, preset: str, step: int, metrics: dict | None = None,
+                      extra_config: dict | None = None) -> None:
+    """Write model.safetensors and config.json into an existing folder (callers make it atomic)."""
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, folder / "model.safetensors", metadata={"format": FORMAT, "preset": preset})
+    config = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__,
+        "preset": preset, "model": model.config.to_dict(), "step": step, "metrics": metrics or {},
+        "quality_meaning": QUALITY_MEANING, **(extra_config or {}),
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+
+
 def save_checkpoint(
     path: str | Path, model: RAR, preset: str, step: int, metrics: dict | None = None,
     optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None, train_config: dict | None = None,
+    extras: dict[str, torch.nn.Module] | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically (an existing one is replaced only once the new one is whole)."""
     path = Path(path)
     with atomic_dir(path) as tmp:
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(weights, tmp / "model.safetensors", metadata={"format": FORMAT, "preset": preset})
-        config = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__,
-            "preset": preset, "model": model.config.to_dict(), "step": step, "metrics": metrics or {},
-            "quality_meaning": QUALITY_MEANING,
-        }
-        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        write_model_files(tmp, model, preset, step, metrics)
+        if extras:
+            # clone(): modules registered under two names (PT2E's shared observers) share tensors,
+            # which safetensors refuses; loading writes the same value into the one module twice.
+            flat = {f"{name}/{k}": v.detach().cpu().clone().contiguous()
+                    for name, module in extras.items() for k, v in module.state_dict().items()}
+            save_file(flat, tmp / "extras.safetensors")
         if optimizer is not None:
             tensors, meta = _flatten_optimizer(optimizer.state_dict())
             save_file(tensors, tmp / "optimizer.safetensors")

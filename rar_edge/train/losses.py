@@ -57,16 +57,27 @@ class RARObjective(nn.Module):
         self.unroll = unroll
 
     def assess(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The assessor with its trunk shielded from the restore losses (see Assessor.heads)."""
-        feat = self.model.assessor.features(z)
-        return self.model.assessor.heads(feat, cond_feat=feat.detach())
+        """(quality (N,), degradation logits, embedding), the trunk shielded from the restore losses.
+
+        A float RAR exposes the assessor's trunk (see Assessor.heads); a quantization-aware
+        student only has the ``assess`` entry point, whose probabilities are turned back into logits.
+        """
+        assessor = self.model.assessor
+        if hasattr(assessor, "features"):
+            feat = assessor.features(z)
+            quality, logits, cond = assessor.heads(feat, cond_feat=feat.detach())
+            return quality[:, 0], logits, cond
+        quality, probs, cond = self.model.assess(z)
+        return quality, torch.logit(probs, eps=1e-6), cond
 
     def frozen_decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decode with the decoder's weights detached: gradients reach ``z`` but not the decoder."""
         params = {k: v.detach() for k, v in self.model.decoder.named_parameters()}
         return torch.func.functional_call(self.model.decoder, params, (z,))
 
-    def forward(self, degraded: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, degraded: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor, t: torch.Tensor,
+                return_aux: bool = False):
+        """The losses of one batch; with ``return_aux``, also the tensors distillation matches against."""
         m, w = self.model, self.weights
         n = clean.shape[0]
 
@@ -99,15 +110,17 @@ class RARObjective(nn.Module):
 
         # Unrolled loop from the degraded latent, as at inference.
         q0, logits, cond = self.assess(z_deg)
+        cond0 = cond
         assessed_z.append(z_deg)
         assessed_q.append(q0)
         z = z_deg
         with torch.no_grad():
             prev_err = per_sample_mse(self.frozen_decode(z_deg), clean)
-        step_losses, hinge = [], []
+        step_losses, hinge, step_images = [], [], []
         for _ in range(self.unroll):
             z = m.restorer(z, cond)
             img = self.frozen_decode(z)
+            step_images.append(img)
             step_losses.append(restore_error(img, z))
             err = per_sample_mse(img, clean)
             hinge.append(F.relu(err - prev_err) / in_err)
@@ -125,7 +138,7 @@ class RARObjective(nn.Module):
         assessed_q.append(q_clean)
         with torch.no_grad():
             target_q = psnr_db(self.frozen_decode(torch.cat(assessed_z)), clean.repeat(len(assessed_z), 1, 1, 1))
-        pred_q = torch.cat(assessed_q)[:, 0].float()
+        pred_q = torch.cat(assessed_q).float()
         loss_quality = F.huber_loss(pred_q, target_q, delta=1.0)
         loss_deg = F.binary_cross_entropy_with_logits(
             torch.cat([logits, logits_clean]).float(), torch.cat([labels, torch.zeros_like(labels)])
@@ -136,8 +149,14 @@ class RARObjective(nn.Module):
         with torch.no_grad():
             psnr_in = psnr_db(degraded, clean).mean()
             psnr_out = target_q[(1 + self.unroll) * n : (2 + self.unroll) * n].mean()  # last unrolled step
-        return {
+        losses = {
             "total": total, "ae": loss_ae.detach(), "restore": loss_restore.detach(), "flow": loss_flow.detach(),
             "monotone": loss_step.detach(), "quality": loss_quality.detach(), "degradation": loss_deg.detach(),
             "psnr_in": psnr_in, "psnr_out": psnr_out,
         }
+        if not return_aux:
+            return losses
+        z_clean_live, z_deg_live = z_both.chunk(2)
+        aux = {"z_deg": z_deg_live, "z_clean": z_clean_live, "step_images": step_images, "in_err": in_err,
+               "quality": q0, "logits": logits, "cond": cond0}
+        return losses, aux

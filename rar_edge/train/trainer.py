@@ -8,6 +8,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -22,6 +23,7 @@ from rar_edge.model import RAR, get_preset
 from . import distributed
 from .checkpoint import load_model, load_training_state, read_config, save_checkpoint
 from .losses import LossWeights, RARObjective, psnr_db
+from .task import TrainTask, load_extras, rar_task
 
 log = logging.getLogger(__name__)
 
@@ -109,43 +111,51 @@ def validate(model: RAR, objective: RARObjective, val_clean: torch.Tensor, batch
     return {"loss": loss_sum / count, "psnr_gain": gains, "mean_gain": sum(degraded_gains) / len(degraded_gains)}
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Train (or resume) a RAR model; returns the last validation metrics."""
-    try:
-        preset = get_preset(cfg.preset)
-    except KeyError as e:
-        raise RarEdgeError(e.args[0]) from None
-    unknown = set(cfg.degradations) - set(DEGRADATIONS)
-    if unknown or not cfg.degradations:
-        raise RarEdgeError(f"unknown degradations {sorted(unknown)}; choose from {', '.join(DEGRADATIONS)}")
-    info = distributed.setup(cfg.device)
-    out = Path(cfg.out)
-    photos = PhotoFolder(cfg.data)
-    val_photos = PhotoFolder(cfg.val_data) if cfg.val_data else photos
-    val_clean = val_photos.center_crops(cfg.val_crop)[:16].to(info.device)
-
-    torch.manual_seed(cfg.seed)  # the initial weights are part of the run's reproducibility
-    model = RAR(preset.config).to(info.device)
+def default_task(cfg: TrainConfig, device: torch.device) -> TrainTask:
+    """A float RAR of ``cfg.preset`` (optionally from ``cfg.init``) with the RAR objective."""
+    model = RAR(get_preset(cfg.preset).config).to(device)
     if cfg.init:
         init_model, init_cfg = load_model(cfg.init)
         if init_cfg["preset"] != cfg.preset:
             raise RarEdgeError(f"--init checkpoint is {init_cfg['preset']}, not {cfg.preset}")
         model.load_state_dict(init_model.state_dict())
-    objective = RARObjective(model, cfg.weights, cfg.unroll).to(info.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
+    return rar_task(model, RARObjective(model, cfg.weights, cfg.unroll).to(device))
 
-    start = 0
+
+def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], TrainTask] = default_task) -> dict:
+    """Train (or resume) ``build_task``'s model; returns the last validation metrics."""
+    try:
+        get_preset(cfg.preset)
+    except KeyError as e:
+        raise RarEdgeError(e.args[0]) from None
+    unknown = set(cfg.degradations) - set(DEGRADATIONS)
+    if unknown or not cfg.degradations:
+        raise RarEdgeError(f"unknown degradations {sorted(unknown)}; choose from {', '.join(DEGRADATIONS)}")
+    out = Path(cfg.out)
     last = out / "last"
     if (last / "config.json").exists() and not cfg.resume:
         raise RarEdgeError(f"{out} already holds a run (step {read_config(last)['step']}): "
                            "pass --resume to continue it, or choose another --out")
+    info = distributed.setup(cfg.device)
+    photos = PhotoFolder(cfg.data)
+    val_photos = PhotoFolder(cfg.val_data) if cfg.val_data else photos
+    val_clean = val_photos.center_crops(cfg.val_crop)[:16].to(info.device)
+
+    torch.manual_seed(cfg.seed)  # the initial weights are part of the run's reproducibility
+    task = build_task(cfg, info.device)
+    model, objective = task.model, task.objective
+    optimizer = torch.optim.AdamW(task.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
+
+    start = 0
     if (last / "config.json").exists():
         saved = read_config(last)
         if saved["preset"] != cfg.preset:
             raise RarEdgeError(f"{last} holds a {saved['preset']} run, not {cfg.preset}: choose another --out")
         resumed, _ = load_model(last, info.device)
-        model.load_state_dict(resumed.state_dict())
+        if task.load_model_state is not None:
+            task.load_model_state(resumed.state_dict())
+        load_extras(last, task.extras)
         load_training_state(last, optimizer, scheduler)
         start = saved["step"]
         if info.is_main:
@@ -163,8 +173,8 @@ def train(cfg: TrainConfig) -> dict:
 
     def checkpoint(step: int, metrics: dict, name: str = "last") -> None:
         if info.is_main:
-            save_checkpoint(out / name, model, cfg.preset, step, metrics, optimizer, scheduler,
-                            {k: v for k, v in cfg.to_dict().items() if k != "weights"})
+            save_checkpoint(out / name, task.float_model(), cfg.preset, step, metrics, optimizer, scheduler,
+                            {k: v for k, v in cfg.to_dict().items() if k != "weights"}, task.extras)
 
     metrics: dict = {}
     best_gain = -float("inf")
@@ -180,12 +190,14 @@ def train(cfg: TrainConfig) -> dict:
     skipped = 0
     try:
         for step in range(start, cfg.steps):
+            if task.on_step is not None:
+                task.on_step(step)
             batch, t = training_batch(photos, cfg, step, info.rank, info.device)
             with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_amp):
                 losses = runner(batch.degraded, batch.clean, batch.labels, t)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(task.parameters(), cfg.grad_clip)
             if torch.isfinite(grad_norm):
                 optimizer.step()
             else:

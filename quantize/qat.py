@@ -1,0 +1,161 @@
+"""Quantization-aware RAR: each entry point as a PT2E graph with fake-quant, then converted to int8.
+
+``QuantRAR`` duck-types ``RAR`` (encode / assess / restore / decode, the loop, and
+``encoder`` / ``decoder`` / ``restorer`` / ``assessor`` for the training objective), so the trainer,
+the objective and the evaluation run unchanged on it.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rar_edge.model import ENTRY_POINTS, RAR
+from rar_edge.model.entry_points import EntryPoint, example_inputs
+
+_PREFIX = "model."  # EntryPoint wraps the RAR model as .model: graph parameters keep these names
+
+
+def dynamic_shapes(model: RAR, name: str, args: tuple[torch.Tensor, ...]):
+    """Dynamic batch and H x W (multiples of the size step) for ``torch.export`` of one entry point."""
+    c = model.config
+    unit = c.size_multiple // c.stride
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    hq = torch.export.Dim("hq", min=1, max=1024)
+    wq = torch.export.Dim("wq", min=1, max=1024)
+    scale = c.stride if name == "encode" else 1
+    return (tuple({0: batch, 2: unit * scale * hq, 3: unit * scale * wq} if a.dim() == 4 else {0: batch}
+                  for a in args),)
+
+
+def export_graph(model: RAR, name: str, size: int = 64) -> torch.fx.GraphModule:
+    """One entry point as a trainable exported graph (dynamic batch and size)."""
+    args = example_inputs(model, name, size, size, batch=2)
+    return torch.export.export(EntryPoint(model, name), args, dynamic_shapes=dynamic_shapes(model, name, args)).module()
+
+
+class QuantRAR(nn.Module):
+    """RAR with its entry points as exported graphs: fake-quant (QAT), converted int8, or float."""
+
+    def __init__(self, config, parts: dict[str, nn.Module], quantized: tuple[str, ...]) -> None:
+        super().__init__()
+        self.config = config
+        self.parts = nn.ModuleDict(parts)
+        self.quantized = tuple(quantized)
+
+    @classmethod
+    def prepare(cls, model: RAR, quantizer, keep_float: tuple[str, ...] = ()) -> "QuantRAR":
+        """Export each entry point and insert fake-quant (``prepare_qat_pt2e``), except ``keep_float`` ones."""
+        from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+        unknown = set(keep_float) - set(ENTRY_POINTS)
+        if unknown:
+            raise ValueError(f"unknown entry points {sorted(unknown)} in keep_float; choose from {ENTRY_POINTS}")
+        model = copy.deepcopy(model).cpu().train()
+        parts = {}
+        for name in ENTRY_POINTS:
+            gm = export_graph(model, name)
+            parts[name] = gm if name in keep_float else prepare_qat_pt2e(gm, quantizer)
+        quant = cls(model.config, parts, tuple(n for n in ENTRY_POINTS if n not in keep_float))
+        return quant.train()
+
+    # --- RAR's interface ---
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        return self.parts["encode"](image)
+
+    def assess(self, z: torch.Tensor):
+        return self.parts["assess"](z)
+
+    def restore(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.parts["restore"](z, cond)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.parts["decode"](z)
+
+    encoder = property(lambda self: self.parts["encode"])
+    decoder = property(lambda self: self.parts["decode"])
+    restorer = property(lambda self: self.parts["restore"])
+    assessor = property(lambda self: self.parts["assess"])  # entry point only: no .features
+    restore_loop = RAR.restore_loop
+    stop_rule = RAR.stop_rule
+
+    def train(self, mode: bool = True) -> "QuantRAR":
+        """Exported graphs cannot use ``Module.train``; switch their fake-quant/observers the PT2E way."""
+        from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
+
+        for part in self.parts.values():
+            (move_exported_model_to_train if mode else move_exported_model_to_eval)(part)
+        self.training = mode
+        return self
+
+    def eval(self) -> "QuantRAR":
+        return self.train(False)
+
+    def disable_observers(self) -> None:
+        """Freeze the quantization ranges (the last part of QAT trains the weights against fixed ranges)."""
+        from torchao.quantization.pt2e import disable_observer
+
+        for name in self.quantized:
+            self.parts[name].apply(disable_observer)
+
+    def float_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights in RAR's naming (what a float checkpoint of the student stores)."""
+        out = {}
+        for part in self.parts.values():
+            for key, value in part.named_parameters():
+                if key.startswith(_PREFIX):
+                    out[key[len(_PREFIX):]] = value.detach()
+        return out
+
+    def to_float(self) -> RAR:
+        """A float RAR with the (QAT-trained) weights."""
+        model = RAR(self.config)
+        model.load_state_dict(self.float_state_dict())
+        return model.eval()
+
+    def convert(self, only: tuple[str, ...] | None = None) -> "QuantRAR":
+        """A copy whose quantized parts (or only ``only`` of them) are converted to int8 (``convert_pt2e``).
+
+        Parts not converted are returned as float graphs with the same weights (fake-quant removed).
+        """
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+        only = self.quantized if only is None else only
+        src = copy.deepcopy(self).eval()
+        float_model = self.to_float()
+        parts = {}
+        for name in ENTRY_POINTS:
+            if name in only and name in self.quantized:
+                parts[name] = convert_pt2e(src.parts[name])
+            else:
+                parts[name] = export_graph(float_model, name)
+        return QuantRAR(self.config, parts, tuple(n for n in only if n in self.quantized)).eval()
+
+    def save_programs(self, folder: str | Path, size: int = 64) -> dict[str, int]:
+        """``torch.export.save`` each (converted) entry point as ``folder/<name>.pt2``; returns sizes in bytes."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        sizes = {}
+        for name in ENTRY_POINTS:
+            args = example_inputs(self, name, size, size, batch=2)
+            # An exported graph takes its inputs positionally: one shape spec per input, not wrapped.
+            ep = torch.export.export(self.parts[name], args, dynamic_shapes=dynamic_shapes(self, name, args)[0])
+            path = folder / f"{name}.pt2"
+            torch.export.save(ep, path)
+            sizes[name] = path.stat().st_size
+        return sizes
+
+
+def load_programs(folder: str | Path, config) -> QuantRAR:
+    """The converted entry points saved by ``save_programs``, as a runnable QuantRAR."""
+    folder = Path(folder)
+    parts = {name: torch.export.load(folder / f"{name}.pt2").module() for name in ENTRY_POINTS}
+    return QuantRAR(config, parts, ENTRY_POINTS).eval()
+
+
+def count_qdq(graph: torch.fx.GraphModule) -> int:
+    """Quantize/dequantize nodes in a graph (a converted int8 graph holds many; a float one none)."""
+    return sum(1 for n in graph.graph.nodes if n.op == "call_function" and "quantize_per" in str(n.target))

@@ -1,0 +1,33 @@
+"""The PT2E quantizer per deployment backend, and the recorded description of its configuration."""
+
+from __future__ import annotations
+
+BACKENDS = ("xnnpack", "coreml")
+
+
+def make_quantizer(backend: str, qat: bool = True):
+    """The quantizer used for ``backend``.
+
+    Both backends use XNNPACK's quantizer (int8, symmetric per-channel weights, asymmetric
+    per-tensor activations): its QDQ graph lowers to XNNPACK for ExecuTorch, to QDQ ONNX, and
+    converts with coremltools to a Core ML int8 program too, so one QAT run serves every target.
+    CoreMLQuantizer was the alternative for Core ML; it took about 40 s per part to prepare on
+    this machine (TOOLCHAIN.md) against about 2 s, and Core ML int8 accuracy cannot be measured
+    on Linux, where Core ML cannot predict. docs/quantization.md records the decision.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
+
+
+def describe(backend: str) -> dict:
+    """What the quantized graphs hold, for the student's JSON and the export manifest."""
+    return {
+        "backend": backend, "quantizer": "XNNPACKQuantizer", "flow": "PT2E QAT (torchao.quantization.pt2e)",
+        "weights": "int8 symmetric, per output channel", "activations": "int8 asymmetric, per tensor",
+    }

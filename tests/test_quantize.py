@@ -1,0 +1,191 @@
+"""Quantization-aware distillation on rar-tiny: QAT graphs, conversion parity, learning, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rar_edge.loop import StopRule
+from rar_edge.model import create_model
+from rar_edge.model.config import RARConfig
+from rar_edge.model.rar import RAR
+from rar_edge.quantize.distill import DistillConfig, distill
+from rar_edge.quantize.qat import QuantRAR, count_qdq, load_programs
+from rar_edge.quantize.quantizers import make_quantizer
+from rar_edge.train import trainer
+from rar_edge.train.checkpoint import load_model, save_checkpoint
+from rar_edge.train.losses import RARObjective
+
+from conftest import run_cli
+
+
+def _cfg(teacher, data, out, **kw) -> DistillConfig:
+    base = dict(teacher=str(teacher), data=str(data), out=str(out), preset="rar-tiny", steps=4, qat_steps=4,
+                batch=2, crop=32, val_every=100, ckpt_every=2, report_images=0, progress=False)
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    torch.manual_seed(0)
+    return QuantRAR.prepare(create_model("rar-tiny"), make_quantizer("xnnpack"))
+
+
+@pytest.fixture()
+def crops(photo_dir) -> torch.Tensor:
+    from rar_edge.data.folder import PhotoFolder
+
+    return PhotoFolder(photo_dir).center_crops(32)[:3]
+
+
+def test_qat_backward_reaches_every_parameter(prepared, crops):
+    prepared.train()
+    objective = RARObjective(prepared, unroll=2)
+    prepared.zero_grad()
+    out = objective(crops.clamp(0, 1) * 0.8, crops, torch.zeros(3, 6), torch.rand(3))
+    out["total"].backward()
+    missing = [n for n, p in prepared.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+    assert len(list(prepared.named_parameters())) == len(list(create_model("rar-tiny").parameters()))
+
+
+def test_converted_graphs_hold_qdq_and_match_fake_quant(prepared, crops):
+    prepared.train()
+    with torch.no_grad():  # calibrate the observers on real photo crops
+        for _ in range(3):
+            prepared.restore_loop(crops, StopRule(max_steps=2, target_quality=99))
+    prepared.disable_observers()
+    prepared.eval()
+    converted = prepared.convert()
+    for name, part in converted.parts.items():
+        assert count_qdq(part) > 0, name
+    # Stated tolerance: the converted loop's images within 35 dB PSNR of the fake-quant loop's at a
+    # fixed step count, assessed qualities within 0.5 dB, degradation probabilities within 0.05.
+    rule = StopRule(max_steps=2, target_quality=99, min_gain=-99)
+    with torch.no_grad():
+        fq, cv = prepared.restore_loop(crops, rule), converted.restore_loop(crops, rule)
+    for a, b in zip(fq, cv):
+        mse = float((a.image - b.image).pow(2).mean())
+        assert 10 * np.log10(1 / max(mse, 1e-12)) >= 35
+        assert np.allclose(a.quality, b.quality, atol=0.5)
+        assert all(abs(a.degradations[k] - b.degradations[k]) < 0.05 for k in a.degradations)
+
+
+def test_keep_float_parts_are_not_quantized():
+    q = QuantRAR.prepare(create_model("rar-tiny"), make_quantizer("xnnpack"), keep_float=("encode", "decode"))
+    assert q.quantized == ("assess", "restore")
+    converted = q.convert()
+    assert count_qdq(converted.parts["encode"]) == 0 and count_qdq(converted.parts["restore"]) > 0
+    with pytest.raises(ValueError, match="unknown entry points"):
+        QuantRAR.prepare(create_model("rar-tiny"), make_quantizer("xnnpack"), keep_float=("encoder",))
+
+
+@pytest.fixture(scope="module")
+def distilled(tiny_checkpoint, photo_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("distill") / "run"
+    report = distill(_cfg(tiny_checkpoint, photo_dir, out, steps=40, qat_steps=8, batch=4, val_every=20,
+                          ckpt_every=20, report_images=2, report_crop=32))
+    return out, report
+
+
+def test_distillation_outputs_and_learning(distilled):
+    out, report = distilled
+    vals = [json.loads(line)["val"] for line in (out / "float" / "log.jsonl").read_text().splitlines() if "val" in line]
+    assert len(vals) == 2 and vals[-1]["loss"] < vals[0]["loss"]  # the distillation loss falls
+    student, config = load_model(out / "student")
+    q = config["quantization"]
+    assert q["quantizer"] == "XNNPACKQuantizer" and q["quantized"] == ["encode", "assess", "restore", "decode"]
+    assert q["observers_frozen_at"] == 6
+    programs = load_programs(out / "student" / "int8", student.config)
+    assert all(count_qdq(p) > 0 for p in programs.parts.values())
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep["variants"]) == {"teacher_fp32", "student_fp32", "student_int8_fakequant", "student_int8"}
+    assert set(rep["sensitivity_db"]) == {"encode", "assess", "restore", "decode"}
+    assert rep["variants"]["student_int8"]["weight_bytes"] < 0.5 * rep["variants"]["student_fp32"]["weight_bytes"]
+    assert rep == json.loads(json.dumps(report))
+
+
+def test_int8_student_stops_on_clean_input(distilled, crops, tiny_checkpoint, photo_dir):
+    from rar_edge.quantize.distill import build_quant_student
+
+    out, _ = distilled
+    student, _ = load_model(out / "student")
+    programs = load_programs(out / "student" / "int8", student.config)
+    teacher, _ = load_model(tiny_checkpoint)
+    fake_quant, _ = build_quant_student(_cfg(tiny_checkpoint, photo_dir, out), teacher, out / "qat" / "last")
+    fake_quant.eval()
+    with torch.no_grad():
+        q_fq = fake_quant.assess(fake_quant.encode(crops))[0]
+        q_int8 = programs.assess(programs.encode(crops))[0]
+    assert torch.allclose(q_fq, q_int8, atol=0.5)
+    # A target just under the QAT student's own rating of the clean crops: the int8 loop takes 0 steps.
+    rule = StopRule(max_steps=4, target_quality=float(q_fq.min()) - 1.0)
+    for res in programs.restore_loop(crops, rule):
+        assert res.steps_run == 0 and res.stop_reason == "target"
+
+
+def test_resume_of_interrupted_distillation(tiny_checkpoint, photo_dir, tmp_path, monkeypatch):
+    distill(_cfg(tiny_checkpoint, photo_dir, tmp_path / "a"))
+    real = trainer.training_batch
+
+    def interrupt(photos, cfg, step, rank, device):
+        if cfg.out.endswith("qat") and step == 3:
+            raise KeyboardInterrupt
+        return real(photos, cfg, step, rank, device)
+
+    monkeypatch.setattr(trainer, "training_batch", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        distill(_cfg(tiny_checkpoint, photo_dir, tmp_path / "b"))
+    monkeypatch.setattr(trainer, "training_batch", real)
+    assert not (tmp_path / "b" / "student").exists()
+    distill(_cfg(tiny_checkpoint, photo_dir, tmp_path / "b", resume=True))
+    a, _ = load_model(tmp_path / "a" / "student")
+    b, _ = load_model(tmp_path / "b" / "student")
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(y, x, atol=1e-6, rtol=0, msg=k)
+    from safetensors.torch import load_file
+
+    qa = load_file(tmp_path / "a" / "qat" / "last" / "extras.safetensors")
+    qb = load_file(tmp_path / "b" / "qat" / "last" / "extras.safetensors")
+    for k in qa:
+        torch.testing.assert_close(qb[k], qa[k], atol=1e-6, rtol=0, msg=k)
+
+
+def _distill_cli(teacher, data, out, *extra):
+    return run_cli("distill", "--teacher", str(teacher), "--preset", "rar-tiny", "--data", str(data), "--out", str(out),
+                   "--steps", "2", "--qat-steps", "2", "--batch", "2", "--crop", "32", *extra)
+
+
+def test_bad_teachers_fail_cleanly(tmp_path, photo_dir, tiny_checkpoint):
+    out = tmp_path / "out"
+    res = _distill_cli(tmp_path / "missing", photo_dir, out)
+    assert res.returncode == 2 and "not found" in res.stderr
+
+    corrupt = tmp_path / "corrupt"
+    save_checkpoint(corrupt, create_model("rar-tiny"), "rar-tiny", step=1)
+    (corrupt / "model.safetensors").write_bytes(b"\x00" * 64)
+    res = _distill_cli(corrupt, photo_dir, out)
+    assert res.returncode == 2 and "damaged" in res.stderr
+
+    unknown = tmp_path / "unknown"
+    save_checkpoint(unknown, create_model("rar-tiny"), "rar-tiny", step=1)
+    cfg = json.loads((unknown / "config.json").read_text())
+    (unknown / "config.json").write_text(json.dumps({**cfg, "preset": "rar-giant"}))
+    res = _distill_cli(unknown, photo_dir, out)
+    assert res.returncode == 2 and "unknown preset" in res.stderr
+
+    stride8 = tmp_path / "stride8"
+    save_checkpoint(stride8, RAR(RARConfig(latent_channels=16, stride=8, ae_width=8, assess_width=8,
+                                           restore_width=8, restore_depths=(1, 1, 1), cond_dim=8)), "rar-tiny", step=1)
+    res = _distill_cli(stride8, photo_dir, out)
+    assert res.returncode == 2 and "cannot be matched" in res.stderr
+
+    res = _distill_cli(tiny_checkpoint, photo_dir, out, "--keep-float", "encoder")
+    assert res.returncode == 2 and "--keep-float" in res.stderr
+    for r in (res,):
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
