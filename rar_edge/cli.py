@@ -43,7 +43,8 @@ def cmd_distill(a: argparse.Namespace) -> int:
                         device=a.device, resume=a.resume)
     distill(cfg)
     print(f"student: {a.out}/student (float weights + int8 programs), report: {a.out}/report.json")
-    print(f"next: python -m rar_edge.export --target all --checkpoint {a.out}/student --precision int8")
+    print(f"next: rar-edge eval --checkpoint {a.out}/student --data DIR   (the student's float weights; "
+          "the int8 programs in student/int8 are what the exporters will consume)")
     return 0
 
 
