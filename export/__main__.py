@@ -1,41 +1,101 @@
-"""``python -m rar_edge.export``: the export entry point.
+"""``python -m rar_edge.export`` (also ``rar-edge export``): one entry point for every target.
 
-The exporters themselves are not built yet (tracked as issue 4); this entry point already
-resolves as ``rar_edge.export`` from editable and wheel installs, parses the documented
-arguments, and refuses to run with a clear message rather than pretending to export.
+    python -m rar_edge.export --target onnx --checkpoint runs/student/student --precision int8
+
+Writes ``OUT/<preset>-<precision>-<target>/`` (manifest.json + artifacts) through a temporary folder:
+a failed export, parity included, leaves nothing behind. Heavy imports happen after argument checks.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-TARGETS = ("executorch", "coreml", "onnx", "all")
+TARGETS = ("executorch", "coreml", "onnx")
 ALIASES = {"et": "executorch", "pte": "executorch", "mlpackage": "coreml", "ios": "coreml", "ort": "onnx"}
+#: Precisions each target accepts, and its default.
+PRECISIONS = {"executorch": ("fp32", "int8"), "coreml": ("fp16", "fp32", "int8"), "onnx": ("fp32", "int8")}
+DEFAULT_PRECISION = {"executorch": "fp32", "coreml": "fp16", "onnx": "fp32"}
+#: Targets whose exporter is in this version.
+AVAILABLE = ("onnx",)
+
+
+class ExportError(Exception):
+    """A user-facing export error (one line)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rar_edge.export",
                                 description="Export a RAR model to ExecuTorch, Core ML or ONNX bundles.")
-    p.add_argument("--target", required=True, help=f"one of {', '.join(TARGETS)} (aliases: {', '.join(ALIASES)})")
-    p.add_argument("--checkpoint", help="checkpoint folder written by rar-edge train / distill")
-    p.add_argument("--preset", help="preset name of a shipped model")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"))
-    p.add_argument("--imgsz", default="512", help="input size: 512 or 512x768")
-    p.add_argument("--dynamic", action="store_true", help="dynamic H x W instead of a fixed tile")
-    p.add_argument("-o", "--out", default="exports", help="output folder")
+    p.add_argument("--target", required=True,
+                   help=f"{', '.join(TARGETS)} or all (aliases: {', '.join(f'{k}={v}' for k, v in ALIASES.items())})")
+    p.add_argument("--checkpoint", help="folder from 'rar-edge train' (float) or 'rar-edge distill' (OUT/student, int8)")
+    p.add_argument("--preset", help="preset of the shipped weights (default rar-edge-s)")
+    p.add_argument("--precision", help="fp32 | fp16 | int8 (default: fp16 for Core ML, fp32 otherwise)")
+    p.add_argument("--imgsz", default="512", help="input (tile) size: 512 or 512x768 (multiples of 16)")
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch and H x W instead of a fixed tile")
+    p.add_argument("-o", "--out", default="exports", help="output folder (default: exports)")
     return p
+
+
+def parse_imgsz(text: str, multiple: int = 16) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        raise ExportError(f"--imgsz {text!r} is not a size: use 512 or 512x768") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) <= 0 or any(v % multiple for v in parts):
+        raise ExportError(f"--imgsz {text!r} must be one or two positive multiples of {multiple} (e.g. 512 or 512x768)")
+    return parts[0], parts[1]
+
+
+def resolve_targets(text: str) -> list[str]:
+    name = ALIASES.get(text.lower(), text.lower())
+    if name == "all":
+        return list(TARGETS)
+    if name not in TARGETS:
+        raise ExportError(f"unknown --target {text!r}; use one of {', '.join(TARGETS)}, all, "
+                          f"or an alias ({', '.join(ALIASES)})")
+    return [name]
+
+
+def check_args(targets: list[str], precision: str | None) -> dict[str, str]:
+    """Per-target precision after validation; raises ExportError saying what is allowed."""
+    chosen = {}
+    for t in targets:
+        p = precision or DEFAULT_PRECISION[t]
+        if p not in PRECISIONS[t]:
+            raise ExportError(f"--precision {p} is not available for {t}; use one of {', '.join(PRECISIONS[t])}")
+        if t not in AVAILABLE:
+            raise ExportError(f"the {t} exporter is not in this version of rar_edge yet; available: {', '.join(AVAILABLE)}")
+        chosen[t] = p
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    target = ALIASES.get(args.target, args.target)
-    if target not in TARGETS:
-        print(f"export: error: unknown --target {args.target!r}; use one of {', '.join(TARGETS)}", file=sys.stderr)
+    try:
+        targets = resolve_targets(args.target)
+        size = parse_imgsz(args.imgsz)
+        precisions = check_args(targets, args.precision)
+        from .bundle import export_bundle  # heavy: torch, onnx
+
+        for target, precision in precisions.items():
+            summary = export_bundle(target, precision, args.checkpoint, args.preset, size, args.dynamic, Path(args.out))
+            print(summary)
+    except ExportError as e:
+        print(f"export: error: {e}", file=sys.stderr)
         return 2
-    print("export: error: the exporters are not in this version of rar_edge yet (see the project's export issue); "
-          "nothing was written", file=sys.stderr)
-    return 2
+    except Exception as e:  # RarEdgeError and friends: one line, non-zero
+        from rar_edge.errors import RarEdgeError
+
+        if isinstance(e, RarEdgeError):
+            print(f"export: error: {e}", file=sys.stderr)
+            return 2
+        raise
+    return 0
 
 
 if __name__ == "__main__":

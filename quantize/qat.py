@@ -151,6 +151,9 @@ class QuantRAR(nn.Module):
 
 def load_programs(folder: str | Path, config) -> QuantRAR:
     """The converted entry points saved by ``save_programs``, as a runnable QuantRAR."""
+    # The converted graphs call quantized_decomposed ops: register them before deserialising.
+    import torch.ao.quantization.fx._decomposed  # noqa: F401
+
     folder = Path(folder)
     parts = {name: torch.export.load(folder / f"{name}.pt2").module() for name in ENTRY_POINTS}
     return QuantRAR(config, parts, ENTRY_POINTS).eval()

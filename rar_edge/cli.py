@@ -103,12 +103,6 @@ def cmd_presets(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(a: argparse.Namespace) -> int:
-    from rar_edge.export.__main__ import main as export_main
-
-    return export_main(a.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rar-edge", description="RAR all-in-one image restoration for edge devices")
     parser.add_argument("--version", action="version", version=f"rar-edge {__version__}")
@@ -191,14 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_presets)
 
-    p = sub.add_parser("export", help="export bundles (same as python -m rar_edge.export)", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_export)
+    # Listed for --help; main() hands "export ..." to rar_edge.export before parsing.
+    sub.add_parser("export", help="export bundles: same arguments as python -m rar_edge.export", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["export"]:
+        # Hand every argument to the export entry point untouched (argparse would take its options).
+        from rar_edge.export.__main__ import main as export_main
+
+        return export_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -84,14 +84,6 @@ def test_keep_float_parts_are_not_quantized():
         QuantRAR.prepare(create_model("rar-tiny"), make_quantizer("xnnpack"), keep_float=("encoder",))
 
 
-@pytest.fixture(scope="module")
-def distilled(tiny_checkpoint, photo_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("distill") / "run"
-    report = distill(_cfg(tiny_checkpoint, photo_dir, out, steps=40, qat_steps=8, batch=4, val_every=20,
-                          ckpt_every=20, report_images=2, report_crop=32))
-    return out, report
-
-
 def test_distillation_outputs_and_learning(distilled):
     out, report = distilled
     vals = [json.loads(line)["val"] for line in (out / "float" / "log.jsonl").read_text().splitlines() if "val" in line]

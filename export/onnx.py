@@ -1,0 +1,74 @@
+"""ONNX target: one .onnx per entry point (opset 20, torch.onnx dynamo exporter), manifest in metadata_props."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rar_edge.manifest import flat_metadata, signatures
+from rar_edge.model import ENTRY_POINTS
+from rar_edge.model.entry_points import example_inputs
+
+OPSET = 20
+
+
+def export_onnx(programs: dict, config, bundle: Path, height: int, width: int, dynamic: bool) -> list[str]:
+    """Write ``<entry>.onnx`` for each entry point into ``bundle``; returns the file names.
+
+    fp32 programs are the float entry points; int8 ones the converted QDQ graphs of a distilled student
+    (which only the dynamo exporter handles). ``dynamic`` gives dynamic batch and H x W.
+    """
+    import torch
+
+    from rar_edge.quantize.qat import dynamic_shapes
+
+    sigs = signatures(config)
+    files = []
+    for name in ENTRY_POINTS:
+        args = example_inputs(_Cfg(config), name, height, width)
+        shapes = dynamic_shapes(_Cfg(config), name, args) if dynamic else None
+        module = programs[name]
+        if shapes is not None and isinstance(module, torch.fx.GraphModule):
+            shapes = shapes[0]  # exported graphs take their inputs positionally
+        program = torch.onnx.export(module, args, dynamo=True, opset_version=OPSET, dynamic_shapes=shapes,
+                                    input_names=list(sigs[name]["inputs"]), output_names=list(sigs[name]["outputs"]))
+        path = bundle / f"{name}.onnx"
+        program.save(str(path))
+        files.append(path.name)
+    return files
+
+
+def embed_metadata(bundle: Path, files: list[str], manifest: dict) -> None:
+    """Put the manifest's key/values into every .onnx file's metadata_props, then check the models."""
+    import onnx
+
+    meta = flat_metadata(manifest)
+    for name in files:
+        model = onnx.load(str(bundle / name))
+        del model.metadata_props[:]
+        for key, value in meta.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(bundle / name))
+
+
+def ort_runner(bundle: Path, files: list[str]):
+    """A parity Runner over onnxruntime sessions (CPU)."""
+    import onnxruntime as ort
+
+    sessions = {Path(f).stem: ort.InferenceSession(str(bundle / f), providers=["CPUExecutionProvider"]) for f in files}
+
+    def run(name: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        sess = sessions[name]
+        feed = {i.name: x.astype(np.float32) for i, x in zip(sess.get_inputs(), inputs)}
+        return sess.run(None, feed)
+
+    return run
+
+
+class _Cfg:
+    """example_inputs/dynamic_shapes only read ``.config``: let a bare config stand in for a model."""
+
+    def __init__(self, config) -> None:
+        self.config = config

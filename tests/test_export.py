@@ -1,0 +1,103 @@
+"""Exporters: bundles, manifest, checksums, parity, argument checks and clean failures (ONNX so far)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rar_edge.errors import RarEdgeError
+from rar_edge.manifest import SCHEMA_VERSION, verify_bundle
+
+from conftest import run_cli
+
+
+def _export(*args: str):
+    return run_cli("export", *args)
+
+
+@pytest.fixture(scope="module")
+def onnx_bundles(distilled, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports")
+    student = distilled[0] / "student"
+    for precision, extra in (("fp32", ["--dynamic"]), ("int8", [])):
+        res = _export("--target", "ort", "--checkpoint", str(student), "--precision", precision, "--imgsz", "64",
+                      "-o", str(out), *extra)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert "parity" in res.stdout and "exported" in res.stdout
+    return out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_onnx_bundle(onnx_bundles, precision):
+    import onnx
+
+    bundle = onnx_bundles / f"rar-tiny-{precision}-onnx"
+    manifest = verify_bundle(bundle)
+    assert manifest["schema_version"] == SCHEMA_VERSION and manifest["target"] == "onnx"
+    assert manifest["precision"] == precision and manifest["preset"] == "rar-tiny"
+    assert manifest["degradations"] == ["noise", "blur", "jpeg", "rain", "haze", "low_light"]
+    assert set(manifest["entry_points"]) == {"encode", "assess", "restore", "decode"}
+    assert sorted(manifest["artifacts"]) == ["assess.onnx", "decode.onnx", "encode.onnx", "restore.onnx"]
+    parity = manifest["parity"]
+    assert parity["passed"] and parity["loop_psnr_db"] >= (40 if precision == "fp32" else 35)
+    assert manifest["dynamic"] == (precision == "fp32")
+    ops = set()
+    for name in manifest["artifacts"]:
+        model = onnx.load(str(bundle / name))
+        onnx.checker.check_model(model)
+        assert model.opset_import[0].version >= 17
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert meta["preset"] == "rar-tiny" and json.loads(meta["degradations"]) == manifest["degradations"]
+        ops |= {n.op_type for n in model.graph.node}
+    assert ("QuantizeLinear" in ops and "DequantizeLinear" in ops) == (precision == "int8")
+
+
+def test_tampered_artifact_fails_checksum(onnx_bundles, tmp_path):
+    import shutil
+
+    bundle = tmp_path / "b"
+    shutil.copytree(onnx_bundles / "rar-tiny-fp32-onnx", bundle)
+    with open(bundle / "decode.onnx", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(ValueError, match="SHA-256"):
+        verify_bundle(bundle)
+    (bundle / "manifest.json").unlink()
+    with pytest.raises(ValueError, match="manifest.json is missing"):
+        verify_bundle(bundle)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "tflite"], "unknown --target"),
+    (["--target", "onnx", "--precision", "fp16"], "not available for onnx"),
+    (["--target", "pte"], "executorch exporter is not in this version"),  # until it lands
+    (["--target", "ios"], "coreml exporter is not in this version"),
+    (["--target", "onnx", "--imgsz", "50"], "multiples of 16"),
+    (["--target", "onnx", "--imgsz", "big"], "not a size"),
+    (["--target", "onnx"], "no shipped weights"),
+])
+def test_argument_checks(args, message, tmp_path):
+    res = _export(*args, "-o", str(tmp_path / "out"))
+    assert res.returncode == 2
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not any((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+
+
+def test_int8_needs_distilled_student(tiny_checkpoint, tmp_path):
+    res = _export("--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--precision", "int8", "-o", str(tmp_path))
+    assert res.returncode == 2 and "no int8 programs" in res.stderr
+
+
+def test_unwritable_output_and_failed_parity_leave_nothing(tiny_checkpoint, tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    res = _export("--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--imgsz", "64", "-o", str(blocker / "x"))
+    assert res.returncode == 2 and "cannot create output folder" in res.stderr
+
+    from rar_edge.export import bundle, parity
+
+    monkeypatch.setitem(parity.BOUNDS, "fp32", {"psnr_db": 1e9, "quality_db": 0.0, "prob": 0.0})
+    with pytest.raises(RarEdgeError, match="parity check failed"):
+        bundle.export_bundle("onnx", "fp32", str(tiny_checkpoint), None, (64, 64), False, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
