@@ -18,7 +18,7 @@ ALIASES = {"et": "executorch", "pte": "executorch", "mlpackage": "coreml", "ios"
 PRECISIONS = {"executorch": ("fp32", "int8"), "coreml": ("fp16", "fp32", "int8"), "onnx": ("fp32", "int8")}
 DEFAULT_PRECISION = {"executorch": "fp32", "coreml": "fp16", "onnx": "fp32"}
 #: Targets whose exporter is in this version.
-AVAILABLE = ("onnx",)
+AVAILABLE = ("onnx", "executorch")
 
 
 class ExportError(Exception):

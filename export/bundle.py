@@ -34,6 +34,13 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
                 files = export_onnx(programs, source.model.config, tmp, height, width, dynamic)
                 embed_metadata(tmp, files, manifest)
                 runner = ort_runner(tmp, files)
+            elif target == "executorch":
+                from .executorch import et_runner, export_executorch
+
+                # A .pte has no metadata field: the manifest travels beside it in the bundle.
+                files, manifest["delegation"] = export_executorch(programs, source.model.config, tmp, height, width,
+                                                                  dynamic)
+                runner = et_runner(tmp)
             else:  # guarded by __main__.check_args
                 raise RarEdgeError(f"the {target} exporter is not in this version of rar_edge yet")
             # Parity on real photo crops: at the bundle's fixed shape (batch 1), or two 64 x 96 crops
@@ -53,6 +60,7 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
              "  " + ", ".join(f"{f} {s / 1e6:.2f} MB" for f, s in sizes.items()),
              f"  parity ({precision}): loop {parity['loop_psnr_db']:.1f} dB, decode {parity['decode_psnr_db']:.1f} dB, "
              f"quality within {parity['loop_quality_max_abs_db']:.3f} dB",
-             f"next: the .onnx files run in onnxruntime (entry points and shapes in {bundle}/manifest.json); "
-             "the rar_edge runtime that restores images from bundles is not in this version yet"]
+             f"next: the artifacts run in {'onnxruntime' if target == 'onnx' else 'ExecuTorch'} (entry points and "
+             f"shapes in {bundle}/manifest.json); the rar_edge runtime that restores images from bundles is not in "
+             "this version yet"]
     return "\n".join(lines)

@@ -26,7 +26,7 @@ def export_onnx(programs: dict, config, bundle: Path, height: int, width: int, d
     sigs = signatures(config)
     files = []
     for name in ENTRY_POINTS:
-        args = example_inputs(_Cfg(config), name, height, width)
+        args = example_inputs(_Cfg(config), name, height, width, batch=2 if dynamic else 1)  # batch 1 would specialise
         shapes = dynamic_shapes(_Cfg(config), name, args) if dynamic else None
         module = programs[name]
         if shapes is not None and isinstance(module, torch.fx.GraphModule):

@@ -53,6 +53,32 @@ def test_onnx_bundle(onnx_bundles, precision):
     assert ("QuantizeLinear" in ops and "DequantizeLinear" in ops) == (precision == "int8")
 
 
+@pytest.fixture(scope="module")
+def et_bundles(distilled, tmp_path_factory):
+    out = tmp_path_factory.mktemp("et_exports")
+    student = distilled[0] / "student"
+    for precision in ("fp32", "int8"):
+        res = _export("--target", "pte", "--checkpoint", str(student), "--precision", precision, "--imgsz", "64",
+                      "-o", str(out))
+        assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_executorch_bundle(et_bundles, precision):
+    from executorch.runtime import Runtime
+
+    bundle = et_bundles / f"rar-tiny-{precision}-executorch"
+    manifest = verify_bundle(bundle)
+    assert list(manifest["artifacts"]) == ["rar.pte"] and manifest["input_shape"] == [64, 64]
+    assert manifest["parity"]["passed"] and manifest["parity"]["loop_psnr_db"] >= (40 if precision == "fp32" else 35)
+    program = Runtime.get().load_program(str(bundle / "rar.pte"))
+    assert set(program.method_names) == {"encode", "assess", "restore", "decode"}
+    for name, info in manifest["delegation"].items():
+        assert info["delegated_ops"] > 0
+        assert not any("conv" in op or "linear" in op or "mm" in op for op in info["outside_delegate"]), name
+
+
 def test_tampered_artifact_fails_checksum(onnx_bundles, tmp_path):
     import shutil
 
@@ -71,7 +97,7 @@ def test_tampered_artifact_fails_checksum(onnx_bundles, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--target", "tflite"], "unknown --target"),
     (["--target", "onnx", "--precision", "fp16"], "not available for onnx"),
-    (["--target", "pte"], "executorch exporter is not in this version"),  # until it lands
+    (["--target", "pte", "--precision", "fp16"], "not available for executorch"),
     (["--target", "ios"], "coreml exporter is not in this version"),
     (["--target", "onnx", "--imgsz", "50"], "multiples of 16"),
     (["--target", "onnx", "--imgsz", "big"], "not a size"),
