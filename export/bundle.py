@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rar_edge.atomic import atomic_dir
@@ -31,15 +30,14 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
             if target == "onnx":
                 from .onnx import embed_metadata, export_onnx, ort_runner
 
-                files = export_onnx(programs, source.model.config, tmp, height, width, dynamic)
+                files = export_onnx(programs, source.model, tmp, height, width, dynamic)
                 embed_metadata(tmp, files, manifest)
                 runner = ort_runner(tmp, files)
             elif target == "executorch":
                 from .executorch import et_runner, export_executorch
 
                 # A .pte has no metadata field: the manifest travels beside it in the bundle.
-                files, manifest["delegation"] = export_executorch(programs, source.model.config, tmp, height, width,
-                                                                  dynamic)
+                files, manifest["delegation"] = export_executorch(programs, source.model, tmp, height, width, dynamic)
                 runner = et_runner(tmp)
             else:  # guarded by __main__.check_args
                 raise RarEdgeError(f"the {target} exporter is not in this version of rar_edge yet")

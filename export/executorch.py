@@ -8,19 +8,13 @@ import numpy as np
 
 from rar_edge.errors import RarEdgeError
 from rar_edge.model import ENTRY_POINTS
-from rar_edge.model.entry_points import example_inputs
 
 PTE = "rar.pte"
 #: Ops that must run inside the XNNPACK delegate: a convolution or matmul outside it is a slow CPU fallback.
 MUST_DELEGATE = ("convolution", "conv2d", "mm", "addmm", "bmm", "linear", "matmul")
 
 
-class _Cfg:
-    def __init__(self, config) -> None:
-        self.config = config
-
-
-def export_executorch(programs: dict, config, bundle: Path, height: int, width: int, dynamic: bool) -> tuple[list[str], dict]:
+def export_executorch(programs: dict, model, bundle: Path, height: int, width: int, dynamic: bool) -> tuple[list[str], dict]:
     """Lower the four entry points into ``bundle/rar.pte``; returns (files, delegation summary).
 
     Fails when a convolution or matmul stays outside the XNNPACK delegate.
@@ -30,16 +24,12 @@ def export_executorch(programs: dict, config, bundle: Path, height: int, width: 
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
 
-    from rar_edge.quantize.qat import dynamic_shapes
+    from rar_edge.quantize.qat import trace_inputs
 
     eps = {}
     for name in ENTRY_POINTS:
-        args = example_inputs(_Cfg(config), name, height, width, batch=2 if dynamic else 1)  # batch 1 would specialise
-        shapes = dynamic_shapes(_Cfg(config), name, args) if dynamic else None
-        module = programs[name]
-        if shapes is not None and isinstance(module, torch.fx.GraphModule):
-            shapes = shapes[0]
-        eps[name] = torch.export.export(module, args, dynamic_shapes=shapes)
+        args, shapes = trace_inputs(model, name, programs[name], height, width, dynamic)
+        eps[name] = torch.export.export(programs[name], args, dynamic_shapes=shapes)
     edge = to_edge_transform_and_lower(eps, partitioner=[XnnpackPartitioner()])
     summary: dict = {}
     for name in ENTRY_POINTS:

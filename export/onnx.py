@@ -8,12 +8,11 @@ import numpy as np
 
 from rar_edge.manifest import flat_metadata, signatures
 from rar_edge.model import ENTRY_POINTS
-from rar_edge.model.entry_points import example_inputs
 
 OPSET = 20
 
 
-def export_onnx(programs: dict, config, bundle: Path, height: int, width: int, dynamic: bool) -> list[str]:
+def export_onnx(programs: dict, model, bundle: Path, height: int, width: int, dynamic: bool) -> list[str]:
     """Write ``<entry>.onnx`` for each entry point into ``bundle``; returns the file names.
 
     fp32 programs are the float entry points; int8 ones the converted QDQ graphs of a distilled student
@@ -21,17 +20,13 @@ def export_onnx(programs: dict, config, bundle: Path, height: int, width: int, d
     """
     import torch
 
-    from rar_edge.quantize.qat import dynamic_shapes
+    from rar_edge.quantize.qat import trace_inputs
 
-    sigs = signatures(config)
+    sigs = signatures(model.config)
     files = []
     for name in ENTRY_POINTS:
-        args = example_inputs(_Cfg(config), name, height, width, batch=2 if dynamic else 1)  # batch 1 would specialise
-        shapes = dynamic_shapes(_Cfg(config), name, args) if dynamic else None
-        module = programs[name]
-        if shapes is not None and isinstance(module, torch.fx.GraphModule):
-            shapes = shapes[0]  # exported graphs take their inputs positionally
-        program = torch.onnx.export(module, args, dynamo=True, opset_version=OPSET, dynamic_shapes=shapes,
+        args, shapes = trace_inputs(model, name, programs[name], height, width, dynamic)
+        program = torch.onnx.export(programs[name], args, dynamo=True, opset_version=OPSET, dynamic_shapes=shapes,
                                     input_names=list(sigs[name]["inputs"]), output_names=list(sigs[name]["outputs"]))
         path = bundle / f"{name}.onnx"
         program.save(str(path))
@@ -65,10 +60,3 @@ def ort_runner(bundle: Path, files: list[str]):
         return sess.run(None, feed)
 
     return run
-
-
-class _Cfg:
-    """example_inputs/dynamic_shapes only read ``.config``: let a bare config stand in for a model."""
-
-    def __init__(self, config) -> None:
-        self.config = config

@@ -31,6 +31,19 @@ def dynamic_shapes(model: RAR, name: str, args: tuple[torch.Tensor, ...]):
                   for a in args),)
 
 
+def trace_inputs(model, name: str, module: nn.Module, height: int, width: int, dynamic: bool):
+    """(example args, dynamic_shapes) to export ``module`` (entry point ``name`` of ``model``) at a size.
+
+    Dynamic exports trace with batch 2 (batch 1 would specialise the batch dimension). An exported
+    graph takes its inputs positionally, so its shape specs are not wrapped like an EntryPoint's *args.
+    """
+    args = example_inputs(model, name, height, width, batch=2 if dynamic else 1)
+    if not dynamic:
+        return args, None
+    shapes = dynamic_shapes(model, name, args)
+    return args, shapes[0] if isinstance(module, torch.fx.GraphModule) else shapes
+
+
 def export_graph(model: RAR, name: str, size: int = 64) -> torch.fx.GraphModule:
     """One entry point as a trainable exported graph (dynamic batch and size)."""
     args = example_inputs(model, name, size, size, batch=2)
@@ -140,9 +153,8 @@ class QuantRAR(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         sizes = {}
         for name in ENTRY_POINTS:
-            args = example_inputs(self, name, size, size, batch=2)
-            # An exported graph takes its inputs positionally: one shape spec per input, not wrapped.
-            ep = torch.export.export(self.parts[name], args, dynamic_shapes=dynamic_shapes(self, name, args)[0])
+            args, shapes = trace_inputs(self, name, self.parts[name], size, size, dynamic=True)
+            ep = torch.export.export(self.parts[name], args, dynamic_shapes=shapes)
             path = folder / f"{name}.pt2"
             torch.export.save(ep, path)
             sizes[name] = path.stat().st_size

@@ -127,3 +127,12 @@ def test_unwritable_output_and_failed_parity_leave_nothing(tiny_checkpoint, tmp_
     with pytest.raises(RarEdgeError, match="parity check failed"):
         bundle.export_bundle("onnx", "fp32", str(tiny_checkpoint), None, (64, 64), False, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_target_all_exports_what_exists_and_says_what_it_skipped(capsys):
+    from rar_edge.export.__main__ import check_args, resolve_targets
+
+    chosen = check_args(resolve_targets("all"), None)
+    assert chosen == {"executorch": "fp32", "onnx": "fp32"}
+    assert "skipping coreml" in capsys.readouterr().err
+    assert resolve_targets("ET") == ["executorch"] and resolve_targets("mlpackage") == ["coreml"]
