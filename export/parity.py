@@ -10,6 +10,8 @@ from typing import Callable
 
 import numpy as np
 
+from rar_edge.eval.metrics import psnr
+
 #: Decoded-image PSNR bounds (dB) of the issue; quality (dB) and probability tolerances per precision.
 BOUNDS = {"fp32": {"psnr_db": 40.0, "quality_db": 0.1, "prob": 0.01},
           "fp16": {"psnr_db": 40.0, "quality_db": 0.25, "prob": 0.02},
@@ -53,8 +55,8 @@ def _loop(run: Runner, images: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+    """PSNR of two decoded (unclamped) images after the clamp both go through when displayed."""
+    return psnr(a, np.clip(b, 0, 1))
 
 
 def check_parity(reference: Runner, exported: Runner, images: np.ndarray, precision: str) -> dict:
