@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -148,7 +148,7 @@ def distill(cfg: DistillConfig) -> dict:
         quantization["program_bytes"] = sizes
         write_model_files(tmp, quant.to_float(), cfg.preset, read_config(qat_last)["step"],
                           extra_config={"quantization": quantization, "teacher": str(cfg.teacher),
-                                        "distill_config": {k: v for k, v in asdict(cfg).items()}})
+                                        "distill_config": asdict(cfg)})
 
     if cfg.report_images <= 0:
         return {}

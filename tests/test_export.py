@@ -107,7 +107,7 @@ def test_argument_checks(args, message, tmp_path):
     res = _export(*args, "-o", str(tmp_path / "out"))
     assert res.returncode == 2
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
-    assert not any((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_int8_needs_distilled_student(tiny_checkpoint, tmp_path):
