@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 TARGETS = ("executorch", "coreml", "onnx")
@@ -17,8 +18,6 @@ ALIASES = {"et": "executorch", "pte": "executorch", "mlpackage": "coreml", "ios"
 #: Precisions each target accepts, and its default.
 PRECISIONS = {"executorch": ("fp32", "int8"), "coreml": ("fp16", "fp32", "int8"), "onnx": ("fp32", "int8")}
 DEFAULT_PRECISION = {"executorch": "fp32", "coreml": "fp16", "onnx": "fp32"}
-#: Targets whose exporter is in this version.
-AVAILABLE = ("onnx", "executorch")
 
 
 class ExportError(Exception):
@@ -35,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", help="fp32 | fp16 | int8 (default: fp16 for Core ML, fp32 otherwise)")
     p.add_argument("--imgsz", default="512", help="input (tile) size: 512 or 512x768 (multiples of 16)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and H x W instead of a fixed tile")
+    p.add_argument("--calib", metavar="DIR", help="photo folder for post-training int8 of a float checkpoint "
+                   "(a distilled student's QAT int8 is more accurate)")
     p.add_argument("-o", "--out", default="exports", help="output folder (default: exports)")
     return p
 
@@ -61,32 +62,37 @@ def resolve_targets(text: str) -> list[str]:
     return [name]
 
 
-def check_args(targets: list[str], precision: str | None) -> dict[str, str]:
+def check_args(targets: list[str], precision: str | None, calib: str | None, dynamic: bool) -> dict[str, str]:
     """Per-target precision after validation; raises ExportError saying what is allowed."""
     chosen = {}
     for t in targets:
         p = precision or DEFAULT_PRECISION[t]
         if p not in PRECISIONS[t]:
             raise ExportError(f"--precision {p} is not available for {t}; use one of {', '.join(PRECISIONS[t])}")
-        if t not in AVAILABLE:
-            if len(targets) > 1:  # --target all: export what exists, say what was skipped
-                print(f"export: skipping {t}: its exporter is not in this version of rar_edge yet", file=sys.stderr)
-                continue
-            raise ExportError(f"the {t} exporter is not in this version of rar_edge yet; available: {', '.join(AVAILABLE)}")
         chosen[t] = p
+    if calib is not None and set(chosen.values()) != {"int8"}:
+        raise ExportError("--calib calibrates int8 activations: use it with --precision int8")
+    if calib is not None and not Path(calib).is_dir():
+        raise ExportError(f"--calib {calib} is not a folder; pass a folder of photos")
+    if dynamic and "coreml" in chosen:
+        print("export: warning: --dynamic gives Core ML ranged input shapes, which keep the model off the Neural "
+              "Engine; the default fixed tile (the runtime tiles images) runs there", file=sys.stderr)
     return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # torch's deepcopy of exported graphs warns about its own pytree internals: not actionable for users.
+    warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec", category=FutureWarning)
     try:
         targets = resolve_targets(args.target)
         size = parse_imgsz(args.imgsz)
-        precisions = check_args(targets, args.precision)
-        from .bundle import export_bundle  # heavy: torch, onnx
+        precisions = check_args(targets, args.precision, args.calib, args.dynamic)
+        from .bundle import export_bundle  # heavy: torch, onnx, coremltools
 
         for target, precision in precisions.items():
-            summary = export_bundle(target, precision, args.checkpoint, args.preset, size, args.dynamic, Path(args.out))
+            summary = export_bundle(target, precision, args.checkpoint, args.preset, size, args.dynamic, Path(args.out),
+                                    args.calib)
             print(summary)
     except ExportError as e:
         print(f"export: error: {e}", file=sys.stderr)

@@ -12,11 +12,20 @@ from .parity import check_parity, photo_crops, torch_runner
 from .source import load_source, torch_programs
 
 
+def _size(path: Path) -> int:
+    """Bytes of a file, or of all files in a folder (an .mlpackage)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+NEXT = {"onnx": "onnxruntime", "executorch": "ExecuTorch (XNNPACK)", "coreml": "Core ML (macOS 15 / iOS 18)"}
+
+
 def export_bundle(target: str, precision: str, checkpoint: str | None, preset: str | None, size: tuple[int, int],
-                  dynamic: bool, out: Path) -> str:
+                  dynamic: bool, out: Path, calib: str | None = None) -> str:
     """Export ``target`` at ``precision``; returns a printable summary with the next command to run."""
     source = load_source(checkpoint, preset)
-    programs = torch_programs(source, precision)
+    chosen = torch_programs(source, precision, target, calib)
+    programs = chosen.parts
     height, width = size
     name = f"{source.preset}-{precision}-{target}"
     try:
@@ -24,7 +33,7 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
     except OSError as e:
         raise RarEdgeError(f"cannot create output folder {out} ({e.strerror}); choose a writable -o") from None
     manifest = build_manifest(source.model.config, source.preset, precision, target, None if dynamic else size,
-                              dynamic, source.path, source.quantization)
+                              dynamic, source.path, chosen.quantization)
     try:
         with atomic_dir(out / name) as tmp:
             if target == "onnx":
@@ -39,8 +48,14 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
                 # A .pte has no metadata field: the manifest travels beside it in the bundle.
                 files, manifest["delegation"] = export_executorch(programs, source.model, tmp, height, width, dynamic)
                 runner = et_runner(tmp)
-            else:  # guarded by __main__.check_args
-                raise RarEdgeError(f"the {target} exporter is not in this version of rar_edge yet")
+            else:
+                from . import coreml
+
+                files, manifest["coreml"] = coreml.export_coreml(programs, source.model, tmp, height, width, dynamic,
+                                                                 precision, chosen.weight_only)
+                coreml.embed_metadata(tmp, manifest)
+                runner, manifest["coreml"]["parity_on"] = coreml.parity_runner(
+                    tmp, programs, source.model, precision, chosen.weight_only)
             # Parity on real photo crops: at the bundle's fixed shape (batch 1), or two 64 x 96 crops
             # for dynamic bundles (a size other than the one traced, so the dynamic dims are exercised).
             images = photo_crops(64, 96, count=2) if dynamic else photo_crops(height, width, count=1)
@@ -53,12 +68,12 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
     except PermissionError as e:
         raise RarEdgeError(f"cannot write into {out} ({e.strerror}); choose a writable -o") from None
     bundle = out / name
-    sizes = {f: (bundle / f).stat().st_size for f in files}
+    sizes = {f: _size(bundle / f) for f in files}
     lines = [f"exported {bundle}",
              "  " + ", ".join(f"{f} {s / 1e6:.2f} MB" for f, s in sizes.items()),
              f"  parity ({precision}): loop {parity['loop_psnr_db']:.1f} dB, decode {parity['decode_psnr_db']:.1f} dB, "
              f"quality within {parity['loop_quality_max_abs_db']:.3f} dB",
-             f"next: the artifacts run in {'onnxruntime' if target == 'onnx' else 'ExecuTorch'} (entry points and "
+             f"next: the artifacts run in {NEXT[target]} (entry points and "
              f"shapes in {bundle}/manifest.json); the rar_edge runtime that restores images from bundles is not in "
              "this version yet"]
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,16 +40,50 @@ def load_source(checkpoint: str | None, preset: str | None) -> Source:
                   int8_dir=int8 if quant and int8.is_dir() else None, quantization=quant)
 
 
-def torch_programs(source: Source, precision: str) -> dict:
-    """The four entry points as torch callables: the float model's, or the distilled int8 programs."""
+@dataclass
+class Programs:
+    """The four torch callables an export is made from, and how they are quantized."""
+
+    parts: dict
+    quantization: dict | None  # the manifest's "quantization" (None: float)
+    weight_only: bool = False  # Core ML int8 from float weights: int8 weights, fp16 activations
+
+
+def warn(message: str) -> None:
+    print(f"export: warning: {message}", file=sys.stderr)
+
+
+def torch_programs(source: Source, precision: str, target: str = "onnx", calib: str | None = None) -> Programs:
+    """The programs for ``precision``: float entry points, the distilled int8 programs, post-training
+    int8 calibrated on ``calib``, or (Core ML only) float programs whose weights Core ML quantizes."""
     from rar_edge.model import ENTRY_POINTS
     from rar_edge.model.entry_points import EntryPoint
 
-    if precision == "int8":
-        if source.int8_dir is None:
-            raise RarEdgeError(f"{source.path} holds no int8 programs: an int8 export needs a distilled student "
-                               "(rar-edge distill ... then --checkpoint OUT/student)")
+    floats = {name: EntryPoint(source.model, name).eval() for name in ENTRY_POINTS}
+    if calib is not None and (precision != "int8" or source.int8_dir is not None):
+        raise RarEdgeError("--calib is for an int8 export of a float checkpoint"
+                           + ("; this student already holds QAT int8 programs: drop --calib" if source.int8_dir else
+                              f", not --precision {precision}"))
+    if precision != "int8":
+        return Programs(floats, None)
+    if source.int8_dir is not None:
         from rar_edge.quantize.qat import load_programs
 
-        return dict(load_programs(source.int8_dir, source.model.config).parts)
-    return {name: EntryPoint(source.model, name).eval() for name in ENTRY_POINTS}
+        return Programs(dict(load_programs(source.int8_dir, source.model.config).parts), source.quantization)
+    if calib is not None:
+        from rar_edge.quantize.ptq import calibrate_int8
+        from rar_edge.quantize.quantizers import describe
+
+        warn(f"post-training int8 calibrated on {calib}: quantization-aware distillation (rar-edge distill) "
+             "is more accurate")
+        quant = {**describe("xnnpack"), "flow": f"PT2E post-training (calibrated on {calib})"}
+        return Programs(dict(calibrate_int8(source.model, calib).parts), quant)
+    if target == "coreml":
+        warn("int8 from a float checkpoint: Core ML gets int8 weights only (smaller file, not faster); "
+             "pass a distilled student, or --calib DIR for int8 activations too")
+        quant = {"flow": "Core ML linear_quantize_weights", "weights": "int8 symmetric, per output channel",
+                 "activations": "fp16"}
+        return Programs(floats, quant, weight_only=True)
+    raise RarEdgeError(f"{source.path} holds no int8 programs: an int8 export needs a distilled student "
+                       "(rar-edge distill ... then --checkpoint OUT/student) or post-training calibration "
+                       "on photos (--calib DIR)")

@@ -1,4 +1,4 @@
-"""Exporters: bundles, manifest, checksums, parity, argument checks and clean failures (ONNX so far)."""
+"""Exporters: bundles, manifest, checksums, parity, argument checks and clean failures, for every target."""
 
 from __future__ import annotations
 
@@ -98,7 +98,8 @@ def test_tampered_artifact_fails_checksum(onnx_bundles, tmp_path):
     (["--target", "tflite"], "unknown --target"),
     (["--target", "onnx", "--precision", "fp16"], "not available for onnx"),
     (["--target", "pte", "--precision", "fp16"], "not available for executorch"),
-    (["--target", "ios"], "coreml exporter is not in this version"),
+    (["--target", "onnx", "--calib", "."], "use it with --precision int8"),
+    (["--target", "onnx", "--precision", "int8", "--calib", "/no/such/dir"], "is not a folder"),
     (["--target", "onnx", "--imgsz", "50"], "multiples of 16"),
     (["--target", "onnx", "--imgsz", "big"], "not a size"),
     (["--target", "onnx"], "no shipped weights"),
@@ -112,7 +113,7 @@ def test_argument_checks(args, message, tmp_path):
 
 def test_int8_needs_distilled_student(tiny_checkpoint, tmp_path):
     res = _export("--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--precision", "int8", "-o", str(tmp_path))
-    assert res.returncode == 2 and "no int8 programs" in res.stderr
+    assert res.returncode == 2 and "no int8 programs" in res.stderr and "--calib" in res.stderr
 
 
 def test_unwritable_output_and_failed_parity_leave_nothing(tiny_checkpoint, tmp_path, monkeypatch):
@@ -129,10 +130,94 @@ def test_unwritable_output_and_failed_parity_leave_nothing(tiny_checkpoint, tmp_
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_target_all_exports_what_exists_and_says_what_it_skipped(capsys):
+def test_target_all_and_aliases():
     from rar_edge.export.__main__ import check_args, resolve_targets
 
-    chosen = check_args(resolve_targets("all"), None)
-    assert chosen == {"executorch": "fp32", "onnx": "fp32"}
-    assert "skipping coreml" in capsys.readouterr().err
+    assert check_args(resolve_targets("all"), None, None, False) == {
+        "executorch": "fp32", "coreml": "fp16", "onnx": "fp32"}
     assert resolve_targets("ET") == ["executorch"] and resolve_targets("mlpackage") == ["coreml"]
+    assert resolve_targets("ios") == ["coreml"] and resolve_targets("ort") == ["onnx"]
+
+
+def test_dynamic_coreml_warns_about_the_neural_engine(capsys):
+    from rar_edge.export.__main__ import check_args
+
+    check_args(["coreml"], None, None, True)
+    assert "Neural Engine" in capsys.readouterr().err
+
+
+def _export_here(*args: str) -> str:
+    """Run the export CLI in this process (no interpreter start-up); returns what it printed."""
+    import contextlib
+    import io
+
+    from rar_edge.export.__main__ import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(list(args))
+    assert code == 0, err.getvalue()[-3000:]
+    return err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def coreml_bundles(distilled, tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("coreml")
+    student = str(distilled[0] / "student")
+    logs = {"fp16": _export_here("--target", "ios", "--checkpoint", student, "--imgsz", "64", "-o", str(out)),
+            "int8": _export_here("--target", "coreml", "--checkpoint", student, "--precision", "int8",
+                                 "--imgsz", "64", "-o", str(out / "qat"))}
+    logs["weights"] = _export_here("--target", "coreml", "--checkpoint", str(tiny_checkpoint), "--precision", "int8",
+                                   "--imgsz", "64", "-o", str(out / "weights"))
+    return out, logs
+
+
+@pytest.mark.parametrize("which", ["fp16", "int8", "weights"])
+def test_coreml_bundle(coreml_bundles, which):
+    import coremltools as ct
+
+    out, logs = coreml_bundles
+    precision = "fp16" if which == "fp16" else "int8"
+    bundle = {"fp16": out, "int8": out / "qat", "weights": out / "weights"}[which] / f"rar-tiny-{precision}-coreml"
+    manifest = verify_bundle(bundle)
+    assert list(manifest["artifacts"]) == ["rar.mlpackage"] and manifest["target"] == "coreml"
+    spec = ct.utils.load_spec(str(bundle / "rar.mlpackage"))
+    functions = {f.name: f for f in spec.description.functions}
+    assert sorted(functions) == ["assess", "decode", "encode", "restore"]
+    assert [i.name for i in functions["restore"].input] == ["latent", "cond"]
+    assert [o.name for o in functions["assess"].output] == ["quality", "degradations", "cond"]
+    assert list(functions["encode"].input[0].type.multiArrayType.shape) == [1, 3, 64, 64]
+    meta = dict(spec.description.metadata.userDefined)
+    assert meta["preset"] == "rar-tiny" and meta["precision"] == precision and meta["target"] == "coreml"
+    ops = set().union(*manifest["coreml"]["ops"].values())
+    if which == "fp16":
+        assert not ops & {"quantize", "dequantize", "constexpr_blockwise_shift_scale"}
+    elif which == "int8":  # QAT graph: int8 activations and weights
+        assert {"quantize", "dequantize"} <= ops
+    else:  # float checkpoint: weight-only, and the user is told it will not be faster
+        assert "constexpr_blockwise_shift_scale" in ops or "constexpr_affine_dequantize" in ops
+        assert not ops & {"quantize", "dequantize"} and "not faster" in logs["weights"]
+    assert "macOS" in logs[which] and "macOS" in manifest["coreml"]["parity_on"]
+    assert manifest["parity"]["passed"] and manifest["parity"]["loop_psnr_db"] >= (40 if which == "fp16" else 35)
+
+
+def test_coreml_verification_catches_a_wrong_package(coreml_bundles):
+    from rar_edge.export.coreml import verify_package
+    from rar_edge.model.presets import get_preset
+
+    out, _ = coreml_bundles
+    config = get_preset("rar-tiny").config
+    package = out / "rar-tiny-fp16-coreml" / "rar.mlpackage"
+    assert verify_package(package, config, (64, 64), "fp16")["deployment_target"] == "iOS18"
+    with pytest.raises(RarEdgeError, match="encode input shape"):
+        verify_package(package, config, (128, 128), "fp16")
+    with pytest.raises(RarEdgeError, match="no quantized ops"):
+        verify_package(package, config, (64, 64), "int8")
+
+
+def test_post_training_int8_with_calib(tiny_checkpoint, photo_dir, tmp_path):
+    log = _export_here("--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--precision", "int8",
+                       "--calib", str(photo_dir), "--imgsz", "64", "-o", str(tmp_path))
+    assert "post-training int8" in log and "more accurate" in log
+    manifest = verify_bundle(tmp_path / "rar-tiny-int8-onnx")
+    assert "post-training" in manifest["quantization"]["flow"] and manifest["parity"]["passed"]

@@ -1,0 +1,60 @@
+"""Post-training int8 (``--calib DIR``): observe ranges on real degraded photos through the loop, convert.
+
+The fallback when no distilled student exists. QAT (``rar-edge distill``) trains the weights against the
+int8 ranges and is more accurate; this only measures ranges. The calibration data runs through the same
+path as deployment (encode, then assess/restore for the step cap, then decode), so the restorer and
+assessor see the latents of later steps too, not only the first.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import torch
+
+from rar_edge.data.degrade import degrade
+from rar_edge.data.folder import PhotoFolder
+from rar_edge.errors import RarEdgeError
+from rar_edge.model import ENTRY_POINTS, RAR
+
+from .qat import QuantRAR, export_graph
+from .quantizers import make_quantizer
+
+log = logging.getLogger(__name__)
+
+
+def calibration_batches(folder: str | Path, crops: int = 32, crop: int = 128, batch: int = 8, seed: int = 0):
+    """Degraded random crops of the photos in ``folder`` (plus the clean crops), ``batch`` at a time."""
+    photos = PhotoFolder(folder)
+    if not photos.images:
+        raise RarEdgeError(f"--calib {folder} holds no readable photos; pass a folder of photos (jpg/png)")
+    gen = torch.Generator().manual_seed(seed)
+    for start in range(0, crops, batch):
+        clean = photos.random_crops(min(batch, crops - start), crop, gen)
+        yield degrade(clean, seed=seed + start).degraded
+        if start == 0:  # clean photos too: the assessor's top of the quality range needs observing
+            yield clean
+
+
+def calibrate_int8(model: RAR, folder: str | Path, crops: int = 32, crop: int = 128) -> QuantRAR:
+    """int8 (XNNPACK quantizer, per-channel weights) programs of ``model`` with ranges from ``folder``."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = make_quantizer("xnnpack", qat=False)
+    model = copy.deepcopy(model).cpu().eval()
+    parts = {name: prepare_pt2e(export_graph(model, name), quantizer) for name in ENTRY_POINTS}
+    prepared = QuantRAR(model.config, parts, ENTRY_POINTS).eval()
+    seen = 0
+    with torch.no_grad():
+        for images in calibration_batches(folder, crops, crop):
+            z = prepared.encode(images)
+            for _ in range(model.config.max_steps):
+                _, _, cond = prepared.assess(z)
+                z = prepared.restore(z, cond)
+            prepared.assess(z)
+            prepared.decode(z)
+            seen += images.shape[0]
+    log.info("calibrated int8 ranges on %d crops of %s", seen, folder)
+    return QuantRAR(model.config, {n: convert_pt2e(p) for n, p in prepared.parts.items()}, ENTRY_POINTS).eval()
