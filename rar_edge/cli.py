@@ -65,17 +65,73 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def cmd_restore(a: argparse.Namespace) -> int:
+    if (a.checkpoint is None) == (a.bundle is None):
+        raise RarEdgeError("pass exactly one of --bundle (an exported bundle: the runtime) or --checkpoint "
+                           "(a training checkpoint: the torch reference path)")
+    if a.bundle is not None:
+        return _restore_bundle(a)
+    for flag in ("backend", "budget_ms", "profile"):
+        if getattr(a, flag) is not None:
+            raise RarEdgeError(f"--{flag.replace('_', '-')} needs --bundle (the runtime); --checkpoint runs torch")
     from rar_edge.infer import restore_files
     from rar_edge.train.checkpoint import load_model
 
     model, _ = load_model(a.checkpoint)
     rule = model.stop_rule(max_steps=a.max_steps, target_quality=a.target_quality, min_gain=a.min_gain)
     for record in restore_files(model, a.inputs, a.out, rule):
-        if a.json:
-            print(json.dumps(record), flush=True)
-        else:
-            print(f"{record['input']} -> {record['output']}: {record['steps']} steps, "
-                  f"quality {record['quality'][0]:.1f} -> {max(record['quality']):.1f} dB, {record['ms']['total']:.0f} ms")
+        _print_record(record, a.json)
+    return 0
+
+
+def _print_record(record: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(record), flush=True)
+        return
+    if "error" in record:
+        print(f"{record['input']}: error: {record['error']}", file=sys.stderr)
+        return
+    head = f"{record['input']} -> {record['output']}"
+    if not record["quality"]:  # the budget could not pay for encode + decode
+        print(f"{head}: returned unchanged (budget below encode + decode), {record['ms']['total']:.0f} ms")
+        return
+    budget = ""
+    if record.get("budget_ms"):
+        budget = f", budget {record['budget_ms']:.0f} ms{' (it stopped the loop)' if record['budget_bound'] else ''}"
+    print(f"{head}: {record['steps']} steps, quality {record['quality'][0]:.1f} -> {max(record['quality']):.1f} dB, "
+          f"{record['ms']['total']:.0f} ms{budget}")
+
+
+def _restore_bundle(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rar_edge.runtime import Restorer
+    from rar_edge.runtime.files import restore_files
+
+    restorer = Restorer.load(a.bundle, backend=a.backend, profile=a.profile, tile=a.tile)
+    failed = []
+    records = restore_files(restorer, a.inputs, a.out, overwrite=a.overwrite, budget_ms=a.budget_ms,
+                            max_steps=a.max_steps, target_quality=a.target_quality, min_gain=a.min_gain)
+    bar = tqdm(records, total=len(a.inputs), unit="img", disable=len(a.inputs) < 2 or a.json, file=sys.stderr)
+    for record in bar:
+        if "error" in record:
+            failed.append(record)
+        _print_record(record, a.json)
+    if failed:
+        print(f"restore: {len(failed)} of {len(a.inputs)} inputs failed: "
+              + "; ".join(f"{r['input']} ({r['error']})" for r in failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_profile(a: argparse.Namespace) -> int:
+    from rar_edge.runtime.profiler import profile_in_subprocess
+
+    sizes = [(int(h), int(w)) for h, _, w in (s.partition("x") if "x" in s else (s, "x", s)
+                                             for s in a.sizes.split(","))] if a.sizes else None
+    profile = profile_in_subprocess(a.bundle, a.backend, sizes, a.runs, a.out)
+    for size, row in profile.sizes.items():
+        print(f"{size}: " + ", ".join(f"{e} {v['median_ms']:.1f} ms (p90 {v['p90_ms']:.1f})" for e, v in row.items()))
+    print(f"wrote {a.out}\nnext: rar-edge restore IMAGES -o OUT --bundle {a.bundle} --profile {a.out} --budget-ms MS")
     return 0
 
 
@@ -165,13 +221,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stop_rule_args(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("restore", help="restore images with a checkpoint (torch reference path)")
+    p = sub.add_parser("restore", help="restore images: an exported bundle (runtime) or a checkpoint (torch)")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("-o", "--out", required=True, help="output folder; files keep their input names")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--bundle", help="exported bundle folder (python -m rar_edge.export): the torch-free runtime")
+    p.add_argument("--checkpoint", help="training checkpoint folder: the torch reference path")
+    p.add_argument("--backend", help="onnx | executorch | coreml (default: the bundle's target)")
+    p.add_argument("--budget-ms", type=float, help="latency budget per image in ms (file I/O excluded)")
+    p.add_argument("--profile", help="device profile JSON (rar-edge profile) or a shipped profile name")
+    p.add_argument("--tile", type=int, help="tile side for dynamic bundles (default 512)")
+    p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     _add_stop_rule_args(p)
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("profile", help="measure a bundle's entry points on this device into a profile JSON")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--backend", help="onnx | executorch | coreml (default: the bundle's target)")
+    p.add_argument("--sizes", help="comma-separated sizes, 512 or 512x768 (default: the bundle's fixed shape)")
+    p.add_argument("--runs", type=int, default=20, help="timed calls per entry point and size")
+    p.add_argument("-o", "--out", required=True, help="profile JSON to write")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("photos", help="build a training photo folder from offline sources")
     p.add_argument("-o", "--out", required=True)

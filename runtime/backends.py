@@ -1,0 +1,114 @@
+"""Backends: run one entry point of a bundle on a device. Each takes and returns float32 numpy arrays.
+
+onnxruntime is torch-free. ExecuTorch's Python runtime imports torch on desktop Python (on phones the
+same .pte runs under ExecuTorch's native runtimes), so it is imported only when chosen. Core ML runs
+only on macOS.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from rar_edge.errors import RarEdgeError
+
+ENTRY_POINTS = ("encode", "assess", "restore", "decode")
+#: Backend per bundle target, and aliases accepted by --backend.
+BACKEND_OF_TARGET = {"onnx": "onnx", "executorch": "executorch", "coreml": "coreml"}
+ALIASES = {"ort": "onnx", "onnxruntime": "onnx", "et": "executorch", "pte": "executorch", "mlpackage": "coreml"}
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, entry: str, inputs: list[np.ndarray]) -> list[np.ndarray]: ...
+
+
+class OnnxBackend:
+    """One onnxruntime session per entry point. ``providers``: e.g. ["CUDAExecutionProvider",
+    "CPUExecutionProvider"]; the default is the CPU provider (always installed)."""
+
+    name = "onnx"
+
+    def __init__(self, bundle: Path, manifest: dict, providers: list[str] | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        providers = providers or ["CPUExecutionProvider"]
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise RarEdgeError(f"onnxruntime here has no {', '.join(missing)}; available: {', '.join(available)}")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.sessions = {}
+        for entry in ENTRY_POINTS:
+            path = bundle / f"{entry}.onnx"
+            self.sessions[entry] = ort.InferenceSession(str(path), opts, providers=providers)
+        self.input_names = {e: [i.name for i in s.get_inputs()] for e, s in self.sessions.items()}
+
+    def run(self, entry: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        feed = dict(zip(self.input_names[entry], (np.ascontiguousarray(x, dtype=np.float32) for x in inputs)))
+        return self.sessions[entry].run(None, feed)
+
+
+class ExecuTorchBackend:
+    """The bundle's multi-method .pte through ``executorch.runtime`` (pulls torch in on desktop Python)."""
+
+    name = "executorch"
+
+    def __init__(self, bundle: Path, manifest: dict, **_):
+        try:
+            import torch
+            from executorch.runtime import Runtime
+        except ImportError as e:
+            raise RarEdgeError(f"the executorch backend needs the executorch package ({e.name} is missing); "
+                               "use --backend onnx with an ONNX bundle") from None
+        self._torch = torch
+        program = Runtime.get().load_program(str(bundle / "rar.pte"))
+        self.methods = {entry: program.load_method(entry) for entry in ENTRY_POINTS}
+
+    def run(self, entry: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        tensors = [self._torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in inputs]
+        return [o.numpy() for o in self.methods[entry].execute(tensors)]
+
+
+class CoreMLBackend:
+    """The bundle's multifunction .mlpackage through coremltools (macOS only)."""
+
+    name = "coreml"
+
+    def __init__(self, bundle: Path, manifest: dict, compute_units: str = "ALL", **_):
+        if sys.platform != "darwin":
+            raise RarEdgeError("the coreml backend runs only on macOS (Core ML cannot predict elsewhere); "
+                               "use an ONNX or ExecuTorch bundle here")
+        import coremltools as ct
+
+        units = getattr(ct.ComputeUnit, compute_units)
+        self.models = {e: ct.models.MLModel(str(bundle / "rar.mlpackage"), function_name=e, compute_units=units)
+                       for e in ENTRY_POINTS}
+        sig = manifest["entry_points"]
+        self.inputs = {e: list(sig[e]["inputs"]) for e in ENTRY_POINTS}
+        self.outputs = {e: list(sig[e]["outputs"]) for e in ENTRY_POINTS}
+
+    def run(self, entry: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        out = self.models[entry].predict(dict(zip(self.inputs[entry], inputs)))
+        return [np.asarray(out[n], dtype=np.float32) for n in self.outputs[entry]]
+
+
+BACKENDS = {"onnx": OnnxBackend, "executorch": ExecuTorchBackend, "coreml": CoreMLBackend}
+
+
+def open_backend(bundle: Path, manifest: dict, backend: str | None = None, **options) -> Backend:
+    """The backend for a bundle: ``backend`` (name or alias) or the one its target needs."""
+    target = manifest["target"]
+    name = ALIASES.get(backend, backend) if backend else BACKEND_OF_TARGET[target]
+    if name not in BACKENDS:
+        raise RarEdgeError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if BACKEND_OF_TARGET[target] != name:
+        raise RarEdgeError(f"{bundle} is a {target} bundle; the {name} backend needs a {name} bundle "
+                           f"(python -m rar_edge.export --target {name})")
+    return BACKENDS[name](bundle, manifest, **options)

@@ -1,0 +1,103 @@
+"""Image files in and out of the runtime (Pillow + numpy; no torch).
+
+Loading applies EXIF orientation, takes the first frame of an animated file, and converts every mode to
+float32 RGB in [0, 1]: grayscale and palette to RGB, CMYK to RGB, 16-bit to [0, 1] at full precision;
+an alpha channel is kept aside and written back untouched. The ICC profile travels to the output.
+Outputs are 8 bits per channel in the format of their extension, written atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from rar_edge.atomic import atomic_path
+from rar_edge.errors import RarEdgeError
+
+#: Formats whose files can hold an alpha channel.
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
+
+
+@dataclass
+class LoadedImage:
+    rgb: np.ndarray  # (H,W,3) float32 in [0,1]
+    alpha: np.ndarray | None = None  # (H,W) float32 in [0,1]
+    icc_profile: bytes | None = None
+    info: dict = field(default_factory=dict)  # source mode, format, frames
+
+
+def split_pil(im: Image.Image) -> LoadedImage:
+    """An opened PIL image as float RGB (+ alpha), whatever its mode."""
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        im.seek(0)  # animated: the first frame (documented)
+    icc = im.info.get("icc_profile")
+    mode = im.mode
+    im = ImageOps.exif_transpose(im)
+    alpha = None
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float32)
+        scale = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        gray = np.clip(arr / scale, 0, 1)
+        rgb = np.repeat(gray[..., None], 3, axis=2)
+    elif mode == "F":
+        gray = np.clip(np.asarray(im, dtype=np.float32), 0, 1)
+        rgb = np.repeat(gray[..., None], 3, axis=2)
+    else:
+        has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info)
+        if has_alpha:
+            rgba = im.convert("RGBA")
+            alpha = np.asarray(rgba, dtype=np.float32)[..., 3] / 255.0
+            rgb = np.asarray(rgba, dtype=np.float32)[..., :3] / 255.0
+        else:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    return LoadedImage(np.ascontiguousarray(rgb), alpha, icc, {"mode": mode, "format": im.format, "frames": frames})
+
+
+def load_image(path: str | Path) -> LoadedImage:
+    """Read an image file; a one-line RarEdgeError names the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise RarEdgeError(f"{path}: no such file; pass image files (jpg, png, webp, ...)")
+    if path.stat().st_size == 0:
+        raise RarEdgeError(f"{path}: the file is empty (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return split_pil(im)
+    except Image.DecompressionBombError as e:
+        raise RarEdgeError(f"{path}: refused as a possible decompression bomb ({e}); resize it first") from None
+    except UnidentifiedImageError:
+        raise RarEdgeError(f"{path}: not an image Pillow can read (wrong extension or corrupt file)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise RarEdgeError(f"{path}: truncated or corrupt image ({e})") from None
+
+
+def output_format(path: str | Path) -> str:
+    """Pillow's format name for the extension of ``path``, or a one-line error."""
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None:
+        raise RarEdgeError(f"cannot write {path}: unknown image extension {Path(path).suffix!r}; use .png, .jpg or .webp")
+    return fmt
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def save_image(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = None,
+               icc_profile: bytes | None = None) -> None:
+    """Write float RGB (and alpha where the format holds one) atomically; format from the extension."""
+    fmt = output_format(path)
+    if alpha is not None and fmt in ALPHA_FORMATS:
+        im = Image.fromarray(np.dstack([to_uint8(rgb), to_uint8(alpha)]), "RGBA")
+    else:
+        im = Image.fromarray(to_uint8(rgb), "RGB")
+    kwargs: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    if icc_profile:
+        kwargs["icc_profile"] = icc_profile
+    with atomic_path(path) as tmp:
+        im.save(tmp, format=fmt, **kwargs)

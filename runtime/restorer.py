@@ -1,0 +1,253 @@
+"""``Restorer``: load a bundle, then restore images of any size with the adaptive loop under a budget."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rar_edge.errors import RarEdgeError
+from rar_edge.loop import StopRule
+from rar_edge.manifest import verify_bundle
+
+from .backends import ENTRY_POINTS, open_backend
+from .profile import DeviceProfile, load_profile
+from .scheduler import OVERHEAD, CostModel, adaptive_loop
+from .tiling import Blender, grid, pad_to
+
+DEFAULT_TILE = 512  # for dynamic bundles
+
+
+@dataclass
+class RestoreResult:
+    image: Any  # like the input: uint8 / uint16 / float32 array, or a PIL image
+    steps: int  # restore steps behind the returned image (the best-assessed latent)
+    steps_run: int
+    quality: list[float]  # assessed quality (dB) of the input, then after each step
+    degradations: dict[str, float]  # probabilities of the input's degradations, by name
+    stop_reason: str  # target | no_gain | max_steps | budget
+    ms: dict[str, float]  # per entry point (summed over tiles and steps), overhead and total
+    budget_ms: float | None = None
+    budget_bound: bool = False  # the budget, not the stop rule, ended the loop
+    model_skipped: bool = False  # the budget could not pay for encode + decode: input returned as is
+    tiles: int = 1
+    alpha: np.ndarray | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict:
+        return {"steps": self.steps, "steps_run": self.steps_run, "quality": [round(q, 3) for q in self.quality],
+                "degradations": {k: round(v, 4) for k, v in self.degradations.items()},
+                "stop_reason": self.stop_reason, "ms": {k: round(v, 2) for k, v in self.ms.items()},
+                "budget_ms": self.budget_ms, "budget_bound": self.budget_bound,
+                "model_skipped": self.model_skipped, "tiles": self.tiles}
+
+
+def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
+    """(float32 RGB in [0,1], alpha or None, how to give the result back) for an array or PIL image."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        from .images import split_pil
+
+        loaded = split_pil(image)
+        return loaded.rgb, loaded.alpha, "pil"
+    if not isinstance(image, np.ndarray):
+        raise RarEdgeError(f"image must be a numpy array or a PIL image, not {type(image).__name__}")
+    arr = image
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or min(arr.shape[:2]) < 1:
+        raise RarEdgeError(f"image array must be (H,W), (H,W,3) or (H,W,4), got shape {image.shape}")
+    if arr.dtype == np.uint8:
+        x = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        x = arr.astype(np.float32) / 65535.0
+    elif arr.dtype in (np.float16, np.float32, np.float64):
+        x = arr.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise RarEdgeError("image holds NaN or Inf values; pass finite values in [0, 1]")
+        if x.min() < -1e-3 or x.max() > 1 + 1e-3:
+            raise RarEdgeError(f"float image values must be in [0, 1], got [{x.min():.3g}, {x.max():.3g}]")
+        x = np.clip(x, 0, 1)
+    else:
+        raise RarEdgeError(f"image dtype {arr.dtype} is not supported; use uint8, uint16 or float in [0, 1]")
+    alpha = x[..., 3] if x.shape[2] == 4 else None
+    rgb = np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x[..., :3]
+    return np.ascontiguousarray(rgb), alpha, (image.dtype, image.shape)
+
+
+def give_back(rgb: np.ndarray, alpha: np.ndarray | None, kind: Any) -> Any:
+    """The restored RGB in the form the input came in."""
+    if kind == "pil":
+        from PIL import Image
+
+        from .images import to_uint8
+
+        if alpha is not None:
+            return Image.fromarray(np.dstack([to_uint8(rgb), to_uint8(alpha)]), "RGBA")
+        return Image.fromarray(to_uint8(rgb), "RGB")
+    dtype, shape = kind
+    out = np.clip(rgb, 0, 1)
+    if len(shape) == 2 or shape[2] == 1:
+        out = out.mean(axis=2)  # gray in, gray out (the model works in RGB)
+        out = out if len(shape) == 2 else out[..., None]
+    elif shape[2] == 4:
+        out = np.dstack([out, alpha])
+    if dtype == np.uint8:
+        return (out * 255 + 0.5).astype(np.uint8)
+    if dtype == np.uint16:
+        return (out * 65535 + 0.5).astype(np.uint16)
+    return out.astype(np.float32)
+
+
+class _TiledImage:
+    """LoopOps over the tiles of one image; the assessor decides per image (mean over tiles)."""
+
+    def __init__(self, restorer: "Restorer", rgb: np.ndarray):
+        self.r = restorer
+        th, tw = restorer.tile_for(rgb.shape[0], rgb.shape[1])
+        self.tile = (th, tw)
+        self.padded = pad_to(rgb, th, tw)
+        self.tiles = grid(self.padded.shape[0], self.padded.shape[1], self.tile, restorer.overlap_for(self.tile))
+
+    def _crop(self, t) -> np.ndarray:
+        th, tw = self.tile
+        return np.ascontiguousarray(self.padded[t.y:t.y + th, t.x:t.x + tw].transpose(2, 0, 1)[None])
+
+    def encode(self):
+        return [self.r.call("encode", [self._crop(t)])[0] for t in self.tiles]
+
+    def assess(self, state):
+        outs = [self.r.call("assess", [z]) for z in state]
+        quality = float(np.mean([float(np.ravel(q)[0]) for q, _, _ in outs]))
+        probs = np.mean([np.ravel(p) for _, p, _ in outs], axis=0)
+        cond = np.mean([c for _, _, c in outs], axis=0).astype(np.float32)
+        return quality, probs.tolist(), cond
+
+    def restore(self, state, cond):
+        return [self.r.call("restore", [z, cond])[0] for z in state]
+
+    def decode(self, state):
+        th, tw = self.tile
+        blend = Blender(self.padded.shape[0], self.padded.shape[1], 3, self.tile, self.r.overlap_for(self.tile))
+        for t, z in zip(self.tiles, state):
+            blend.add(t, self.r.call("decode", [z])[0][0].transpose(1, 2, 0))
+        return blend.result()
+
+
+class Restorer:
+    """A bundle on a backend, with the stop rule and a latency budget scheduler.
+
+    ``restore`` may be called from several threads: calls are serialised by a lock (one model, one
+    device); use one Restorer per thread to run in parallel.
+    """
+
+    def __init__(self, bundle: Path, manifest: dict, backend, profile: DeviceProfile | None = None,
+                 tile: int | None = None, overlap: int | None = None):
+        self.bundle, self.manifest, self.backend = Path(bundle), manifest, backend
+        self.profile = profile
+        self.multiple = int(manifest["size_multiple"])
+        if manifest["input_shape"]:
+            self.fixed_tile: tuple[int, int] | None = tuple(manifest["input_shape"])
+        else:
+            side = tile or DEFAULT_TILE
+            if side % self.multiple:
+                raise RarEdgeError(f"tile {side} must be a multiple of {self.multiple}")
+            self.fixed_tile = None
+            self.dynamic_tile = side
+        self.overlap = overlap
+        self.degradations = list(manifest["degradations"])
+        loop = manifest["quality"]["defaults"]
+        self.rule = StopRule(loop["max_steps"], loop["target_quality"], loop["min_gain"])
+        self.costs: dict[tuple[int, int], CostModel] = {}
+        self._ms: dict[str, float] = {}
+        self._cost: CostModel | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, bundle: str | Path, backend: str | None = None, profile: str | Path | DeviceProfile | None = None,
+             tile: int | None = None, overlap: int | None = None, warmup: bool = True, **backend_options) -> "Restorer":
+        """Verify the bundle (schema, SHA-256 of every artifact), open its backend, warm it up."""
+        bundle = Path(bundle)
+        try:
+            manifest = verify_bundle(bundle)
+        except ValueError as e:
+            raise RarEdgeError(str(e)) from None
+        prof = load_profile(profile) if isinstance(profile, (str, Path)) else profile
+        restorer = cls(bundle, manifest, open_backend(bundle, manifest, backend, **backend_options), prof, tile, overlap)
+        if warmup:
+            restorer.warmup()
+        return restorer
+
+    # --- shapes ---
+    def tile_for(self, height: int, width: int) -> tuple[int, int]:
+        if self.fixed_tile:
+            return self.fixed_tile
+        m, side = self.multiple, self.dynamic_tile
+        return (min(side, -(-height // m) * m), min(side, -(-width // m) * m))
+
+    def overlap_for(self, tile: tuple[int, int]) -> int:
+        return self.overlap if self.overlap is not None else min(32, min(tile) // 4)
+
+    # --- timing ---
+    def cost_model(self, tile: tuple[int, int]) -> CostModel:
+        if tile not in self.costs:
+            prof = self.profile.entry_ms(tile) if self.profile else None
+            self.costs[tile] = CostModel(prof)
+        return self.costs[tile]
+
+    def call(self, entry: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        t0 = time.perf_counter()
+        out = self.backend.run(entry, inputs)
+        ms = (time.perf_counter() - t0) * 1000.0
+        self._ms[entry] = self._ms.get(entry, 0.0) + ms
+        if self._cost is not None:
+            self._cost.record(entry, ms)
+        return out
+
+    def warmup(self, tile: tuple[int, int] | None = None) -> None:
+        """One call of each entry point at the tile size: first calls are slow, and it seeds the cost model."""
+        tile = tile or self.tile_for(*(self.fixed_tile or (self.dynamic_tile, self.dynamic_tile)))
+        job = _TiledImage(self, np.full((*tile, 3), 0.5, np.float32))
+        self._cost = None  # first calls (allocation, kernel selection) are not representative
+        adaptive_loop(job, StopRule(max_steps=1, target_quality=1e9, min_gain=-1e9), None, lambda e: 0.0)
+        self._cost = self.cost_model(tile)
+        adaptive_loop(job, StopRule(max_steps=1, target_quality=1e9, min_gain=-1e9), None, lambda e: 0.0)
+
+    # --- the API ---
+    def restore(self, image: Any, budget_ms: float | None = None, max_steps: int | None = None,
+                target_quality: float | None = None, min_gain: float | None = None) -> RestoreResult:
+        """Restore one image (numpy array or PIL image); see RestoreResult."""
+        if budget_ms is not None and not budget_ms > 0:
+            raise RarEdgeError(f"budget_ms must be a positive number of milliseconds, got {budget_ms}")
+        rule = StopRule(self.rule.max_steps if max_steps is None else max_steps,
+                        self.rule.target_quality if target_quality is None else target_quality,
+                        self.rule.min_gain if min_gain is None else min_gain)
+        with self._lock:
+            return self._restore(image, budget_ms, rule)
+
+    def _restore(self, image: Any, budget_ms: float | None, rule: StopRule) -> RestoreResult:
+        t0 = time.perf_counter()
+        rgb, alpha, kind = as_rgb(image)
+        job = _TiledImage(self, rgb)
+        cost = self._cost = self.cost_model(job.tile)
+        n = len(job.tiles)
+        self._ms = {}
+        outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * (1 if e == OVERHEAD else n))
+        restored = rgb if outcome.model_skipped else outcome.image[:rgb.shape[0], :rgb.shape[1]]
+        result_image = give_back(restored, alpha, kind)
+        total = (time.perf_counter() - t0) * 1000.0
+        model_ms = sum(self._ms.values())
+        if not outcome.model_skipped:
+            cost.record(OVERHEAD, max(0.0, total - model_ms))
+        ms = {e: self._ms.get(e, 0.0) for e in ENTRY_POINTS} | {OVERHEAD: max(0.0, total - model_ms), "total": total}
+        return RestoreResult(image=result_image, steps=outcome.steps, steps_run=outcome.steps_run,
+                             quality=outcome.qualities, degradations=dict(zip(self.degradations, outcome.probabilities)),
+                             stop_reason=outcome.stop_reason, ms=ms, budget_ms=budget_ms,
+                             budget_bound=outcome.stop_reason == "budget", model_skipped=outcome.model_skipped,
+                             tiles=n, alpha=alpha)

@@ -1,0 +1,97 @@
+"""The adaptive loop under a latency budget: DESIGN.md's stop rule, plus "can the budget pay for one more?".
+
+Before each step the scheduler predicts the cost of one more restore + assess plus the final decode (from
+the device profile for this size, replaced by what this process has measured once it has) and stops when
+the time left cannot pay for it. If the budget cannot even pay for encode + assess + decode, the model is
+not run at all: the input comes back unchanged with 0 steps and ``stop_reason == "budget"``.
+The budget is wall time of the whole restore (tiling included), file I/O excluded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from rar_edge.loop import StopRule
+
+#: Pseudo entry point timed by the runtime: tiling, blending and array work outside the model calls.
+OVERHEAD = "overhead"
+
+
+class CostModel:
+    """Predicted milliseconds per entry point for one tile: measured here if possible, else the profile.
+
+    The prediction is the 90th percentile of this process's last ``window`` calls (the maximum while
+    fewer than 5 exist): a budget is a promise, so the estimate leans on the slow side.
+    """
+
+    def __init__(self, profile_ms: dict[str, float] | None = None, window: int = 20) -> None:
+        self.profile_ms = dict(profile_ms or {})
+        self.samples: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
+
+    def record(self, entry: str, ms: float) -> None:
+        self.samples[entry].append(ms)
+
+    def predict(self, entry: str) -> float:
+        seen = sorted(self.samples.get(entry, ()))
+        if len(seen) >= 5:
+            return seen[min(len(seen) - 1, int(0.9 * len(seen)))]
+        if seen:
+            return seen[-1]
+        return self.profile_ms.get(entry, 0.0)
+
+    def known(self) -> bool:
+        return all(self.predict(e) > 0 for e in ("encode", "assess", "restore", "decode"))
+
+
+class LoopOps(Protocol):
+    """One image's model calls (over all its tiles). ``assess`` returns (quality, probabilities, cond)."""
+
+    def encode(self) -> Any: ...
+    def assess(self, state: Any) -> tuple[float, list[float], Any]: ...
+    def restore(self, state: Any, cond: Any) -> Any: ...
+    def decode(self, state: Any) -> Any: ...
+
+
+@dataclass
+class LoopOutcome:
+    image: Any  # what ops.decode returned; None when the model was skipped
+    steps: int = 0  # the step whose latent was decoded (the best assessed)
+    steps_run: int = 0
+    qualities: list[float] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)  # of the input's assessment
+    stop_reason: str = "budget"
+    model_skipped: bool = False
+
+
+def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict: Callable[[str], float],
+                  clock: Callable[[], float] = time.perf_counter) -> LoopOutcome:
+    """Run the loop; ``predict(entry)`` is the whole image's cost in ms of one call of ``entry``."""
+    start = clock()
+
+    def left_ms() -> float:
+        return budget_ms - (clock() - start) * 1000.0
+
+    def affordable(*entries: str) -> bool:
+        return budget_ms is None or sum(predict(e) for e in entries) <= left_ms()
+
+    if not affordable("encode", "assess", "decode", OVERHEAD):
+        return LoopOutcome(image=None, model_skipped=True)
+    state = ops.encode()
+    quality, probs, cond = ops.assess(state)
+    qualities, best, best_step = [quality], state, 0
+    while True:
+        reason = rule.reason_to_stop(qualities)
+        if reason is None and not affordable("restore", "assess", "decode", OVERHEAD):
+            reason = "budget"
+        if reason is not None:
+            break
+        state = ops.restore(state, cond)
+        quality, _, cond = ops.assess(state)
+        qualities.append(quality)
+        if quality > qualities[best_step]:  # ties keep the earlier latent, like the torch loop
+            best, best_step = state, len(qualities) - 1
+    return LoopOutcome(image=ops.decode(best), steps=best_step, steps_run=len(qualities) - 1, qualities=qualities,
+                       probabilities=list(probs), stop_reason=reason)
