@@ -109,6 +109,6 @@ def open_backend(bundle: Path, manifest: dict, backend: str | None = None, **opt
     if name not in BACKENDS:
         raise RarEdgeError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if BACKEND_OF_TARGET[target] != name:
-        raise RarEdgeError(f"{bundle} is a {target} bundle; the {name} backend needs a {name} bundle "
+        raise RarEdgeError(f"{bundle} is a {target} bundle; the {name} backend runs {name} bundles "
                            f"(python -m rar_edge.export --target {name})")
     return BACKENDS[name](bundle, manifest, **options)

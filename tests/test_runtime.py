@@ -1,0 +1,357 @@
+"""The torch-free runtime: Restorer, backends, budget scheduler, tiling, image modes, profiles, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rar_edge.errors import RarEdgeError
+from rar_edge.loop import StopRule
+from rar_edge.runtime.scheduler import CostModel, adaptive_loop
+from rar_edge.runtime.tiling import Blender, grid, starts
+
+from conftest import REPO, run_cli
+
+
+def _export(checkpoint, out, *args: str):
+    import contextlib
+    import io
+
+    from rar_edge.export.__main__ import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["--checkpoint", str(checkpoint), "--imgsz", "64", "-o", str(out), *args]) == 0, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def bundles(tiny_checkpoint, tmp_path_factory):
+    """rar-tiny fp32 bundles: ONNX fixed 64x64, ONNX dynamic, ExecuTorch fixed 64x64."""
+    out = tmp_path_factory.mktemp("rt_bundles")
+    _export(tiny_checkpoint, out, "--target", "onnx")
+    _export(tiny_checkpoint, out / "dyn", "--target", "onnx", "--dynamic")
+    _export(tiny_checkpoint, out, "--target", "executorch")
+    return {"onnx": out / "rar-tiny-fp32-onnx", "dynamic": out / "dyn" / "rar-tiny-fp32-onnx",
+            "executorch": out / "rar-tiny-fp32-executorch"}
+
+
+@pytest.fixture(scope="module")
+def restorer(bundles):
+    from rar_edge.runtime import Restorer
+
+    return Restorer.load(bundles["onnx"])
+
+
+def test_runtime_restores_with_torch_blocked(bundles):
+    code = f"""
+import sys
+sys.modules["torch"] = None  # any import of torch now fails
+import numpy as np
+from rar_edge.runtime import Restorer
+r = Restorer.load({str(bundles["onnx"])!r})
+res = r.restore((np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8), budget_ms=10000)
+assert res.image.shape == (70, 90, 3) and res.image.dtype == np.uint8 and res.quality
+print("ok", sorted(k for k, m in sys.modules.items() if m is not None and k.split(".")[0] in ("torch", "executorch")))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "ok []"
+
+
+@pytest.mark.parametrize("backend", ["onnx", "executorch"])
+def test_backends_agree_with_the_torch_loop(bundles, tiny_checkpoint, photo_array, backend):
+    import torch
+
+    from rar_edge.eval.metrics import psnr
+    from rar_edge.runtime import Restorer
+    from rar_edge.train.checkpoint import load_model
+
+    image = np.ascontiguousarray(photo_array[:64, :64])
+    model, _ = load_model(tiny_checkpoint)
+    rule = StopRule(max_steps=3, target_quality=99.0, min_gain=-99.0)  # always 3 steps: compare every one
+    with torch.no_grad():
+        ref = model.restore_loop(torch.from_numpy(image.transpose(2, 0, 1))[None], rule)[0]
+    res = Restorer.load(bundles[backend]).restore(image, max_steps=3, target_quality=99.0, min_gain=-99.0)
+    assert res.steps_run == 3 and res.steps == ref.steps
+    assert np.allclose(res.quality, ref.quality, atol=0.05)
+    assert all(abs(res.degradations[k] - v) < 0.01 for k, v in ref.degradations.items())
+    assert psnr(res.image, ref.image.numpy().transpose(1, 2, 0)) > 40
+
+
+# --- scheduler, with a fake clock -----------------------------------------------------------------------
+
+class FakeOps:
+    """Entry points that advance a fake clock by fixed costs and report scripted qualities."""
+
+    def __init__(self, qualities, costs=None):
+        self.now = 0.0
+        self.qualities = list(qualities)
+        self.costs = costs or {"encode": 10, "assess": 5, "restore": 20, "decode": 10}
+        self.calls: list[str] = []
+
+    def clock(self):
+        return self.now / 1000.0
+
+    def _tick(self, entry):
+        self.now += self.costs[entry]
+        self.calls.append(entry)
+
+    def encode(self):
+        self._tick("encode")
+        return 0
+
+    def assess(self, state):
+        self._tick("assess")
+        return self.qualities[state], [0.5], f"cond{state}"
+
+    def restore(self, state, cond):
+        assert cond == f"cond{state}"
+        self._tick("restore")
+        return state + 1
+
+    def decode(self, state):
+        self._tick("decode")
+        return f"image{state}"
+
+
+def _run(ops, rule, budget):
+    return adaptive_loop(ops, rule, budget, lambda e: ops.costs.get(e, 0), clock=ops.clock)
+
+
+def test_scheduler_stops_on_target_on_no_gain_and_on_the_cap():
+    rule = StopRule(max_steps=4, target_quality=30, min_gain=0.5)
+    out = _run(FakeOps([20, 25, 31, 40, 41]), rule, None)
+    assert (out.stop_reason, out.steps, out.image) == ("target", 2, "image2")
+    out = _run(FakeOps([20, 25, 25.2, 40, 41]), rule, None)
+    assert (out.stop_reason, out.steps_run) == ("no_gain", 2)
+    out = _run(FakeOps([20, 21, 22, 23, 24]), rule, None)
+    assert (out.stop_reason, out.steps_run, out.steps) == ("max_steps", 4, 4)
+
+
+def test_scheduler_returns_the_best_assessed_latent():
+    out = _run(FakeOps([20, 26, 24, 22, 21]), StopRule(max_steps=4, target_quality=99, min_gain=-99), None)
+    assert out.steps_run == 4 and out.steps == 1 and out.image == "image1"
+
+
+def test_scheduler_stops_when_the_budget_cannot_pay_for_another_step():
+    rule = StopRule(max_steps=10, target_quality=99, min_gain=-99)
+    # encode 10 + assess 5 = 15 spent; each step costs restore 20 + assess 5, and decode 10 must stay paid.
+    ops = FakeOps(list(range(20, 40)))
+    out = _run(ops, rule, budget=100)
+    assert out.stop_reason == "budget" and out.steps_run == 3  # 15 + 3*25 = 90; a 4th would end at 125
+    assert ops.now <= 100 and ops.calls[-1] == "decode"
+
+
+def test_scheduler_skips_the_model_when_the_budget_cannot_pay_for_encode_and_decode():
+    ops = FakeOps([20, 30])
+    out = _run(ops, StopRule(), budget=20)
+    assert out.model_skipped and out.image is None and out.steps == 0 and ops.calls == []
+
+
+def test_cost_model_prefers_measurements_and_leans_slow():
+    cost = CostModel({"encode": 100.0})
+    assert cost.predict("encode") == 100.0 and cost.predict("decode") == 0.0
+    for ms in (10, 12, 11, 30, 10, 11, 12, 10, 11, 10):
+        cost.record("encode", ms)
+    assert cost.predict("encode") == 30  # the 90th percentile of 10 samples is the slowest here
+
+
+# --- tiling and image shapes ----------------------------------------------------------------------------
+
+def test_tiles_cover_the_image_and_blend_exactly():
+    assert starts(64, 64, 16) == [0] and starts(200, 64, 16) == [0, 45, 91, 136]
+    tiles = grid(150, 200, (64, 64), 16)
+    img = np.random.default_rng(0).random((150, 200, 3)).astype(np.float32)
+    blend = Blender(150, 200, 3, (64, 64), 16)
+    for t in tiles:
+        blend.add(t, img[t.y:t.y + 64, t.x:t.x + 64])
+    assert np.allclose(blend.result(), img, atol=1e-6)  # identical tiles blend back to the image
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 13, 3), (333, 100, 3), (64, 64, 3)])
+def test_any_size_comes_back_at_its_size(restorer, shape):
+    img = (np.random.default_rng(1).random(shape) * 255).astype(np.uint8)
+    res = restorer.restore(img, max_steps=1)
+    assert res.image.shape == shape and res.image.dtype == np.uint8
+    assert res.tiles == len(grid(max(shape[0], 64), max(shape[1], 64), (64, 64), 16))
+
+
+def test_dynamic_bundle_tiles_at_the_chosen_size(bundles):
+    from rar_edge.runtime import Restorer
+
+    r = Restorer.load(bundles["dynamic"], tile=48)
+    res = r.restore(np.full((100, 30, 3), 0.5, np.float32), max_steps=1)
+    assert res.image.shape == (100, 30, 3) and res.tiles == 3  # 48x32 tiles (30 rounds up to 32)
+
+
+@pytest.mark.parametrize("kind", ["gray", "rgba", "uint16", "float", "pil_rgba", "pil_palette"])
+def test_input_kinds_round_trip(restorer, kind):
+    rng = np.random.default_rng(2)
+    rgb = (rng.random((40, 50, 3)) * 255).astype(np.uint8)
+    alpha = (rng.random((40, 50)) * 255).astype(np.uint8)
+    image = {"gray": rgb[..., 0], "rgba": np.dstack([rgb, alpha]), "uint16": rgb.astype(np.uint16) * 257,
+             "float": rgb / 255.0, "pil_rgba": Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
+             "pil_palette": Image.fromarray(rgb).convert("P")}[kind]
+    out = restorer.restore(image, max_steps=1).image
+    if kind.startswith("pil"):
+        assert out.size == (50, 40) and out.mode == ("RGBA" if kind == "pil_rgba" else "RGB")
+        if kind == "pil_rgba":
+            assert np.array_equal(np.asarray(out)[..., 3], alpha)  # alpha passes through untouched
+        return
+    expected = {"gray": np.uint8, "rgba": np.uint8, "uint16": np.uint16, "float": np.float32}[kind]
+    assert out.shape == image.shape and out.dtype == expected
+    if kind == "rgba":
+        assert np.array_equal(out[..., 3], alpha)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.full((8, 8, 3), np.nan, np.float32), "NaN or Inf"),
+    (np.zeros((8, 8, 3), np.int32), "dtype int32"),
+    (np.zeros((8, 8, 5), np.uint8), "must be (H,W)"),
+    (np.full((8, 8, 3), 3.0, np.float32), "must be in [0, 1]"),
+    ("image.png", "numpy array or a PIL image"),
+])
+def test_bad_arrays_are_refused_in_one_line(restorer, bad, message):
+    with pytest.raises(RarEdgeError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        restorer.restore(bad)
+
+
+# --- bundles and backends -------------------------------------------------------------------------------
+
+def test_damaged_bundle_unknown_backend_and_coreml_here(bundles, tmp_path):
+    import shutil
+
+    from rar_edge.runtime import Restorer
+
+    with pytest.raises(RarEdgeError, match="unknown backend 'tpu'"):
+        Restorer.load(bundles["onnx"], backend="tpu")
+    with pytest.raises(RarEdgeError, match="runs executorch bundles"):
+        Restorer.load(bundles["onnx"], backend="et")
+    copy = tmp_path / "b"
+    shutil.copytree(bundles["onnx"], copy)
+    with open(copy / "restore.onnx", "r+b") as f:
+        f.seek(200)
+        f.write(b"\xff\xfe")
+    with pytest.raises(RarEdgeError, match="SHA-256"):
+        Restorer.load(copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["target"] = "coreml"
+    if sys.platform != "darwin":
+        from rar_edge.runtime.backends import open_backend
+
+        with pytest.raises(RarEdgeError, match="only on macOS"):
+            open_backend(copy, manifest)
+
+
+def test_budget_zero_model_path_returns_the_input(restorer):
+    img = (np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8)
+    res = restorer.restore(img, budget_ms=0.001)
+    assert res.model_skipped and res.steps == 0 and res.quality == [] and np.array_equal(res.image, img)
+    assert res.budget_bound and res.stop_reason == "budget"
+
+
+# --- image files ----------------------------------------------------------------------------------------
+
+def test_image_files_keep_alpha_icc_and_orientation(tmp_path):
+    from rar_edge.runtime.images import load_image, save_image
+
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[:, :10] = 255
+    im = Image.fromarray(rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    icc = b"fake-icc-profile-bytes"
+    im.save(tmp_path / "rot.jpg", exif=exif, icc_profile=icc)
+    loaded = load_image(tmp_path / "rot.jpg")
+    assert loaded.rgb.shape == (30, 20, 3) and loaded.icc_profile == icc
+    save_image(tmp_path / "out.png", loaded.rgb, None, loaded.icc_profile)
+    assert Image.open(tmp_path / "out.png").info.get("icc_profile") == icc
+
+    Image.fromarray((np.arange(600).reshape(20, 30) * 100).astype(np.uint16)).save(tmp_path / "g16.png")
+    g16 = load_image(tmp_path / "g16.png")
+    assert g16.rgb.shape == (20, 30, 3) and 0.9 < g16.rgb.max() <= 1.0  # 16-bit scaled, not clipped at 255
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    assert load_image(tmp_path / "cmyk.jpg").rgb.shape == (20, 30, 3)
+    Image.fromarray(np.dstack([rgb, np.full((20, 30), 128, np.uint8)]), "RGBA").save(tmp_path / "a.png")
+    a = load_image(tmp_path / "a.png")
+    assert a.alpha is not None and abs(float(a.alpha.mean()) - 128 / 255) < 1e-6
+    frames = [Image.fromarray(np.full((8, 8, 3), v, np.uint8)) for v in (10, 200)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert load_image(tmp_path / "anim.gif").info["frames"] == 2  # first frame used
+
+
+@pytest.mark.parametrize("content, message", [(b"", "empty"), (b"not an image at all", "not an image"),
+                                               (None, "no such file")])
+def test_bad_image_files(tmp_path, content, message):
+    from rar_edge.runtime.images import load_image
+
+    path = tmp_path / "x.png"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(RarEdgeError, match=message):
+        load_image(path)
+
+
+def test_truncated_png(tmp_path):
+    from rar_edge.runtime.images import load_image
+
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 90).save(tmp_path / "ok.png")
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(RarEdgeError, match="cut.png"):
+        load_image(tmp_path / "cut.png")
+
+
+# --- CLI ------------------------------------------------------------------------------------------------
+
+def test_cli_restore_bundle_json_contract_and_bad_file(bundles, tmp_path):
+    good = tmp_path / "in" / "a.png"
+    good.parent.mkdir()
+    Image.fromarray((np.random.default_rng(4).random((50, 70, 3)) * 255).astype(np.uint8)).save(good)
+    bad = tmp_path / "in" / "b.png"
+    bad.write_bytes(b"\x89PNG broken")
+    res = run_cli("restore", str(good), str(bad), "-o", str(tmp_path / "out"), "--bundle", str(bundles["onnx"]),
+                  "--budget-ms", "60000", "--json")
+    assert res.returncode == 1
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    ok = records[0]
+    assert {"input", "output", "steps", "quality", "degradations", "ms", "budget_ms", "budget_bound"} <= set(ok)
+    assert ok["ms"]["total"] > 0 and ok["budget_ms"] == 60000 and Image.open(ok["output"]).size == (70, 50)
+    assert "error" in records[1] and "b.png" in res.stderr
+    assert not (tmp_path / "out" / "b.png").exists()
+
+
+def test_cli_restore_refuses_writing_over_its_input(bundles, tmp_path):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
+    res = run_cli("restore", str(img), "-o", str(tmp_path), "--bundle", str(bundles["onnx"]))
+    assert res.returncode == 2 and "is the input itself" in res.stderr
+
+
+def test_profile_cli_and_profile_parsing(bundles, tmp_path):
+    from rar_edge.runtime import Restorer, load_profile
+    from rar_edge.runtime.profile import parse_profile
+
+    out = tmp_path / "p.json"
+    res = run_cli("profile", "--bundle", str(bundles["onnx"]), "--runs", "3", "-o", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    prof = load_profile(out)
+    assert prof.method == "measured" and prof.backend == "onnx" and set(prof.sizes) == {"64x64"}
+    assert all(v["p90_ms"] >= v["median_ms"] > 0 for v in prof.sizes["64x64"].values())
+    assert prof.entry_ms((128, 128))["decode"] == pytest.approx(4 * prof.sizes["64x64"]["decode"]["p90_ms"])
+    r = Restorer.load(bundles["onnx"], profile=out, warmup=False)
+    assert r.cost_model((64, 64)).predict("restore") == prof.sizes["64x64"]["restore"]["p90_ms"]
+    data = json.loads(out.read_text())
+    for broken, message in ((dict(data, format="x"), "not a rar_edge device profile"),
+                            (dict(data, method="guessed"), "method"),
+                            (dict(data, sizes={"64": data["sizes"]["64x64"]}), "is not 'HxW'"),
+                            (dict(data, sizes={"64x64": {"encode": {"median_ms": 1}}}), "lacks finite")):
+        with pytest.raises(RarEdgeError, match=message):
+            parse_profile(broken)
+    res = run_cli("profile", "--bundle", str(bundles["onnx"]), "--sizes", "128", "-o", str(tmp_path / "q.json"))
+    assert res.returncode == 2 and "fixed input shape" in res.stderr and not (tmp_path / "q.json").exists()
