@@ -17,9 +17,6 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
-NEXT = {"onnx": "onnxruntime", "executorch": "ExecuTorch (XNNPACK)", "coreml": "Core ML (macOS 15 / iOS 18)"}
-
-
 def export_bundle(target: str, precision: str, checkpoint: str | None, preset: str | None, size: tuple[int, int],
                   dynamic: bool, out: Path, calib: str | None = None) -> str:
     """Export ``target`` at ``precision``; returns a printable summary with the next command to run."""
@@ -73,7 +70,7 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
              "  " + ", ".join(f"{f} {s / 1e6:.2f} MB" for f, s in sizes.items()),
              f"  parity ({precision}): loop {parity['loop_psnr_db']:.1f} dB, decode {parity['decode_psnr_db']:.1f} dB, "
              f"quality within {parity['loop_quality_max_abs_db']:.3f} dB",
-             f"next: the artifacts run in {NEXT[target]} (entry points and "
-             f"shapes in {bundle}/manifest.json); the rar_edge runtime that restores images from bundles is not in "
-             "this version yet"]
+             (f"next: rar-edge restore IMAGES -o OUT --bundle {bundle}" if target != "coreml" else
+              f"next: on macOS, rar-edge restore IMAGES -o OUT --bundle {bundle}; in an app, load rar.mlpackage "
+              "with MLModel(configuration:) per function (docs/runtime.md)")]
     return "\n".join(lines)
