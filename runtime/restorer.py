@@ -68,12 +68,14 @@ def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
     elif arr.dtype == np.uint16:
         x = arr.astype(np.float32) / 65535.0
     elif arr.dtype in (np.float16, np.float32, np.float64):
-        x = arr.astype(np.float32)
-        if not np.isfinite(x).all():
+        x = arr.astype(np.float32, copy=False)
+        lo, hi = float(x.min()), float(x.max())  # NaN propagates into min/max: one pass checks both
+        if not (np.isfinite(lo) and np.isfinite(hi)):
             raise RarEdgeError("image holds NaN or Inf values; pass finite values in [0, 1]")
-        if x.min() < -1e-3 or x.max() > 1 + 1e-3:
-            raise RarEdgeError(f"float image values must be in [0, 1], got [{x.min():.3g}, {x.max():.3g}]")
-        x = np.clip(x, 0, 1)
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise RarEdgeError(f"float image values must be in [0, 1], got [{lo:.3g}, {hi:.3g}]")
+        if lo < 0 or hi > 1:
+            x = np.clip(x, 0, 1)
     else:
         raise RarEdgeError(f"image dtype {arr.dtype} is not supported; use uint8, uint16 or float in [0, 1]")
     alpha = x[..., 3] if x.shape[2] == 4 else None
@@ -92,7 +94,7 @@ def give_back(rgb: np.ndarray, alpha: np.ndarray | None, kind: Any) -> Any:
             return Image.fromarray(np.dstack([to_uint8(rgb), to_uint8(alpha)]), "RGBA")
         return Image.fromarray(to_uint8(rgb), "RGB")
     dtype, shape = kind
-    out = np.clip(rgb, 0, 1)
+    out = np.clip(rgb, 0, 1, out=rgb)  # rgb is the runtime's own buffer (or the caller's, when unchanged and in range)
     if len(shape) == 2 or shape[2] == 1:
         out = out.mean(axis=2)  # gray in, gray out (the model works in RGB)
         out = out if len(shape) == 2 else out[..., None]
@@ -133,7 +135,8 @@ class _TiledImage:
         return [self.r.call("restore", [z, cond])[0] for z in state]
 
     def decode(self, state):
-        th, tw = self.tile
+        if len(self.tiles) == 1:  # nothing to blend
+            return self.r.call("decode", [state[0]])[0][0].transpose(1, 2, 0)
         blend = Blender(self.padded.shape[0], self.padded.shape[1], 3, self.tile, self.r.overlap_for(self.tile))
         for t, z in zip(self.tiles, state):
             blend.add(t, self.r.call("decode", [z])[0][0].transpose(1, 2, 0))
@@ -239,7 +242,7 @@ class Restorer:
         n = len(job.tiles)
         self._ms = {}
         outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * (1 if e == OVERHEAD else n))
-        restored = rgb if outcome.model_skipped else outcome.image[:rgb.shape[0], :rgb.shape[1]]
+        restored = rgb.copy() if outcome.model_skipped else outcome.image[:rgb.shape[0], :rgb.shape[1]]
         result_image = give_back(restored, alpha, kind)
         total = (time.perf_counter() - t0) * 1000.0
         model_ms = sum(self._ms.values())

@@ -1,0 +1,199 @@
+"""The runtime's targets (issue 5): overhead, budgets kept, adaptive savings, 12 MP memory, seams.
+
+    python bench/runtime_bench.py --teacher runs/teacher/best --photos photos/heldout --json runtime.json
+
+Bundles are exported first into a temporary folder: rar-edge-s fp32 at a fixed 512 tile for ONNX and
+ExecuTorch (its initial weights: costs do not depend on training), and the teacher as a dynamic ONNX
+bundle for what needs a trained model (adaptive savings, seams). Every measurement runs in its own
+process (``--task``), one backend per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FIXED = dict(target_quality=1e9, min_gain=-1e9)  # never stop early: a fixed step count
+
+
+def photo(h: int, w: int) -> np.ndarray:
+    """A real photo (scikit-image's astronaut), resized to (h, w), float32 RGB."""
+    from PIL import Image
+    from skimage import data
+
+    return np.asarray(Image.fromarray(data.astronaut()).resize((w, h), Image.Resampling.BICUBIC),
+                      dtype=np.float32) / 255.0
+
+
+def task_overhead_and_budget(bundle: str, runs: int = 20, budget_runs: int = 100) -> dict:
+    """Restorer vs the same entry-point calls made directly; then budgets of 2x/4x/8x encode+decode."""
+    from rar_edge.runtime import Restorer
+
+    r = Restorer.load(bundle)
+    tile = r.fixed_tile
+    image = photo(*tile)
+    x = np.ascontiguousarray(image.transpose(2, 0, 1)[None])
+
+    def raw() -> float:
+        t0 = time.perf_counter()
+        z = r.backend.run("encode", [x])[0]
+        _, _, c = r.backend.run("assess", [z])
+        for _ in range(2):
+            z = r.backend.run("restore", [z, c])[0]
+            _, _, c = r.backend.run("assess", [z])
+        r.backend.run("decode", [z])
+        return (time.perf_counter() - t0) * 1000
+
+    raw_ms, api_ms = [], []
+    for _ in range(runs):  # interleaved, so drifts hit both alike
+        raw_ms.append(raw())
+        t0 = time.perf_counter()
+        r.restore(image, max_steps=2, **FIXED)
+        api_ms.append((time.perf_counter() - t0) * 1000)
+    out = {"backend": r.backend.name, "tile": list(tile), "raw_ms": float(np.median(raw_ms)),
+           "restorer_ms": float(np.median(api_ms))}
+    out["overhead_pct"] = 100 * (out["restorer_ms"] / out["raw_ms"] - 1)
+    codec = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        r.backend.run("decode", [r.backend.run("encode", [x])[0]])
+        codec.append((time.perf_counter() - t0) * 1000)
+    out["encode_decode_ms"] = float(np.median(codec))
+    out["budgets"] = []
+    for k in (2, 4, 8):
+        budget = k * out["encode_decode_ms"]
+        walls, steps = [], []
+        for _ in range(budget_runs):
+            t0 = time.perf_counter()
+            res = r.restore(image, budget_ms=budget, max_steps=8, **FIXED)
+            walls.append((time.perf_counter() - t0) * 1000)
+            steps.append(res.steps_run)
+        walls = np.array(walls)
+        out["budgets"].append({"x": k, "budget_ms": budget, "met_pct": float(100 * np.mean(walls <= budget)),
+                               "p95_wall_ms": float(np.percentile(walls, 95)), "mean_steps": float(np.mean(steps))})
+    return out
+
+
+def task_big_photo(bundle: str, height: int = 3000, width: int = 4000) -> dict:
+    """A 12 MP photo through the 512 tile bundle: time, tiles, peak RSS of this process."""
+    from rar_edge.runtime import Restorer
+
+    r = Restorer.load(bundle)
+    image = (photo(height, width) * 255).astype(np.uint8)
+    t0 = time.perf_counter()
+    res = r.restore(image, max_steps=1, **FIXED)
+    ms = (time.perf_counter() - t0) * 1000
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"backend": r.backend.name, "megapixels": height * width / 1e6, "tiles": res.tiles, "ms": ms,
+            "peak_rss_mb": peak_mb, "shape_ok": res.image.shape == image.shape}
+
+
+def degraded_set(photos: str, crop: int, count: int, seed: int = 0):
+    """(clean, degraded) crops of held-out photos at mixed severities (bench-side: uses torch)."""
+    import torch
+
+    from rar_edge.data.degrade import degrade
+    from rar_edge.data.folder import PhotoFolder
+
+    clean = PhotoFolder(photos).random_crops(count, crop, torch.Generator().manual_seed(seed))
+    degraded = degrade(clean, seed=seed).degraded
+    return clean.numpy().transpose(0, 2, 3, 1), np.clip(degraded.numpy().transpose(0, 2, 3, 1), 0, 1)
+
+
+def task_adaptive(bundle: str, photos: str, crop: int = 256, count: int = 24) -> dict:
+    """The stop rule against always running the step cap, on the teacher."""
+    from rar_edge.eval.metrics import psnr
+    from rar_edge.runtime import Restorer
+
+    r = Restorer.load(bundle, tile=crop)
+    clean, degraded = degraded_set(photos, crop, count)
+    degraded_mask = [psnr(d, c) < 60 for c, d in zip(clean, degraded)]  # the set holds clean photos too
+    rows = {}
+    for name, kwargs in (("adaptive", {}), ("step cap", dict(FIXED))):
+        steps, out_db, in_db, clean_db, ms = [], [], [], [], []
+        for c, d, is_degraded in zip(clean, degraded, degraded_mask):
+            res = r.restore(d, **kwargs)
+            steps.append(res.steps_run)
+            ms.append(res.ms["total"])
+            if is_degraded:
+                in_db.append(psnr(d, c))
+                out_db.append(psnr(res.image, c))
+            else:
+                clean_db.append(psnr(res.image, c))
+        rows[name] = {"mean_steps_run": float(np.mean(steps)), "degraded_psnr_in_db": float(np.mean(in_db)),
+                      "degraded_psnr_out_db": float(np.mean(out_db)), "clean_psnr_out_db": float(np.mean(clean_db)),
+                      "clean_images": len(clean_db), "mean_ms": float(np.mean(ms))}
+    return {"images": count, "crop": crop, "max_steps": r.rule.max_steps, **rows}
+
+
+def task_seams(bundle: str, photos: str, side: int = 1024, tile: int = 512) -> dict:
+    """PSNR between the tiled and the untiled restore of one side x side degraded photo (2 fixed steps)."""
+    from rar_edge.eval.metrics import psnr
+    from rar_edge.runtime import Restorer
+
+    _, degraded = degraded_set(photos, side, 1, seed=3)
+    whole = Restorer.load(bundle, tile=side, warmup=False).restore(degraded[0], max_steps=2, **FIXED)
+    tiled = Restorer.load(bundle, tile=tile, warmup=False).restore(degraded[0], max_steps=2, **FIXED)
+    return {"side": side, "tile": tile, "tiles": tiled.tiles, "psnr_tiled_vs_untiled_db": psnr(tiled.image, whole.image)}
+
+
+TASKS = {"overhead": task_overhead_and_budget, "big": task_big_photo, "adaptive": task_adaptive, "seams": task_seams}
+
+
+def spawn(task: str, *args: str) -> dict:
+    res = subprocess.run([sys.executable, __file__, "--task", task, *args], capture_output=True, text=True)
+    if res.returncode != 0:
+        return {"task": task, "error": res.stderr.strip().splitlines()[-1]}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def export(args: list[str]) -> None:
+    res = subprocess.run([sys.executable, "-m", "rar_edge.export", *args], capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"export failed: {res.stderr.strip().splitlines()[-1]}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--teacher", help="trained teacher checkpoint (adaptive savings, seams)")
+    p.add_argument("--photos", help="held-out photo folder")
+    p.add_argument("--json")
+    p.add_argument("--task", choices=TASKS, help=argparse.SUPPRESS)
+    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.task:
+        print(json.dumps(TASKS[a.task](*a.args)))
+        return
+    sys.path.insert(0, str(Path(__file__).parent))
+    from export_bench import untrained_checkpoint
+
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        edge = untrained_checkpoint("rar-edge-s", Path(tmp) / "edge")
+        for target in ("onnx", "executorch"):
+            export(["--target", target, "--checkpoint", str(edge), "-o", tmp])
+            bundle = f"{tmp}/rar-edge-s-fp32-{target}"
+            results[f"overhead_{target}"] = spawn("overhead", bundle)
+            print(json.dumps(results[f"overhead_{target}"]), flush=True)
+        results["big_onnx"] = spawn("big", f"{tmp}/rar-edge-s-fp32-onnx")
+        print(json.dumps(results["big_onnx"]), flush=True)
+        if a.teacher and a.photos:
+            export(["--target", "onnx", "--checkpoint", a.teacher, "--dynamic", "-o", f"{tmp}/teacher"])
+            bundle = f"{tmp}/teacher/rar-teacher-fp32-onnx"
+            for task in ("adaptive", "seams"):
+                results[task] = spawn(task, bundle, a.photos)
+                print(json.dumps(results[task]), flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
