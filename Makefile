@@ -24,7 +24,9 @@ test: install
 demo: install
 	$(PY) -m rar_edge.demo
 
+# The quick benchmarks; bench/*.py say how to run the long ones (export, runtime, report) and their inputs.
 bench: install
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) bench/train_throughput.py
 	$(PY) bench/complexity.py
 

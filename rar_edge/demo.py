@@ -1,17 +1,19 @@
-"""``make demo`` / ``python -m rar_edge.demo``: the main job that exists so far.
+"""``make demo`` / ``python -m rar_edge.demo``: the shipped int8 student, exported and run by the runtime.
 
-Until trained weights ship inside the package, the demo trains rar-tiny briefly on
-scikit-image's photos (the three photos the samples are cut from are held out), then restores
-every image in samples/degraded with the torch reference loop and prints, per image: the
-degradations found, the steps taken, PSNR input -> output against the clean original, and
-milliseconds. The tiny model trained for two minutes shows the pipeline, not RAR's quality.
+1. exports the shipped rar-edge-s int8 student (rar_edge/weights/) to ExecuTorch and ONNX bundles, and to
+   Core ML (verified by its spec on Linux, where Core ML cannot predict);
+2. restores every photo in samples/degraded through the torch-free runtime under a latency budget, with
+   the ONNX bundle and with the ExecuTorch bundle;
+3. writes before/after grids and a plot of the assessed quality per step, and prints per image: the
+   degradations found, the steps, PSNR input -> output against the clean original, and milliseconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -20,79 +22,100 @@ import numpy as np
 from rar_edge.errors import RarEdgeError
 
 REPO = Path(__file__).resolve().parents[1]
+PRESET = "rar-edge-s"
+TILE = 256  # the samples' size: one tile each
 
 
-def _training_photos(folder: Path, held_out: tuple[str, ...]) -> Path:
-    from PIL import Image
+def export_bundles(out: Path, targets: tuple[str, ...]) -> dict[str, Path]:
+    """Export the shipped student per target (skipped when the bundle already verifies)."""
+    from rar_edge.export.__main__ import main as export_main
+    from rar_edge.manifest import verify_bundle
 
-    from rar_edge.data.photos import skimage_photos
+    bundles = {}
+    for target in targets:
+        bundle = out / f"{PRESET}-int8-{target}"
+        try:
+            verify_bundle(bundle)
+        except ValueError:
+            print(f"exporting {PRESET} int8 -> {target} ...", flush=True)
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                code = export_main(["--target", target, "--preset", PRESET, "--precision", "int8",
+                                    "--imgsz", str(TILE), "-o", str(out)])
+            if code != 0:
+                raise RarEdgeError(f"export to {target} failed: {err.getvalue().strip().splitlines()[-1]}")
+        bundles[target] = bundle
+    return bundles
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, arr in skimage_photos().items():
-        if not any(name == f"skimage_{h}" for h in held_out):
-            Image.fromarray(arr).save(folder / f"{name}.png")
-    return folder
 
-
-def run(samples: Path, work: Path, steps: int) -> list[dict]:
-    """Train (or reuse) the demo model, restore every sample; returns one row per sample."""
-    sys.path.insert(0, str(samples))
-    from make_samples import HELD_OUT_PHOTOS  # the samples' own list of photos to keep out of training
-
+def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float) -> list[dict]:
+    """Every sample through the runtime; one row per image with PSNR against its clean original."""
     from rar_edge.eval.metrics import psnr
-    from rar_edge.imageio import load_image
-    from rar_edge.infer import restore_files
-    from rar_edge.train.checkpoint import load_model
-    from rar_edge.train.trainer import TrainConfig, train
+    from rar_edge.runtime import Restorer
+    from rar_edge.runtime.images import load_image, save_image
 
-    ckpt = work / "tiny" / "last"
-    if not (ckpt / "config.json").exists() or json.loads((ckpt / "config.json").read_text())["step"] < steps:
-        photos = _training_photos(work / "photos", HELD_OUT_PHOTOS)
-        print(f"training rar-tiny for {steps} steps on {len(list(photos.iterdir()))} photos (CPU, about 2 minutes)")
-        train(TrainConfig(preset="rar-tiny", data=str(photos), out=str(work / "tiny"), steps=steps, batch=12,
-                          crop=64, lr=2e-3, warmup=50, val_every=steps, ckpt_every=steps, val_crop=64,
-                          resume=True))
-    model, _ = load_model(ckpt)
     index = json.loads((samples / "samples.json").read_text())
-    inputs = [str(samples / "degraded" / name) for name in index]
+    restorer = Restorer.load(bundle)
+    out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for rec in restore_files(model, inputs, work / "restored", model.stop_rule()):
-        meta = index[Path(rec["input"]).name]
-        clean = load_image(samples / meta["clean"])
-        rec["psnr_in"] = psnr(load_image(rec["input"]), clean)
-        rec["psnr_out"] = psnr(load_image(rec["output"]), clean)
-        rec["true"] = meta["degradations"]
-        rows.append(rec)
+    for name, meta in index.items():
+        degraded = load_image(samples / "degraded" / name).rgb
+        clean = load_image(samples / meta["clean"]).rgb
+        res = restorer.restore(degraded, budget_ms=budget_ms)
+        save_image(out / name, res.image)
+        rows.append({"name": name, "true": meta["degradations"], "found": res.degradations, "steps": res.steps,
+                     "quality": res.quality, "psnr_in": psnr(degraded, clean), "psnr_out": psnr(res.image, clean),
+                     "ms": res.ms["total"], "budget_bound": res.budget_bound,
+                     "images": (degraded, res.image, clean)})
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    print(f"{'image':<28} {'true':<12} {'found (p>0.5)':<22} {'steps':>5} {'PSNR in -> out':>16} {'ms':>7}")
+def print_table(rows: list[dict], et_rows: list[dict] | None, budget_ms: float) -> None:
+    et = {r["name"]: r for r in et_rows or []}
+    print(f"\n{'image':<28} {'true':<12} {'found (p>0.5)':<20} {'steps':>5} {'PSNR in -> out':>16} "
+          f"{'ms onnx':>8} {'ms et':>7}")
     for r in rows:
-        found = ",".join(k for k, v in r["degradations"].items() if v > 0.5) or "-"
-        print(f"{Path(r['input']).name:<28} {'+'.join(r['true']):<12} {found:<22} {r['steps']:>5} "
-              f"{r['psnr_in']:>7.2f} -> {r['psnr_out']:<6.2f} {r['ms']['total']:>7.0f}")
+        found = ",".join(k for k, v in r["found"].items() if v > 0.5) or "-"
+        ms_et = f"{et[r['name']]['ms']:7.1f}" if r["name"] in et else "      -"
+        print(f"{r['name']:<28} {'+'.join(r['true']):<12} {found:<20} {r['steps']:>5} "
+              f"{r['psnr_in']:>7.2f} -> {r['psnr_out']:<6.2f} {r['ms']:>8.1f} {ms_et}")
     gain = np.mean([r["psnr_out"] - r["psnr_in"] for r in rows])
-    print(f"mean PSNR change: {gain:+.2f} dB over {len(rows)} images")
+    bound = sum(r["budget_bound"] for r in rows)
+    print(f"mean PSNR change {gain:+.2f} dB over {len(rows)} images; budget {budget_ms:.0f} ms per image "
+          f"(it stopped the loop for {bound})")
+
+
+def write_pictures(rows: list[dict], work: Path) -> None:
+    from rar_edge.viz import comparison_grid, line_plot
+
+    comparison_grid([list(r["images"]) for r in rows],
+                    [f"{r['name']}: {r['psnr_in']:.1f} -> {r['psnr_out']:.1f} dB, {r['steps']} steps" for r in rows],
+                    ["degraded", "restored (int8, runtime)", "clean original"], work / "before_after.png")
+    line_plot({r["name"].split(".")[0]: r["quality"] for r in rows}, work / "quality_per_step.png",
+              "assessed quality per step (rar-edge-s int8, ONNX runtime)", "step", "quality (dB)")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rar_edge.demo", description=__doc__.splitlines()[0])
     p.add_argument("--samples", default=str(REPO / "samples"), help="folder with samples.json, degraded/ and clean/")
-    p.add_argument("--work", default="runs/demo", help="where the demo model and restored images go")
-    p.add_argument("--steps", type=int, default=600, help="training steps of the demo model")
-    p.add_argument("--fresh", action="store_true", help="retrain the demo model from scratch")
+    p.add_argument("--work", default="runs/demo", help="bundles, restored images and pictures go here")
+    p.add_argument("--budget-ms", type=float, default=250.0, help="latency budget per image")
+    p.add_argument("--no-coreml", action="store_true", help="skip the Core ML export")
     a = p.parse_args(argv)
-    work = Path(a.work)
-    if a.fresh and work.exists():
-        shutil.rmtree(work)
+    work, samples = Path(a.work), Path(a.samples)
     try:
-        rows = run(Path(a.samples), work, a.steps)
+        targets = ("onnx", "executorch") + (() if a.no_coreml else ("coreml",))
+        bundles = export_bundles(work / "bundles", targets)
+        rows = restore_samples(bundles["onnx"], samples, work / "restored", a.budget_ms)
+        et_rows = restore_samples(bundles["executorch"], samples, work / "restored_et", a.budget_ms)
     except RarEdgeError as e:
         print(f"demo: error: {e}", file=sys.stderr)
         return 2
-    print_table(rows)
-    print(f"restored images: {work / 'restored'}")
+    print_table(rows, et_rows, a.budget_ms)
+    write_pictures(rows, work)
+    print(f"bundles: {work / 'bundles'}; restored: {work / 'restored'}; pictures: {work / 'before_after.png'}, "
+          f"{work / 'quality_per_step.png'}")
+    print(f"next: rar-edge restore YOUR_PHOTOS -o out --bundle {bundles['onnx']} --budget-ms {a.budget_ms:.0f}")
     return 0
 
 

@@ -1,13 +1,15 @@
-"""Regenerate samples/: degraded crops of scikit-image's photos, with their clean originals.
+"""Regenerate samples/: degraded crops of held-out photos, with their clean originals.
 
-    python samples/make_samples.py
+    rar-edge photos -o photos            # the offline photo folder (train/ and heldout/)
+    python samples/make_samples.py photos/heldout
 
-Deterministic (fixed seeds). scikit-image's sample photos are free to redistribute
-(see samples/LICENSES.md). The photos used here are kept out of the demo's training set.
+Deterministic (fixed seeds). The three photos are in the held-out split that training never sees, and
+their licences allow redistributing modified crops with attribution (samples/LICENSES.md).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -17,32 +19,40 @@ from PIL import Image
 
 from rar_edge import DEGRADATIONS
 from rar_edge.data.degrade import apply_degradations
-from rar_edge.data.photos import skimage_photos
+from rar_edge.data.folder import load_rgb
 
 HERE = Path(__file__).resolve().parent
+#: Short name -> file stem in the held-out folder.
+PHOTOS = {"brushes": "lomiri-wallpapers-16.04_Picture_1A_by_freespace",
+          "mountains": "lomiri-wallpapers-16.04_picosdeeuropa_by_Aitzol_Berasategi",
+          "coffee": "skimage_coffee"}
 #: (photo, crop box y, x, degradations, severity)
 SAMPLES = [
-    ("astronaut", 0, 128, ("noise",), 0.5),
-    ("coffee", 60, 200, ("blur",), 0.5),
-    ("chelsea", 0, 100, ("jpeg",), 0.7),
-    ("astronaut", 200, 200, ("rain",), 0.6),
-    ("coffee", 100, 300, ("haze",), 0.5),
-    ("chelsea", 30, 200, ("low_light",), 0.5),
-    ("astronaut", 100, 0, ("blur", "noise"), 0.5),
-    ("coffee", 0, 0, ("noise", "jpeg"), 0.5),
-    ("chelsea", 20, 150, ("rain", "haze"), 0.5),
+    ("brushes", 100, 150, ("noise",), 0.5),
+    ("mountains", 120, 600, ("blur",), 0.5),
+    ("coffee", 60, 200, ("jpeg",), 0.7),
+    ("mountains", 400, 200, ("rain",), 0.6),
+    ("brushes", 300, 400, ("haze",), 0.5),
+    ("coffee", 100, 300, ("low_light",), 0.5),
+    ("mountains", 150, 0, ("blur", "noise"), 0.5),
+    ("brushes", 450, 600, ("noise", "jpeg"), 0.5),
+    ("coffee", 0, 0, ("rain", "haze"), 0.5),
 ]
-HELD_OUT_PHOTOS = ("astronaut", "coffee", "chelsea")
 SIZE = 256
 
 
 def main() -> None:
-    photos = skimage_photos()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("heldout", help="the held-out folder of 'rar-edge photos' (holds the three photos)")
+    folder = Path(p.parse_args().heldout)
+    photos = {name: load_rgb(folder / f"{stem}.png", max_side=1024) for name, stem in PHOTOS.items()}
     (HERE / "clean").mkdir(exist_ok=True)
     (HERE / "degraded").mkdir(exist_ok=True)
     index = {}
     for i, (photo, y, x, types, severity) in enumerate(SAMPLES):
-        crop = photos[f"skimage_{photo}"][y : y + SIZE, x : x + SIZE]
+        crop = photos[photo][y : y + SIZE, x : x + SIZE]
+        if crop.shape[:2] != (SIZE, SIZE):
+            raise SystemExit(f"crop {y},{x} of {photo} is smaller than {SIZE}: the held-out photo is not the expected one")
         clean = torch.from_numpy(crop.copy()).permute(2, 0, 1)[None].float() / 255
         labels = torch.zeros(1, len(DEGRADATIONS))
         for t in types:

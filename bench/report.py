@@ -1,0 +1,154 @@
+"""Quality report on held-out photos: input, classical baselines, teacher, student fp32, student int8
+through onnxruntime and through ExecuTorch (issue 6's benchmark report).
+
+    python bench/report.py --teacher runs/teacher/best --student rar_edge/weights/rar-edge-s \\
+        --photos photos/heldout --json report.json --plot docs/figures/report_psnr.png
+
+Every held-out photo gives ``--crops`` random crops; each crop goes through every evaluation case (the six
+single degradations, four composites, clean) with severities drawn in [0.2, 0.9] from a fixed seed. RAR
+models run their adaptive loop with the checkpoint's defaults; int8 runs through the runtime's bundles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from baselines import METHODS, apply, ffdnet_method  # noqa: E402
+
+
+def test_set(photos: str, crops: int, crop: int, seed: int = 0):
+    """(clean crops (N,H,W,3), degraded (N*cases,H,W,3), case name per degraded row, clean index per row)."""
+    import torch
+
+    from rar_edge.data.folder import PhotoFolder
+    from rar_edge.eval.cases import make_cases
+
+    folder = PhotoFolder(photos)
+    clean = folder.random_crops(crops * len(folder.images), crop, torch.Generator().manual_seed(seed))
+    batch, names = make_cases(clean, seed=seed)
+    n = clean.shape[0]
+    return (clean.numpy().transpose(0, 2, 3, 1), batch.degraded.clamp(0, 1).numpy().transpose(0, 2, 3, 1), names,
+            [i % n for i in range(len(names))])
+
+
+def torch_restorer(checkpoint: str):
+    import torch
+
+    from rar_edge.train.checkpoint import load_model
+
+    model, _ = load_model(checkpoint)
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, int]:
+        with torch.no_grad():
+            res = model.restore_loop(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None])[0]
+        return res.image.numpy().transpose(1, 2, 0), res.steps_run
+
+    return run
+
+
+def runtime_restorer(student: str, target: str, crop: int, folder: Path):
+    from rar_edge.export.__main__ import main as export_main
+    from rar_edge.runtime import Restorer
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = export_main(["--target", target, "--checkpoint", student, "--precision", "int8", "--imgsz", str(crop),
+                            "-o", str(folder)])
+    if code != 0:
+        raise SystemExit(f"export {target} failed: {err.getvalue().strip().splitlines()[-1]}")
+    r = Restorer.load(next(folder.glob(f"*-int8-{target}")))
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, int]:
+        res = r.restore(x)
+        return res.image, res.steps_run
+
+    return run
+
+
+def evaluate(methods: dict, clean, degraded, names, index) -> dict:
+    """Per method and case: mean PSNR, SSIM, steps, ms."""
+    from rar_edge.eval.metrics import psnr, ssim
+
+    out: dict = {}
+    for mname, fn in methods.items():
+        acc: dict = defaultdict(lambda: defaultdict(list))
+        t0 = time.perf_counter()
+        for x, case, i in zip(degraded, names, index):
+            t = time.perf_counter()
+            y, steps = fn(x)
+            ms = (time.perf_counter() - t) * 1000
+            y = np.clip(y, 0, 1)
+            for k, v in (("psnr", psnr(y, clean[i])), ("ssim", ssim(y, clean[i])), ("steps", steps), ("ms", ms)):
+                acc[case][k].append(v)
+        out[mname] = {case: {k: float(np.mean(v)) for k, v in d.items()} for case, d in acc.items()}
+        print(f"{mname}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return out
+
+
+def markdown(results: dict, cases: list[str], classical: list[str]) -> str:
+    rows = ["| method | " + " | ".join(cases) + " | mean (degraded) |", "|---" * (len(cases) + 2) + "|"]
+    best = {c: max(classical, key=lambda m: results[m][c]["psnr"]) for c in cases}
+    results = dict(results)
+    results["best classical (per type)"] = {c: results[best[c]][c] for c in cases}
+    for m, per in results.items():
+        degraded_cases = [c for c in cases if c != "clean"]
+        mean = np.mean([per[c]["psnr"] for c in degraded_cases])
+        rows.append(f"| {m} | " + " | ".join(f"{per[c]['psnr']:.2f}" for c in cases) + f" | {mean:.2f} |")
+    rows.append("")
+    rows.append("best classical per type: " + ", ".join(f"{c}: {best[c]}" for c in cases))
+    return "\n".join(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--student", required=True, help="distilled student folder (float weights + int8/)")
+    p.add_argument("--photos", required=True, help="held-out photos")
+    p.add_argument("--crops", type=int, default=2, help="crops per photo")
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--json")
+    p.add_argument("--plot", help="PNG of PSNR per case and method")
+    a = p.parse_args()
+    clean, degraded, names, index = test_set(a.photos, a.crops, a.crop)
+    methods: dict = {"input": lambda x: (x, 0)}
+    classical = dict(METHODS)
+    ff = ffdnet_method()
+    if ff is not None:
+        classical["ffdnet"] = ff
+    methods.update({k: (lambda f: lambda x: (apply(f, x), 0))(f) for k, f in classical.items()})
+    with tempfile.TemporaryDirectory() as tmp:
+        methods["teacher"] = torch_restorer(a.teacher)
+        methods["student fp32 (torch)"] = torch_restorer(a.student)
+        methods["student int8 (onnxruntime)"] = runtime_restorer(a.student, "onnx", a.crop, Path(tmp))
+        methods["student int8 (ExecuTorch)"] = runtime_restorer(a.student, "executorch", a.crop, Path(tmp))
+        results = evaluate(methods, clean, degraded, names, index)
+    cases = list(dict.fromkeys(names))
+    print(markdown(results, cases, list(classical)))
+    for m in ("teacher", "student int8 (onnxruntime)"):
+        print(f"{m}: mean steps " + ", ".join(f"{c} {results[m][c]['steps']:.2f}" for c in cases))
+    if a.json:
+        Path(a.json).write_text(json.dumps({"cases": cases, "images_per_case": len(clean), "results": results},
+                                           indent=1) + "\n")
+    if a.plot:
+        from rar_edge.viz import line_plot
+
+        keep = ["input", "teacher", "student int8 (onnxruntime)"]
+        series = {m: [results[m][c]["psnr"] for c in cases] for m in keep}
+        series["best classical"] = [max(results[m][c]["psnr"] for m in classical) for c in cases]
+        line_plot(series, a.plot, "PSNR per case (x: " + ", ".join(f"{i}={c}" for i, c in enumerate(cases))[:110] + ")",
+                  "case", "PSNR (dB)", size=(900, 440))
+
+
+if __name__ == "__main__":
+    main()
