@@ -64,7 +64,8 @@ def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float) ->
         res = restorer.restore(degraded, budget_ms=budget_ms)
         save_image(out / name, res.image)
         rows.append({"name": name, "true": meta["degradations"], "found": res.degradations, "steps": res.steps,
-                     "quality": res.quality, "psnr_in": psnr(degraded, clean), "psnr_out": psnr(res.image, clean),
+                     "steps_run": res.steps_run, "stop": res.stop_reason, "quality": res.quality,
+                     "psnr_in": psnr(degraded, clean), "psnr_out": psnr(res.image, clean),
                      "ms": res.ms["total"], "budget_bound": res.budget_bound,
                      "images": (degraded, res.image, clean)})
     return rows
@@ -72,12 +73,13 @@ def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float) ->
 
 def print_table(rows: list[dict], et_rows: list[dict] | None, budget_ms: float) -> None:
     et = {r["name"]: r for r in et_rows or []}
-    print(f"\n{'image':<28} {'true':<12} {'found (p>0.5)':<20} {'steps':>5} {'PSNR in -> out':>16} "
+    print(f"\n{'image':<28} {'true':<12} {'found (p>0.5)':<20} {'steps (run, stop)':<18} {'PSNR in -> out':>16} "
           f"{'ms onnx':>8} {'ms et':>7}")
     for r in rows:
         found = ",".join(k for k, v in r["found"].items() if v > 0.5) or "-"
         ms_et = f"{et[r['name']]['ms']:7.1f}" if r["name"] in et else "      -"
-        print(f"{r['name']:<28} {'+'.join(r['true']):<12} {found:<20} {r['steps']:>5} "
+        steps = f"{r['steps']} ({r['steps_run']}, {r['stop']})"
+        print(f"{r['name']:<28} {'+'.join(r['true']):<12} {found:<20} {steps:<18} "
               f"{r['psnr_in']:>7.2f} -> {r['psnr_out']:<6.2f} {r['ms']:>8.1f} {ms_et}")
     gain = np.mean([r["psnr_out"] - r["psnr_in"] for r in rows])
     bound = sum(r["budget_bound"] for r in rows)

@@ -61,7 +61,7 @@ def line_plot(series: dict[str, list[float]], path: str | Path, title: str, xlab
         _, y = xy(0, v)
         d.line([ml - 4, y, ml, y], fill="black")
         d.text((6, y - 6), f"{v:.1f}", fill="black")
-    d.text((ml, 8), title, fill="black")
+    d.text((max(ml + 80, (w - mr + ml) // 2 - 3 * len(title)), 8), title, fill="black")  # clear of the y label
     d.text(((w - mr + ml) // 2 - 20, h - 16), xlabel, fill="black")
     d.text((6, mt - 22), ylabel, fill="black")
     for k, (name, s) in enumerate(series.items()):
