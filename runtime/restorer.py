@@ -157,12 +157,18 @@ class Restorer:
         self.multiple = int(manifest["size_multiple"])
         if manifest["input_shape"]:
             self.fixed_tile: tuple[int, int] | None = tuple(manifest["input_shape"])
+            if tile is not None and (tile, tile) != self.fixed_tile:
+                raise RarEdgeError(f"this bundle has a fixed tile {self.fixed_tile[0]}x{self.fixed_tile[1]}: tile= "
+                                   "applies to dynamic bundles (python -m rar_edge.export --dynamic)")
         else:
             side = tile or DEFAULT_TILE
             if side % self.multiple:
                 raise RarEdgeError(f"tile {side} must be a multiple of {self.multiple}")
             self.fixed_tile = None
             self.dynamic_tile = side
+        smallest = min(self.fixed_tile or (self.dynamic_tile, self.dynamic_tile))
+        if overlap is not None and not 0 <= overlap < smallest // 2:
+            raise RarEdgeError(f"overlap must be in [0, {smallest // 2}) pixels for a {smallest} tile, got {overlap}")
         self.overlap = overlap
         self.degradations = list(manifest["degradations"])
         loop = manifest["quality"]["defaults"]
@@ -199,8 +205,14 @@ class Restorer:
 
     # --- timing ---
     def cost_model(self, tile: tuple[int, int]) -> CostModel:
+        """The cost model of one tile size. A size not seen yet starts from the device profile or, without
+        one, from the nearest size measured here, scaled by pixel count."""
         if tile not in self.costs:
             prof = self.profile.entry_ms(tile) if self.profile else None
+            if prof is None and self.costs:
+                near = min(self.costs, key=lambda t: abs(np.log(t[0] * t[1] / (tile[0] * tile[1]))))
+                scale = tile[0] * tile[1] / (near[0] * near[1])
+                prof = {e: self.costs[near].predict(e) * scale for e in ENTRY_POINTS}
             self.costs[tile] = CostModel(prof)
         return self.costs[tile]
 

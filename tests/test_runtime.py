@@ -248,6 +248,18 @@ def test_damaged_bundle_unknown_backend_and_coreml_here(bundles, tmp_path):
             open_backend(copy, manifest)
 
 
+def test_tile_and_overlap_arguments_are_checked(bundles):
+    from rar_edge.runtime import Restorer
+
+    with pytest.raises(RarEdgeError, match="fixed tile 64x64"):
+        Restorer.load(bundles["onnx"], tile=128, warmup=False)
+    with pytest.raises(RarEdgeError, match="overlap must be"):
+        Restorer.load(bundles["dynamic"], tile=64, overlap=40, warmup=False)
+    r = Restorer.load(bundles["dynamic"], tile=64)  # warm-up measures 64x64 tiles
+    small = r.cost_model((32, 32))  # a size not seen yet starts from the 64x64 figures, scaled by pixels
+    assert small.predict("restore") == pytest.approx(r.cost_model((64, 64)).predict("restore") / 4)
+
+
 def test_budget_zero_model_path_returns_the_input(restorer):
     img = (np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8)
     res = restorer.restore(img, budget_ms=0.001)
