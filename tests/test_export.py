@@ -102,7 +102,7 @@ def test_tampered_artifact_fails_checksum(onnx_bundles, tmp_path):
     (["--target", "onnx", "--precision", "int8", "--calib", "/no/such/dir"], "is not a folder"),
     (["--target", "onnx", "--imgsz", "50"], "multiples of 16"),
     (["--target", "onnx", "--imgsz", "big"], "not a size"),
-    (["--target", "onnx"], "no shipped weights"),
+    (["--target", "onnx", "--preset", "rar-teacher"], "no shipped weights for rar-teacher"),
 ])
 def test_argument_checks(args, message, tmp_path):
     res = _export(*args, "-o", str(tmp_path / "out"))

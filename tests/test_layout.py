@@ -54,8 +54,9 @@ def test_runtime_and_cli_help_do_not_import_torch(tmp_path):
     assert res.stdout.strip() == "ok"
 
 
-def test_export_refuses_clearly_until_built(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "rar_edge.export", "--target", "coreml", "-o", str(tmp_path / "x")],
+def test_export_refuses_missing_weights_in_one_line(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "rar_edge.export", "--target", "coreml", "--preset", "rar-teacher",
+                          "-o", str(tmp_path / "x")],
                          cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode != 0
     assert len(res.stderr.strip().splitlines()) == 1
