@@ -44,7 +44,7 @@ def line_plot(series: dict[str, list[float]], path: str | Path, title: str, xlab
     ml, mr, mt, mb = 56, 190, 30, 40  # margins: the legend sits on the right
     im = Image.new("RGB", size, "white")
     d = ImageDraw.Draw(im)
-    values = [v for s in series.values() for v in s]
+    values = [v for s in series.values() for v in s if np.isfinite(v)]  # an identical image's PSNR is inf
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     lo, hi = np.floor(lo) - 0.5, np.ceil(hi) + 0.5
     xmax = max((len(s) - 1 for s in series.values()), default=1) or 1
@@ -66,7 +66,7 @@ def line_plot(series: dict[str, list[float]], path: str | Path, title: str, xlab
     d.text((6, mt - 22), ylabel, fill="black")
     for k, (name, s) in enumerate(series.items()):
         color = PALETTE[k % len(PALETTE)]
-        pts = [xy(i, v) for i, v in enumerate(s)]
+        pts = [xy(i, v) for i, v in enumerate(s) if np.isfinite(v)]
         if len(pts) > 1:
             d.line(pts, fill=color, width=2)
         for x, y in pts:
