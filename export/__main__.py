@@ -13,6 +13,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from rar_edge.errors import RarEdgeError, run_guarded
+
 TARGETS = ("executorch", "coreml", "onnx")
 ALIASES = {"et": "executorch", "pte": "executorch", "mlpackage": "coreml", "ios": "coreml", "ort": "onnx"}
 #: Precisions each target accepts, and its default.
@@ -20,8 +22,8 @@ PRECISIONS = {"executorch": ("fp32", "int8"), "coreml": ("fp16", "fp32", "int8")
 DEFAULT_PRECISION = {"executorch": "fp32", "coreml": "fp16", "onnx": "fp32"}
 
 
-class ExportError(Exception):
-    """A user-facing export error (one line)."""
+class ExportError(RarEdgeError):
+    """A user-facing export argument error (one line)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", metavar="DIR", help="photo folder for post-training int8 of a float checkpoint "
                    "(a distilled student's QAT int8 is more accurate)")
     p.add_argument("-o", "--out", default="exports", help="output folder (default: exports)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p
 
 
@@ -80,31 +83,23 @@ def check_args(targets: list[str], precision: str | None, calib: str | None, dyn
     return chosen
 
 
+def run(args: argparse.Namespace) -> int:
+    targets = resolve_targets(args.target)
+    size = parse_imgsz(args.imgsz)
+    precisions = check_args(targets, args.precision, args.calib, args.dynamic)
+    from .bundle import export_bundle  # heavy: torch, onnx, coremltools
+
+    for target, precision in precisions.items():
+        print(export_bundle(target, precision, args.checkpoint, args.preset, size, args.dynamic, Path(args.out),
+                            args.calib))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # torch's deepcopy of exported graphs warns about its own pytree internals: not actionable for users.
     warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec", category=FutureWarning)
-    try:
-        targets = resolve_targets(args.target)
-        size = parse_imgsz(args.imgsz)
-        precisions = check_args(targets, args.precision, args.calib, args.dynamic)
-        from .bundle import export_bundle  # heavy: torch, onnx, coremltools
-
-        for target, precision in precisions.items():
-            summary = export_bundle(target, precision, args.checkpoint, args.preset, size, args.dynamic, Path(args.out),
-                                    args.calib)
-            print(summary)
-    except ExportError as e:
-        print(f"export: error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # RarEdgeError and friends: one line, non-zero
-        from rar_edge.errors import RarEdgeError
-
-        if isinstance(e, RarEdgeError):
-            print(f"export: error: {e}", file=sys.stderr)
-            return 2
-        raise
-    return 0
+    return run_guarded("export", lambda: run(args), args.debug)
 
 
 if __name__ == "__main__":

@@ -1,51 +1,129 @@
-"""Atomic writes: outputs appear whole under their final name, or not at all."""
+"""Atomic writes: outputs appear whole under their final name, or not at all.
+
+Files and folders are written under a hidden temporary name beside the target, flushed to disk, then
+renamed into place. A process killed at any point (even ``kill -9``) leaves the previous version or the
+new one, never a mix; two processes writing the same target both finish, and the last rename wins whole.
+Temporary names carry the writer's host and pid, so leftovers of a dead writer are swept by the next one.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import socket
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterator
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask alone is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _writer_tag() -> str:
+    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or every file of a folder, to disk (a rename is only as durable as what it names)."""
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    for f in files:
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _sweep_dead_writers(final: Path) -> None:
+    """Remove temporary siblings of ``final`` left by writers on this host that no longer run, and
+    versions set aside by a writer killed before deleting them (only once ``final`` is in place)."""
+    if final.exists():
+        for p in final.parent.glob(f".{final.name}.old-*"):
+            shutil.rmtree(p, ignore_errors=True)
+    host = socket.gethostname().replace(".", "_")
+    for p in final.parent.glob(f".{final.name}.*.tmp"):
+        tag = p.name[len(final.name) + 2:].split(".", 1)[0]  # "<host>-<pid>"
+        h, _, pid = tag.rpartition("-")
+        if h != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, someone else's
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary file path beside ``final``; rename it onto ``final`` if the block succeeds."""
+    """Yield a temporary file path beside ``final``; rename it onto ``final`` if the block succeeds.
+
+    The file gets the permissions a plain ``open()`` would give it (0666 less the umask).
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{_writer_tag()}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
+        _fsync(tmp_path)
         os.replace(tmp_path, final)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        tmp_path.unlink(missing_ok=True)
+
+
+def recover_dir(final: str | os.PathLike) -> Path:
+    """If a writer died between its two renames (``final`` gone, its previous version set aside), put
+    the newest set-aside version back. Returns ``final``. Readers call this before looking."""
+    final = Path(final)
+    if not final.exists():
+        olds = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
+        if olds:
+            with contextlib.suppress(OSError):  # a concurrent writer may have got there first
+                os.rename(olds[-1], final)
+    return final
 
 
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``final``; swap it in for ``final`` if the block succeeds.
 
-    An existing ``final`` is replaced only after the new folder is complete, so a crash at any
-    point leaves either the old folder or the new one, never a half-written one.
+    An existing ``final`` is set aside only once the new folder is complete and flushed, and deleted
+    after the new one is in place; ``recover_dir`` undoes a crash between the two renames.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    _sweep_dead_writers(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_writer_tag()}.", suffix=".tmp", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    set_aside: list[Path] = []
     try:
         yield tmp
-        old = None
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
+        _fsync(tmp)
+        while True:
+            try:
+                os.rename(tmp, final)  # fails while a non-empty ``final`` exists
+                break
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+                    raise
+            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:12]}")
+            with contextlib.suppress(FileNotFoundError):  # another writer moved it first: retry
+                os.rename(final, old)
+                set_aside.append(old)
+        for old in set_aside:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():

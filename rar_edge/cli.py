@@ -8,7 +8,7 @@ import logging
 import sys
 
 from rar_edge import DEGRADATIONS, __version__
-from rar_edge.errors import RarEdgeError
+from rar_edge.errors import RarEdgeError, run_guarded
 
 
 def _add_stop_rule_args(p: argparse.ArgumentParser) -> None:
@@ -68,18 +68,45 @@ def cmd_restore(a: argparse.Namespace) -> int:
     if (a.checkpoint is None) == (a.bundle is None):
         raise RarEdgeError("pass exactly one of --bundle (an exported bundle: the runtime) or --checkpoint "
                            "(a training checkpoint: the torch reference path)")
-    if a.bundle is not None:
-        return _restore_bundle(a)
-    for flag in ("backend", "budget_ms", "profile"):
-        if getattr(a, flag) is not None:
-            raise RarEdgeError(f"--{flag.replace('_', '-')} needs --bundle (the runtime); --checkpoint runs torch")
-    from rar_edge.infer import restore_files
-    from rar_edge.train.checkpoint import load_model
+    from rar_edge.runtime.files import plan_outputs, restore_files, restorer_fn
 
-    model, _ = load_model(a.checkpoint)
-    rule = model.stop_rule(max_steps=a.max_steps, target_quality=a.target_quality, min_gain=a.min_gain)
-    for record in restore_files(model, a.inputs, a.out, rule):
+    plan_outputs(a.inputs, a.out, a.overwrite)  # refuse bad arguments before loading any model
+    rule_args = {"max_steps": a.max_steps, "target_quality": a.target_quality, "min_gain": a.min_gain}
+    if a.bundle is not None:
+        from rar_edge.runtime import Restorer
+
+        restorer = Restorer.load(a.bundle, backend=a.backend, profile=a.profile, tile=a.tile)
+        restore = restorer_fn(restorer, budget_ms=a.budget_ms, **rule_args)
+    else:
+        for flag in ("backend", "budget_ms", "profile", "tile"):
+            if getattr(a, flag) is not None:
+                raise RarEdgeError(f"--{flag.replace('_', '-')} needs --bundle (the runtime); --checkpoint runs torch")
+        from rar_edge.infer import restore_array
+        from rar_edge.train.checkpoint import load_model
+
+        model, _ = load_model(a.checkpoint)
+        rule = model.stop_rule(**rule_args)
+
+        def restore(rgb):
+            return restore_array(model, rgb, rule)
+
+    return _report_restores(restore_files(restore, a.inputs, a.out, overwrite=a.overwrite), a)
+
+
+def _report_restores(records, a: argparse.Namespace) -> int:
+    """Print each record as it comes (text or JSON lines); exit status 1 if any input failed."""
+    from tqdm import tqdm
+
+    failed = []
+    bar = tqdm(records, total=len(a.inputs), unit="img", disable=len(a.inputs) < 2 or a.json, file=sys.stderr)
+    for record in bar:
+        if "error" in record:
+            failed.append(record)
         _print_record(record, a.json)
+    if failed:
+        print(f"restore: {len(failed)} of {len(a.inputs)} inputs failed: "
+              + "; ".join(f"{r['input']} ({r['error']})" for r in failed), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -99,28 +126,6 @@ def _print_record(record: dict, as_json: bool) -> None:
         budget = f", budget {record['budget_ms']:.0f} ms{' (it stopped the loop)' if record['budget_bound'] else ''}"
     print(f"{head}: {record['steps']} steps, quality {record['quality'][0]:.1f} -> {max(record['quality']):.1f} dB, "
           f"{record['ms']['total']:.0f} ms{budget}")
-
-
-def _restore_bundle(a: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from rar_edge.runtime import Restorer
-    from rar_edge.runtime.files import restore_files
-
-    restorer = Restorer.load(a.bundle, backend=a.backend, profile=a.profile, tile=a.tile)
-    failed = []
-    records = restore_files(restorer, a.inputs, a.out, overwrite=a.overwrite, budget_ms=a.budget_ms,
-                            max_steps=a.max_steps, target_quality=a.target_quality, min_gain=a.min_gain)
-    bar = tqdm(records, total=len(a.inputs), unit="img", disable=len(a.inputs) < 2 or a.json, file=sys.stderr)
-    for record in bar:
-        if "error" in record:
-            failed.append(record)
-        _print_record(record, a.json)
-    if failed:
-        print(f"restore: {len(failed)} of {len(a.inputs)} inputs failed: "
-              + "; ".join(f"{r['input']} ({r['error']})" for r in failed), file=sys.stderr)
-        return 1
-    return 0
 
 
 def cmd_profile(a: argparse.Namespace) -> int:
@@ -163,8 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rar-edge", description="RAR all-in-one image restoration for edge devices")
     parser.add_argument("--version", action="version", version=f"rar-edge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
 
-    p = sub.add_parser("train", help="train a full-precision RAR model (GPU or CPU; torchrun for DDP)")
+    p = sub.add_parser("train", parents=[common],
+                       help="train a full-precision RAR model (GPU or CPU; torchrun for DDP)")
     p.add_argument("--preset", default="rar-teacher")
     p.add_argument("--data", required=True, help="folder of clean photos (recursive)")
     p.add_argument("--out", required=True, help="run folder: checkpoints in OUT/last and OUT/best, log in OUT/log.jsonl")
@@ -188,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in OUT/last exactly (same step, LR and data order)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("distill", help="quantization-aware distillation of a teacher into an int8 student")
+    p = sub.add_parser("distill", parents=[common],
+                       help="quantization-aware distillation of a teacher into an int8 student")
     p.add_argument("--teacher", required=True, help="teacher checkpoint folder (rar-edge train)")
     p.add_argument("--preset", default="rar-edge-s", help="student preset")
     p.add_argument("--data", required=True, help="folder of clean photos")
@@ -212,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted distillation exactly")
     p.set_defaults(func=cmd_distill)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint per degradation type")
+    p = sub.add_parser("eval", parents=[common],
+                       help="evaluate a checkpoint per degradation type")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="folder of clean photos, degraded on the fly with fixed seeds")
     p.add_argument("--crop", type=int, default=256)
@@ -221,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stop_rule_args(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("restore", help="restore images: an exported bundle (runtime) or a checkpoint (torch)")
+    p = sub.add_parser("restore", parents=[common],
+                       help="restore images: an exported bundle (runtime) or a checkpoint (torch)")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("-o", "--out", required=True, help="output folder; files keep their input names")
     p.add_argument("--bundle", help="exported bundle folder (python -m rar_edge.export): the torch-free runtime")
@@ -235,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stop_rule_args(p)
     p.set_defaults(func=cmd_restore)
 
-    p = sub.add_parser("profile", help="measure a bundle's entry points on this device into a profile JSON")
+    p = sub.add_parser("profile", parents=[common],
+                       help="measure a bundle's entry points on this device into a profile JSON")
     p.add_argument("--bundle", required=True)
     p.add_argument("--backend", help="onnx | executorch | coreml (default: the bundle's target)")
     p.add_argument("--sizes", help="comma-separated sizes, 512 or 512x768 (default: the bundle's fixed shape)")
@@ -243,14 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="profile JSON to write")
     p.set_defaults(func=cmd_profile)
 
-    p = sub.add_parser("photos", help="build a training photo folder from offline sources")
+    p = sub.add_parser("photos", parents=[common],
+                       help="build a training photo folder from offline sources")
     p.add_argument("-o", "--out", required=True)
     p.add_argument("--holdout", type=int, default=8, help="photos kept out of training (OUT/heldout)")
     p.add_argument("--no-debian", action="store_true", help="scikit-image's photos only (no apt-get)")
     p.add_argument("--max-side", type=int, default=1024)
     p.set_defaults(func=cmd_photos)
 
-    p = sub.add_parser("presets", help="list model presets with parameters and GMAC per megapixel")
+    p = sub.add_parser("presets", parents=[common],
+                       help="list model presets with parameters and GMAC per megapixel")
     p.add_argument("--size", type=int, default=512, help="square input side the MACs are measured at")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_presets)
@@ -269,14 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return export_main(argv[1:])
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except RarEdgeError as e:
-        print(f"rar-edge {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"rar-edge {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_guarded(f"rar-edge {args.command}", lambda: args.func(args), args.debug)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,44 @@
-"""User-facing errors: the CLI prints their message on one line and exits non-zero."""
+"""User-facing errors, and how every command reports them: one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Callable
 
 
 class RarEdgeError(Exception):
     """An error caused by the user's input; its message says what was wrong and what to do."""
+
+
+def debug_requested(flag: bool = False) -> bool:
+    """``--debug`` or RAR_EDGE_DEBUG=1: show tracebacks instead of one-line errors."""
+    return flag or os.environ.get("RAR_EDGE_DEBUG", "") not in ("", "0")
+
+
+def run_guarded(prog: str, command: Callable[[], int], debug: bool = False) -> int:
+    """Run a CLI command and map its outcome to an exit status.
+
+    2: a RarEdgeError (bad input; the message says what to do). 130 / 143: stopped by SIGINT / SIGTERM.
+    1: anything else, reported in one line unless ``debug`` (then the traceback is shown too).
+    """
+    debug = debug_requested(debug)
+    try:
+        return command()
+    except RarEdgeError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"{prog}: {e or 'interrupted'}", file=sys.stderr)
+        return getattr(e, "exit_status", 130)
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        lines = str(e).strip().splitlines()
+        first = lines[0][:300] if lines else ""
+        print(f"{prog}: error: unexpected {type(e).__name__}{': ' + first if first else ''} "
+              "(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
+        return 1

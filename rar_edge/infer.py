@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rar_edge.errors import RarEdgeError
-from rar_edge.imageio import check_image, load_image, output_format, save_image
 from rar_edge.loop import StopRule
 from rar_edge.model import RAR
 
 
 def restore_array(model: RAR, image: np.ndarray, rule: StopRule) -> tuple[np.ndarray, dict]:
-    """Restore one float RGB (H,W,3) image; pads to the size multiple by reflection and crops back."""
+    """Restore one float RGB (H,W,3) image; pads to the size multiple by reflection and crops back.
+
+    Returns (restored image, record) in the shape of ``rar_edge.runtime.files.RestoreFn``.
+    """
     h, w = image.shape[:2]
     m = model.config.size_multiple
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
@@ -35,25 +34,3 @@ def restore_array(model: RAR, image: np.ndarray, rule: StopRule) -> tuple[np.nda
             "degradations": {k: round(v, 4) for k, v in res.degradations.items()},
             "stop_reason": res.stop_reason, "ms": {"total": round(ms, 2)}}
     return out, info
-
-
-def restore_files(model: RAR, inputs: list[str], out_dir: str | Path, rule: StopRule) -> Iterator[dict]:
-    """Restore each input into ``out_dir`` under the same file name; yields one JSON-able record per image.
-
-    Every input is checked before anything is written: a bad input fails the whole call cleanly.
-    """
-    out_dir = Path(out_dir)
-    names = [Path(p).name for p in inputs]
-    if len(set(names)) != len(names):
-        raise RarEdgeError("two inputs share a file name and would overwrite each other in the output folder")
-    for p in inputs:
-        check_image(p)
-        output_format(p)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RarEdgeError(f"output {out_dir} exists and is not a folder")
-    for p in inputs:
-        image = load_image(p)
-        restored, info = restore_array(model, image, rule)
-        target = out_dir / Path(p).name
-        save_image(restored, target)
-        yield {"input": str(p), "output": str(target), **info}

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rar_edge import __version__
+from rar_edge.atomic import recover_dir
 from rar_edge.loop import QUALITY_CAP_DB, QUALITY_MEANING
 
 SCHEMA_VERSION = 1
@@ -81,7 +82,7 @@ def write_manifest(bundle: Path, manifest: dict) -> None:
 
 def verify_bundle(bundle: str | Path) -> dict:
     """Read a bundle's manifest and check schema and every artifact's SHA-256; raise ValueError on damage."""
-    bundle = Path(bundle)
+    bundle = recover_dir(bundle)
     path = bundle / MANIFEST
     if not path.is_file():
         raise ValueError(f"{bundle} is not a bundle: {MANIFEST} is missing; export one with python -m rar_edge.export")

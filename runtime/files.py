@@ -1,14 +1,22 @@
-"""Restore image files through a Restorer: the runtime side of ``rar-edge restore --bundle``."""
+"""Restore image files: the file side of ``rar-edge restore`` for both paths (--bundle and --checkpoint).
+
+One loop serves the runtime and the torch reference path, so both treat files alike: the same loader
+(EXIF, alpha, ICC, 16-bit...), the same refusals, atomic writes, and a bad file never stops the batch.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+import numpy as np
 
 from rar_edge.errors import RarEdgeError
 
 from .images import load_image, output_format, save_image
-from .restorer import Restorer
+
+#: Restores one float32 RGB (H,W,3) image: returns (restored image, JSON-able record of the run).
+RestoreFn = Callable[[np.ndarray], tuple[np.ndarray, dict]]
 
 
 def plan_outputs(inputs: list[str], out_dir: str | Path, overwrite: bool = False) -> list[Path]:
@@ -27,21 +35,32 @@ def plan_outputs(inputs: list[str], out_dir: str | Path, overwrite: bool = False
     return outputs
 
 
-def restore_files(restorer: Restorer, inputs: list[str], out_dir: str | Path, overwrite: bool = False,
-                  **restore_args) -> Iterator[dict]:
+def restorer_fn(restorer, **restore_args) -> RestoreFn:
+    """A ``RestoreFn`` running a runtime ``Restorer`` (budget, stop rule... as keyword arguments)."""
+    def run(rgb: np.ndarray) -> tuple[np.ndarray, dict]:
+        res = restorer.restore(rgb, **restore_args)
+        return res.image, res.to_json()
+    return run
+
+
+def restore_files(restore: RestoreFn, inputs: list[str], out_dir: str | Path,
+                  overwrite: bool = False) -> Iterator[dict]:
     """One record per input: the JSON contract (input, output, steps, quality, degradations, ms, ...) or,
     for an input that failed, {"input", "error"}; later inputs still run."""
     outputs = plan_outputs(inputs, out_dir, overwrite)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RarEdgeError(f"cannot create output folder {out_dir} ({e.strerror or e}); choose a writable -o") from None
     for src, dst in zip(inputs, outputs):
         try:
             loaded = load_image(src)
-            res = restorer.restore(loaded.rgb, **restore_args)
-            save_image(dst, res.image, loaded.alpha, loaded.icc_profile)
+            image, record = restore(loaded.rgb)
+            save_image(dst, image, loaded.alpha, loaded.icc_profile)
         except RarEdgeError as e:
             yield {"input": str(src), "error": str(e)}
             continue
         except OSError as e:
-            yield {"input": str(src), "error": f"cannot write {dst} ({e.strerror or e})"}
+            yield {"input": str(src), "error": f"cannot write {dst} ({e.strerror or e}); choose a writable -o"}
             continue
-        yield {"input": str(src), "output": str(dst), **res.to_json()}
+        yield {"input": str(src), "output": str(dst), **record}

@@ -44,16 +44,16 @@ def test_restore_writes_outputs_and_json(tiny_checkpoint, inputs, tmp_path):
 
 
 @pytest.mark.parametrize("make_bad", ["missing", "not_image"])
-def test_restore_bad_input_writes_nothing(tiny_checkpoint, inputs, tmp_path, make_bad):
+def test_restore_continues_past_a_bad_input(tiny_checkpoint, inputs, tmp_path, make_bad):
     bad = tmp_path / "bad.png"
     if make_bad == "not_image":
         bad.write_text("this is not an image")
     out = tmp_path / "out"
-    res = run_cli("restore", str(inputs[0]), str(bad), "-o", str(out), "--checkpoint", str(tiny_checkpoint))
-    assert res.returncode == 2
-    assert len(res.stderr.strip().splitlines()) == 1
-    assert str(bad) in res.stderr
-    assert not out.exists()
+    res = run_cli("restore", str(bad), str(inputs[0]), "-o", str(out), "--checkpoint", str(tiny_checkpoint))
+    assert res.returncode == 1  # the batch went on, then reported the failure
+    assert "Traceback" not in res.stderr
+    assert f"1 of 2 inputs failed: {bad}" in res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # nothing of bad.png, not even a temporary
 
 
 def test_restore_missing_checkpoint(inputs, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ import torch
 from rar_edge.errors import RarEdgeError
 from rar_edge.train import trainer
 from rar_edge.train.checkpoint import load_model
+from rar_edge.train.signals import TrainingInterrupted
 from rar_edge.train.trainer import TrainConfig, train
 
 from conftest import run_cli
@@ -27,24 +29,27 @@ def _cfg(photo_dir, out, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def test_resume_after_interrupt_matches_uninterrupted(photo_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_resume_after_signal_matches_uninterrupted(photo_dir, tmp_path, monkeypatch, signum):
     train(_cfg(photo_dir, tmp_path / "a"))
     ref, ref_cfg = load_model(tmp_path / "a" / "last")
     assert ref_cfg["step"] == 6
 
     real = trainer.training_batch
 
-    def interrupt_at_4(photos, cfg, step, rank, device):
-        if step == 4:
-            raise KeyboardInterrupt
+    def signal_during_step_4(photos, cfg, step, rank, device):
+        if step == 3:  # the 4th step: it completes, then the run stops (periodic checkpoints are at 3 and 6)
+            os.kill(os.getpid(), signum)
         return real(photos, cfg, step, rank, device)
 
-    monkeypatch.setattr(trainer, "training_batch", interrupt_at_4)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(trainer, "training_batch", signal_during_step_4)
+    with pytest.raises(TrainingInterrupted, match="after step 4") as info:
         train(_cfg(photo_dir, tmp_path / "b"))
+    assert info.value.exit_status == {signal.SIGINT: 130, signal.SIGTERM: 143}[signum]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
     monkeypatch.setattr(trainer, "training_batch", real)
     _, mid = load_model(tmp_path / "b" / "last")
-    assert mid["step"] == 4  # the interrupt saved the completed steps
+    assert mid["step"] == 4  # the stop saved the completed steps
 
     with pytest.raises(RarEdgeError, match="--resume"):
         train(_cfg(photo_dir, tmp_path / "b"))

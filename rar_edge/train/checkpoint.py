@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rar_edge import __version__
-from rar_edge.atomic import atomic_dir
+from rar_edge.atomic import atomic_dir, recover_dir
 from rar_edge.errors import RarEdgeError
 from rar_edge.loop import QUALITY_MEANING
 from rar_edge.model import PRESETS, RAR, RARConfig
@@ -84,7 +84,7 @@ def save_checkpoint(
 
 
 def _checkpoint_dir(path: str | Path) -> Path:
-    path = Path(path)
+    path = recover_dir(path)
     if path.is_file() and path.name in ("model.safetensors", "config.json"):
         path = path.parent
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from rar_edge import DEGRADATIONS
+from rar_edge.atomic import recover_dir
 from rar_edge.data.degrade import apply_degradations, sample_specs
 from rar_edge.data.folder import PhotoFolder
 from rar_edge.errors import RarEdgeError
@@ -23,6 +25,7 @@ from rar_edge.model import RAR, get_preset
 from . import distributed
 from .checkpoint import load_model, load_training_state, read_config, save_checkpoint
 from .losses import LossWeights, RARObjective, psnr_db
+from .signals import StopSignals, TrainingInterrupted
 from .task import TrainTask, load_extras, rar_task
 
 log = logging.getLogger(__name__)
@@ -132,7 +135,8 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     if unknown or not cfg.degradations:
         raise RarEdgeError(f"unknown degradations {sorted(unknown)}; choose from {', '.join(DEGRADATIONS)}")
     out = Path(cfg.out)
-    last = out / "last"
+    last = recover_dir(out / "last")  # a run killed mid-checkpoint left its previous one aside
+    recover_dir(out / "best")
     if (last / "config.json").exists() and not cfg.resume:
         raise RarEdgeError(f"{out} already holds a run (step {read_config(last)['step']}): "
                            "pass --resume to continue it, or choose another --out")
@@ -186,53 +190,58 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and info.is_main), unit="step")
     model.train()
     t0, seen = time.perf_counter(), 0
-    done = start  # completed steps: what an interrupt saves
+    done = start  # completed steps
     skipped = 0
     try:
-        for step in range(start, cfg.steps):
-            if task.on_step is not None:
-                task.on_step(step)
-            batch, t = training_batch(photos, cfg, step, info.rank, info.device)
-            with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                losses = runner(batch.degraded, batch.clean, batch.labels, t)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(task.parameters(), cfg.grad_clip)
-            if torch.isfinite(grad_norm):
-                optimizer.step()
-            else:
-                # A non-finite batch would poison every weight through Adam's moments: skip it.
-                # Gradients are all-reduced before this point, so every DDP rank skips together.
-                skipped += 1
-                log.warning("step %d: non-finite gradients, update skipped (%d so far)", step + 1, skipped)
-            scheduler.step()
-            seen += cfg.batch * info.world_size
-            if info.is_main and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
-                rate = seen / (time.perf_counter() - t0)
-                row = {"step": step + 1, "lr": scheduler.get_last_lr()[0], "img_per_s": rate, "skipped": skipped,
-                       **{k: float(v.detach()) for k, v in losses.items()}}
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                bar.set_postfix(loss=f"{row['total']:.3f}", dB=f"{row['psnr_in']:.1f}->{row['psnr_out']:.1f}",
-                                img_s=f"{rate:.1f}")
-            bar.update(1)
-            done = step + 1
-            if done % cfg.val_every == 0 or done == cfg.steps:
-                if info.is_main:
-                    metrics = validate(model, objective, val_clean)
+        with StopSignals() as stop:
+            for step in range(start, cfg.steps):
+                if task.on_step is not None:
+                    task.on_step(step)
+                batch, t = training_batch(photos, cfg, step, info.rank, info.device)
+                with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    losses = runner(batch.degraded, batch.clean, batch.labels, t)
+                optimizer.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(task.parameters(), cfg.grad_clip)
+                if torch.isfinite(grad_norm):
+                    optimizer.step()
+                else:
+                    # A non-finite batch would poison every weight through Adam's moments: skip it.
+                    # Gradients are all-reduced before this point, so every DDP rank skips together.
+                    skipped += 1
+                    log.warning("step %d: non-finite gradients, update skipped (%d so far)", step + 1, skipped)
+                scheduler.step()
+                seen += cfg.batch * info.world_size
+                if info.is_main and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
+                    rate = seen / (time.perf_counter() - t0)
+                    row = {"step": step + 1, "lr": scheduler.get_last_lr()[0], "img_per_s": rate, "skipped": skipped,
+                           **{k: float(v.detach()) for k, v in losses.items()}}
                     with open(log_path, "a") as f:
-                        f.write(json.dumps({"step": done, "val": metrics}) + "\n")
-                    bar.write(f"step {done}: val loss {metrics['loss']:.4f}, mean PSNR gain {metrics['mean_gain']:+.2f} dB")
-                    if metrics["mean_gain"] > best_gain:
-                        best_gain = metrics["mean_gain"]
-                        checkpoint(done, metrics, "best")
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
-                checkpoint(done, metrics)
-                distributed.barrier(info)
-    except KeyboardInterrupt:
-        # Keep what was learned: the next run with the same --out resumes from here.
-        checkpoint(done, metrics)
-        raise
+                        f.write(json.dumps(row) + "\n")
+                    bar.set_postfix(loss=f"{row['total']:.3f}", dB=f"{row['psnr_in']:.1f}->{row['psnr_out']:.1f}",
+                                    img_s=f"{rate:.1f}")
+                bar.update(1)
+                done = step + 1
+                if done % cfg.val_every == 0 or done == cfg.steps:
+                    if info.is_main:
+                        metrics = validate(model, objective, val_clean)
+                        with open(log_path, "a") as f:
+                            f.write(json.dumps({"step": done, "val": metrics}) + "\n")
+                        bar.write(f"step {done}: val loss {metrics['loss']:.4f}, "
+                                  f"mean PSNR gain {metrics['mean_gain']:+.2f} dB")
+                        if metrics["mean_gain"] > best_gain:
+                            best_gain = metrics["mean_gain"]
+                            checkpoint(done, metrics, "best")
+                # Stop only between whole steps: the checkpoint then matches its step count, so
+                # --resume stays exact (rar_edge/train/signals.py). One tiny all-reduce per step under DDP.
+                stopping = distributed.any_rank(stop.requested is not None, info) and done < cfg.steps
+                if stopping or done % cfg.ckpt_every == 0 or done == cfg.steps:
+                    checkpoint(done, metrics)
+                    distributed.barrier(info)
+                if stopping:
+                    signum = stop.requested or signal.SIGTERM  # another rank's signal
+                    raise TrainingInterrupted(signum, f"stopped by {signal.Signals(signum).name} after step {done}; "
+                                                      f"checkpoint in {last}; continue with --resume")
     finally:
         bar.close()
         distributed.teardown(info)
