@@ -80,16 +80,71 @@ def write_manifest(bundle: Path, manifest: dict) -> None:
     (bundle / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and abs(x) != float("inf")
+
+
+def _positive_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+
+def check_manifest(manifest, where: str = "manifest") -> dict:
+    """Validate the fields the runtime reads; raise ValueError naming the first bad one."""
+    def bad(field: str, want: str):
+        raise ValueError(f"{where}: {field} must be {want}; the bundle is damaged: re-export it")
+
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{where} is not a JSON object; the bundle is damaged: re-export it")
+    version = manifest.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        bad("schema_version", "an integer")
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"{where}: schema {version} is newer than this rar_edge {__version__} reads "
+                         f"({SCHEMA_VERSION}): upgrade rar_edge")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"{where}: schema {version} is older than {SCHEMA_VERSION}; re-export the bundle "
+                         "with this rar_edge version")
+    for key in ("target", "precision", "preset"):
+        if not isinstance(manifest.get(key), str):
+            bad(key, "a string")
+    shape = manifest.get("input_shape", "missing")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 2 and all(map(_positive_int, shape))):
+        bad("input_shape", "null or [height, width]")
+    if not isinstance(manifest.get("dynamic"), bool):
+        bad("dynamic", "true or false")
+    for key in ("size_multiple", "latent_stride", "latent_channels", "cond_dim"):
+        if not _positive_int(manifest.get(key)):
+            bad(key, "a positive integer")
+    degradations = manifest.get("degradations")
+    if not isinstance(degradations, list) or not degradations or not all(isinstance(d, str) for d in degradations):
+        bad("degradations", "a list of names")
+    defaults = manifest.get("quality", {}).get("defaults") if isinstance(manifest.get("quality"), dict) else None
+    if not isinstance(defaults, dict) or not (
+            isinstance(defaults.get("max_steps"), int) and not isinstance(defaults.get("max_steps"), bool)
+            and defaults["max_steps"] >= 0 and _number(defaults.get("target_quality"))
+            and _number(defaults.get("min_gain"))):
+        bad("quality.defaults", "{max_steps, target_quality, min_gain} numbers")
+    artifacts = manifest.get("artifacts")
+    if not isinstance(artifacts, dict) or not artifacts:
+        bad("artifacts", "a map of file name to SHA-256")
+    for name, digest in artifacts.items():
+        parts = Path(name).parts
+        if not name or Path(name).is_absolute() or ".." in parts or not isinstance(digest, str):
+            bad(f"artifact {name!r}", "a file name inside the bundle with a SHA-256 string")
+    return manifest
+
+
 def verify_bundle(bundle: str | Path) -> dict:
-    """Read a bundle's manifest and check schema and every artifact's SHA-256; raise ValueError on damage."""
+    """Read a bundle's manifest, check its fields and every artifact's SHA-256; raise ValueError on damage."""
     bundle = recover_dir(bundle)
     path = bundle / MANIFEST
     if not path.is_file():
         raise ValueError(f"{bundle} is not a bundle: {MANIFEST} is missing; export one with python -m rar_edge.export")
-    manifest = json.loads(path.read_text())
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{bundle}: manifest schema {manifest.get('schema_version')} is not {SCHEMA_VERSION}; "
-                         "re-export it with this rar_edge version")
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{bundle}: {MANIFEST} is not readable JSON ({type(e).__name__}); re-export the bundle") from None
+    check_manifest(manifest, f"{bundle}/{MANIFEST}")
     for name, digest in manifest["artifacts"].items():
         art = bundle / name
         if not art.exists():

@@ -31,9 +31,13 @@ class LoadedImage:
 
 def split_pil(im: Image.Image) -> LoadedImage:
     """An opened PIL image as float RGB (+ alpha), whatever its mode."""
-    frames = getattr(im, "n_frames", 1)
-    if frames > 1:
+    try:
+        frames = getattr(im, "n_frames", 1)
+    except Exception:  # noqa: BLE001 - Pillow fails in many ways counting the frames of a damaged animation
+        frames = None  # a later frame is damaged: the first one is still used
+    if frames != 1:
         im.seek(0)  # animated: the first frame (documented)
+        im.load()
     icc = im.info.get("icc_profile")
     mode = im.mode
     im = ImageOps.exif_transpose(im)
@@ -72,8 +76,11 @@ def load_image(path: str | Path) -> LoadedImage:
         raise RarEdgeError(f"{path}: refused as a possible decompression bomb ({e}); resize it first") from None
     except UnidentifiedImageError:
         raise RarEdgeError(f"{path}: not an image Pillow can read (wrong extension or corrupt file)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise RarEdgeError(f"{path}: truncated or corrupt image ({e})") from None
+    except MemoryError:
+        raise RarEdgeError(f"{path}: too large to decode in the memory available; resize it first") from None
+    except Exception as e:  # noqa: BLE001 - Pillow's decoders raise OSError, SyntaxError, IndexError, struct.error...
+        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise RarEdgeError(f"{path}: truncated or corrupt image ({detail})") from None
 
 
 def output_format(path: str | Path) -> str:

@@ -59,6 +59,14 @@ def parse_profile(data: dict, source: str = "profile") -> DeviceProfile:
         raise RarEdgeError(f"{source} is not a rar_edge device profile (format {FORMAT!r} missing)")
     if data.get("format_version") != FORMAT_VERSION:
         raise RarEdgeError(f"{source}: profile format version {data.get('format_version')} is not {FORMAT_VERSION}")
+    for key in ("device", "backend"):
+        if not isinstance(data.get(key), str):
+            raise RarEdgeError(f"{source}: '{key}' must be a string naming the {key} measured")
+    for key in ("basis", "date", "package_version"):
+        if key in data and not isinstance(data[key], str):
+            raise RarEdgeError(f"{source}: '{key}' must be a string")
+    if "bundle" in data and not isinstance(data["bundle"], dict):
+        raise RarEdgeError(f"{source}: 'bundle' must be an object (preset, precision, target)")
     if data.get("method") not in ("measured", "estimated"):
         raise RarEdgeError(f"{source}: method must be 'measured' or 'estimated'")
     sizes = data.get("sizes")
@@ -66,7 +74,7 @@ def parse_profile(data: dict, source: str = "profile") -> DeviceProfile:
         raise RarEdgeError(f"{source}: 'sizes' must map 'HxW' to per-entry-point timings")
     for key, entries in sizes.items():
         parts = key.split("x")
-        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        if len(parts) != 2 or not all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts):
             raise RarEdgeError(f"{source}: size key {key!r} is not 'HxW'")
         for e in ENTRY_POINTS:
             t = entries.get(e) if isinstance(entries, dict) else None
