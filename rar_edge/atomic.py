@@ -18,6 +18,17 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+from rar_edge.errors import RarEdgeError
+
+
+@contextlib.contextmanager
+def _writable(final: Path) -> Iterator[None]:
+    """OSErrors of the set-up and commit of a write, as one-line errors naming the target."""
+    try:
+        yield
+    except OSError as e:
+        raise RarEdgeError(f"cannot write {final} ({e.strerror or e}); choose a writable location") from None
+
 
 def _umask() -> int:
     """The process umask, read without changing it where /proc allows (os.umask alone is not thread-safe)."""
@@ -71,15 +82,17 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     The file gets the permissions a plain ``open()`` would give it (0666 less the umask).
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{_writer_tag()}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
+    with _writable(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{_writer_tag()}.", suffix=".tmp", dir=final.parent)
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())
-        _fsync(tmp_path)
-        os.replace(tmp_path, final)
+        with _writable(final):
+            os.chmod(tmp_path, 0o666 & ~_umask())
+            _fsync(tmp_path)
+            os.replace(tmp_path, final)
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -104,27 +117,35 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     after the new one is in place; ``recover_dir`` undoes a crash between the two renames.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_dead_writers(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_writer_tag()}.", suffix=".tmp", dir=final.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    with _writable(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_dead_writers(final)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_writer_tag()}.", suffix=".tmp", dir=final.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
     set_aside: list[Path] = []
     try:
         yield tmp
-        _fsync(tmp)
-        while True:
-            try:
-                os.rename(tmp, final)  # fails while a non-empty ``final`` exists
-                break
-            except OSError as e:
-                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
-                    raise
-            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:12]}")
-            with contextlib.suppress(FileNotFoundError):  # another writer moved it first: retry
-                os.rename(final, old)
-                set_aside.append(old)
+        with _writable(final):
+            _commit(tmp, final, set_aside)
         for old in set_aside:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _commit(tmp: Path, final: Path, set_aside: list[Path]) -> None:
+    """Flush ``tmp`` and rename it to ``final``, setting aside whatever version is there (even one a
+    concurrent writer renames in meanwhile) into ``set_aside`` for the caller to delete."""
+    _fsync(tmp)
+    while True:
+        try:
+            os.rename(tmp, final)  # fails while a non-empty ``final`` exists
+            break
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+                raise
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:12]}")
+        with contextlib.suppress(FileNotFoundError):  # another writer moved it first: retry
+            os.rename(final, old)
+            set_aside.append(old)

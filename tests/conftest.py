@@ -61,3 +61,41 @@ def distilled(tiny_checkpoint, photo_dir, tmp_path_factory):
                                    steps=40, qat_steps=8, batch=4, crop=32, val_every=20, ckpt_every=20,
                                    report_images=2, report_crop=32, progress=False))
     return out, report
+
+
+def _export(checkpoint, out, *args: str):
+    import contextlib
+    import io
+
+    from rar_edge.export.__main__ import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["--checkpoint", str(checkpoint), "--imgsz", "64", "-o", str(out), *args]) == 0, err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def bundles(tiny_checkpoint, tmp_path_factory):
+    """rar-tiny fp32 bundles: ONNX fixed 64x64, ONNX dynamic, ExecuTorch fixed 64x64."""
+    out = tmp_path_factory.mktemp("rt_bundles")
+    _export(tiny_checkpoint, out, "--target", "onnx")
+    _export(tiny_checkpoint, out / "dyn", "--target", "onnx", "--dynamic")
+    _export(tiny_checkpoint, out, "--target", "executorch")
+    return {"onnx": out / "rar-tiny-fp32-onnx", "dynamic": out / "dyn" / "rar-tiny-fp32-onnx",
+            "executorch": out / "rar-tiny-fp32-executorch"}
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """Run the ``rar-edge`` CLI in this process (no interpreter start-up): (exit status, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from rar_edge.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's usage errors
+            status = e.code
+    return status, out.getvalue(), err.getvalue()

@@ -85,3 +85,21 @@ def test_presets_command_lists_limits():
     assert res.returncode == 0
     rows = {r["preset"]: r for r in json.loads(res.stdout)}
     assert rows["rar-edge-s"]["total"]["params"] <= 1_000_000
+
+
+def test_unexpected_errors_are_one_line_unless_debug(monkeypatch):
+    from rar_edge import cli as cli_module
+
+    from conftest import cli
+
+    def broken(args):
+        raise TypeError("something deep went wrong\nsecond line")
+
+    monkeypatch.setattr(cli_module, "cmd_presets", broken)
+    status, _, err = cli("presets")
+    assert status == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert "unexpected TypeError: something deep went wrong" in err and "--debug" in err
+    status, _, err = cli("presets", "--debug")
+    assert status == 1 and "Traceback" in err and 'raise TypeError("something deep went wrong' in err
+    monkeypatch.setenv("RAR_EDGE_DEBUG", "1")
+    assert "Traceback" in cli("presets")[2]

@@ -18,28 +18,6 @@ from rar_edge.runtime.tiling import Blender, grid, starts
 from conftest import REPO, run_cli
 
 
-def _export(checkpoint, out, *args: str):
-    import contextlib
-    import io
-
-    from rar_edge.export.__main__ import main
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        assert main(["--checkpoint", str(checkpoint), "--imgsz", "64", "-o", str(out), *args]) == 0, err.getvalue()
-
-
-@pytest.fixture(scope="module")
-def bundles(tiny_checkpoint, tmp_path_factory):
-    """rar-tiny fp32 bundles: ONNX fixed 64x64, ONNX dynamic, ExecuTorch fixed 64x64."""
-    out = tmp_path_factory.mktemp("rt_bundles")
-    _export(tiny_checkpoint, out, "--target", "onnx")
-    _export(tiny_checkpoint, out / "dyn", "--target", "onnx", "--dynamic")
-    _export(tiny_checkpoint, out, "--target", "executorch")
-    return {"onnx": out / "rar-tiny-fp32-onnx", "dynamic": out / "dyn" / "rar-tiny-fp32-onnx",
-            "executorch": out / "rar-tiny-fp32-executorch"}
-
-
 @pytest.fixture(scope="module")
 def restorer(bundles):
     from rar_edge.runtime import Restorer

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from rar_edge.errors import RarEdgeError
+from rar_edge.runtime.images import load_image, to_uint8
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 log = logging.getLogger(__name__)
@@ -28,12 +29,17 @@ def list_images(root: str | Path) -> list[Path]:
 
 
 def load_rgb(path: str | Path, max_side: int | None = None) -> np.ndarray:
-    """Load an image as uint8 RGB (H,W,3), EXIF orientation applied, optionally downscaled."""
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        if max_side and max(im.size) > max_side:
-            im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        return np.asarray(im)
+    """Load an image as uint8 RGB (H,W,3), optionally downscaled; raises RarEdgeError if unreadable.
+
+    The runtime's loader does the decoding, so training sees every mode (16-bit, CMYK, palette,
+    EXIF-rotated...) exactly as ``rar-edge restore`` will.
+    """
+    arr = to_uint8(load_image(path).rgb)
+    if max_side and max(arr.shape[:2]) > max_side:
+        im = Image.fromarray(arr)
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        arr = np.asarray(im)
+    return arr
 
 
 class PhotoFolder:
@@ -53,7 +59,8 @@ class PhotoFolder:
         for path in list_images(self.root):
             try:
                 arr = load_rgb(path, max_side)
-            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            except RarEdgeError as e:
+                log.debug("skipped %s", e)
                 self.skipped["unreadable"] += 1
                 continue
             if min(arr.shape[:2]) < min_side:

@@ -120,7 +120,8 @@ def default_task(cfg: TrainConfig, device: torch.device) -> TrainTask:
     if cfg.init:
         init_model, init_cfg = load_model(cfg.init)
         if init_cfg["preset"] != cfg.preset:
-            raise RarEdgeError(f"--init checkpoint is {init_cfg['preset']}, not {cfg.preset}")
+            raise RarEdgeError(f"--init checkpoint {cfg.init} is {init_cfg['preset']}, not {cfg.preset}; "
+                               "pass a checkpoint of the same preset")
         model.load_state_dict(init_model.state_dict())
     return rar_task(model, RARObjective(model, cfg.weights, cfg.unroll).to(device))
 
