@@ -51,15 +51,18 @@ def photo_array() -> np.ndarray:
     return data.astronaut()[:128, 64:192].astype(np.float32) / 255.0
 
 
+#: The settings of the ``distilled`` fixture (tests that compare against it reuse them).
+DISTILL_ARGS = dict(preset="rar-tiny", steps=40, qat_steps=8, batch=4, crop=32, val_every=20, ckpt_every=20,
+                    report_images=2, report_crop=32, progress=False)
+
+
 @pytest.fixture(scope="session")
 def distilled(tiny_checkpoint, photo_dir, tmp_path_factory):
     """A short distillation of the tiny teacher into a rar-tiny int8 student: (out folder, report)."""
     from rar_edge.quantize.distill import DistillConfig, distill
 
     out = tmp_path_factory.mktemp("distill") / "run"
-    report = distill(DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(out), preset="rar-tiny",
-                                   steps=40, qat_steps=8, batch=4, crop=32, val_every=20, ckpt_every=20,
-                                   report_images=2, report_crop=32, progress=False))
+    report = distill(DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(out), **DISTILL_ARGS))
     return out, report
 
 

@@ -122,28 +122,34 @@ def test_int8_student_stops_on_clean_input(distilled, crops, tiny_checkpoint, ph
         assert res.steps_run == 0 and res.stop_reason == "target"
 
 
-def test_resume_of_interrupted_distillation(tiny_checkpoint, photo_dir, tmp_path, monkeypatch):
-    distill(_cfg(tiny_checkpoint, photo_dir, tmp_path / "a"))
+def test_resume_of_interrupted_distillation(distilled, tiny_checkpoint, photo_dir, tmp_path, monkeypatch):
+    """Stopped by SIGTERM during QAT, then resumed: the same student as the uninterrupted ``distilled`` run."""
+    from conftest import DISTILL_ARGS
+
     real = trainer.training_batch
 
     def interrupt(photos, cfg, step, rank, device):
-        if cfg.out.endswith("qat") and step == 0:  # stops after QAT step 1 of 4
+        if cfg.out.endswith("qat") and step == 0:  # stops after QAT step 1
             os.kill(os.getpid(), signal.SIGTERM)
         return real(photos, cfg, step, rank, device)
 
+    # The fixture's settings; the report (evaluation only, no effect on weights) is skipped here.
+    cfg = dict(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(tmp_path / "b"),
+               **{**DISTILL_ARGS, "report_images": 0})
     monkeypatch.setattr(trainer, "training_batch", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        distill(_cfg(tiny_checkpoint, photo_dir, tmp_path / "b"))
+        distill(DistillConfig(**cfg))
     monkeypatch.setattr(trainer, "training_batch", real)
     assert not (tmp_path / "b" / "student").exists()
-    distill(_cfg(tiny_checkpoint, photo_dir, tmp_path / "b", resume=True))
-    a, _ = load_model(tmp_path / "a" / "student")
+    distill(DistillConfig(**cfg, resume=True))
+    ref = distilled[0]
+    a, _ = load_model(ref / "student")
     b, _ = load_model(tmp_path / "b" / "student")
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         torch.testing.assert_close(y, x, atol=1e-6, rtol=0, msg=k)
     from safetensors.torch import load_file
 
-    qa = load_file(tmp_path / "a" / "qat" / "last" / "extras.safetensors")
+    qa = load_file(ref / "qat" / "last" / "extras.safetensors")
     qb = load_file(tmp_path / "b" / "qat" / "last" / "extras.safetensors")
     for k in qa:
         torch.testing.assert_close(qb[k], qa[k], atol=1e-6, rtol=0, msg=k)
