@@ -1,6 +1,10 @@
 """The runtime's targets (issue 5): overhead, budgets kept, adaptive savings, 12 MP memory, seams.
 
     python bench/runtime_bench.py --teacher runs/teacher/best --photos photos/heldout --json runtime.json
+    python bench/runtime_bench.py --latency rar_edge/weights/rar-edge-s --json latency.json
+
+``--latency CKPT`` measures only the latency table of a (distilled) checkpoint instead: fp32 and int8 on
+ONNX and ExecuTorch at a fixed 512 tile, a 512² photo with 2 steps and a 12 MP photo with 1 step.
 
 Bundles are exported first into a temporary folder: rar-edge-s fp32 at a fixed 512 tile for ONNX and
 ExecuTorch (its initial weights: costs do not depend on training), and the teacher as a dynamic ONNX
@@ -96,6 +100,17 @@ def task_big_photo(bundle: str, height: int = 3000, width: int = 4000) -> dict:
             "peak_rss_mb": peak_mb, "shape_ok": res.image.shape == image.shape}
 
 
+def task_latency(bundle: str, runs: int = 10) -> dict:
+    """A 512² photo, 2 fixed steps: median ms per entry point (summed over calls) and in total."""
+    from rar_edge.runtime import Restorer
+
+    r = Restorer.load(bundle)
+    image = photo(*r.fixed_tile)
+    results = [r.restore(image, max_steps=2, **FIXED) for _ in range(runs)]
+    return {"backend": r.backend.name, "tile": list(r.fixed_tile), "steps": 2, "runs": runs,
+            "ms": {k: float(np.median([res.ms[k] for res in results])) for k in results[0].ms}}
+
+
 def degraded_set(photos: str, crop: int, count: int, seed: int = 0):
     """(clean, degraded) crops of held-out photos at mixed severities (bench-side: uses torch)."""
     import torch
@@ -145,7 +160,8 @@ def task_seams(bundle: str, photos: str, side: int = 1024, tile: int = 512) -> d
     return {"side": side, "tile": tile, "tiles": tiled.tiles, "psnr_tiled_vs_untiled_db": psnr(tiled.image, whole.image)}
 
 
-TASKS = {"overhead": task_overhead_and_budget, "big": task_big_photo, "adaptive": task_adaptive, "seams": task_seams}
+TASKS = {"overhead": task_overhead_and_budget, "big": task_big_photo, "adaptive": task_adaptive, "seams": task_seams,
+         "latency": task_latency}
 
 
 def spawn(task: str, *args: str) -> dict:
@@ -165,6 +181,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--teacher", help="trained teacher checkpoint (adaptive savings, seams)")
     p.add_argument("--photos", help="held-out photo folder")
+    p.add_argument("--latency", metavar="CKPT", help="only the latency table of this distilled checkpoint")
     p.add_argument("--json")
     p.add_argument("--task", choices=TASKS, help=argparse.SUPPRESS)
     p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
@@ -176,6 +193,20 @@ def main() -> None:
     from export_bench import untrained_checkpoint
 
     results: dict = {}
+    if a.latency:
+        with tempfile.TemporaryDirectory() as tmp:
+            for precision in ("fp32", "int8"):
+                for target in ("onnx", "executorch"):
+                    t0 = time.perf_counter()
+                    export(["--target", target, "--checkpoint", a.latency, "--precision", precision, "-o", tmp])
+                    bundle = next(Path(tmp).glob(f"*-{precision}-{target}"))
+                    row = {"export_s": time.perf_counter() - t0, "512": spawn("latency", str(bundle)),
+                           "12mp": spawn("big", str(bundle))}
+                    results[f"{precision}_{target}"] = row
+                    print(json.dumps({f"{precision}_{target}": row}), flush=True)
+        if a.json:
+            Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         edge = untrained_checkpoint("rar-edge-s", Path(tmp) / "edge")
         for target in ("onnx", "executorch"):
