@@ -104,7 +104,7 @@ def _report_restores(records, a: argparse.Namespace) -> int:
             failed.append(record)
         _print_record(record, a.json)
     if failed:
-        print(f"restore: {len(failed)} of {len(a.inputs)} inputs failed: "
+        print(f"rar-edge restore: {len(failed)} of {len(a.inputs)} inputs failed: "
               + "; ".join(f"{r['input']} ({r['error']})" for r in failed), file=sys.stderr)
         return 1
     return 0

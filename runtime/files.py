@@ -63,4 +63,7 @@ def restore_files(restore: RestoreFn, inputs: list[str], out_dir: str | Path,
         except OSError as e:
             yield {"input": str(src), "error": f"cannot write {dst} ({e.strerror or e}); choose a writable -o"}
             continue
+        except MemoryError:  # one huge image must not end the batch
+            yield {"input": str(src), "error": "out of memory restoring it; resize it or use a smaller --tile"}
+            continue
         yield {"input": str(src), "output": str(dst), **record}

@@ -271,3 +271,21 @@ def test_every_row_of_the_table_has_its_test():
     assert len(named) >= 20
     missing = [n for n in named if f"def {n}(" not in sources]
     assert not missing, f"docs/reliability.md names tests that do not exist: {missing}"
+
+
+def test_out_of_memory_on_one_image_does_not_end_the_batch(tmp_path):
+    from rar_edge.runtime.files import restore_files
+
+    paths = []
+    for name, shape in (("huge.png", (30, 40)), ("small.png", (20, 20))):
+        Image.fromarray(_photo(shape)).save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+
+    def restore(rgb):
+        if rgb.shape[0] == 30:  # stands for an image too large for this device's memory
+            raise MemoryError
+        return rgb, {"steps": 0}
+
+    records = list(restore_files(restore, paths, tmp_path / "out"))
+    assert "out of memory" in records[0]["error"] and records[1]["output"].endswith("small.png")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["small.png"]
