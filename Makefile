@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench report clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,20 @@ bench: install
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) bench/train_throughput.py
 	$(PY) bench/complexity.py
+
+# The quality report of BENCHMARKS.md in one command (hours on 2 cores; minutes on a GPU server):
+#   make report TEACHER=runs/teacher/best [PHOTOS=photos/heldout] [STUDENT=...] [CROPS=8]
+# Held-out photos are built first if missing (rar-edge photos: scikit-image + Debian packages).
+PHOTOS ?= photos/heldout
+STUDENT ?= rar_edge/weights/rar-edge-s
+CROPS ?= 8
+report: install
+	@test -n "$(TEACHER)" || { echo "make report: pass TEACHER=<teacher checkpoint folder> (rar-edge train --out RUN: RUN/best)"; exit 2; }
+	$(PY) -m pip install --quiet -e ".[bench]"
+	@test -d "$(PHOTOS)" || $(VENV)/bin/rar-edge photos -o $(dir $(PHOTOS:/=))
+	mkdir -p runs/report
+	$(PY) bench/report.py --teacher $(TEACHER) --student $(STUDENT) --photos $(PHOTOS) --crops $(CROPS) \
+		--json runs/report/report.json --plot runs/report/report_psnr.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs/demo
