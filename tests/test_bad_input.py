@@ -289,3 +289,12 @@ def test_out_of_memory_on_one_image_does_not_end_the_batch(tmp_path):
     records = list(restore_files(restore, paths, tmp_path / "out"))
     assert "out of memory" in records[0]["error"] and records[1]["output"].endswith("small.png")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["small.png"]
+
+
+def test_missing_bundle(good, tmp_path):
+    for args in (["restore", good, "-o", tmp_path / "out", "--bundle", tmp_path / "nope"],
+                 ["profile", "--bundle", tmp_path / "nope", "-o", tmp_path / "p.json"]):
+        status, _, err = cli(*args)
+        _clean_failure(status, err, str(tmp_path / "nope"), "not a bundle")
+        assert status == 2
+    assert not (tmp_path / "out").exists() and not (tmp_path / "p.json").exists()
