@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rar_edge.errors import RarEdgeError
 
 from conftest import REPO, cli
 
