@@ -43,8 +43,12 @@ def _umask() -> int:
     return mask
 
 
+def _host() -> str:
+    return socket.gethostname().replace(".", "_")  # no dots: the tag sits between dot-separated parts
+
+
 def _writer_tag() -> str:
-    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+    return f"{_host()}-{os.getpid()}"
 
 
 def _fsync(path: Path) -> None:
@@ -61,7 +65,7 @@ def _sweep_dead_writers(final: Path) -> None:
     if final.exists():
         for p in final.parent.glob(f".{final.name}.old-*"):
             shutil.rmtree(p, ignore_errors=True)
-    host = socket.gethostname().replace(".", "_")
+    host = _host()
     for p in final.parent.glob(f".{final.name}.*.tmp"):
         tag = p.name[len(final.name) + 2:].split(".", 1)[0]  # "<host>-<pid>"
         h, _, pid = tag.rpartition("-")

@@ -32,7 +32,7 @@ def run_guarded(prog: str, command: Callable[[], int], debug: bool = False) -> i
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print(f"{prog}: {e or 'interrupted'}", file=sys.stderr)
+        print(f"{prog}: {str(e) or 'interrupted'}", file=sys.stderr)  # a bare Ctrl-C has no message
         return getattr(e, "exit_status", 130)
     except Exception as e:
         if debug:

@@ -103,3 +103,10 @@ def test_unexpected_errors_are_one_line_unless_debug(monkeypatch):
     assert status == 1 and "Traceback" in err and 'raise TypeError("something deep went wrong' in err
     monkeypatch.setenv("RAR_EDGE_DEBUG", "1")
     assert "Traceback" in cli("presets")[2]
+    monkeypatch.delenv("RAR_EDGE_DEBUG")
+
+    def ctrl_c(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "cmd_presets", ctrl_c)
+    assert cli("presets") == (130, "", "rar-edge presets: interrupted\n")
