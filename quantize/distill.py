@@ -44,6 +44,7 @@ class DistillConfig:
     qat_steps: int = 1000
     freeze_fraction: float = 0.25  # observers frozen for the last part of QAT
     keep_float: tuple[str, ...] = ()
+    init: str | None = None  # start the float phase from this student's weights (a new schedule)
     batch: int = 8
     crop: int = 128
     lr: float = 1e-3
@@ -68,6 +69,11 @@ def _check(cfg: DistillConfig) -> RAR:
     except KeyError as e:
         raise RarEdgeError(e.args[0]) from None
     check_matchable(RAR(preset.config), teacher)
+    if cfg.init:
+        init_preset = read_config(cfg.init)["preset"]
+        if init_preset != cfg.preset:
+            raise RarEdgeError(f"--init {cfg.init} is a {init_preset} model, not {cfg.preset}; "
+                               f"pass a {cfg.preset} student or drop --init")
     if cfg.backend not in BACKENDS:
         raise RarEdgeError(f"unknown --backend {cfg.backend!r}; choose from {', '.join(BACKENDS)}")
     unknown = set(cfg.keep_float) - set(ENTRY_POINTS)
@@ -111,6 +117,12 @@ def distill(cfg: DistillConfig) -> dict:
     def float_task(tc: TrainConfig, device: torch.device) -> TrainTask:
         student = RAR(preset.config).to(device)
         proj = Projections(student.config, teacher.config).to(device)
+        if cfg.init:  # e.g. a previous student, distilled again from a better teacher
+            student.load_state_dict(load_model(cfg.init)[0].state_dict())
+            # Its feature projections too, when it has them (a float/ or qat/ checkpoint): fresh random
+            # ones would pull the trained student toward meaningless targets for the first hundreds of steps.
+            if (Path(cfg.init) / "extras.safetensors").is_file():
+                load_extras(Path(cfg.init), {"proj": proj})
         objective = DistillObjective(student, teacher.to(device), proj, tc.unroll)
         return TrainTask(model=student, objective=objective, float_model=lambda: student, extras={"proj": proj},
                          load_model_state=student.load_state_dict)

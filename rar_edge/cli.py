@@ -37,7 +37,7 @@ def cmd_distill(a: argparse.Namespace) -> int:
 
     cfg = DistillConfig(teacher=a.teacher, data=a.data, out=a.out, preset=a.preset, backend=a.backend, steps=a.steps,
                         qat_steps=a.qat_steps, freeze_fraction=a.freeze_fraction,
-                        keep_float=tuple(x for x in a.keep_float.split(",") if x), batch=a.batch, crop=a.crop,
+                        keep_float=tuple(x for x in a.keep_float.split(",") if x), init=a.init, batch=a.batch, crop=a.crop,
                         lr=a.lr, qat_lr=a.qat_lr, seed=a.seed, val_data=a.val_data, val_every=a.val_every,
                         ckpt_every=a.ckpt_every, report_images=a.report_images, report_crop=a.report_crop,
                         device=a.device, resume=a.resume)
@@ -61,6 +61,37 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
         with atomic_path(a.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_fit_stop(a: argparse.Namespace) -> int:
+    from rar_edge.eval.fit_stop import fit_from_photos, fit_record, format_fit, load_fit_model
+
+    if a.max_steps < 1:
+        raise RarEdgeError(f"--max-steps must be at least 1, got {a.max_steps}")
+    if a.step_cost < 0:
+        raise RarEdgeError(f"--step-cost must be >= 0 dB per step, got {a.step_cost}")
+    model, config, precision = load_fit_model(a.checkpoint, a.precision)
+    current, fitted, traj = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images,
+                                            step_cost=a.step_cost)
+    print(f"{precision} model, {len(traj.cases)} images ({len(set(traj.cases))} cases), "
+          f"up to {a.max_steps} steps, step cost {a.step_cost} dB")
+    print(format_fit(current, fitted))
+    if not a.write:
+        print(f"next: rar-edge fit-stop ... --write   (stores the fitted rule as {a.checkpoint}'s loop defaults)")
+        return 0
+    from pathlib import Path
+
+    from rar_edge.atomic import atomic_path
+
+    r = fitted.rule
+    config["model"].update(max_steps=r.max_steps, target_quality=r.target_quality, min_gain=r.min_gain)
+    config["stop_rule_fit"] = fit_record(current, fitted, data=str(a.data), crop=a.crop, images=a.max_images,
+                                         step_cost=a.step_cost, precision=precision, cap=a.max_steps)
+    with atomic_path(Path(a.checkpoint) / "config.json") as tmp:
+        tmp.write_text(json.dumps(config, indent=2))
+    print(f"wrote the fitted rule into {a.checkpoint}/config.json")
+    print(f"next: python -m rar_edge.export --checkpoint {a.checkpoint} ...   (bundles carry the loop defaults)")
     return 0
 
 
@@ -207,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat-steps", type=int, default=1000, help="quantization-aware steps")
     p.add_argument("--freeze-fraction", type=float, default=0.25, help="last fraction of QAT with frozen observers")
     p.add_argument("--keep-float", default="", help="comma-separated entry points to keep in float")
+    p.add_argument("--init", help="start the float phase from this student (e.g. a previous distillation's "
+                                  "student/), with a new schedule")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -230,6 +263,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the report as JSON here")
     _add_stop_rule_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("fit-stop", parents=[common],
+                       help="fit the adaptive loop's stop rule to a model's assessor on photos")
+    p.add_argument("--checkpoint", required=True, help="checkpoint or distilled student folder")
+    p.add_argument("--data", required=True,
+                   help="folder of clean photos to fit on: training or calibration photos, never your test set")
+    p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                   help="fit the int8 programs (default when the folder has int8/) or the float weights")
+    p.add_argument("--max-steps", type=int, default=6, help="the largest step cap to consider")
+    p.add_argument("--step-cost", type=float, default=0.0,
+                   help="dB of PSNR one restore step must be worth (0: quality only; latency breaks ties)")
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--max-images", type=int, default=16)
+    p.add_argument("--write", action="store_true", help="store the fitted rule as the checkpoint's loop defaults")
+    p.set_defaults(func=cmd_fit_stop)
 
     p = sub.add_parser("restore", parents=[common],
                        help="restore images: an exported bundle (runtime) or a checkpoint (torch)")

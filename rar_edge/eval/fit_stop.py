@@ -1,0 +1,183 @@
+"""``rar-edge fit-stop``: fit the adaptive loop's stop rule to a model's own assessor.
+
+The stop rule's thresholds (``target_quality``, ``min_gain``, ``max_steps``) are in the units of
+the assessor's quality score, and every model has its own: a student's assessor is compressed
+toward its mean, so the teacher's 38 dB target is never reached and a 0.1 dB ``min_gain`` stops
+a loop whose assessed gains are 0.1-0.2 dB per step although the true gains are 1-3 dB. Defaults
+chosen by hand therefore leave quality on the table (or waste steps) for any given model.
+
+Fitting is cheap because the rule only reads assessments: each image's trajectory (assessed
+quality and true PSNR after 0..cap steps) is computed once, then every candidate rule is replayed
+on the recorded trajectories with the same ``StopRule`` the runtime applies. The score of a rule
+is the mean output PSNR over the evaluation cases (every case weighs alike; PSNR is capped at
+``PSNR_CAP_DB`` so an untouched clean photo counts as perfect and damaging it costs), minus
+``step_cost`` dB per restore step run. Of the rules within ``tolerance`` dB of the best score
+the one with the fewest mean steps wins: latency is the tie-breaker.
+
+Fit on training photos (or a separate calibration set), never on the photos you report on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from rar_edge.data.folder import PhotoFolder
+from rar_edge.loop import QUALITY_CAP_DB, StopRule
+
+from .cases import make_cases
+from .metrics import psnr
+
+#: Output PSNR above this counts as perfect (the training targets' "clean" line): a clean photo that
+#: comes back above it costs nothing, one damaged below it costs the difference.
+PSNR_CAP_DB = QUALITY_CAP_DB
+#: Candidate minimum gains (dB per step); -10 never stops a loop in practice.
+MIN_GAINS: tuple[float, ...] = (-10.0, -1.0, -0.5, -0.2, -0.1, 0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
+#: A target quality no assessment reaches (training targets stop at 40 dB): the loop never stops on target.
+NO_TARGET_DB = 99.0
+
+
+@dataclass
+class Trajectories:
+    """Assessed quality and true PSNR of every image after 0..cap fixed restore steps."""
+
+    cases: list[str]  # the evaluation case of each image
+    quality: np.ndarray  # (N, cap+1) assessed quality, dB
+    psnr: np.ndarray  # (N, cap+1) PSNR of the decode against the clean original, capped at PSNR_CAP_DB
+    psnr_in: np.ndarray  # (N,) PSNR of the degraded input, capped at PSNR_CAP_DB
+
+
+@dataclass(frozen=True)
+class RuleScore:
+    """How one stop rule does on recorded trajectories."""
+
+    rule: StopRule
+    score: float  # mean output PSNR minus step_cost per step run
+    psnr_out: float  # mean output PSNR (capped)
+    steps_run: float  # mean restore steps executed
+    per_case: dict[str, float]  # mean output PSNR gain per case (clean: output PSNR minus the cap)
+
+
+@torch.no_grad()
+def record_trajectories(model, clean: torch.Tensor, cap: int, seed: int = 7, batch_size: int = 8) -> Trajectories:
+    """Run ``cap`` fixed steps on every evaluation case of ``clean`` (N,3,H,W) and record each step."""
+    batch, names = make_cases(clean, seed=seed)
+    quality, out_psnr = [], []
+    for i in range(0, len(names), batch_size):
+        deg, ref = batch.degraded[i : i + batch_size], batch.clean[i : i + batch_size].cpu().numpy()
+        z = model.encode(deg)
+        q_steps, p_steps = [], []
+        for k in range(cap + 1):
+            q, _, cond = model.assess(z)
+            decoded = model.decode(z).clamp(0, 1).cpu().numpy()
+            q_steps.append(q.float().cpu().numpy())
+            p_steps.append([min(psnr(d, c), PSNR_CAP_DB) for d, c in zip(decoded, ref)])
+            if k < cap:
+                z = model.restore(z, cond)
+        quality.append(np.stack(q_steps, 1))
+        out_psnr.append(np.array(p_steps).T)
+    psnr_in = np.array([min(psnr(d, c), PSNR_CAP_DB)
+                        for d, c in zip(batch.degraded.cpu().numpy(), batch.clean.cpu().numpy())])
+    return Trajectories(names, np.concatenate(quality), np.concatenate(out_psnr), psnr_in)
+
+
+def replay(rule: StopRule, quality: np.ndarray) -> tuple[int, int]:
+    """(index of the latent the loop returns, steps it ran) for one recorded trajectory.
+
+    The same decisions as the torch loop and the runtime: step while ``reason_to_stop`` is None,
+    return the best-assessed latent.
+    """
+    history = [float(quality[0])]
+    while rule.reason_to_stop(history) is None:
+        history.append(float(quality[len(history)]))
+    return StopRule.best_index(history), len(history) - 1
+
+
+def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0) -> RuleScore:
+    """Replay ``rule`` on every trajectory and score it (see the module docstring)."""
+    picked, ran = zip(*(replay(rule, q) for q in traj.quality))
+    out = traj.psnr[np.arange(len(picked)), list(picked)]
+    per_case: dict[str, list[float]] = {}
+    for name, o, i in zip(traj.cases, out, traj.psnr_in):
+        per_case.setdefault(name, []).append(o - i if name != "clean" else o - PSNR_CAP_DB)
+    steps = float(np.mean(ran))
+    mean_out = float(np.mean(out))
+    return RuleScore(rule, mean_out - step_cost * steps, mean_out, steps,
+                     {k: float(np.mean(v)) for k, v in per_case.items()})
+
+
+def candidate_rules(quality: np.ndarray, cap: int) -> list[StopRule]:
+    """Step caps 1..cap x targets at the recorded qualities' quantiles (and none) x MIN_GAINS."""
+    quantiles = np.quantile(quality, np.linspace(0.05, 0.95, 19))
+    targets = sorted({round(float(t), 2) for t in quantiles} | {NO_TARGET_DB})
+    return [StopRule(max_steps=m, target_quality=t, min_gain=g)
+            for m, t, g in itertools.product(range(1, cap + 1), targets, MIN_GAINS)]
+
+
+def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, tolerance: float = 0.02) -> RuleScore:
+    """The best-scoring candidate rule; among those within ``tolerance`` dB of it, the fewest steps."""
+    if cap < 1:
+        raise ValueError(f"the step cap must be at least 1, got {cap}")
+    scores = [score_rule(rule, traj, step_cost) for rule in candidate_rules(traj.quality, cap)]
+    best = max(s.score for s in scores)
+    near = [s for s in scores if s.score >= best - tolerance]
+    return min(near, key=lambda s: (s.steps_run, -s.score))
+
+
+def load_fit_model(checkpoint: str, precision: str):
+    """The model whose loop is fitted: a checkpoint's float weights, or a student's int8 programs."""
+    from pathlib import Path
+
+    from rar_edge.errors import RarEdgeError
+    from rar_edge.train.checkpoint import load_model
+
+    model, config = load_model(checkpoint)
+    int8 = Path(checkpoint) / "int8"
+    if precision == "auto":
+        precision = "int8" if int8.is_dir() else "fp32"
+    if precision == "int8":
+        if not int8.is_dir():
+            raise RarEdgeError(f"{checkpoint} has no int8/ programs; fit its float weights with --precision fp32 "
+                               "or pass a distilled student (rar-edge distill)")
+        from rar_edge.quantize.qat import load_programs
+
+        model = load_programs(int8, model.config)
+    return model, config, precision
+
+
+def fit_from_photos(model, data: str, cap: int, crop: int = 128, max_images: int = 16, step_cost: float = 0.0,
+                    seed: int = 7) -> tuple[RuleScore, RuleScore, Trajectories]:
+    """(the model's current rule scored, the fitted rule, the trajectories) on centre crops of ``data``."""
+    clean = PhotoFolder(data).center_crops(crop)[:max_images]
+    traj = record_trajectories(model, clean, cap, seed=seed)
+    c = model.config
+    current = score_rule(StopRule(min(c.max_steps, cap), c.target_quality, c.min_gain), traj, step_cost)
+    return current, fit_stop_rule(traj, cap, step_cost), traj
+
+
+def format_fit(current: RuleScore, fitted: RuleScore) -> str:
+    """A table: both rules' thresholds, mean PSNR, mean steps and gain per case."""
+    cases = list(fitted.per_case)
+    lines = [f"{'rule':<8} {'max':>4} {'target':>7} {'min_gain':>8} {'PSNR out':>9} {'steps':>6}  "
+             + " ".join(f"{c[:10]:>10}" for c in cases)]
+    for label, s in (("current", current), ("fitted", fitted)):
+        r = s.rule
+        target = "none" if r.target_quality >= NO_TARGET_DB else f"{r.target_quality:.2f}"
+        lines.append(f"{label:<8} {r.max_steps:>4} {target:>7} {r.min_gain:>8.2f} {s.psnr_out:>9.2f} "
+                     f"{s.steps_run:>6.2f}  " + " ".join(f"{s.per_case[c]:>+10.2f}" for c in cases))
+    lines.append(f"(gain in dB per case; 'clean' is the loss against a perfect {PSNR_CAP_DB:.0f} dB)")
+    return "\n".join(lines)
+
+
+def fit_record(current: RuleScore, fitted: RuleScore, **how) -> dict:
+    """What ``--write`` stores in the checkpoint's config.json next to the new defaults."""
+    def row(s: RuleScore) -> dict:
+        return {"rule": asdict(s.rule), "psnr_out": round(s.psnr_out, 3), "steps_run": round(s.steps_run, 3),
+                "gain_per_case": {k: round(v, 3) for k, v in s.per_case.items()}}
+
+    finite = {k: v for k, v in how.items() if not (isinstance(v, float) and math.isinf(v))}
+    return {"how": finite, "before": row(current), "after": row(fitted)}

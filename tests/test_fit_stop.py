@@ -1,0 +1,111 @@
+"""Fitting the loop's stop rule: replay equals the real loop, the fit picks what the data says, the CLI writes it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from rar_edge.eval.fit_stop import (PSNR_CAP_DB, Trajectories, fit_stop_rule, record_trajectories,
+                                    replay, score_rule)
+from rar_edge.loop import StopRule
+from rar_edge.train.checkpoint import load_model
+
+from conftest import cli
+
+
+@pytest.mark.parametrize("rule", [StopRule(3, 99.0, -10.0), StopRule(3, 38.0, 0.1), StopRule(2, 0.0, 0.0),
+                                  StopRule(3, 99.0, 0.0)])
+def test_replay_makes_the_loops_decisions(tiny_checkpoint, photo_dir, rule):
+    """Replaying recorded assessments picks the same latent and runs the same steps as model.restore_loop."""
+    from rar_edge.data.folder import PhotoFolder
+    from rar_edge.eval.cases import make_cases
+
+    model, _ = load_model(tiny_checkpoint)
+    clean = PhotoFolder(str(photo_dir)).center_crops(64)[:2]
+    traj = record_trajectories(model, clean, cap=3, seed=3)
+    batch, names = make_cases(clean, seed=3)
+    results = model.restore_loop(batch.degraded, rule)
+    assert names == traj.cases
+    for res, q in zip(results, traj.quality):
+        assert replay(rule, q) == (res.steps, res.steps_run)
+        np.testing.assert_allclose(res.quality, q[: res.steps_run + 1], atol=1e-4)
+
+
+def _synthetic() -> Trajectories:
+    """Two cases the assessor tells apart: 'noise' gains 2 dB a step; 'clean' loses 5 dB a step while its
+    assessment creeps up 0.2 dB a step (an assessor that likes restored-looking latents)."""
+    steps = np.arange(4)
+    noise_q, noise_p = 20.0 + 2.0 * steps, 20.0 + 2.0 * steps
+    clean_q, clean_p = 36.0 + 0.2 * steps, np.array([PSNR_CAP_DB, 35.0, 30.0, 25.0])
+    quality = np.stack([noise_q, noise_q, clean_q, clean_q])
+    psnr = np.stack([noise_p, noise_p, clean_p, clean_p])
+    return Trajectories(["noise", "noise", "clean", "clean"], quality, psnr, np.array([20.0, 20.0, PSNR_CAP_DB, PSNR_CAP_DB]))
+
+
+def test_fit_runs_degraded_images_and_leaves_clean_ones():
+    traj = _synthetic()
+    fitted = fit_stop_rule(traj, cap=3)
+    assert fitted.per_case == {"noise": 6.0, "clean": 0.0}  # all 3 steps on noise, none on clean
+    assert fitted.steps_run == 1.5
+    assert 24.0 < fitted.rule.target_quality <= 36.0  # above the noisy ones before the last step, at most clean
+    # The hand-set default (target 38, min gain 0.1) steps the clean photos down to 25 dB.
+    default = score_rule(StopRule(3, 38.0, 0.1), traj)
+    assert default.per_case["clean"] == 25.0 - PSNR_CAP_DB and fitted.score > default.score
+
+
+def test_step_cost_and_ties_prefer_fewer_steps():
+    traj = _synthetic()
+    # A step is worth 2 dB (on the noisy images, the only ones stepped): at 1.5 dB per step they pay, at 2.5 not.
+    assert fit_stop_rule(traj, cap=3, step_cost=1.5).per_case == {"noise": 6.0, "clean": 0.0}
+    assert fit_stop_rule(traj, cap=3, step_cost=2.5).steps_run == 0.0
+    flat = Trajectories(["noise"], np.array([[20.0, 20.0, 20.0]]), np.array([[20.0, 20.0, 20.0]]), np.array([20.0]))
+    assert fit_stop_rule(flat, cap=2).steps_run == 0  # every rule scores alike: the cheapest wins
+    with pytest.raises(ValueError, match="at least 1"):
+        fit_stop_rule(flat, cap=0)
+
+
+def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo_dir, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    before = json.loads((ckpt / "config.json").read_text())
+    status, out, err = cli("fit-stop", "--checkpoint", ckpt, "--data", photo_dir, "--crop", 64, "--max-images", 2,
+                           "--max-steps", 2)
+    assert status == 0, err
+    assert "current" in out and "fitted" in out and "--write" in out
+    assert json.loads((ckpt / "config.json").read_text()) == before  # nothing written without --write
+
+    status, out, err = cli("fit-stop", "--checkpoint", ckpt, "--data", photo_dir, "--crop", 64, "--max-images", 2,
+                           "--max-steps", 2, "--write")
+    assert status == 0, err
+    after = json.loads((ckpt / "config.json").read_text())
+    record = after["stop_rule_fit"]
+    assert record["how"]["precision"] == "fp32" and record["how"]["cap"] == 2
+    fitted = record["after"]["rule"]
+    assert {k: after["model"][k] for k in fitted} == fitted
+    assert 1 <= fitted["max_steps"] <= 2
+    model, _ = load_model(ckpt)  # still loads, with the fitted rule as its defaults
+    assert model.stop_rule() == StopRule(**fitted)
+    torch.testing.assert_close(model.state_dict(), load_model(tiny_checkpoint)[0].state_dict())
+    assert sorted(p.name for p in ckpt.iterdir()) == sorted(p.name for p in tiny_checkpoint.iterdir())
+
+
+def test_fit_stop_refuses_bad_arguments(tiny_checkpoint, photo_dir):
+    for args, message in [(("--max-steps", 0), "--max-steps must be at least 1"),
+                          (("--step-cost", -1), "--step-cost must be >= 0"),
+                          (("--precision", "int8"), "has no int8/ programs")]:
+        status, out, err = cli("fit-stop", "--checkpoint", tiny_checkpoint, "--data", photo_dir, *args)
+        assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_fit_stop_on_int8_programs(distilled, photo_dir):
+    """A distilled student is fitted through its int8 programs by default."""
+    out, _ = distilled
+    status, stdout, err = cli("fit-stop", "--checkpoint", out / "student", "--data", photo_dir, "--crop", 32,
+                              "--max-images", 2, "--max-steps", 2)
+    assert status == 0, err
+    assert stdout.startswith("int8 model, 22 images (11 cases)")
+
