@@ -189,3 +189,32 @@ def test_bad_teachers_fail_cleanly(tmp_path, photo_dir, tiny_checkpoint):
     for r in (res,):
         assert len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_distill_init_starts_from_a_previous_student(distilled, tiny_checkpoint, photo_dir, tmp_path):
+    """--init: the float phase starts from the given student's weights and feature projections."""
+    from safetensors.torch import load_file
+
+    prev = distilled[0] / "float" / "last"
+    out = tmp_path / "again"
+    # One step at a negligible learning rate: the weights after it are the ones the run started from.
+    distill(DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(out), preset="rar-tiny",
+                          init=str(prev), steps=1, qat_steps=1, lr=1e-12, qat_lr=1e-12, batch=2, crop=32,
+                          report_images=0, progress=False))
+    a, _ = load_model(prev)
+    b, _ = load_model(out / "float" / "last")
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(y, x, atol=1e-6, rtol=0, msg=k)
+    pa, pb = load_file(prev / "extras.safetensors"), load_file(out / "float" / "last" / "extras.safetensors")
+    assert pa.keys() == pb.keys()
+    for k in pa:
+        torch.testing.assert_close(pb[k], pa[k], atol=1e-6, rtol=0, msg=k)
+
+
+def test_distill_init_of_another_preset_is_refused(tiny_checkpoint, photo_dir, tmp_path):
+    other = tmp_path / "edge_s"
+    save_checkpoint(other, create_model("rar-edge-s"), "rar-edge-s", 0)
+    res = _distill_cli(tiny_checkpoint, photo_dir, tmp_path / "out", "--init", str(other))
+    assert res.returncode == 2
+    assert "--init" in res.stderr and "rar-edge-s model, not rar-tiny" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
