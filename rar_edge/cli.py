@@ -17,6 +17,19 @@ def _add_stop_rule_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-gain", type=float, help="stop once a step gains less than this, in dB")
 
 
+#: Largest evaluation crop: the photo folders hold photos of at most 1024 px (smaller ones are upscaled).
+MAX_EVAL_CROP = 1024
+
+
+def _check_eval_args(multiple: int, crop: int, max_images: int) -> None:
+    """Refuse crop sizes the model cannot take (or that would only upscale photos) and empty sets."""
+    if crop < multiple or crop % multiple or crop > MAX_EVAL_CROP:
+        raise RarEdgeError(f"--crop {crop}: use a multiple of {multiple} (the model's size multiple) "
+                           f"between {multiple} and {MAX_EVAL_CROP}")
+    if max_images < 1:
+        raise RarEdgeError(f"--max-images must be at least 1, got {max_images}")
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from rar_edge.train.trainer import TrainConfig, train
 
@@ -53,6 +66,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from rar_edge.train.checkpoint import load_model
 
     model, _ = load_model(a.checkpoint)
+    _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
     rule = model.stop_rule(max_steps=a.max_steps, target_quality=a.target_quality, min_gain=a.min_gain)
     report = evaluate(model, a.data, rule, crop=a.crop, max_images=a.max_images)
     print(format_report(report))
@@ -69,9 +83,10 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
 
     if a.max_steps < 1:
         raise RarEdgeError(f"--max-steps must be at least 1, got {a.max_steps}")
-    if a.step_cost < 0:
-        raise RarEdgeError(f"--step-cost must be >= 0 dB per step, got {a.step_cost}")
-    model, config, precision = load_fit_model(a.checkpoint, a.precision)
+    if not 0 <= a.step_cost < float("inf"):
+        raise RarEdgeError(f"--step-cost must be a finite number of dB per step >= 0, got {a.step_cost}")
+    model, config, precision, folder = load_fit_model(a.checkpoint, a.precision)
+    _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
     current, fitted, traj = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images,
                                             step_cost=a.step_cost)
     print(f"{precision} model, {len(traj.cases)} images ({len(set(traj.cases))} cases), "
@@ -80,17 +95,15 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     if not a.write:
         print(f"next: rar-edge fit-stop ... --write   (stores the fitted rule as {a.checkpoint}'s loop defaults)")
         return 0
-    from pathlib import Path
-
     from rar_edge.atomic import atomic_path
 
     r = fitted.rule
     config["model"].update(max_steps=r.max_steps, target_quality=r.target_quality, min_gain=r.min_gain)
     config["stop_rule_fit"] = fit_record(current, fitted, data=str(a.data), crop=a.crop, images=a.max_images,
                                          step_cost=a.step_cost, precision=precision, cap=a.max_steps)
-    with atomic_path(Path(a.checkpoint) / "config.json") as tmp:
+    with atomic_path(folder / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2))
-    print(f"wrote the fitted rule into {a.checkpoint}/config.json")
+    print(f"wrote the fitted rule into {folder / 'config.json'}")
     print(f"next: python -m rar_edge.export --checkpoint {a.checkpoint} ...   (bundles carry the loop defaults)")
     return 0
 

@@ -95,10 +95,15 @@ def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo
 
 def test_fit_stop_refuses_bad_arguments(tiny_checkpoint, photo_dir):
     for args, message in [(("--max-steps", 0), "--max-steps must be at least 1"),
-                          (("--step-cost", -1), "--step-cost must be >= 0"),
-                          (("--precision", "int8"), "has no int8/ programs")]:
+                          (("--step-cost", -1), "--step-cost must be a finite number"),
+                          (("--precision", "int8"), "has no int8/ programs"),
+                          (("--crop", 100), "--crop 100: use a multiple of 16"),
+                          (("--crop", 4096), "between 16 and 1024"),
+                          (("--max-images", 0), "--max-images must be at least 1")]:
         status, out, err = cli("fit-stop", "--checkpoint", tiny_checkpoint, "--data", photo_dir, *args)
         assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    status, out, err = cli("eval", "--checkpoint", tiny_checkpoint, "--data", photo_dir, "--crop", 100)
+    assert status == 2 and "--crop 100: use a multiple of 16" in err
 
 
 def test_fit_stop_on_int8_programs(distilled, photo_dir):

@@ -20,7 +20,6 @@ Fit on training photos (or a separate calibration set), never on the photos you 
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -129,14 +128,13 @@ def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, toleranc
 
 
 def load_fit_model(checkpoint: str, precision: str):
-    """The model whose loop is fitted: a checkpoint's float weights, or a student's int8 programs."""
-    from pathlib import Path
-
+    """(model, config.json, precision, folder): a checkpoint's float weights or a student's int8 programs."""
     from rar_edge.errors import RarEdgeError
-    from rar_edge.train.checkpoint import load_model
+    from rar_edge.train.checkpoint import checkpoint_dir, load_model
 
-    model, config = load_model(checkpoint)
-    int8 = Path(checkpoint) / "int8"
+    folder = checkpoint_dir(checkpoint)
+    model, config = load_model(folder)
+    int8 = folder / "int8"
     if precision == "auto":
         precision = "int8" if int8.is_dir() else "fp32"
     if precision == "int8":
@@ -146,7 +144,7 @@ def load_fit_model(checkpoint: str, precision: str):
         from rar_edge.quantize.qat import load_programs
 
         model = load_programs(int8, model.config)
-    return model, config, precision
+    return model, config, precision, folder
 
 
 def fit_from_photos(model, data: str, cap: int, crop: int = 128, max_images: int = 16, step_cost: float = 0.0,
@@ -162,13 +160,14 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 128, max_images: int
 def format_fit(current: RuleScore, fitted: RuleScore) -> str:
     """A table: both rules' thresholds, mean PSNR, mean steps and gain per case."""
     cases = list(fitted.per_case)
+    widths = [max(6, len(c)) for c in cases]
     lines = [f"{'rule':<8} {'max':>4} {'target':>7} {'min_gain':>8} {'PSNR out':>9} {'steps':>6}  "
-             + " ".join(f"{c[:10]:>10}" for c in cases)]
+             + " ".join(f"{c:>{w}}" for c, w in zip(cases, widths))]
     for label, s in (("current", current), ("fitted", fitted)):
         r = s.rule
         target = "none" if r.target_quality >= NO_TARGET_DB else f"{r.target_quality:.2f}"
         lines.append(f"{label:<8} {r.max_steps:>4} {target:>7} {r.min_gain:>8.2f} {s.psnr_out:>9.2f} "
-                     f"{s.steps_run:>6.2f}  " + " ".join(f"{s.per_case[c]:>+10.2f}" for c in cases))
+                     f"{s.steps_run:>6.2f}  " + " ".join(f"{s.per_case[c]:>+{w}.2f}" for c, w in zip(cases, widths)))
     lines.append(f"(gain in dB per case; 'clean' is the loss against a perfect {PSNR_CAP_DB:.0f} dB)")
     return "\n".join(lines)
 
@@ -179,5 +178,4 @@ def fit_record(current: RuleScore, fitted: RuleScore, **how) -> dict:
         return {"rule": asdict(s.rule), "psnr_out": round(s.psnr_out, 3), "steps_run": round(s.steps_run, 3),
                 "gain_per_case": {k: round(v, 3) for k, v in s.per_case.items()}}
 
-    finite = {k: v for k, v in how.items() if not (isinstance(v, float) and math.isinf(v))}
-    return {"how": finite, "before": row(current), "after": row(fitted)}
+    return {"how": how, "before": row(current), "after": row(fitted)}

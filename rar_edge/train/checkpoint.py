@@ -83,7 +83,8 @@ def save_checkpoint(
     return path
 
 
-def _checkpoint_dir(path: str | Path) -> Path:
+def checkpoint_dir(path: str | Path) -> Path:
+    """The checkpoint folder of ``path`` (the folder, or a file in it), recovered if a writer was killed."""
     path = recover_dir(path)
     if path.is_file() and path.name in ("model.safetensors", "config.json"):
         path = path.parent
@@ -97,7 +98,7 @@ def _checkpoint_dir(path: str | Path) -> Path:
 
 def read_config(path: str | Path) -> dict:
     """The checkpoint's config.json, validated."""
-    path = _checkpoint_dir(path)
+    path = checkpoint_dir(path)
     try:
         config = json.loads((path / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -115,7 +116,7 @@ def read_config(path: str | Path) -> dict:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[RAR, dict]:
     """Rebuild the model of a checkpoint folder; returns (model in eval mode, config.json)."""
-    path = _checkpoint_dir(path)
+    path = checkpoint_dir(path)
     config = read_config(path)
     try:
         model = RAR(RARConfig.from_dict(config["model"]))
@@ -130,7 +131,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[RA
 
 def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict:
     """Restore optimizer and scheduler state from a training checkpoint; returns trainer.json."""
-    path = _checkpoint_dir(path)
+    path = checkpoint_dir(path)
     if not (path / "trainer.json").is_file() or not (path / "optimizer.safetensors").is_file():
         raise RarEdgeError(f"checkpoint {path} holds weights only, not a training state; it cannot be resumed")
     trainer = json.loads((path / "trainer.json").read_text())
