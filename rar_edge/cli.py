@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=6, help="the largest step cap to consider")
     p.add_argument("--step-cost", type=float, default=0.0,
                    help="dB of PSNR one restore step must be worth (0: quality only; latency breaks ties)")
-    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--crop", type=int, default=256,
+                   help="crop side: the image or tile size you deploy at (the fitted rule depends on it)")
     p.add_argument("--max-images", type=int, default=16)
     p.add_argument("--write", action="store_true", help="store the fitted rule as the checkpoint's loop defaults")
     p.set_defaults(func=cmd_fit_stop)
