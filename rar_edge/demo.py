@@ -26,16 +26,38 @@ PRESET = "rar-edge-s"
 TILE = 256  # the samples' size: one tile each
 
 
+def weights_digest() -> str:
+    """SHA-256 over the shipped student's files: names a bundle's source weights."""
+    import hashlib
+
+    root = Path(__file__).parent / "weights" / PRESET
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def export_bundles(out: Path, targets: tuple[str, ...]) -> dict[str, Path]:
-    """Export the shipped student per target (skipped when the bundle already verifies)."""
+    """Export the shipped student per target, unless a bundle of these very weights already verifies.
+
+    A stamp beside each bundle records the digest of the weights it came from: after the shipped
+    weights change (a new release, a re-distillation), the next demo exports again instead of running
+    the old model.
+    """
+    from rar_edge.atomic import atomic_path
     from rar_edge.export.__main__ import main as export_main
     from rar_edge.manifest import verify_bundle
 
+    digest = weights_digest()
     bundles = {}
     for target in targets:
         bundle = out / f"{PRESET}-int8-{target}"
+        stamp = out / f"{bundle.name}.weights-sha256"
         try:
             verify_bundle(bundle)
+            if not stamp.is_file() or stamp.read_text().strip() != digest:
+                raise ValueError("exported from other weights")
         except ValueError:
             print(f"exporting {PRESET} int8 -> {target} ...", flush=True)
             err = io.StringIO()
@@ -44,6 +66,8 @@ def export_bundles(out: Path, targets: tuple[str, ...]) -> dict[str, Path]:
                                     "--imgsz", str(TILE), "-o", str(out)])
             if code != 0:
                 raise RarEdgeError(f"export to {target} failed: {err.getvalue().strip().splitlines()[-1]}")
+            with atomic_path(stamp) as tmp:
+                tmp.write_text(digest + "\n")
         bundles[target] = bundle
     return bundles
 
