@@ -22,7 +22,7 @@ import torch
 from rar_edge.atomic import atomic_dir, atomic_path
 from rar_edge.errors import RarEdgeError
 from rar_edge.model import ENTRY_POINTS, RAR, get_preset
-from rar_edge.train.checkpoint import load_model, read_config, write_model_files
+from rar_edge.train.checkpoint import checkpoint_dir, load_model, read_config, write_model_files
 from rar_edge.train.task import TrainTask, load_extras
 from rar_edge.train.trainer import TrainConfig, train
 
@@ -118,11 +118,12 @@ def distill(cfg: DistillConfig) -> dict:
         student = RAR(preset.config).to(device)
         proj = Projections(student.config, teacher.config).to(device)
         if cfg.init:  # e.g. a previous student, distilled again from a better teacher
-            student.load_state_dict(load_model(cfg.init)[0].state_dict())
+            init = checkpoint_dir(cfg.init)
+            student.load_state_dict(load_model(init)[0].state_dict())
             # Its feature projections too, when it has them (a float/ or qat/ checkpoint): fresh random
             # ones would pull the trained student toward meaningless targets for the first hundreds of steps.
-            if (Path(cfg.init) / "extras.safetensors").is_file():
-                load_extras(Path(cfg.init), {"proj": proj})
+            if (init / "extras.safetensors").is_file():
+                load_extras(init, {"proj": proj})
         objective = DistillObjective(student, teacher.to(device), proj, tc.unroll)
         return TrainTask(model=student, objective=objective, float_model=lambda: student, extras={"proj": proj},
                          load_model_state=student.load_state_dict)
