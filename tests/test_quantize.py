@@ -191,24 +191,32 @@ def test_bad_teachers_fail_cleanly(tmp_path, photo_dir, tiny_checkpoint):
     assert not out.exists()
 
 
-def test_distill_init_starts_from_a_previous_student(distilled, tiny_checkpoint, photo_dir, tmp_path):
-    """--init: the float phase starts from the given student's weights and feature projections."""
+def test_distill_init_starts_from_a_previous_student(distilled, tiny_checkpoint, photo_dir, tmp_path, monkeypatch):
+    """--init: the float phase's task starts from the given student's weights and feature projections."""
+    import rar_edge.quantize.distill as distill_module
     from safetensors.torch import load_file
 
+    class Built(Exception):
+        """Raised by the stand-in trainer once it holds the float phase's task."""
+
+    def build_only(tc, build_task):
+        task = build_task(tc, torch.device("cpu"))
+        raise Built(task)
+
+    monkeypatch.setattr(distill_module, "train", build_only)
     prev = distilled[0] / "float" / "last"
-    out = tmp_path / "again"
-    # One step at a negligible learning rate: the weights after it are the ones the run started from.
-    distill(DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(out), preset="rar-tiny",
-                          init=str(prev), steps=1, qat_steps=1, lr=1e-12, qat_lr=1e-12, batch=2, crop=32,
-                          report_images=0, progress=False))
-    a, _ = load_model(prev)
-    b, _ = load_model(out / "float" / "last")
-    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
-        torch.testing.assert_close(y, x, atol=1e-6, rtol=0, msg=k)
-    pa, pb = load_file(prev / "extras.safetensors"), load_file(out / "float" / "last" / "extras.safetensors")
-    assert pa.keys() == pb.keys()
-    for k in pa:
-        torch.testing.assert_close(pb[k], pa[k], atol=1e-6, rtol=0, msg=k)
+    with pytest.raises(Built) as built:
+        distill(DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(tmp_path / "again"),
+                              preset="rar-tiny", init=str(prev / "config.json"), batch=2, crop=32,
+                              report_images=0, progress=False))
+    task = built.value.args[0]
+    for (k, x), (_, y) in zip(load_model(prev)[0].state_dict().items(), task.model.state_dict().items()):
+        torch.testing.assert_close(y, x, atol=0, rtol=0, msg=k)
+    saved = load_file(prev / "extras.safetensors")
+    proj = {k: v for k, v in task.extras["proj"].state_dict().items()}
+    assert proj and proj.keys() == {k[len("proj/"):] for k in saved if k.startswith("proj/")}
+    for k, v in proj.items():
+        torch.testing.assert_close(v, saved["proj/" + k], atol=0, rtol=0, msg=k)
 
 
 def test_distill_init_of_another_preset_is_refused(tiny_checkpoint, photo_dir, tmp_path):
