@@ -30,4 +30,3 @@ def test_demo_reexports_when_the_shipped_weights_change(tmp_path, monkeypatch):
     demo.export_bundles(out, ("onnx",))
     assert calls == ["onnx", "executorch", "onnx"]
     assert (out / "rar-edge-s-int8-onnx.weights-sha256").read_text().strip() == "0" * 64
-

@@ -14,19 +14,25 @@ from .cases import make_cases
 from .metrics import psnr, roc_auc, srcc, ssim
 
 
+#: The true PSNR of a decode is capped here for the assessor's SRCC (an identical decode is infinite).
+SRCC_PSNR_CAP_DB = 50.0
+
+
 @torch.no_grad()
-def _trajectory_pairs(model: RAR, deg: torch.Tensor, clean: torch.Tensor, steps: int) -> tuple[list[float], list[float]]:
-    """(predicted quality, true PSNR) of every latent along a fixed ``steps``-step trajectory."""
-    pred, true = [], []
+def trajectory(model, deg: torch.Tensor, clean: torch.Tensor, steps: int, psnr_cap: float) -> tuple[np.ndarray, np.ndarray]:
+    """Along a fixed ``steps``-step trajectory from ``deg``: (assessed quality, PSNR of each decode against
+    ``clean`` capped at ``psnr_cap``), both (N, steps + 1); column k is after k steps."""
+    ref = clean.cpu().numpy()
+    quality, out_psnr = [], []
     z = model.encode(deg)
     for k in range(steps + 1):
         q, _, cond = model.assess(z)
-        dec = model.decode(z).clamp(0, 1).cpu().numpy()
-        pred += q.tolist()
-        true += [min(psnr(d, c), 50.0) for d, c in zip(dec, clean.cpu().numpy())]
+        decoded = model.decode(z).clamp(0, 1).cpu().numpy()
+        quality.append(q.float().cpu().numpy())
+        out_psnr.append([min(psnr(d, c), psnr_cap) for d, c in zip(decoded, ref)])
         if k < steps:
             z = model.restore(z, cond)
-    return pred, true
+    return np.stack(quality, 1), np.array(out_psnr).T
 
 
 @torch.no_grad()
@@ -44,9 +50,9 @@ def evaluate(model: RAR, data: str, rule: StopRule | None = None, crop: int = 25
         sl = slice(i, i + batch_size)
         deg, clean = batch.degraded[sl], batch.clean[sl]
         results = model.restore_loop(deg, rule)
-        p, t = _trajectory_pairs(model, deg, clean, max(1, rule.max_steps))
-        pred_q += p
-        true_q += t
+        q, t = trajectory(model, deg, clean, max(1, rule.max_steps), SRCC_PSNR_CAP_DB)
+        pred_q += q.ravel().tolist()
+        true_q += t.ravel().tolist()
         for name, res, d, c, lab in zip(names[sl], results, deg.cpu().numpy(), clean.cpu().numpy(), batch.labels[sl]):
             out = res.image.cpu().numpy()
             r = rows.setdefault(name, {k: [] for k in ("psnr_in", "psnr_out", "ssim_in", "ssim_out", "steps")})

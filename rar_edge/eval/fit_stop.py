@@ -29,6 +29,7 @@ from rar_edge.data.folder import PhotoFolder
 from rar_edge.loop import QUALITY_CAP_DB, StopRule
 
 from .cases import make_cases
+from .evaluate import trajectory
 from .metrics import psnr
 
 #: Output PSNR above this counts as perfect (the training targets' "clean" line): a clean photo that
@@ -65,23 +66,11 @@ class RuleScore:
 def record_trajectories(model, clean: torch.Tensor, cap: int, seed: int = 7, batch_size: int = 8) -> Trajectories:
     """Run ``cap`` fixed steps on every evaluation case of ``clean`` (N,3,H,W) and record each step."""
     batch, names = make_cases(clean, seed=seed)
-    quality, out_psnr = [], []
-    for i in range(0, len(names), batch_size):
-        deg, ref = batch.degraded[i : i + batch_size], batch.clean[i : i + batch_size].cpu().numpy()
-        z = model.encode(deg)
-        q_steps, p_steps = [], []
-        for k in range(cap + 1):
-            q, _, cond = model.assess(z)
-            decoded = model.decode(z).clamp(0, 1).cpu().numpy()
-            q_steps.append(q.float().cpu().numpy())
-            p_steps.append([min(psnr(d, c), PSNR_CAP_DB) for d, c in zip(decoded, ref)])
-            if k < cap:
-                z = model.restore(z, cond)
-        quality.append(np.stack(q_steps, 1))
-        out_psnr.append(np.array(p_steps).T)
+    runs = [trajectory(model, batch.degraded[i : i + batch_size], batch.clean[i : i + batch_size], cap, PSNR_CAP_DB)
+            for i in range(0, len(names), batch_size)]
     psnr_in = np.array([min(psnr(d, c), PSNR_CAP_DB)
                         for d, c in zip(batch.degraded.cpu().numpy(), batch.clean.cpu().numpy())])
-    return Trajectories(names, np.concatenate(quality), np.concatenate(out_psnr), psnr_in)
+    return Trajectories(names, np.concatenate([q for q, _ in runs]), np.concatenate([p for _, p in runs]), psnr_in)
 
 
 def replay(rule: StopRule, quality: np.ndarray) -> tuple[int, int]:
