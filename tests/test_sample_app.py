@@ -1,0 +1,57 @@
+"""samples/app.py: the sample app runs on a bundle with torch blocked, writes every photo, reports failures."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = sorted((ROOT / "samples" / "degraded").glob("*.png"))[:2]
+
+# Runs the app as a script in a fresh interpreter where any import of torch fails.
+RUN_BLOCKED = """
+import runpy, sys
+sys.modules["torch"] = None
+sys.argv = [{app!r}, *sys.argv[1:]]
+try:
+    runpy.run_path({app!r}, run_name="__main__")
+except SystemExit as e:
+    sys.exit(e.code)
+"""
+
+
+def run_app(*args: str) -> subprocess.CompletedProcess:
+    code = RUN_BLOCKED.format(app=str(ROOT / "samples" / "app.py"))
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_app_restores_every_photo_without_torch(bundles, tmp_path):
+    out = tmp_path / "out"
+    r = run_app(bundles["onnx"], *PHOTOS, "-o", out, "--budget-ms", "5000")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == [p.name for p in PHOTOS]
+    assert all("assessed quality" in line and line.rstrip().endswith(".png") for line in lines)
+    for p in PHOTOS:
+        with Image.open(out / p.name) as restored, Image.open(p) as original:
+            assert restored.size == original.size and restored.mode == "RGB"
+    assert not list(out.glob("*.part"))  # written under a temporary name, then renamed
+
+
+def test_app_reports_a_bad_photo_and_goes_on(bundles, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    r = run_app(bundles["onnx"], bad, PHOTOS[0], "-o", out)
+    assert r.returncode == 1
+    assert "notes.png: cannot restore" in r.stderr
+    assert (out / PHOTOS[0].name).is_file() and not (out / "notes.png").exists()
+
+
+def test_app_refuses_a_folder_that_is_not_a_bundle(tmp_path):
+    r = run_app(tmp_path, PHOTOS[0], "-o", tmp_path / "out")
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "manifest.json is missing" in r.stderr
+    assert not (tmp_path / "out").exists()
