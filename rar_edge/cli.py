@@ -115,11 +115,14 @@ def cmd_restore(a: argparse.Namespace) -> int:
     from rar_edge.runtime.files import plan_outputs, restore_files, restorer_fn
 
     plan_outputs(a.inputs, a.out, a.overwrite)  # refuse bad arguments before loading any model
+    if a.max_megapixels is not None and not a.max_megapixels > 0:
+        raise RarEdgeError(f"--max-megapixels must be a positive number of megapixels, got {a.max_megapixels:g}")
     rule_args = {"max_steps": a.max_steps, "target_quality": a.target_quality, "min_gain": a.min_gain}
     if a.bundle is not None:
         from rar_edge.runtime import Restorer
 
-        restorer = Restorer.load(a.bundle, backend=a.backend, profile=a.profile, tile=a.tile)
+        restorer = Restorer.load(a.bundle, backend=a.backend, profile=a.profile, tile=a.tile,
+                                 max_megapixels=a.max_megapixels)
         restore = restorer_fn(restorer, budget_ms=a.budget_ms, **rule_args)
     else:
         for flag in ("backend", "budget_ms", "profile", "tile"):
@@ -134,7 +137,8 @@ def cmd_restore(a: argparse.Namespace) -> int:
         def restore(rgb):
             return restore_array(model, rgb, rule)
 
-    return _report_restores(restore_files(restore, a.inputs, a.out, overwrite=a.overwrite), a)
+    return _report_restores(restore_files(restore, a.inputs, a.out, overwrite=a.overwrite,
+                                          max_megapixels=a.max_megapixels), a)
 
 
 def _report_restores(records, a: argparse.Namespace) -> int:
@@ -303,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-ms", type=float, help="latency budget per image in ms (file I/O excluded)")
     p.add_argument("--profile", help="device profile JSON (rar-edge profile) or a shipped profile name")
     p.add_argument("--tile", type=int, help="tile side for dynamic bundles (default 512)")
+    p.add_argument("--max-megapixels", type=float,
+                   help="refuse (and skip) images over this many megapixels, from their header (default: no limit)")
     p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     _add_stop_rule_args(p)

@@ -44,9 +44,9 @@ def restorer_fn(restorer, **restore_args) -> RestoreFn:
 
 
 def restore_files(restore: RestoreFn, inputs: list[str], out_dir: str | Path,
-                  overwrite: bool = False) -> Iterator[dict]:
+                  overwrite: bool = False, max_megapixels: float | None = None) -> Iterator[dict]:
     """One record per input: the JSON contract (input, output, steps, quality, degradations, ms, ...) or,
-    for an input that failed, {"input", "error"}; later inputs still run."""
+    for an input that failed (or is over ``max_megapixels``), {"input", "error"}; later inputs still run."""
     outputs = plan_outputs(inputs, out_dir, overwrite)
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -54,7 +54,7 @@ def restore_files(restore: RestoreFn, inputs: list[str], out_dir: str | Path,
         raise RarEdgeError(f"cannot create output folder {out_dir} ({e.strerror or e}); choose a writable -o") from None
     for src, dst in zip(inputs, outputs):
         try:
-            loaded = load_image(src)
+            loaded = load_image(src, max_megapixels)
             image, record = restore(loaded.rgb)
             save_image(dst, image, loaded.alpha, loaded.icc_profile)
         except RarEdgeError as e:

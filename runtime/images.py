@@ -61,8 +61,21 @@ def split_pil(im: Image.Image) -> LoadedImage:
     return LoadedImage(np.ascontiguousarray(rgb), alpha, icc, {"mode": mode, "format": im.format, "frames": frames})
 
 
-def load_image(path: str | Path) -> LoadedImage:
-    """Read an image file; a one-line RarEdgeError names the file and the problem."""
+def check_megapixels(height: int, width: int, max_megapixels: float | None, what: str = "image") -> None:
+    """Refuse an image over ``max_megapixels`` (None: no limit) before any memory is spent on it.
+
+    Memory grows with the image, not with the tile: the whole image, its blend buffers and every tile's
+    latent are held at once (a 12 MP photo peaks at about 1.2 GB with rar-edge-s: BENCHMARKS.md).
+    """
+    mp = height * width / 1e6
+    if max_megapixels is not None and mp > max_megapixels:
+        raise RarEdgeError(f"{what} is {width}x{height} ({mp:.1f} MP), over the limit of {max_megapixels:g} MP "
+                           "(max_megapixels); downscale it or raise the limit")
+
+
+def load_image(path: str | Path, max_megapixels: float | None = None) -> LoadedImage:
+    """Read an image file; a one-line RarEdgeError names the file and the problem. An image over
+    ``max_megapixels`` is refused from its header, before it is decoded."""
     path = Path(path)
     if not path.is_file():
         raise RarEdgeError(f"{path}: no such file; pass image files (jpg, png, webp, ...)")
@@ -70,8 +83,11 @@ def load_image(path: str | Path) -> LoadedImage:
         raise RarEdgeError(f"{path}: the file is empty (0 bytes)")
     try:
         with Image.open(path) as im:
+            check_megapixels(im.height, im.width, max_megapixels, str(path))
             im.load()
             return split_pil(im)
+    except RarEdgeError:
+        raise
     except Image.DecompressionBombError as e:
         raise RarEdgeError(f"{path}: refused as a possible decompression bomb ({e}); resize it first") from None
     except UnidentifiedImageError:

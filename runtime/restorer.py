@@ -15,6 +15,7 @@ from rar_edge.loop import StopRule
 from rar_edge.manifest import verify_bundle
 
 from .backends import ENTRY_POINTS, open_backend
+from .images import check_megapixels
 from .profile import DeviceProfile, load_profile
 from .scheduler import OVERHEAD, CostModel, adaptive_loop
 from .tiling import Blender, grid, pad_to
@@ -151,8 +152,11 @@ class Restorer:
     """
 
     def __init__(self, bundle: Path, manifest: dict, backend, profile: DeviceProfile | None = None,
-                 tile: int | None = None, overlap: int | None = None):
+                 tile: int | None = None, overlap: int | None = None, max_megapixels: float | None = None):
         self.bundle, self.manifest, self.backend = Path(bundle), manifest, backend
+        if max_megapixels is not None and not max_megapixels > 0:
+            raise RarEdgeError(f"max_megapixels must be a positive number (or None: no limit), got {max_megapixels}")
+        self.max_megapixels = max_megapixels  # images over it are refused before any work (memory grows with them)
         self.profile = profile
         self.multiple = int(manifest["size_multiple"])
         if manifest["input_shape"]:
@@ -180,7 +184,8 @@ class Restorer:
 
     @classmethod
     def load(cls, bundle: str | Path, backend: str | None = None, profile: str | Path | DeviceProfile | None = None,
-             tile: int | None = None, overlap: int | None = None, warmup: bool = True, **backend_options) -> "Restorer":
+             tile: int | None = None, overlap: int | None = None, warmup: bool = True,
+             max_megapixels: float | None = None, **backend_options) -> "Restorer":
         """Verify the bundle (schema, SHA-256 of every artifact), open its backend, warm it up."""
         bundle = Path(bundle)
         try:
@@ -188,7 +193,8 @@ class Restorer:
         except ValueError as e:
             raise RarEdgeError(str(e)) from None
         prof = load_profile(profile) if isinstance(profile, (str, Path)) else profile
-        restorer = cls(bundle, manifest, open_backend(bundle, manifest, backend, **backend_options), prof, tile, overlap)
+        restorer = cls(bundle, manifest, open_backend(bundle, manifest, backend, **backend_options), prof, tile, overlap,
+                       max_megapixels)
         if warmup:
             restorer.warmup()
         return restorer
@@ -248,6 +254,10 @@ class Restorer:
 
     def _restore(self, image: Any, budget_ms: float | None, rule: StopRule) -> RestoreResult:
         t0 = time.perf_counter()
+        if isinstance(image, np.ndarray) and image.ndim >= 2:
+            check_megapixels(image.shape[0], image.shape[1], self.max_megapixels)
+        elif hasattr(image, "height") and hasattr(image, "width"):  # a PIL image
+            check_megapixels(image.height, image.width, self.max_megapixels)
         rgb, alpha, kind = as_rgb(image)
         job = _TiledImage(self, rgb)
         cost = self._cost = self.cost_model(job.tile)

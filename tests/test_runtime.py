@@ -245,6 +245,20 @@ def test_budget_zero_model_path_returns_the_input(restorer):
     assert res.budget_bound and res.stop_reason == "budget"
 
 
+def test_images_over_max_megapixels_are_refused_before_any_work(bundles):
+    from rar_edge.runtime import Restorer
+
+    with pytest.raises(RarEdgeError, match="max_megapixels must be a positive number"):
+        Restorer.load(bundles["onnx"], max_megapixels=0, warmup=False)
+    r = Restorer.load(bundles["onnx"], max_megapixels=0.002, warmup=False)  # 2,000 pixels
+    with pytest.raises(RarEdgeError, match=r"image is 64x40 \(0.0 MP\), over the limit of 0.002 MP"):
+        r.restore(np.zeros((40, 64, 3), np.uint8))
+    with pytest.raises(RarEdgeError, match="over the limit"):
+        r.restore(Image.new("RGB", (64, 40)))
+    assert r._ms == {}  # refused before any entry point ran
+    assert r.restore(np.zeros((40, 50, 3), np.uint8)).image.shape == (40, 50, 3)  # 2,000 pixels: allowed
+
+
 # --- image files ----------------------------------------------------------------------------------------
 
 def test_image_files_keep_alpha_icc_and_orientation(tmp_path):
@@ -297,6 +311,19 @@ def test_truncated_png(tmp_path):
         load_image(tmp_path / "cut.png")
 
 
+def test_max_megapixels_reads_only_the_header(tmp_path):
+    from rar_edge.runtime.images import load_image
+
+    Image.fromarray(np.zeros((400, 500, 3), np.uint8) + 90).save(tmp_path / "big.png")
+    data = (tmp_path / "big.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])  # a header that promises 500x400, half the data
+    with pytest.raises(RarEdgeError, match="truncated"):
+        load_image(tmp_path / "cut.png")
+    with pytest.raises(RarEdgeError, match=r"cut.png is 500x400 \(0.2 MP\), over the limit of 0.1 MP"):
+        load_image(tmp_path / "cut.png", max_megapixels=0.1)  # refused from the header: nothing decoded
+    assert load_image(tmp_path / "big.png", max_megapixels=0.2).rgb.shape == (400, 500, 3)
+
+
 # --- CLI ------------------------------------------------------------------------------------------------
 
 def test_cli_restore_bundle_json_contract_and_bad_file(bundles, tmp_path):
@@ -314,6 +341,19 @@ def test_cli_restore_bundle_json_contract_and_bad_file(bundles, tmp_path):
     assert ok["ms"]["total"] > 0 and ok["budget_ms"] == 60000 and Image.open(ok["output"]).size == (70, 50)
     assert "error" in records[1] and "b.png" in res.stderr
     assert not (tmp_path / "out" / "b.png").exists()
+
+
+def test_cli_restore_skips_images_over_max_megapixels(bundles, tmp_path):
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "big.png")
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "small.png")
+    out = tmp_path / "out"
+    res = run_cli("restore", str(tmp_path / "big.png"), str(tmp_path / "small.png"), "-o", str(out),
+                  "--bundle", str(bundles["onnx"]), "--max-megapixels", "0.001")
+    assert res.returncode == 1 and "big.png is 60x40" in res.stderr
+    assert (out / "small.png").is_file() and not (out / "big.png").exists()
+    res = run_cli("restore", str(tmp_path / "small.png"), "-o", str(out), "--bundle", str(bundles["onnx"]),
+                  "--max-megapixels", "-1")
+    assert res.returncode == 2 and "--max-megapixels must be a positive number" in res.stderr
 
 
 def test_cli_restore_refuses_writing_over_its_input(bundles, tmp_path):
