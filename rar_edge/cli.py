@@ -15,6 +15,20 @@ def _add_stop_rule_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, help="most restore steps (default: the checkpoint's)")
     p.add_argument("--target-quality", type=float, help="stop once assessed quality reaches this, in dB")
     p.add_argument("--min-gain", type=float, help="stop once a step gains less than this, in dB")
+    p.add_argument("--min-change", type=float,
+                   help="stop once a proposed step moves the latent by less than this fraction (0: off)")
+    p.add_argument("--keep", choices=["best", "last"],
+                   help="decode the best-assessed latent or the last step's (default: the checkpoint's)")
+
+
+def _rule_args(a: argparse.Namespace) -> dict:
+    """The stop-rule overrides given on the command line (None: the checkpoint's or bundle's default)."""
+    if a.max_steps is not None and a.max_steps < 0:
+        raise RarEdgeError(f"--max-steps must be 0 or more, got {a.max_steps}")
+    if a.min_change is not None and not 0 <= a.min_change < float("inf"):
+        raise RarEdgeError(f"--min-change must be a fraction of the latent >= 0 (e.g. 0.02; 0: off), got {a.min_change}")
+    return {"max_steps": a.max_steps, "target_quality": a.target_quality, "min_gain": a.min_gain,
+            "min_change": a.min_change, "keep": a.keep}
 
 
 #: Largest evaluation crop: the photo folders hold photos of at most 1024 px (smaller ones are upscaled).
@@ -65,9 +79,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from rar_edge.eval.evaluate import evaluate, format_report
     from rar_edge.train.checkpoint import load_model
 
+    rule_args = _rule_args(a)
     model, _ = load_model(a.checkpoint)
     _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
-    rule = model.stop_rule(max_steps=a.max_steps, target_quality=a.target_quality, min_gain=a.min_gain)
+    rule = model.stop_rule(**rule_args)
     report = evaluate(model, a.data, rule, crop=a.crop, max_images=a.max_images)
     print(format_report(report))
     if a.json:
@@ -98,7 +113,8 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     from rar_edge.atomic import atomic_path
 
     r = fitted.rule
-    config["model"].update(max_steps=r.max_steps, target_quality=r.target_quality, min_gain=r.min_gain)
+    config["model"].update(max_steps=r.max_steps, target_quality=r.target_quality, min_gain=r.min_gain,
+                           min_change=r.min_change, keep=r.keep)
     config["stop_rule_fit"] = fit_record(current, fitted, data=str(a.data), crop=a.crop, images=a.max_images,
                                          step_cost=a.step_cost, precision=precision, cap=a.max_steps)
     with atomic_path(folder / "config.json") as tmp:
@@ -115,9 +131,9 @@ def cmd_restore(a: argparse.Namespace) -> int:
     from rar_edge.runtime.files import plan_outputs, restore_files, restorer_fn
 
     plan_outputs(a.inputs, a.out, a.overwrite)  # refuse bad arguments before loading any model
+    rule_args = _rule_args(a)
     if a.max_megapixels is not None and not a.max_megapixels > 0:
         raise RarEdgeError(f"--max-megapixels must be a positive number of megapixels, got {a.max_megapixels:g}")
-    rule_args = {"max_steps": a.max_steps, "target_quality": a.target_quality, "min_gain": a.min_gain}
     if a.bundle is not None:
         from rar_edge.runtime import Restorer
 

@@ -16,23 +16,40 @@ QUALITY_MEANING = (
 QUALITY_CAP_DB = 40.0
 
 
+#: How the loop picks the latent it decodes (StopRule.keep).
+KEEP_CHOICES = ("best", "last")
+
+
 @dataclass(frozen=True)
 class StopRule:
-    """When the loop stops stepping.
+    """When the loop stops stepping, and which latent it decodes.
 
     Attributes:
         max_steps: the most restore steps the loop may run.
         target_quality: stop once the assessed quality (dB) reaches this.
         min_gain: stop once a step's assessed gain (dB) falls below this.
+        min_change: stop once the restorer proposes a step that moves the latent by less than this
+            fraction of its norm (``|z_next - z| / |z|`` over the whole image); that step is not taken.
+            0 turns it off. The restorer's own step size says "nothing left to fix" better than a weak
+            assessor does (docs/model.md, "Stopping on the step size").
+        keep: ``"best"`` decodes the best-assessed latent (DESIGN.md's quality verification); ``"last"``
+            decodes the latent of the last step taken, undoing a step that stopped the loop on ``no_gain``.
+            ``rar-edge fit-stop`` picks the one that does better for a model.
     """
 
     max_steps: int = 4
     target_quality: float = 38.0
     min_gain: float = 0.1
+    min_change: float = 0.0
+    keep: str = "best"
 
     def __post_init__(self) -> None:
         if self.max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
+        if not self.min_change >= 0:
+            raise ValueError(f"min_change must be >= 0, got {self.min_change}")
+        if self.keep not in KEEP_CHOICES:
+            raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {self.keep!r}")
 
     def reason_to_stop(self, qualities: list[float]) -> str | None:
         """Why to stop before another step, given the qualities assessed so far (None: step on).
@@ -48,7 +65,18 @@ class StopRule:
             return "max_steps"
         return None
 
+    def step_too_small(self, change: float) -> bool:
+        """Whether a proposed step of relative size ``change`` ends the loop (stop reason ``small_step``)."""
+        return change < self.min_change
+
+    def returned_index(self, qualities: list[float], reason: str | None) -> int:
+        """Index into ``qualities`` of the latent the loop decodes, once it stopped for ``reason``."""
+        if self.keep == "best":
+            return self.best_index(qualities)
+        last = len(qualities) - 1
+        return last - 1 if reason == "no_gain" else last
+
     @staticmethod
     def best_index(qualities: list[float]) -> int:
-        """Index of the best-assessed latent (the earliest one on ties): the loop returns it."""
+        """Index of the best-assessed latent (the earliest one on ties)."""
         return max(range(len(qualities)), key=lambda i: (qualities[i], -i))

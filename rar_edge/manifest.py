@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rar_edge import __version__
 from rar_edge.atomic import recover_dir
-from rar_edge.loop import QUALITY_CAP_DB, QUALITY_MEANING
+from rar_edge.loop import KEEP_CHOICES, QUALITY_CAP_DB, QUALITY_MEANING
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -61,7 +61,8 @@ def build_manifest(config, preset: str, precision: str, target: str, input_shape
         "degradations": list(config.degradations),
         "quality": {"meaning": QUALITY_MEANING, "cap_db": QUALITY_CAP_DB,
                     "defaults": {"max_steps": config.max_steps, "target_quality": config.target_quality,
-                                 "min_gain": config.min_gain}},
+                                 "min_gain": config.min_gain, "min_change": config.min_change,
+                                 "keep": config.keep}},
         "entry_points": signatures(config),
         "quantization": quantization,
         "source": source,
@@ -124,6 +125,11 @@ def check_manifest(manifest, where: str = "manifest") -> dict:
             and defaults["max_steps"] >= 0 and _number(defaults.get("target_quality"))
             and _number(defaults.get("min_gain"))):
         bad("quality.defaults", "{max_steps, target_quality, min_gain} numbers")
+    # min_change and keep came later (bundles without them run with 0 and "best": the rule before them).
+    if "min_change" in defaults and not (_number(defaults["min_change"]) and defaults["min_change"] >= 0):
+        bad("quality.defaults.min_change", "a number >= 0")
+    if "keep" in defaults and defaults["keep"] not in KEEP_CHOICES:
+        bad("quality.defaults.keep", f"one of {list(KEEP_CHOICES)}")
     artifacts = manifest.get("artifacts")
     if not isinstance(artifacts, dict) or not artifacts:
         bad("artifacts", "a map of file name to SHA-256")

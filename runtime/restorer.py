@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,11 @@ DEFAULT_TILE = 512  # for dynamic bundles
 @dataclass
 class RestoreResult:
     image: Any  # like the input: uint8 / uint16 / float32 array, or a PIL image
-    steps: int  # restore steps behind the returned image (the best-assessed latent)
+    steps: int  # restore steps behind the returned image (the latent the stop rule keeps)
     steps_run: int
     quality: list[float]  # assessed quality (dB) of the input, then after each step
     degradations: dict[str, float]  # probabilities of the input's degradations, by name
-    stop_reason: str  # target | no_gain | max_steps | budget
+    stop_reason: str  # target | no_gain | small_step | max_steps | budget
     ms: dict[str, float]  # per entry point (summed over tiles and steps), overhead and total
     budget_ms: float | None = None
     budget_bound: bool = False  # the budget, not the stop rule, ended the loop
@@ -135,6 +135,12 @@ class _TiledImage:
     def restore(self, state, cond):
         return [self.r.call("restore", [z, cond])[0] for z in state]
 
+    def change(self, state, proposed) -> float:
+        """Relative size of a proposed step over all tiles: |proposed - state| / |state|."""
+        moved = sum(float(np.vdot(p - z, p - z)) for z, p in zip(state, proposed))
+        size = sum(float(np.vdot(z, z)) for z in state)
+        return (moved / max(size, 1e-24)) ** 0.5
+
     def decode(self, state):
         if len(self.tiles) == 1:  # nothing to blend
             return self.r.call("decode", [state[0]])[0][0].transpose(1, 2, 0)
@@ -176,7 +182,8 @@ class Restorer:
         self.overlap = overlap
         self.degradations = list(manifest["degradations"])
         loop = manifest["quality"]["defaults"]
-        self.rule = StopRule(loop["max_steps"], loop["target_quality"], loop["min_gain"])
+        self.rule = StopRule(loop["max_steps"], loop["target_quality"], loop["min_gain"],
+                             loop.get("min_change", 0.0), loop.get("keep", "best"))  # older bundles: off, best
         self.costs: dict[tuple[int, int], CostModel] = {}
         self._ms: dict[str, float] = {}
         self._cost: CostModel | None = None
@@ -242,13 +249,18 @@ class Restorer:
 
     # --- the API ---
     def restore(self, image: Any, budget_ms: float | None = None, max_steps: int | None = None,
-                target_quality: float | None = None, min_gain: float | None = None) -> RestoreResult:
-        """Restore one image (numpy array or PIL image); see RestoreResult."""
+                target_quality: float | None = None, min_gain: float | None = None,
+                min_change: float | None = None, keep: str | None = None) -> RestoreResult:
+        """Restore one image (numpy array or PIL image); see RestoreResult. The stop rule's fields
+        default to the bundle's (its manifest); any of them can be overridden per call."""
         if budget_ms is not None and not budget_ms > 0:
             raise RarEdgeError(f"budget_ms must be a positive number of milliseconds, got {budget_ms}")
-        rule = StopRule(self.rule.max_steps if max_steps is None else max_steps,
-                        self.rule.target_quality if target_quality is None else target_quality,
-                        self.rule.min_gain if min_gain is None else min_gain)
+        overrides = dict(max_steps=max_steps, target_quality=target_quality, min_gain=min_gain,
+                         min_change=min_change, keep=keep)
+        try:
+            rule = replace(self.rule, **{k: v for k, v in overrides.items() if v is not None})
+        except ValueError as e:
+            raise RarEdgeError(str(e)) from None
         with self._lock:
             return self._restore(image, budget_ms, rule)
 

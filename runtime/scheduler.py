@@ -52,14 +52,15 @@ class LoopOps(Protocol):
     def encode(self) -> Any: ...
     def assess(self, state: Any) -> tuple[float, list[float], Any]: ...
     def restore(self, state: Any, cond: Any) -> Any: ...
+    def change(self, state: Any, proposed: Any) -> float: ...  # |proposed - state| / |state| over the image
     def decode(self, state: Any) -> Any: ...
 
 
 @dataclass
 class LoopOutcome:
     image: Any  # what ops.decode returned; None when the model was skipped
-    steps: int = 0  # the step whose latent was decoded (the best assessed)
-    steps_run: int = 0
+    steps: int = 0  # the step whose latent was decoded (StopRule.keep)
+    steps_run: int = 0  # steps taken (a step refused as too small is not counted)
     qualities: list[float] = field(default_factory=list)
     probabilities: list[float] = field(default_factory=list)  # of the input's assessment
     stop_reason: str = "budget"
@@ -81,17 +82,25 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
         return LoopOutcome(image=None, model_skipped=True)
     state = ops.encode()
     quality, probs, cond = ops.assess(state)
-    qualities, best, best_step = [quality], state, 0
+    qualities = [quality]
+    # Two latents at most are held (memory follows the image): the best-assessed or the one before the last.
+    best, best_step, previous = state, 0, state
     while True:
         reason = rule.reason_to_stop(qualities)
         if reason is None and not affordable("restore", "assess", "decode", OVERHEAD):
             reason = "budget"
         if reason is not None:
             break
-        state = ops.restore(state, cond)
+        proposed = ops.restore(state, cond)
+        if rule.min_change > 0 and rule.step_too_small(ops.change(state, proposed)):
+            reason = "small_step"  # the step is not taken
+            break
+        previous, state = state, proposed
         quality, _, cond = ops.assess(state)
         qualities.append(quality)
         if quality > qualities[best_step]:  # ties keep the earlier latent, like the torch loop
             best, best_step = state, len(qualities) - 1
-    return LoopOutcome(image=ops.decode(best), steps=best_step, steps_run=len(qualities) - 1, qualities=qualities,
+    kept = rule.returned_index(qualities, reason)
+    image = ops.decode(best if rule.keep == "best" else state if kept == len(qualities) - 1 else previous)
+    return LoopOutcome(image=image, steps=kept, steps_run=len(qualities) - 1, qualities=qualities,
                        probabilities=list(probs), stop_reason=reason)

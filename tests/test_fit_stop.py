@@ -17,22 +17,33 @@ from rar_edge.train.checkpoint import load_model
 from conftest import cli
 
 
-@pytest.mark.parametrize("rule", [StopRule(3, 99.0, -10.0), StopRule(3, 38.0, 0.1), StopRule(2, 0.0, 0.0),
-                                  StopRule(3, 99.0, 0.0)])
-def test_replay_makes_the_loops_decisions(tiny_checkpoint, photo_dir, rule):
-    """Replaying recorded assessments picks the same latent and runs the same steps as model.restore_loop."""
+@pytest.mark.parametrize("rule, change_quantile", [
+    (StopRule(3, 99.0, -10.0), None), (StopRule(3, 38.0, 0.1), None), (StopRule(2, 0.0, 0.0), None),
+    (StopRule(3, 99.0, 0.0), None), (StopRule(3, 99.0, -10.0, keep="last"), None),
+    (StopRule(3, 99.0, 0.0, keep="last"), None), (StopRule(3, 99.0, -10.0), 0.5),
+    (StopRule(3, 99.0, -10.0, keep="last"), 0.3)])
+def test_replay_makes_the_loops_decisions(tiny_checkpoint, photo_dir, rule, change_quantile):
+    """Replaying recorded assessments and step sizes picks the same latent and runs the same steps as
+    model.restore_loop (min_change at a quantile of the recorded steps, so some are refused)."""
+    from dataclasses import replace
+
     from rar_edge.data.folder import PhotoFolder
     from rar_edge.eval.cases import make_cases
 
     model, _ = load_model(tiny_checkpoint)
     clean = PhotoFolder(str(photo_dir)).center_crops(64)[:2]
     traj = record_trajectories(model, clean, cap=3, seed=3)
+    if change_quantile is not None:
+        rule = replace(rule, min_change=float(np.quantile(traj.change, change_quantile)))
     batch, names = make_cases(clean, seed=3)
     results = model.restore_loop(batch.degraded, rule)
     assert names == traj.cases
-    for res, q in zip(results, traj.quality):
-        assert replay(rule, q) == (res.steps, res.steps_run)
+    for res, q, c in zip(results, traj.quality, traj.change):
+        assert replay(rule, q, c) == (res.steps, res.steps_run)
         np.testing.assert_allclose(res.quality, q[: res.steps_run + 1], atol=1e-4)
+    if change_quantile is not None:  # the quantile refuses some steps and takes others
+        reasons = {r.stop_reason for r in results}
+        assert "small_step" in reasons and any(r.steps_run > 0 for r in results)
 
 
 def _synthetic() -> Trajectories:
@@ -43,7 +54,9 @@ def _synthetic() -> Trajectories:
     clean_q, clean_p = 36.0 + 0.2 * steps, np.array([PSNR_CAP_DB, 35.0, 30.0, 25.0])
     quality = np.stack([noise_q, noise_q, clean_q, clean_q])
     psnr = np.stack([noise_p, noise_p, clean_p, clean_p])
-    return Trajectories(["noise", "noise", "clean", "clean"], quality, psnr, np.array([20.0, 20.0, PSNR_CAP_DB, PSNR_CAP_DB]))
+    change = np.full((4, 3), 0.1)  # every step the same size: min_change cannot tell them apart
+    return Trajectories(["noise", "noise", "clean", "clean"], quality, psnr, np.array([20.0, 20.0, PSNR_CAP_DB, PSNR_CAP_DB]),
+                        change)
 
 
 def test_fit_runs_degraded_images_and_leaves_clean_ones():
@@ -57,12 +70,28 @@ def test_fit_runs_degraded_images_and_leaves_clean_ones():
     assert default.per_case["clean"] == 25.0 - PSNR_CAP_DB and fitted.score > default.score
 
 
+def test_fit_uses_the_step_size_and_the_last_latent_where_the_assessor_cannot_tell():
+    """The assessor scores noisy and clean alike and likes every step (quality up 1 dB a step), so no target
+    or minimum gain separates them; the restorer's steps do: large on noise, tiny on clean. The noisy
+    trajectory peaks in truth at step 3 while the assessor's best is step 2 (it dips at 3)."""
+    quality = np.array([[30.0, 31.0, 33.0, 32.5], [30.0, 31.0, 33.0, 32.5], [30.0, 31.0, 32.0, 33.0]])
+    psnr = np.array([[20.0, 22.0, 24.0, 26.0], [20.0, 22.0, 24.0, 26.0], [PSNR_CAP_DB, 36.0, 33.0, 30.0]])
+    change = np.array([[0.2, 0.2, 0.2], [0.2, 0.2, 0.2], [0.01, 0.01, 0.01]])
+    traj = Trajectories(["noise", "noise", "clean"], quality, psnr, np.array([20.0, 20.0, PSNR_CAP_DB]), change)
+    fitted = fit_stop_rule(traj, cap=3)
+    assert 0.01 < fitted.rule.min_change <= 0.2 and fitted.rule.keep == "last"
+    assert fitted.per_case == {"noise": 6.0, "clean": 0.0} and fitted.steps_run == 2.0
+    without = score_rule(StopRule(3, 99.0, -10.0), traj)  # no step-size stop, best-assessed latent
+    assert without.per_case == {"noise": 4.0, "clean": 30.0 - PSNR_CAP_DB}
+
+
 def test_step_cost_and_ties_prefer_fewer_steps():
     traj = _synthetic()
     # A step is worth 2 dB (on the noisy images, the only ones stepped): at 1.5 dB per step they pay, at 2.5 not.
     assert fit_stop_rule(traj, cap=3, step_cost=1.5).per_case == {"noise": 6.0, "clean": 0.0}
     assert fit_stop_rule(traj, cap=3, step_cost=2.5).steps_run == 0.0
-    flat = Trajectories(["noise"], np.array([[20.0, 20.0, 20.0]]), np.array([[20.0, 20.0, 20.0]]), np.array([20.0]))
+    flat = Trajectories(["noise"], np.array([[20.0, 20.0, 20.0]]), np.array([[20.0, 20.0, 20.0]]), np.array([20.0]),
+                        np.array([[0.1, 0.1]]))
     assert fit_stop_rule(flat, cap=2).steps_run == 0  # every rule scores alike: the cheapest wins
     with pytest.raises(ValueError, match="at least 1"):
         fit_stop_rule(flat, cap=0)

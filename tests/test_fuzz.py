@@ -250,6 +250,22 @@ def test_manifest_without_input_shape_is_refused(tmp_path):
         verify_bundle(tmp_path)
 
 
+def test_manifest_before_min_change_and_keep_runs_the_old_rule(tmp_path):
+    manifest = json.loads(json.dumps(VALID_MANIFEST))
+    defaults = manifest["quality"]["defaults"]
+    defaults.pop("min_change", None)
+    defaults.pop("keep", None)
+    (tmp_path / "rar.onnx").write_bytes(b"model")
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    rule = Restorer(tmp_path, verify_bundle(tmp_path), backend=None).rule
+    assert (rule.min_change, rule.keep) == (0.0, "best")  # bundles exported before the fields: as they ran
+    for field, value in (("keep", "first"), ("min_change", -1)):
+        (tmp_path / MANIFEST).write_text(json.dumps({**manifest, "quality": {
+            **manifest["quality"], "defaults": {**defaults, field: value}}}))
+        with pytest.raises(ValueError, match=f"quality.defaults.{field}"):
+            verify_bundle(tmp_path)
+
+
 def test_newer_manifest_schema_asks_for_an_upgrade(tmp_path):
     (tmp_path / "rar.onnx").write_bytes(b"model")
     (tmp_path / MANIFEST).write_text(json.dumps({**VALID_MANIFEST, "schema_version": 99}))

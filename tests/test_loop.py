@@ -1,4 +1,4 @@
-"""The stop rule and the reference loop: 0 steps on good input, best-assessed latent returned."""
+"""The stop rule and the reference loop: 0 steps on good input, the kept latent returned, small steps refused."""
 
 from __future__ import annotations
 
@@ -20,6 +20,19 @@ def test_stop_rule_reasons():
     assert StopRule(max_steps=0).reason_to_stop([10.0]) == "max_steps"
     with pytest.raises(ValueError):
         StopRule(max_steps=-1)
+
+
+def test_rule_fields_are_checked_and_the_kept_index_follows_keep():
+    with pytest.raises(ValueError, match="min_change"):
+        StopRule(min_change=-0.1)
+    with pytest.raises(ValueError, match="keep"):
+        StopRule(keep="first")
+    best, last = StopRule(keep="best"), StopRule(keep="last")
+    assert best.returned_index([20.0, 26.0, 24.0], "no_gain") == 1
+    assert last.returned_index([20.0, 26.0, 24.0], "no_gain") == 1  # the step that lost is undone
+    assert last.returned_index([20.0, 19.0, 18.0], "max_steps") == 2  # last: the assessor is not asked
+    assert best.returned_index([20.0, 19.0, 18.0], "max_steps") == 0
+    assert StopRule(min_change=0.05).step_too_small(0.01) and not StopRule().step_too_small(0.0)  # 0: off
 
 
 def test_best_index_prefers_earliest_on_ties():
@@ -80,3 +93,27 @@ def test_batch_images_stop_independently():
     r0, r1 = model.restore_loop(x, StopRule(max_steps=2, target_quality=40.0))
     assert r0.steps == 0 and r0.quality == [45.0]
     assert r1.steps == 2 and r1.quality == [10.0, 15.0, 20.0] and r1.stop_reason == "max_steps"
+
+
+def test_small_steps_are_refused_and_keep_last_decodes_the_last_step():
+    torch.manual_seed(0)
+    model = create_model("rar-tiny").eval()
+    with torch.no_grad():
+        model.restorer.head.weight.normal_(0, 0.05)
+    x = torch.rand(1, 3, 32, 32)
+    # Any real step is smaller than 1000x the latent: refused, nothing taken, the input's latent decoded.
+    (r,) = model.restore_loop(x, StopRule(max_steps=3, target_quality=99.0, min_gain=-99.0, min_change=1e3))
+    assert (r.steps, r.steps_run, r.stop_reason, len(r.quality)) == (0, 0, "small_step", 1)
+    with torch.no_grad():
+        z = model.encode(x)
+        torch.testing.assert_close(r.image, model.decode(z).clamp(0, 1)[0])
+    # The assessor says every step made it worse (20 -> 19 -> 18); keep="last" decodes step 2 regardless.
+    _scripted(model, [[20.0], [19.0], [18.0]])
+    (r,) = model.restore_loop(x, StopRule(max_steps=2, target_quality=99.0, min_gain=-5.0, keep="last"))
+    assert (r.steps, r.steps_run, r.stop_reason) == (2, 2, "max_steps")
+    with torch.no_grad():
+        _, _, cond = model.assessor(z)
+        z1 = model.restore(z, cond)
+        _, _, cond1 = model.assessor(z1)
+        expected = model.decode(model.restore(z1, cond1)).clamp(0, 1)[0]
+    torch.testing.assert_close(r.image, expected)

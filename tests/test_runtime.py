@@ -59,6 +59,21 @@ def test_backends_agree_with_the_torch_loop(bundles, tiny_checkpoint, photo_arra
     assert np.allclose(res.quality, ref.quality, atol=0.05)
     assert all(abs(res.degradations[k] - v) < 0.01 for k, v in ref.degradations.items())
     assert psnr(res.image, ref.image.numpy().transpose(1, 2, 0)) > 40
+    # A step-size threshold between the largest and the smallest of the three steps: both loops refuse
+    # the same step (the runtime measures it over its tiles in numpy, the torch loop in torch).
+    from rar_edge.eval.evaluate import trajectory
+
+    x = torch.from_numpy(image.transpose(2, 0, 1))[None]
+    with torch.no_grad():
+        _, _, change = trajectory(model, x, x, 3, 40.0)
+    rule = StopRule(max_steps=3, target_quality=99.0, min_gain=-99.0, min_change=float(change.min() + change.max()) / 2,
+                    keep="last")
+    with torch.no_grad():
+        ref = model.restore_loop(x, rule)[0]
+    res = Restorer.load(bundles[backend]).restore(image, max_steps=3, target_quality=99.0, min_gain=-99.0,
+                                                  min_change=rule.min_change, keep="last")
+    assert ref.stop_reason == res.stop_reason == "small_step" and res.steps == ref.steps < 3
+    assert psnr(res.image, ref.image.numpy().transpose(1, 2, 0)) > 40
 
 
 # --- scheduler, with a fake clock -----------------------------------------------------------------------
@@ -66,9 +81,10 @@ def test_backends_agree_with_the_torch_loop(bundles, tiny_checkpoint, photo_arra
 class FakeOps:
     """Entry points that advance a fake clock by fixed costs and report scripted qualities."""
 
-    def __init__(self, qualities, costs=None):
+    def __init__(self, qualities, costs=None, changes=None):
         self.now = 0.0
         self.qualities = list(qualities)
+        self.changes = list(changes or [1.0] * len(qualities))  # relative size of step k+1 from state k
         self.costs = costs or {"encode": 10, "assess": 5, "restore": 20, "decode": 10}
         self.calls: list[str] = []
 
@@ -92,6 +108,10 @@ class FakeOps:
         self._tick("restore")
         return state + 1
 
+    def change(self, state, proposed):
+        assert proposed == state + 1
+        return self.changes[state]
+
     def decode(self, state):
         self._tick("decode")
         return f"image{state}"
@@ -114,6 +134,23 @@ def test_scheduler_stops_on_target_on_no_gain_and_on_the_cap():
 def test_scheduler_returns_the_best_assessed_latent():
     out = _run(FakeOps([20, 26, 24, 22, 21]), StopRule(max_steps=4, target_quality=99, min_gain=-99), None)
     assert out.steps_run == 4 and out.steps == 1 and out.image == "image1"
+
+
+def test_scheduler_refuses_a_small_step_without_assessing_it():
+    rule = StopRule(max_steps=4, target_quality=99, min_gain=-99, min_change=0.05)
+    ops = FakeOps([20, 26, 24, 22, 21], changes=[0.2, 0.1, 0.01, 0.3])
+    out = _run(ops, rule, None)
+    assert (out.stop_reason, out.steps_run, out.steps, out.image) == ("small_step", 2, 1, "image1")
+    assert ops.calls == ["encode", "assess", "restore", "assess", "restore", "assess", "restore", "decode"]
+
+
+def test_scheduler_keep_last_decodes_the_last_step_and_undoes_a_losing_one():
+    out = _run(FakeOps([20, 26, 24, 22, 21]), StopRule(max_steps=4, target_quality=99, min_gain=-99, keep="last"),
+               None)
+    assert (out.steps_run, out.steps, out.image) == (4, 4, "image4")
+    out = _run(FakeOps([20, 26, 27, 22, 21]), StopRule(max_steps=4, target_quality=99, min_gain=-1, keep="last"),
+               None)
+    assert (out.stop_reason, out.steps_run, out.steps, out.image) == ("no_gain", 3, 2, "image2")
 
 
 def test_scheduler_stops_when_the_budget_cannot_pay_for_another_step():
@@ -354,6 +391,12 @@ def test_cli_restore_skips_images_over_max_megapixels(bundles, tmp_path):
     res = run_cli("restore", str(tmp_path / "small.png"), "-o", str(out), "--bundle", str(bundles["onnx"]),
                   "--max-megapixels", "-1")
     assert res.returncode == 2 and "--max-megapixels must be a positive number" in res.stderr
+    for flag, value, message in (("--min-change", "-0.5", "--min-change must be a fraction"),
+                                 ("--max-steps", "-1", "--max-steps must be 0 or more"),
+                                 ("--keep", "first", "invalid choice")):
+        res = run_cli("restore", str(tmp_path / "small.png"), "-o", str(out), "--bundle", str(bundles["onnx"]),
+                      flag, value)
+        assert res.returncode == 2 and message in res.stderr.strip().splitlines()[-1], res.stderr
 
 
 def test_cli_restore_refuses_writing_over_its_input(bundles, tmp_path):

@@ -9,6 +9,7 @@ from rar_edge import DEGRADATIONS
 from rar_edge.data.folder import PhotoFolder
 from rar_edge.loop import StopRule
 from rar_edge.model import RAR
+from rar_edge.model.rar import step_change
 
 from .cases import make_cases
 from .metrics import psnr, roc_auc, srcc, ssim
@@ -19,11 +20,13 @@ SRCC_PSNR_CAP_DB = 50.0
 
 
 @torch.no_grad()
-def trajectory(model, deg: torch.Tensor, clean: torch.Tensor, steps: int, psnr_cap: float) -> tuple[np.ndarray, np.ndarray]:
+def trajectory(model, deg: torch.Tensor, clean: torch.Tensor, steps: int,
+               psnr_cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Along a fixed ``steps``-step trajectory from ``deg``: (assessed quality, PSNR of each decode against
-    ``clean`` capped at ``psnr_cap``), both (N, steps + 1); column k is after k steps."""
+    ``clean`` capped at ``psnr_cap``), both (N, steps + 1), column k after k steps; and the relative size
+    |z_k+1 - z_k| / |z_k| of each step (StopRule.min_change), (N, steps)."""
     ref = clean.cpu().numpy()
-    quality, out_psnr = [], []
+    quality, out_psnr, change = [], [], []
     z = model.encode(deg)
     for k in range(steps + 1):
         q, _, cond = model.assess(z)
@@ -31,8 +34,10 @@ def trajectory(model, deg: torch.Tensor, clean: torch.Tensor, steps: int, psnr_c
         quality.append(q.float().cpu().numpy())
         out_psnr.append([min(psnr(d, c), psnr_cap) for d, c in zip(decoded, ref)])
         if k < steps:
-            z = model.restore(z, cond)
-    return np.stack(quality, 1), np.array(out_psnr).T
+            z_next = model.restore(z, cond)
+            change.append(step_change(z, z_next).float().cpu().numpy())
+            z = z_next
+    return np.stack(quality, 1), np.array(out_psnr).T, np.stack(change, 1)
 
 
 @torch.no_grad()
@@ -50,7 +55,7 @@ def evaluate(model: RAR, data: str, rule: StopRule | None = None, crop: int = 25
         sl = slice(i, i + batch_size)
         deg, clean = batch.degraded[sl], batch.clean[sl]
         results = model.restore_loop(deg, rule)
-        q, t = trajectory(model, deg, clean, max(1, rule.max_steps), SRCC_PSNR_CAP_DB)
+        q, t, _ = trajectory(model, deg, clean, max(1, rule.max_steps), SRCC_PSNR_CAP_DB)
         pred_q += q.ravel().tolist()
         true_q += t.ravel().tolist()
         for name, res, d, c, lab in zip(names[sl], results, deg.cpu().numpy(), clean.cpu().numpy(), batch.labels[sl]):

@@ -1,4 +1,4 @@
-"""``rar-edge fit-stop``: fit the adaptive loop's stop rule to a model's own assessor.
+"""``rar-edge fit-stop``: fit the adaptive loop's stop rule to a model's own assessor and restorer.
 
 The stop rule's thresholds (``target_quality``, ``min_gain``, ``max_steps``) are in the units of
 the assessor's quality score, and every model has its own: a student's assessor is compressed
@@ -6,9 +6,14 @@ toward its mean, so the teacher's 38 dB target is never reached and a 0.1 dB ``m
 a loop whose assessed gains are 0.1-0.2 dB per step although the true gains are 1-3 dB. Defaults
 chosen by hand therefore leave quality on the table (or waste steps) for any given model.
 
-Fitting is cheap because the rule only reads assessments: each image's trajectory (assessed
-quality and true PSNR after 0..cap steps) is computed once, then every candidate rule is replayed
-on the recorded trajectories with the same ``StopRule`` the runtime applies. The score of a rule
+The rule's other two fields are fitted alongside: ``min_change`` (stop when the restorer proposes
+a step smaller than this fraction of the latent; its candidates are quantiles of the recorded step
+sizes) and ``keep`` (decode the best-assessed latent or the last step's: with a weak assessor the
+best-assessed one is often not the best).
+
+Fitting is cheap because the rule only reads assessments and step sizes: each image's trajectory
+(assessed quality, true PSNR and step size over 0..cap steps) is computed once, then every candidate
+rule is replayed on the recorded trajectories with the same ``StopRule`` the runtime applies. The score of a rule
 is the mean output PSNR over the evaluation cases (every case weighs alike; PSNR is capped at
 ``PSNR_CAP_DB`` so an untouched clean photo counts as perfect and damaging it costs), minus
 ``step_cost`` dB per restore step run. Of the rules within ``tolerance`` dB of the best score
@@ -26,7 +31,7 @@ import numpy as np
 import torch
 
 from rar_edge.data.folder import PhotoFolder
-from rar_edge.loop import QUALITY_CAP_DB, StopRule
+from rar_edge.loop import KEEP_CHOICES, QUALITY_CAP_DB, StopRule
 
 from .cases import make_cases
 from .evaluate import trajectory
@@ -39,6 +44,8 @@ PSNR_CAP_DB = QUALITY_CAP_DB
 MIN_GAINS: tuple[float, ...] = (-10.0, -1.0, -0.5, -0.2, -0.1, 0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
 #: A target quality no assessment reaches (training targets stop at 40 dB): the loop never stops on target.
 NO_TARGET_DB = 99.0
+#: Quantiles of the recorded step sizes tried as min_change (besides 0: off).
+CHANGE_QUANTILES: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
 
 
 @dataclass
@@ -49,6 +56,7 @@ class Trajectories:
     quality: np.ndarray  # (N, cap+1) assessed quality, dB
     psnr: np.ndarray  # (N, cap+1) PSNR of the decode against the clean original, capped at PSNR_CAP_DB
     psnr_in: np.ndarray  # (N,) PSNR of the degraded input, capped at PSNR_CAP_DB
+    change: np.ndarray  # (N, cap) relative size of each step, |z_k+1 - z_k| / |z_k|
 
 
 @dataclass(frozen=True)
@@ -70,24 +78,28 @@ def record_trajectories(model, clean: torch.Tensor, cap: int, seed: int = 7, bat
             for i in range(0, len(names), batch_size)]
     psnr_in = np.array([min(psnr(d, c), PSNR_CAP_DB)
                         for d, c in zip(batch.degraded.cpu().numpy(), batch.clean.cpu().numpy())])
-    return Trajectories(names, np.concatenate([q for q, _ in runs]), np.concatenate([p for _, p in runs]), psnr_in)
+    quality, out, change = (np.concatenate([r[i] for r in runs]) for i in range(3))
+    return Trajectories(names, quality, out, psnr_in, change)
 
 
-def replay(rule: StopRule, quality: np.ndarray) -> tuple[int, int]:
+def replay(rule: StopRule, quality: np.ndarray, change: np.ndarray) -> tuple[int, int]:
     """(index of the latent the loop returns, steps it ran) for one recorded trajectory.
 
-    The same decisions as the torch loop and the runtime: step while ``reason_to_stop`` is None,
-    return the best-assessed latent.
+    The same decisions as the torch loop and the runtime: step while ``reason_to_stop`` is None and
+    the proposed step is not too small, then return the latent ``returned_index`` keeps.
     """
     history = [float(quality[0])]
-    while rule.reason_to_stop(history) is None:
+    while (reason := rule.reason_to_stop(history)) is None:
+        if rule.min_change > 0 and rule.step_too_small(float(change[len(history) - 1])):
+            reason = "small_step"
+            break
         history.append(float(quality[len(history)]))
-    return StopRule.best_index(history), len(history) - 1
+    return rule.returned_index(history, reason), len(history) - 1
 
 
 def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0) -> RuleScore:
     """Replay ``rule`` on every trajectory and score it (see the module docstring)."""
-    picked, ran = zip(*(replay(rule, q) for q in traj.quality))
+    picked, ran = zip(*(replay(rule, q, c) for q, c in zip(traj.quality, traj.change)))
     out = traj.psnr[np.arange(len(picked)), list(picked)]
     per_case: dict[str, list[float]] = {}
     for name, o, i in zip(traj.cases, out, traj.psnr_in):
@@ -98,19 +110,21 @@ def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0) -> Ru
                      {k: float(np.mean(v)) for k, v in per_case.items()})
 
 
-def candidate_rules(quality: np.ndarray, cap: int) -> list[StopRule]:
-    """Step caps 1..cap x targets at the recorded qualities' quantiles (and none) x MIN_GAINS."""
-    quantiles = np.quantile(quality, np.linspace(0.05, 0.95, 19))
+def candidate_rules(traj: Trajectories, cap: int) -> list[StopRule]:
+    """Step caps 1..cap x targets at the recorded qualities' quantiles (and none) x MIN_GAINS x
+    min_change at CHANGE_QUANTILES of the recorded step sizes (and 0) x keep best / last."""
+    quantiles = np.quantile(traj.quality, np.linspace(0.05, 0.95, 19))
     targets = sorted({round(float(t), 2) for t in quantiles} | {NO_TARGET_DB})
-    return [StopRule(max_steps=m, target_quality=t, min_gain=g)
-            for m, t, g in itertools.product(range(1, cap + 1), targets, MIN_GAINS)]
+    changes = sorted({0.0} | {round(float(c), 4) for c in np.quantile(traj.change, CHANGE_QUANTILES)})
+    return [StopRule(max_steps=m, target_quality=t, min_gain=g, min_change=c, keep=k)
+            for m, t, g, c, k in itertools.product(range(1, cap + 1), targets, MIN_GAINS, changes, KEEP_CHOICES)]
 
 
 def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, tolerance: float = 0.02) -> RuleScore:
     """The best-scoring candidate rule; among those within ``tolerance`` dB of it, the fewest steps."""
     if cap < 1:
         raise ValueError(f"the step cap must be at least 1, got {cap}")
-    scores = [score_rule(rule, traj, step_cost) for rule in candidate_rules(traj.quality, cap)]
+    scores = [score_rule(rule, traj, step_cost) for rule in candidate_rules(traj, cap)]
     best = max(s.score for s in scores)
     near = [s for s in scores if s.score >= best - tolerance]
     return min(near, key=lambda s: (s.steps_run, -s.score))
@@ -142,7 +156,8 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 128, max_images: int
     clean = PhotoFolder(data).center_crops(crop)[:max_images]
     traj = record_trajectories(model, clean, cap, seed=seed)
     c = model.config
-    current = score_rule(StopRule(min(c.max_steps, cap), c.target_quality, c.min_gain), traj, step_cost)
+    current = score_rule(StopRule(min(c.max_steps, cap), c.target_quality, c.min_gain, c.min_change, c.keep),
+                         traj, step_cost)
     return current, fit_stop_rule(traj, cap, step_cost), traj
 
 
@@ -150,12 +165,13 @@ def format_fit(current: RuleScore, fitted: RuleScore) -> str:
     """A table: both rules' thresholds, mean PSNR, mean steps and gain per case."""
     cases = list(fitted.per_case)
     widths = [max(6, len(c)) for c in cases]
-    lines = [f"{'rule':<8} {'max':>4} {'target':>7} {'min_gain':>8} {'PSNR out':>9} {'steps':>6}  "
+    lines = [f"{'rule':<8} {'max':>4} {'target':>7} {'min_gain':>8} {'min_chg':>7} {'keep':>4} {'PSNR out':>9} {'steps':>6}  "
              + " ".join(f"{c:>{w}}" for c, w in zip(cases, widths))]
     for label, s in (("current", current), ("fitted", fitted)):
         r = s.rule
         target = "none" if r.target_quality >= NO_TARGET_DB else f"{r.target_quality:.2f}"
-        lines.append(f"{label:<8} {r.max_steps:>4} {target:>7} {r.min_gain:>8.2f} {s.psnr_out:>9.2f} "
+        lines.append(f"{label:<8} {r.max_steps:>4} {target:>7} {r.min_gain:>8.2f} {r.min_change:>7.4f} {r.keep:>4} "
+                     f"{s.psnr_out:>9.2f} "
                      f"{s.steps_run:>6.2f}  " + " ".join(f"{s.per_case[c]:>+{w}.2f}" for c, w in zip(cases, widths)))
     lines.append(f"(gain in dB per case; 'clean' is the loss against a perfect {PSNR_CAP_DB:.0f} dB)")
     return "\n".join(lines)

@@ -25,6 +25,8 @@ class RARConfig:
     max_steps: int = 4
     target_quality: float = 38.0
     min_gain: float = 0.1
+    min_change: float = 0.0
+    keep: str = "best"
 
     @property
     def size_multiple(self) -> int:

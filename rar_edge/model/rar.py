@@ -23,10 +23,15 @@ class LoopResult:
 
     image: torch.Tensor  # (3,H,W), clamped to [0,1]
     steps: int  # restore steps applied to the returned latent
-    steps_run: int  # restore steps executed (>= steps: a later step may have been assessed worse)
+    steps_run: int  # restore steps taken (>= steps; a step refused as too small is not counted)
     quality: list[float]  # one per assessment: the input's, then after each step
     degradations: dict[str, float]  # probabilities of the input's assessment
     stop_reason: str
+
+
+def step_change(z: torch.Tensor, z_next: torch.Tensor) -> torch.Tensor:
+    """Relative size of a restore step per image, |z_next - z| / |z| (N,): StopRule.min_change's measure."""
+    return (z_next - z).flatten(1).norm(dim=1) / z.flatten(1).norm(dim=1).clamp_min(1e-12)
 
 
 class RAR(nn.Module):
@@ -63,7 +68,8 @@ class RAR(nn.Module):
     def stop_rule(self, **overrides) -> StopRule:
         """The config's stop rule, with any non-None override applied."""
         c = self.config
-        kw = dict(max_steps=c.max_steps, target_quality=c.target_quality, min_gain=c.min_gain)
+        kw = dict(max_steps=c.max_steps, target_quality=c.target_quality, min_gain=c.min_gain,
+                  min_change=c.min_change, keep=c.keep)
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return StopRule(**kw)
 
@@ -71,38 +77,41 @@ class RAR(nn.Module):
     def restore_loop(self, image: torch.Tensor, rule: StopRule | None = None) -> list[LoopResult]:
         """Run the adaptive loop on a batch; each image stops on its own (see rar_edge.loop).
 
-        Encode once, assess, step while the rule allows, decode the best-assessed latent once.
+        Encode once, assess, step while the rule allows, decode the latent the rule keeps once.
         """
         rule = rule or self.stop_rule()
         z = self.encode(image)
         quality, probs, cond = self.assess(z)
         n = image.shape[0]
         history = [[float(q)] for q in quality]
-        best = z.clone()
-        best_q = quality.clone()
-        best_steps = [0] * n
+        # latents[k][i] is image i after its k-th step: an image steps on every iteration until it stops.
+        latents = [z]
         reasons: list[str | None] = [rule.reason_to_stop(h) for h in history]
         while any(r is None for r in reasons):
-            active = torch.tensor([r is None for r in reasons], device=z.device)
             z_next = self.restore(z, cond)
+            if rule.min_change > 0:
+                change = step_change(z, z_next)
+                for i in range(n):
+                    if reasons[i] is None and rule.step_too_small(float(change[i])):
+                        reasons[i] = "small_step"  # the step is not taken
+            active = torch.tensor([r is None for r in reasons], device=z.device)
+            if not bool(active.any()):
+                break
             z = torch.where(active[:, None, None, None], z_next, z)
+            latents.append(z)
             q_new, _, cond_new = self.assess(z)
             cond = torch.where(active[:, None], cond_new, cond)
             for i in range(n):
-                if reasons[i] is not None:
-                    continue
-                history[i].append(float(q_new[i]))
-                if q_new[i] > best_q[i]:
-                    best_q[i] = q_new[i]
-                    best[i] = z[i]
-                    best_steps[i] = len(history[i]) - 1
-                reasons[i] = rule.reason_to_stop(history[i])
-        out = self.decode(best).clamp(0, 1)
+                if reasons[i] is None:
+                    history[i].append(float(q_new[i]))
+                    reasons[i] = rule.reason_to_stop(history[i])
+        kept = [rule.returned_index(history[i], reasons[i]) for i in range(n)]
+        out = self.decode(torch.stack([latents[k][i] for i, k in enumerate(kept)])).clamp(0, 1)
         names = self.config.degradations
         return [
             LoopResult(
                 image=out[i],
-                steps=best_steps[i],
+                steps=kept[i],
                 steps_run=len(history[i]) - 1,
                 quality=history[i],
                 degradations={name: float(probs[i, j]) for j, name in enumerate(names)},
