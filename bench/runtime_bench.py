@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-FIXED = dict(target_quality=1e9, min_gain=-1e9)  # never stop early: a fixed step count
+FIXED = dict(target_quality=1e9, min_gain=-1e9, min_change=0.0)  # never stop early: a fixed step count
 
 
 def photo(h: int, w: int) -> np.ndarray:
