@@ -137,7 +137,10 @@ class _TiledImage:
 
     def change(self, state, proposed) -> float:
         """Relative size of a proposed step over all tiles: |proposed - state| / |state|."""
-        moved = sum(float(np.vdot(p - z, p - z)) for z, p in zip(state, proposed))
+        moved = 0.0
+        for z, p in zip(state, proposed):
+            d = p - z  # one difference per tile, not two
+            moved += float(np.vdot(d, d))
         size = sum(float(np.vdot(z, z)) for z in state)
         return (moved / max(size, 1e-24)) ** 0.5
 

@@ -101,6 +101,10 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
         if quality > qualities[best_step]:  # ties keep the earlier latent, like the torch loop
             best, best_step = state, len(qualities) - 1
     kept = rule.returned_index(qualities, reason)
-    image = ops.decode(best if rule.keep == "best" else state if kept == len(qualities) - 1 else previous)
+    if rule.keep == "best":
+        latent = best
+    else:  # "last": the last step, or the one before it when that step was undone (no_gain)
+        latent = state if kept == len(qualities) - 1 else previous
+    image = ops.decode(latent)
     return LoopOutcome(image=image, steps=kept, steps_run=len(qualities) - 1, qualities=qualities,
                        probabilities=list(probs), stop_reason=reason)

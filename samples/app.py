@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from rar_edge.atomic import atomic_path
 from rar_edge.errors import RarEdgeError
 from rar_edge.runtime import Restorer
 
@@ -57,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             continue
         target = out / (Path(photo).stem + ".png")
-        tmp = target.with_name(target.name + ".part")  # never leave half a file under the real name
-        res.image.save(tmp, format="PNG")
-        tmp.replace(target)
+        with atomic_path(target) as tmp:  # a temporary name, renamed once written: never half a file
+            res.image.save(tmp, format="PNG")
         print(f"{Path(photo).name}: {describe(res)} -> {target}")
     return 1 if failed else 0
 

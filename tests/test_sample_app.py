@@ -37,7 +37,7 @@ def test_app_restores_every_photo_without_torch(bundles, tmp_path):
     for p in PHOTOS:
         with Image.open(out / p.name) as restored, Image.open(p) as original:
             assert restored.size == original.size and restored.mode == "RGB"
-    assert not list(out.glob("*.part"))  # written under a temporary name, then renamed
+    assert sorted(f.name for f in out.iterdir()) == sorted(p.name for p in PHOTOS)  # no temporary left
 
 
 def test_app_reports_a_bad_photo_and_goes_on(bundles, tmp_path):
