@@ -21,7 +21,7 @@ import torch
 
 from rar_edge.atomic import atomic_dir, atomic_path
 from rar_edge.errors import RarEdgeError
-from rar_edge.model import ENTRY_POINTS, RAR, get_preset
+from rar_edge.model import ENTRY_POINTS, RAR, get_preset, transfer_weights
 from rar_edge.train.checkpoint import checkpoint_dir, load_model, read_config, write_model_files
 from rar_edge.train.task import TrainTask, load_extras
 from rar_edge.train.trainer import TrainConfig, train
@@ -119,7 +119,10 @@ def distill(cfg: DistillConfig) -> dict:
         proj = Projections(student.config, teacher.config).to(device)
         if cfg.init:  # e.g. a previous student, distilled again from a better teacher
             init = checkpoint_dir(cfg.init)
-            student.load_state_dict(load_model(init)[0].state_dict())
+            try:
+                transfer_weights(student, load_model(init)[0])
+            except ValueError as e:
+                raise RarEdgeError(f"--init {cfg.init} does not fit {cfg.preset}: {e}") from None
             # Its feature projections too, when it has them (a float/ or qat/ checkpoint): fresh random
             # ones would pull the trained student toward meaningless targets for the first hundreds of steps.
             if (init / "extras.safetensors").is_file():

@@ -4,6 +4,7 @@ from .complexity import count_complexity
 from .config import RARConfig
 from .presets import PRESETS, Preset, get_preset
 from .rar import ENTRY_POINTS, RAR, LoopResult
+from .transfer import transfer_weights
 
 
 def create_model(name: str) -> RAR:
@@ -12,4 +13,4 @@ def create_model(name: str) -> RAR:
 
 
 __all__ = ["RAR", "RARConfig", "LoopResult", "ENTRY_POINTS", "PRESETS", "Preset", "get_preset",
-           "create_model", "count_complexity"]
+           "create_model", "count_complexity", "transfer_weights"]

@@ -17,6 +17,8 @@ class RARConfig:
     ae_depth: int = 1
     assess_width: int = 16
     assess_depth: int = 1
+    #: Fixed detail statistics in the assessor (Assessor docstring); False in checkpoints made before them.
+    assess_detail: bool = False
     restore_width: int = 32
     restore_depths: tuple[int, int, int] = (1, 1, 2)
     cond_dim: int = 32

@@ -20,7 +20,7 @@ from rar_edge.data.degrade import apply_degradations, sample_specs
 from rar_edge.data.folder import PhotoFolder
 from rar_edge.errors import RarEdgeError
 from rar_edge.eval.cases import make_cases
-from rar_edge.model import RAR, get_preset
+from rar_edge.model import RAR, get_preset, transfer_weights
 
 from . import distributed
 from .checkpoint import load_model, load_training_state, read_config, save_checkpoint
@@ -122,7 +122,10 @@ def default_task(cfg: TrainConfig, device: torch.device) -> TrainTask:
         if init_cfg["preset"] != cfg.preset:
             raise RarEdgeError(f"--init checkpoint {cfg.init} is {init_cfg['preset']}, not {cfg.preset}; "
                                "pass a checkpoint of the same preset")
-        model.load_state_dict(init_model.state_dict())
+        try:
+            transfer_weights(model, init_model)
+        except ValueError as e:
+            raise RarEdgeError(f"--init checkpoint {cfg.init} does not fit {cfg.preset}: {e}") from None
     return rar_task(model, RARObjective(model, cfg.weights, cfg.unroll).to(device))
 
 

@@ -1,0 +1,37 @@
+"""Start a model from another one's weights (``--init``), across the one architecture change we allow.
+
+A checkpoint made before the assessor's detail statistics existed (``assess_detail=False``) can start a
+model that has them: every tensor is copied, and the assessor MLP's first layer, whose input grew by
+the detail statistics (appended last), keeps the old weights in its first columns and zeros in the new
+ones, so the new model computes exactly what the old one did until training uses the new inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .rar import RAR
+
+#: The only tensor whose shape the detail statistics change.
+GROWN = "assessor.mlp.0.weight"
+
+
+#: Config fields that are not architecture (the loop's defaults) or that transfer_weights bridges.
+_NOT_COMPARED = {"assess_detail", "max_steps", "target_quality", "min_gain", "min_change", "keep"}
+
+
+def transfer_weights(model: RAR, source: RAR) -> None:
+    """Load ``source``'s weights into ``model``; raises ValueError if their architectures differ otherwise."""
+    def architecture(m: RAR) -> dict:
+        return {k: v for k, v in m.config.to_dict().items() if k not in _NOT_COMPARED}
+
+    if architecture(model) != architecture(source):
+        raise ValueError("the two models' architectures differ")
+    if source.config.assess_detail and not model.config.assess_detail:
+        raise ValueError("the source's assessor has detail statistics this model lacks")
+    state = source.state_dict()
+    if source.config.assess_detail != model.config.assess_detail:
+        grown = torch.zeros_like(model.state_dict()[GROWN])
+        grown[:, : state[GROWN].shape[1]] = state[GROWN]
+        state[GROWN] = grown
+    model.load_state_dict(state)

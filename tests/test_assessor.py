@@ -1,0 +1,83 @@
+"""The assessor's fixed detail statistics, and starting a model with them from one without (``--init``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from rar_edge.model import RAR, create_model, get_preset, transfer_weights
+from rar_edge.model.assessor import DetailStats
+from rar_edge.model.config import RARConfig
+
+
+def _reference(z: np.ndarray, scales: int, eps: float) -> np.ndarray:
+    """log mean |z - its 2x2 block mean| per channel, then 2x2 average pooling, ``scales`` times (N, C*scales)."""
+    out = []
+    for _ in range(scales):
+        n, c, h, w = z.shape
+        blocks = z.reshape(n, c, h // 2, 2, w // 2, 2)
+        mean = blocks.mean(axis=(3, 5), keepdims=True)
+        out.append(np.log(np.abs(blocks - mean).mean(axis=(2, 3, 4, 5)) + eps))
+        z = mean[:, :, :, 0, :, 0]
+    return np.concatenate(out, axis=1)
+
+
+def test_detail_stats_match_a_numpy_reference():
+    z = torch.randn(2, 5, 12, 8)
+    got = DetailStats(5)(z).numpy()
+    np.testing.assert_allclose(got, _reference(z.numpy().astype(np.float64), DetailStats.SCALES, DetailStats.EPS),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_detail_stats_see_noise_and_ignore_brightness():
+    gen = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    smooth = torch.stack([torch.sin(3 * yy + c) * torch.cos(2 * xx) for c in range(4)])[None]
+    noisy = smooth + 0.05 * torch.randn(smooth.shape, generator=gen)
+    stats = DetailStats(4)
+    seen = stats(noisy) - stats(smooth)
+    assert (seen > 0).all() and (seen[:, :4] > 0.4).all()  # every channel, both scales; most at the finest
+    torch.testing.assert_close(stats(smooth + 0.3), stats(smooth))  # a brightness offset is not
+
+
+def test_smallest_latent_is_assessed():
+    m = create_model("rar-tiny").eval()
+    q, probs, cond = m.assess(torch.randn(1, m.config.latent_channels, 4, 4))  # a 16 px image
+    assert torch.isfinite(q).all() and probs.shape == (1, 6) and torch.isfinite(cond).all()
+
+
+def _without_detail(name: str) -> RAR:
+    torch.manual_seed(1)
+    return RAR(dataclasses.replace(get_preset(name).config, assess_detail=False, max_steps=6, keep="last"))
+
+
+def test_transfer_weights_keeps_the_old_model_function():
+    old = _without_detail("rar-tiny").eval()
+    new = create_model("rar-tiny").eval()
+    transfer_weights(new, old)
+    z = old.encode(torch.rand(2, 3, 32, 48))
+    for a, b in zip(old.assess(z), new.assess(z)):
+        torch.testing.assert_close(a, b)
+    cond = old.assess(z)[2]
+    torch.testing.assert_close(new.restore(z, cond), old.restore(z, cond))
+    # The new inputs start at zero weight but are trainable: the first layer's gradient reaches them.
+    new.assess(z)[0].sum().backward()
+    width = new.assessor.mlp[0].weight.grad.shape[1]
+    assert new.assessor.mlp[0].weight.grad[:, width - DetailStats.SCALES * 48:].abs().sum() > 0
+
+
+def test_transfer_weights_refuses_other_architectures():
+    with pytest.raises(ValueError, match="architectures differ"):
+        transfer_weights(create_model("rar-tiny"), _without_detail("rar-edge-s"))
+    with pytest.raises(ValueError, match="detail statistics this model lacks"):
+        transfer_weights(_without_detail("rar-tiny"), create_model("rar-tiny"))
+
+
+def test_configs_written_before_detail_statistics_load_without_them():
+    d = get_preset("rar-edge-s").config.to_dict()
+    del d["assess_detail"]
+    assert RARConfig.from_dict(d).assess_detail is False
+    assert get_preset("rar-edge-s").config.assess_detail is True
