@@ -91,7 +91,7 @@ class QuantRAR(nn.Module):
     encoder = property(lambda self: self.parts["encode"])
     decoder = property(lambda self: self.parts["decode"])
     restorer = property(lambda self: self.parts["restore"])
-    assessor = property(lambda self: self.parts["assess"])  # entry point only: no .features
+    assessor = property(lambda self: self.parts["assess"])  # an entry point, not an Assessor
     restore_loop = RAR.restore_loop
     stop_rule = RAR.stop_rule
 

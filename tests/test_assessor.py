@@ -13,14 +13,14 @@ from rar_edge.model.assessor import DetailStats
 from rar_edge.model.config import RARConfig
 
 
-def _reference(z: np.ndarray, scales: int, eps: float) -> np.ndarray:
-    """log mean |z - its 2x2 block mean| per channel, then 2x2 average pooling, ``scales`` times (N, C*scales)."""
+def _reference(z: np.ndarray, scales: int, eps: float, offset: float) -> np.ndarray:
+    """log mean |z - its 2x2 block mean| per channel + offset, then 2x2 average pooling, ``scales`` times."""
     out = []
     for _ in range(scales):
         n, c, h, w = z.shape
         blocks = z.reshape(n, c, h // 2, 2, w // 2, 2)
         mean = blocks.mean(axis=(3, 5), keepdims=True)
-        out.append(np.log(np.abs(blocks - mean).mean(axis=(2, 3, 4, 5)) + eps))
+        out.append(np.log(np.abs(blocks - mean).mean(axis=(2, 3, 4, 5)) + eps) + offset)
         z = mean[:, :, :, 0, :, 0]
     return np.concatenate(out, axis=1)
 
@@ -28,7 +28,8 @@ def _reference(z: np.ndarray, scales: int, eps: float) -> np.ndarray:
 def test_detail_stats_match_a_numpy_reference():
     z = torch.randn(2, 5, 12, 8)
     got = DetailStats(5)(z).numpy()
-    np.testing.assert_allclose(got, _reference(z.numpy().astype(np.float64), DetailStats.SCALES, DetailStats.EPS),
+    np.testing.assert_allclose(got, _reference(z.numpy().astype(np.float64), DetailStats.SCALES, DetailStats.EPS,
+                                          DetailStats.OFFSET),
                                rtol=1e-5, atol=1e-5)
 
 
@@ -63,10 +64,14 @@ def test_transfer_weights_keeps_the_old_model_function():
         torch.testing.assert_close(a, b)
     cond = old.assess(z)[2]
     torch.testing.assert_close(new.restore(z, cond), old.restore(z, cond))
-    # The new inputs start at zero weight but are trainable: the first layer's gradient reaches them.
-    new.assess(z)[0].sum().backward()
+    # The new inputs start at zero weight but are trainable: gradients reach the MLP's new columns and
+    # the direct map, for the quality, the degradations and the embedding.
+    quality, probs, cond = new.assess(z)
+    (quality.sum() + probs.sum() + cond.sum()).backward()
     width = new.assessor.mlp[0].weight.grad.shape[1]
     assert new.assessor.mlp[0].weight.grad[:, width - DetailStats.SCALES * 48:].abs().sum() > 0
+    direct = new.assessor.direct.weight.grad.abs().sum(dim=1)
+    assert (direct > 0).all()
 
 
 def test_transfer_weights_refuses_other_architectures():

@@ -17,20 +17,26 @@ def case_name(case: tuple[str, ...]) -> str:
     return "+".join(case) if case else "clean"
 
 
-def make_cases(clean: torch.Tensor, seed: int = 0, severity: tuple[float, float] = (0.2, 0.9)) -> tuple[DegradedBatch, list[str]]:
+def cases_within(degradations: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """The cases made only of ``degradations`` (and clean): what a model trained on them is validated on."""
+    return tuple(case for case in CASES if set(case) <= set(degradations))
+
+
+def make_cases(clean: torch.Tensor, seed: int = 0, severity: tuple[float, float] = (0.2, 0.9),
+               cases: tuple[tuple[str, ...], ...] = CASES) -> tuple[DegradedBatch, list[str]]:
     """Every image of ``clean`` (N,3,H,W) under every case, severities drawn in ``severity`` from ``seed``.
 
-    Returns the batch (N * len(CASES), case-major) and the case name of each row.
+    Returns the batch (N * len(cases), case-major) and the case name of each row.
     """
     n = clean.shape[0]
     gen = torch.Generator().manual_seed(seed)
-    labels = torch.zeros(n * len(CASES), len(DEGRADATIONS))
-    for ci, case in enumerate(CASES):
+    labels = torch.zeros(n * len(cases), len(DEGRADATIONS))
+    for ci, case in enumerate(cases):
         for name in case:
             labels[ci * n : (ci + 1) * n, DEGRADATIONS.index(name)] = 1
     lo, hi = severity
     sev = (lo + (hi - lo) * torch.rand(labels.shape, generator=gen)) * labels
     dev_gen = torch.Generator(device=clean.device).manual_seed(seed)
-    batch = apply_degradations(clean.repeat(len(CASES), 1, 1, 1), labels, sev, dev_gen)
-    names = [case_name(case) for case in CASES for _ in range(n)]
+    batch = apply_degradations(clean.repeat(len(cases), 1, 1, 1), labels, sev, dev_gen)
+    names = [case_name(case) for case in cases for _ in range(n)]
     return batch, names

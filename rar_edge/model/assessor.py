@@ -36,6 +36,9 @@ class DetailStats(nn.Module):
 
     SCALES = 2
     EPS = 1e-3  # well below the deviations of a clean int8 latent (~1e-2)
+    #: Added to the logs to centre them: trained latents' log deviations sit near -4 (std ~1). An input
+    #: with a mean of -4 made every weight change mostly a bias change and training crawled (measured).
+    OFFSET = 4.0
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -51,7 +54,7 @@ class DetailStats(nn.Module):
         for _ in range(self.SCALES):
             dev = nn.functional.conv2d(z, self.deviation, stride=2, groups=c)
             energy = (torch.relu(dev) + torch.relu(-dev)).mean(dim=(2, 3)).reshape(n, c, 4).mean(dim=2)
-            stats.append(torch.log(energy + self.EPS))
+            stats.append(torch.log(energy + self.EPS) + self.OFFSET)
             z = nn.functional.conv2d(z, self.average, stride=2, groups=c)
         return torch.cat(stats, dim=1)
 
@@ -68,6 +71,12 @@ class Assessor(nn.Module):
         super().__init__()
         # Models trained before the detail statistics existed load with detail=False.
         self.detail = DetailStats(latent_channels) if detail else None
+        # The detail statistics also reach the quality, the logits and the embedding through one linear
+        # map (zero at first): the MLP, shaped by the trunk, learned to use them far slower than a probe.
+        self.direct = nn.Linear(DetailStats.SCALES * latent_channels, 1 + num_degradations + cond_dim) if detail else None
+        if self.direct is not None:
+            nn.init.zeros_(self.direct.weight)
+            nn.init.zeros_(self.direct.bias)
         self.stem = nn.Conv2d(latent_channels, width, 3, padding=1)
         self.scales = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -83,8 +92,13 @@ class Assessor(nn.Module):
         self.degradation = nn.Linear(hidden, num_degradations)
         self.cond = nn.Linear(hidden, cond_dim)
 
-    def features(self, z: torch.Tensor) -> torch.Tensor:
-        """The IQA trunk: pooled multi-scale statistics through the MLP, (N, hidden)."""
+    def forward(self, z: torch.Tensor, shield_cond: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Quality (N,1) in dB, degradation logits (N,D) and the embedding (N,E) of a latent.
+
+        Training passes ``shield_cond=True``: the trunk learns quality and degradations only (an IQA
+        model), and the embedding head is the adapter the restore losses train, as in RAR, where
+        adapters read a fixed IQA model into the restorer's conditioning.
+        """
         h = torch.relu(self.stem(z))
         stats = []
         for i, stage in enumerate(self.scales):
@@ -93,20 +107,14 @@ class Assessor(nn.Module):
             stats.append((torch.relu(h) + torch.relu(-h)).mean(dim=(2, 3)))
             if i < len(self.downs):
                 h = self.downs[i](h)
-        if self.detail is not None:  # last, so that a model without them is these weights' first columns
-            stats.append(self.detail(z))
-        return self.mlp(torch.cat(stats, dim=1))
-
-    def heads(self, feat: torch.Tensor, cond_feat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Quality, degradation logits and embedding from trunk features.
-
-        Training passes ``cond_feat = feat.detach()``: the trunk learns quality and degradations
-        only (an IQA model), and the embedding head is the adapter the restore losses train, as
-        in RAR, where adapters read a fixed IQA model into the restorer's conditioning.
-        """
-        quality = self.QUALITY_OFFSET + self.QUALITY_SCALE * self.quality(feat)
-        cond = 2 * torch.sigmoid(self.cond(feat if cond_feat is None else cond_feat)) - 1
-        return quality, self.degradation(feat), cond
-
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.heads(self.features(z))
+        detail = self.detail(z) if self.detail is not None else None
+        if detail is not None:  # last, so that a model without them is these weights' first columns
+            stats.append(detail)
+        feat = self.mlp(torch.cat(stats, dim=1))
+        quality = self.quality(feat)
+        logits = self.degradation(feat)
+        cond = self.cond(feat.detach() if shield_cond else feat)
+        if detail is not None:
+            dq, dlogits, dcond = self.direct(detail).split([1, logits.shape[1], cond.shape[1]], dim=1)
+            quality, logits, cond = quality + dq, logits + dlogits, cond + dcond
+        return self.QUALITY_OFFSET + self.QUALITY_SCALE * quality, logits, 2 * torch.sigmoid(cond) - 1

@@ -1,9 +1,10 @@
 """Start a model from another one's weights (``--init``), across the one architecture change we allow.
 
 A checkpoint made before the assessor's detail statistics existed (``assess_detail=False``) can start a
-model that has them: every tensor is copied, and the assessor MLP's first layer, whose input grew by
-the detail statistics (appended last), keeps the old weights in its first columns and zeros in the new
-ones, so the new model computes exactly what the old one did until training uses the new inputs.
+model that has them: every tensor is copied; the assessor MLP's first layer, whose input grew by the
+detail statistics (appended last), keeps the old weights in its first columns and zeros in the new
+ones, and the direct map from the statistics starts at zero (as in a new model), so the new model
+computes exactly what the old one did until training uses the new inputs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ def transfer_weights(model: RAR, source: RAR) -> None:
         raise ValueError("the source's assessor has detail statistics this model lacks")
     state = source.state_dict()
     if source.config.assess_detail != model.config.assess_detail:
-        grown = torch.zeros_like(model.state_dict()[GROWN])
+        target = model.state_dict()
+        grown = torch.zeros_like(target[GROWN])
         grown[:, : state[GROWN].shape[1]] = state[GROWN]
         state[GROWN] = grown
+        for key in ("assessor.direct.weight", "assessor.direct.bias"):
+            state[key] = torch.zeros_like(target[key])
     model.load_state_dict(state)

@@ -23,6 +23,7 @@ from torch import nn
 
 from rar_edge.loop import QUALITY_CAP_DB
 from rar_edge.model import RAR
+from rar_edge.model.assessor import Assessor
 
 _EPS_MSE = 1e-3  # ~30 dB: keeps the normaliser finite on clean inputs
 
@@ -59,13 +60,12 @@ class RARObjective(nn.Module):
     def assess(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(quality (N,), degradation logits, embedding), the trunk shielded from the restore losses.
 
-        A float RAR exposes the assessor's trunk (see Assessor.heads); a quantization-aware
+        A float RAR's assessor shields its trunk itself (Assessor.forward); a quantization-aware
         student only has the ``assess`` entry point, whose probabilities are turned back into logits.
         """
         assessor = self.model.assessor
-        if hasattr(assessor, "features"):
-            feat = assessor.features(z)
-            quality, logits, cond = assessor.heads(feat, cond_feat=feat.detach())
+        if isinstance(assessor, Assessor):
+            quality, logits, cond = assessor(z, shield_cond=True)
             return quality[:, 0], logits, cond
         quality, probs, cond = self.model.assess(z)
         return quality, torch.logit(probs, eps=1e-6), cond

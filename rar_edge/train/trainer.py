@@ -19,7 +19,7 @@ from rar_edge.atomic import recover_dir
 from rar_edge.data.degrade import apply_degradations, sample_specs
 from rar_edge.data.folder import PhotoFolder
 from rar_edge.errors import RarEdgeError
-from rar_edge.eval.cases import make_cases
+from rar_edge.eval.cases import cases_within, make_cases
 from rar_edge.model import RAR, get_preset, transfer_weights
 
 from . import distributed
@@ -88,10 +88,15 @@ def training_batch(photos: PhotoFolder, cfg: TrainConfig, step: int, rank: int, 
 
 
 @torch.no_grad()
-def validate(model: RAR, objective: RARObjective, val_clean: torch.Tensor, batch_size: int = 16) -> dict:
-    """Loss and PSNR in -> out (after ``objective.unroll`` steps) per case on the fixed validation set."""
+def validate(model: RAR, objective: RARObjective, val_clean: torch.Tensor, batch_size: int = 16,
+             degradations: tuple[str, ...] = DEGRADATIONS) -> dict:
+    """Loss and PSNR in -> out (after ``objective.unroll`` steps) per case on the fixed validation set.
+
+    Only the cases made of the ``degradations`` the model trains on: a denoise-only model is not
+    judged on rain it never saw.
+    """
     model.eval()
-    batch, names = make_cases(val_clean, seed=1234)
+    batch, names = make_cases(val_clean, seed=1234, cases=cases_within(degradations))
     totals: dict[str, list[float]] = {}
     loss_sum, count = 0.0, 0
     for i in range(0, len(names), batch_size):
@@ -228,7 +233,7 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                 done = step + 1
                 if done % cfg.val_every == 0 or done == cfg.steps:
                     if info.is_main:
-                        metrics = validate(model, objective, val_clean)
+                        metrics = validate(model, objective, val_clean, degradations=cfg.degradations)
                         with open(log_path, "a") as f:
                             f.write(json.dumps({"step": done, "val": metrics}) + "\n")
                         bar.write(f"step {done}: val loss {metrics['loss']:.4f}, "
