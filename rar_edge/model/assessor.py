@@ -1,18 +1,19 @@
 """The latent quality assessor (LQA): quality score, degradation probabilities, conditioning.
 
 It reads the latent at three scales and pools each with its mean and its mean absolute value.
-The mean absolute value of a learned (high-pass) feature map is a local energy statistic: local
-degradations such as noise, blur and JPEG show up there, where a plain global mean washes
-them out (the prototype's assessor saw only global cues; see DESIGN.md). Absolute rather than
+The mean absolute value of a learned (high-pass) feature map was meant as a local energy statistic,
+where noise, blur and JPEG would show up and a plain global mean washes them out (the prototype's
+assessor saw only global cues; see DESIGN.md); trained, it did not (below). Absolute rather than
 squared energy, because squares of large activations made training diverge. |h| is written as
 relu(h) + relu(-h), which every backend lowers.
 
 With ``detail=True`` the trunk's statistics are joined by fixed (untrained) ones: the log mean
 absolute deviation of the latent within 2x2 blocks, per channel, at two scales. Measured on the
 trained models of 2026-11-28 (docs/model.md, "What the assessor sees"), the learned trunk's pooled
-statistics carried no trace of noise, blur, JPEG or rain (a logistic probe on them: ROC-AUC 0.44-0.59),
-while these fixed ones separate them at 0.77-0.92; the log turns a photo's texture, which scales
-all of them alike, into an offset the MLP can subtract.
+statistics carried no trace of noise, blur, JPEG or rain (a logistic probe on them: ROC-AUC 0.42-0.56;
+the energy statistic above did not learn what it was meant to), while these fixed ones separate them
+at 0.76-0.92; the log turns a photo's texture, which scales all of them alike, into an offset the MLP
+can subtract.
 
 The conditioning embedding is bounded to (-1, 1) (2 sigmoid(x) - 1): it scales the restorer's
 features through FiLM, and an unbounded embedding let one bad batch blow the restorer up.
@@ -42,7 +43,6 @@ class DetailStats(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.channels = channels
         # Output 4c + i is input channel c minus its 2x2 block mean, at position i of the block.
         deviation = (torch.eye(4) - 0.25).reshape(4, 1, 2, 2).repeat(channels, 1, 1, 1)
         self.register_buffer("deviation", deviation, persistent=False)
@@ -73,8 +73,9 @@ class Assessor(nn.Module):
         self.detail = DetailStats(latent_channels) if detail else None
         # The detail statistics also reach the quality, the logits and the embedding through one linear
         # map (zero at first): the MLP, shaped by the trunk, learned to use them far slower than a probe.
-        self.direct = nn.Linear(DetailStats.SCALES * latent_channels, 1 + num_degradations + cond_dim) if detail else None
-        if self.direct is not None:
+        self.direct = None
+        if detail:
+            self.direct = nn.Linear(DetailStats.SCALES * latent_channels, 1 + num_degradations + cond_dim)
             nn.init.zeros_(self.direct.weight)
             nn.init.zeros_(self.direct.bias)
         self.stem = nn.Conv2d(latent_channels, width, 3, padding=1)
