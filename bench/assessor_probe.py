@@ -5,8 +5,8 @@
 The measurement behind the assessor's detail statistics (docs/model.md, "What the assessor sees"):
 centre crops of the photos, each degraded ``--draws`` times by the training sampler (single and
 composite degradations, some clean). Per degradation type, ROC-AUC of (a) the model's own degradation
-probabilities, (b) a logistic-regression probe on the trunk's pooled statistics (the MLP's input
-without the detail statistics) and (c) the same probe on the fixed detail statistics (DetailStats),
+probabilities, (b) a logistic-regression probe on the trunk's pooled statistics (``Assessor.trunk_stats``: the
+MLP's input without the detail statistics) and (c) the same probe on the fixed detail statistics (DetailStats),
 both cross-validated over four folds of photos, so a probe never scores a photo it was fitted on.
 A float checkpoint's weights are read (a student's ``float/last`` or ``student``).
 """
@@ -25,18 +25,6 @@ from rar_edge.model.assessor import DetailStats
 from rar_edge.train.checkpoint import load_model
 
 FOLDS = 4
-
-
-def trunk_stats(assessor, z: torch.Tensor) -> torch.Tensor:
-    """The trunk's pooled statistics: the assessor's features before the MLP, detail statistics left out."""
-    h = torch.relu(assessor.stem(z))
-    stats = []
-    for i, stage in enumerate(assessor.scales):
-        h = stage(h)
-        stats += [h.mean(dim=(2, 3)), h.abs().mean(dim=(2, 3))]
-        if i < len(assessor.downs):
-            h = assessor.downs[i](h)
-    return torch.cat(stats, dim=1)
 
 
 def probe_auc(x: np.ndarray, y: np.ndarray, photo: np.ndarray, l2: float = 1e-2, epochs: int = 200) -> float:
@@ -81,7 +69,7 @@ def main() -> None:
         batch = degrade(crops, seed=100 + draw)
         z = model.encode(batch.degraded)
         own.append(model.assess(z)[1].numpy())
-        trunk.append(trunk_stats(model.assessor, z).numpy())
+        trunk.append(model.assessor.trunk_stats(z).numpy())
         detail.append(DetailStats(z.shape[1])(z).numpy())
         labels.append(batch.labels.numpy())
         photo.append(np.arange(len(crops)))

@@ -122,7 +122,8 @@ def distill(cfg: DistillConfig) -> dict:
             try:
                 transfer_weights(student, load_model(init)[0])
             except ValueError as e:
-                raise RarEdgeError(f"--init {cfg.init} does not fit {cfg.preset}: {e}") from None
+                raise RarEdgeError(f"--init {cfg.init} does not fit {cfg.preset}: {e}; "
+                                   "start from a checkpoint of the same architecture or drop --init") from None
             # Its feature projections too, when it has them (a float/ or qat/ checkpoint): fresh random
             # ones would pull the trained student toward meaningless targets for the first hundreds of steps.
             if (init / "extras.safetensors").is_file():

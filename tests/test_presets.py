@@ -89,8 +89,8 @@ def test_entry_points_export_fixed_and_dynamic(name, entry):
 
 def test_graphs_use_only_portable_ops():
     m = create_model("rar-edge-s").eval()
-    allowed = {"conv2d", "pixel_shuffle", "pixel_unshuffle", "add", "sub", "mul", "mean", "linear", "sigmoid", "log",
-               "gelu", "relu", "neg", "cat", "split", "chunk", "slice", "select", "view", "reshape", "unsqueeze", "squeeze"}
+    allowed = {"conv2d", "pixel_shuffle", "pixel_unshuffle", "add", "sub", "mul", "mean", "linear", "sigmoid",
+               "log", "gelu", "relu", "neg", "cat", "split", "chunk", "slice", "select", "view", "reshape", "unsqueeze", "squeeze"}
     seen = set()
     for entry in ENTRY_POINTS:
         ep = export_entry_point(m, entry, 64, 64).run_decompositions({})

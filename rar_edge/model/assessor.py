@@ -93,13 +93,8 @@ class Assessor(nn.Module):
         self.degradation = nn.Linear(hidden, num_degradations)
         self.cond = nn.Linear(hidden, cond_dim)
 
-    def forward(self, z: torch.Tensor, shield_cond: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Quality (N,1) in dB, degradation logits (N,D) and the embedding (N,E) of a latent.
-
-        Training passes ``shield_cond=True``: the trunk learns quality and degradations only (an IQA
-        model), and the embedding head is the adapter the restore losses train, as in RAR, where
-        adapters read a fixed IQA model into the restorer's conditioning.
-        """
+    def trunk_stats(self, z: torch.Tensor) -> torch.Tensor:
+        """The learned trunk's pooled statistics (N, 2 * sum(widths)): mean and mean |h| at each scale."""
         h = torch.relu(self.stem(z))
         stats = []
         for i, stage in enumerate(self.scales):
@@ -108,6 +103,16 @@ class Assessor(nn.Module):
             stats.append((torch.relu(h) + torch.relu(-h)).mean(dim=(2, 3)))
             if i < len(self.downs):
                 h = self.downs[i](h)
+        return torch.cat(stats, dim=1)
+
+    def forward(self, z: torch.Tensor, shield_cond: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Quality (N,1) in dB, degradation logits (N,D) and the embedding (N,E) of a latent.
+
+        Training passes ``shield_cond=True``: the trunk learns quality and degradations only (an IQA
+        model), and the embedding head is the adapter the restore losses train, as in RAR, where
+        adapters read a fixed IQA model into the restorer's conditioning.
+        """
+        stats = [self.trunk_stats(z)]
         detail = self.detail(z) if self.detail is not None else None
         if detail is not None:  # last, so that a model without them is these weights' first columns
             stats.append(detail)

@@ -9,7 +9,11 @@ computes exactly what the old one did until training uses the new inputs.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import torch
+
+from rar_edge.loop import StopRule
 
 from .rar import RAR
 
@@ -17,8 +21,9 @@ from .rar import RAR
 GROWN = "assessor.mlp.0.weight"
 
 
-#: Config fields that are not architecture (the loop's defaults) or that transfer_weights bridges.
-_NOT_COMPARED = {"assess_detail", "max_steps", "target_quality", "min_gain", "min_change", "keep"}
+#: Config fields that are not architecture (the loop's defaults, named as StopRule's fields) or that
+#: transfer_weights bridges.
+_NOT_COMPARED = {"assess_detail"} | {f.name for f in fields(StopRule)}
 
 
 def transfer_weights(model: RAR, source: RAR) -> None:

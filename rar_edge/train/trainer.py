@@ -130,7 +130,8 @@ def default_task(cfg: TrainConfig, device: torch.device) -> TrainTask:
         try:
             transfer_weights(model, init_model)
         except ValueError as e:
-            raise RarEdgeError(f"--init checkpoint {cfg.init} does not fit {cfg.preset}: {e}") from None
+            raise RarEdgeError(f"--init checkpoint {cfg.init} does not fit {cfg.preset}: {e}; "
+                               "start from a checkpoint of the same architecture or drop --init") from None
     return rar_task(model, RARObjective(model, cfg.weights, cfg.unroll).to(device))
 
 
