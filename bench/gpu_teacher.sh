@@ -12,13 +12,8 @@ START=$(date +%s)
 # Scratch runs go to a fresh folder: a warm machine keeps /tmp between calls, and the trainer refuses
 # to overwrite an earlier run.
 TMP=$(mktemp -d)
-# The installed layout without installing: export/, quantize/ and runtime/ are subpackages of rar_edge
-# (pyproject's package-dir), so PYTHONPATH=$PWD alone misses them. A folder of links mirrors the
-# installed package; PYTHONSAFEPATH keeps the repository's own rar_edge/ from shadowing it.
-mkdir -p "$TMP/src/rar_edge"
-ln -s "$PWD"/rar_edge/* "$TMP/src/rar_edge/"
-for d in export quantize runtime; do ln -s "$PWD/$d" "$TMP/src/rar_edge/$d"; done
-export PYTHONPATH=$TMP/src PYTHONSAFEPATH=1 PYTHONUNBUFFERED=1
+source bench/checkout_pythonpath.sh "$TMP"  # runs from the checkout, without installing
+export PYTHONUNBUFFERED=1
 RAR="python3 -m rar_edge"
 BATCH=${BATCH:-192} LR=${LR:-5e-4}
 left() { echo $(( SECONDS_TOTAL - ($(date +%s) - START) )); }

@@ -61,3 +61,25 @@ def test_export_refuses_missing_weights_in_one_line(tmp_path):
     assert res.returncode != 0
     assert len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_checkout_pythonpath_mirrors_the_installed_package(tmp_path):
+    # bench/gpu_teacher.sh runs from a bare checkout (a lent GPU machine): every package-dir subpackage
+    # must resolve, from the repository root, to the checkout's files through the link folder.
+    import tomllib
+
+    package_dir = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    code = ("import importlib.util, sys, rar_edge\n"
+            f"for name in {sorted(package_dir)!r}:\n"
+            "    print(name, importlib.util.find_spec(name).origin)\n"
+            "print('rar_edge', rar_edge.__file__)")
+    script = f'source bench/checkout_pythonpath.sh "{tmp_path}" && exec "{sys.executable}" -c "$CODE"'
+    res = subprocess.run(["bash", "-c", script], cwd=REPO, env={"CODE": code, "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    found = dict(line.split(" ", 1) for line in res.stdout.splitlines())
+    src = tmp_path / "src" / "rar_edge"
+    assert found.pop("rar_edge") == str(src / "__init__.py")
+    assert found == {name: str(src / name.split(".")[1] / "__init__.py") for name in package_dir}
+    for name, folder in package_dir.items():  # the links point at the checkout's stage folders
+        assert (src / name.split(".")[1]).resolve() == (REPO / folder).resolve()
