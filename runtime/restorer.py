@@ -26,7 +26,7 @@ DEFAULT_TILE = 512  # for dynamic bundles
 @dataclass
 class RestoreResult:
     image: Any  # like the input: uint8 / uint16 / float32 array, or a PIL image
-    steps: int  # restore steps behind the returned image (the latent the stop rule keeps)
+    steps: int  # restore steps behind the returned image (the latent the stop rule keeps; 0: the input as is)
     steps_run: int
     quality: list[float]  # assessed quality (dB) of the input, then after each step
     degradations: dict[str, float]  # probabilities of the input's degradations, by name
@@ -245,10 +245,12 @@ class Restorer:
         """One call of each entry point at the tile size: first calls are slow, and it seeds the cost model."""
         tile = tile or self.tile_for(*(self.fixed_tile or (self.dynamic_tile, self.dynamic_tile)))
         job = _TiledImage(self, np.full((*tile, 3), 0.5, np.float32))
+        # One step, always decoded (keep "last"): keeping step 0 would skip the decode (pass-through).
+        rule = StopRule(max_steps=1, target_quality=1e9, min_gain=-1e9, keep="last")
         self._cost = None  # first calls (allocation, kernel selection) are not representative
-        adaptive_loop(job, StopRule(max_steps=1, target_quality=1e9, min_gain=-1e9), None, lambda e: 0.0)
+        adaptive_loop(job, rule, None, lambda e: 0.0)
         self._cost = self.cost_model(tile)
-        adaptive_loop(job, StopRule(max_steps=1, target_quality=1e9, min_gain=-1e9), None, lambda e: 0.0)
+        adaptive_loop(job, rule, None, lambda e: 0.0)
 
     # --- the API ---
     def restore(self, image: Any, budget_ms: float | None = None, max_steps: int | None = None,
@@ -279,7 +281,7 @@ class Restorer:
         n = len(job.tiles)
         self._ms = {}
         outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * (1 if e == OVERHEAD else n))
-        restored = rgb.copy() if outcome.model_skipped else outcome.image[:rgb.shape[0], :rgb.shape[1]]
+        restored = rgb.copy() if outcome.image is None else outcome.image[:rgb.shape[0], :rgb.shape[1]]
         result_image = give_back(restored, alpha, kind)
         total = (time.perf_counter() - t0) * 1000.0
         model_ms = sum(self._ms.values())

@@ -3,7 +3,8 @@
 Before each step the scheduler predicts the cost of one more restore + assess plus the final decode (from
 the device profile for this size, replaced by what this process has measured once it has) and stops when
 the time left cannot pay for it. If the budget cannot even pay for encode + assess + decode, the model is
-not run at all: the input comes back unchanged with 0 steps and ``stop_reason == "budget"``.
+not run at all: the input comes back unchanged with 0 steps and ``stop_reason == "budget"``. When the
+stop rule keeps step 0, the input comes back unchanged too, without a decode (rar_edge.loop, pass-through).
 The budget is wall time of the whole restore (tiling included), file I/O excluded.
 """
 
@@ -58,7 +59,7 @@ class LoopOps(Protocol):
 
 @dataclass
 class LoopOutcome:
-    image: Any  # what ops.decode returned; None when the model was skipped
+    image: Any  # what ops.decode returned; None when the input comes back as is (skipped, or step 0 kept)
     steps: int = 0  # the step whose latent was decoded (StopRule.keep)
     steps_run: int = 0  # steps taken (a step refused as too small is not counted)
     qualities: list[float] = field(default_factory=list)
@@ -105,6 +106,7 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
         latent = best
     else:  # "last": the last step, or the one before it when that step was undone (no_gain)
         latent = state if kept == len(qualities) - 1 else previous
-    image = ops.decode(latent)
+    # Pass-through (rar_edge.loop): keeping step 0 returns the input, so no decode is run.
+    image = ops.decode(latent) if kept > 0 else None
     return LoopOutcome(image=image, steps=kept, steps_run=len(qualities) - 1, qualities=qualities,
                        probabilities=list(probs), stop_reason=reason)

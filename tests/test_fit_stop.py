@@ -85,6 +85,15 @@ def test_fit_uses_the_step_size_and_the_last_latent_where_the_assessor_cannot_te
     assert without.per_case == {"noise": 4.0, "clean": 30.0 - PSNR_CAP_DB}
 
 
+def test_a_rule_that_keeps_step_0_is_scored_on_the_input():
+    # Pass-through (rar_edge.loop): the autoencoder's round trip (psnr[:, 0]) is never returned.
+    traj = Trajectories(["blur"], np.array([[40.0, 30.0]]), np.array([[27.8, 27.0]]), np.array([28.0]),
+                        np.array([[0.1]]))
+    assert score_rule(StopRule(1, 35.0, 0.0), traj).per_case == {"blur": 0.0}  # stops on target at once
+    assert score_rule(StopRule(1, 99.0, -10.0, keep="best"), traj).per_case == {"blur": 0.0}  # step 1 worse
+    assert score_rule(StopRule(1, 99.0, -10.0, keep="last"), traj).per_case["blur"] == pytest.approx(-1.0)
+
+
 def test_step_cost_and_ties_prefer_fewer_steps():
     traj = _synthetic()
     # A step is worth 2 dB (on the noisy images, the only ones stepped): at 1.5 dB per step they pay, at 2.5 not.

@@ -58,12 +58,31 @@ def test_zero_steps_when_input_assessed_above_target():
     with torch.no_grad():
         model.assessor.quality.weight.zero_()
         model.assessor.quality.bias.fill_(1.5)  # every latent assessed at 30 + 10 * 1.5 = 45 dB
-    x = torch.rand(2, 3, 32, 32)
+    x = torch.rand(2, 3, 32, 32) * 1.2 - 0.1  # some values outside [0, 1]: returned clamped
+    model.decode = None  # pass-through: no image keeps a step, so nothing is decoded
     results = model.restore_loop(x, StopRule(max_steps=4, target_quality=40.0))
     for r in results:
         assert r.steps == 0 and r.steps_run == 0 and r.stop_reason == "target"
         assert r.quality == [45.0]
-    torch.testing.assert_close(torch.stack([r.image for r in results]), model.decode(model.encode(x)).clamp(0, 1))
+    # The input itself, not its autoencoder round trip (rar_edge.loop, pass-through).
+    assert torch.equal(torch.stack([r.image for r in results]), x.clamp(0, 1))
+
+
+def test_pass_through_and_decoded_images_in_one_batch():
+    torch.manual_seed(0)
+    model = create_model("rar-tiny").eval()
+    x = torch.rand(2, 3, 32, 32)
+    # image 0 is assessed good at once (kept at step 0); image 1 steps once and stops on target.
+    _scripted(model, [[45.0, 10.0], [45.0, 41.0]])
+    r0, r1 = model.restore_loop(x, StopRule(max_steps=3, target_quality=40.0))
+    assert (r0.steps, r1.steps) == (0, 1)
+    assert torch.equal(r0.image, x[0])
+    with torch.no_grad():
+        z = model.encode(x[1:])
+        _, _, cond = model.assessor(z)
+        expected = model.decode(model.restore(z, cond)).clamp(0, 1)[0]
+    torch.testing.assert_close(r1.image, expected)
+    assert not torch.equal(r1.image, x[1])
 
 
 def test_returns_best_assessed_latent_never_a_worse_one():
@@ -101,12 +120,12 @@ def test_small_steps_are_refused_and_keep_last_decodes_the_last_step():
     with torch.no_grad():
         model.restorer.head.weight.normal_(0, 0.05)
     x = torch.rand(1, 3, 32, 32)
-    # Any real step is smaller than 1000x the latent: refused, nothing taken, the input's latent decoded.
+    # Any real step is smaller than 1000x the latent: refused, nothing taken, the input returned as is.
     (r,) = model.restore_loop(x, StopRule(max_steps=3, target_quality=99.0, min_gain=-99.0, min_change=1e3))
     assert (r.steps, r.steps_run, r.stop_reason, len(r.quality)) == (0, 0, "small_step", 1)
+    assert torch.equal(r.image, x[0])
     with torch.no_grad():
         z = model.encode(x)
-        torch.testing.assert_close(r.image, model.decode(z).clamp(0, 1)[0])
     # The assessor says every step made it worse (20 -> 19 -> 18); keep="last" decodes step 2 regardless.
     _scripted(model, [[20.0], [19.0], [18.0]])
     (r,) = model.restore_loop(x, StopRule(max_steps=2, target_quality=99.0, min_gain=-5.0, keep="last"))

@@ -153,6 +153,17 @@ def test_scheduler_keep_last_decodes_the_last_step_and_undoes_a_losing_one():
     assert (out.stop_reason, out.steps_run, out.steps, out.image) == ("no_gain", 3, 2, "image2")
 
 
+def test_scheduler_keeping_step_0_returns_no_image_and_runs_no_decode():
+    # Pass-through (rar_edge.loop): assessed good at once, or every step assessed worse than the input.
+    ops = FakeOps([45, 30])
+    out = _run(ops, StopRule(max_steps=4, target_quality=40), None)
+    assert (out.stop_reason, out.steps, out.image) == ("target", 0, None) and "decode" not in ops.calls
+    ops = FakeOps([30, 29, 28])
+    out = _run(ops, StopRule(max_steps=2, target_quality=99, min_gain=-99), None)
+    assert (out.steps_run, out.steps, out.image) == (2, 0, None) and "decode" not in ops.calls
+    assert not out.model_skipped
+
+
 def test_scheduler_stops_when_the_budget_cannot_pay_for_another_step():
     rule = StopRule(max_steps=10, target_quality=99, min_gain=-99)
     # encode 10 + assess 5 = 15 spent; each step costs restore 20 + assess 5, and decode 10 must stay paid.
@@ -273,6 +284,15 @@ def test_tile_and_overlap_arguments_are_checked(bundles):
     r = Restorer.load(bundles["dynamic"], tile=64)  # warm-up measures 64x64 tiles
     small = r.cost_model((32, 32))  # a size not seen yet starts from the 64x64 figures, scaled by pixels
     assert small.predict("restore") == pytest.approx(r.cost_model((64, 64)).predict("restore") / 4)
+
+
+def test_a_photo_kept_at_step_0_comes_back_bit_exact_without_a_decode(restorer, photo_array):
+    res = restorer.restore(photo_array, target_quality=-1e9)  # every assessment meets the target
+    assert (res.steps, res.steps_run, res.stop_reason) == (0, 0, "target") and not res.model_skipped
+    assert res.image.dtype == photo_array.dtype and np.array_equal(res.image, photo_array)
+    assert res.ms["decode"] == 0.0 and res.ms["encode"] > 0.0
+    stepped = restorer.restore(photo_array, max_steps=1, target_quality=1e9, min_gain=-1e9, keep="last")
+    assert stepped.steps == 1 and stepped.ms["decode"] > 0.0 and not np.array_equal(stepped.image, photo_array)
 
 
 def test_budget_zero_model_path_returns_the_input(restorer):

@@ -100,7 +100,8 @@ def replay(rule: StopRule, quality: np.ndarray, change: np.ndarray) -> tuple[int
 def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0) -> RuleScore:
     """Replay ``rule`` on every trajectory and score it (see the module docstring)."""
     picked, ran = zip(*(replay(rule, q, c) for q, c in zip(traj.quality, traj.change)))
-    out = traj.psnr[np.arange(len(picked)), list(picked)]
+    # Pass-through (rar_edge.loop): a loop that keeps step 0 returns the input, not its decode.
+    out = np.where(np.array(picked) == 0, traj.psnr_in, traj.psnr[np.arange(len(picked)), list(picked)])
     per_case: dict[str, list[float]] = {}
     for name, o, i in zip(traj.cases, out, traj.psnr_in):
         per_case.setdefault(name, []).append(o - i if name != "clean" else o - PSNR_CAP_DB)

@@ -78,7 +78,8 @@ class RAR(nn.Module):
     def restore_loop(self, image: torch.Tensor, rule: StopRule | None = None) -> list[LoopResult]:
         """Run the adaptive loop on a batch; each image stops on its own (see rar_edge.loop).
 
-        Encode once, assess, step while the rule allows, decode the latent the rule keeps once.
+        Encode once, assess, step while the rule allows, decode the latent the rule keeps once; an
+        image the rule keeps at step 0 is returned unchanged (clamped to [0, 1]) without a decode.
         """
         rule = rule or self.stop_rule()
         z = self.encode(image)
@@ -107,7 +108,11 @@ class RAR(nn.Module):
                     history[i].append(float(q_new[i]))
                     reasons[i] = rule.reason_to_stop(history[i])
         kept = [rule.returned_index(history[i], reasons[i]) for i in range(n)]
-        out = self.decode(torch.stack([latents[k][i] for i, k in enumerate(kept)])).clamp(0, 1)
+        # An image that keeps step 0 comes back as it came in (rar_edge.loop, pass-through): no decode.
+        out = image.clamp(0, 1).clone()
+        stepped = [i for i, k in enumerate(kept) if k > 0]
+        if stepped:
+            out[stepped] = self.decode(torch.stack([latents[kept[i]][i] for i in stepped])).clamp(0, 1).to(out.dtype)
         names = self.config.degradations
         return [
             LoopResult(
