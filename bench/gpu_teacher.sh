@@ -2,7 +2,7 @@
 # One GPU lease, one script: check the CUDA paths (degradations, bf16 autocast, optionally torch.compile),
 # measure teacher training throughput, then train rar-teacher for the time left.
 # Usage: [BATCH=192] [LR=5e-4] [COMPILE=1] bench/gpu_teacher.sh TRAIN_DIR VAL_DIR INIT_CKPT OUT SECONDS
-# BATCH: batch 32 left an H200 mostly idle (144 img/s), 96 gave 350 img/s (BENCHMARKS.md).
+# BATCH: batch 32 left an H200 mostly idle (144 img/s), 96 gave 350 and 192 gave 575-601 img/s (BENCHMARKS.md).
 # COMPILE=1 adds a torch.compile smoke: it did not finish 60 steps in 150 s on an H200, so it is opt-in.
 # Runs from the repository root without installing; needs torch with CUDA, safetensors, scikit-image,
 # tqdm, pillow. The run stops itself SECONDS after the script starts, with a checkpoint.

@@ -5,7 +5,7 @@ runtime apply the same rule, so both stop at the same step for the same assessme
 
 Pass-through: when the rule keeps step 0 (no step was judged worth taking), every loop returns the
 input unchanged instead of decoding its latent. The autoencoder's round trip can only cost detail
-there (about 0.2 dB on blurred and JPEG crops; docs/model.md), a clean photo comes back bit-exact, and
+there (0.2–0.3 dB on blurred and JPEG crops; docs/model.md), a clean photo comes back bit-exact, and
 the decode's time is saved. The torch loop, the runtime and ``rar-edge fit-stop`` all apply it.
 """
 

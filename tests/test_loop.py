@@ -124,13 +124,12 @@ def test_small_steps_are_refused_and_keep_last_decodes_the_last_step():
     (r,) = model.restore_loop(x, StopRule(max_steps=3, target_quality=99.0, min_gain=-99.0, min_change=1e3))
     assert (r.steps, r.steps_run, r.stop_reason, len(r.quality)) == (0, 0, "small_step", 1)
     assert torch.equal(r.image, x[0])
-    with torch.no_grad():
-        z = model.encode(x)
     # The assessor says every step made it worse (20 -> 19 -> 18); keep="last" decodes step 2 regardless.
     _scripted(model, [[20.0], [19.0], [18.0]])
     (r,) = model.restore_loop(x, StopRule(max_steps=2, target_quality=99.0, min_gain=-5.0, keep="last"))
     assert (r.steps, r.steps_run, r.stop_reason) == (2, 2, "max_steps")
     with torch.no_grad():
+        z = model.encode(x)
         _, _, cond = model.assessor(z)
         z1 = model.restore(z, cond)
         _, _, cond1 = model.assessor(z1)

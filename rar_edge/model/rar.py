@@ -109,7 +109,7 @@ class RAR(nn.Module):
                     reasons[i] = rule.reason_to_stop(history[i])
         kept = [rule.returned_index(history[i], reasons[i]) for i in range(n)]
         # An image that keeps step 0 comes back as it came in (rar_edge.loop, pass-through): no decode.
-        out = image.clamp(0, 1).clone()
+        out = image.clamp(0, 1)  # a new tensor: filling it leaves the caller's image alone
         stepped = [i for i, k in enumerate(kept) if k > 0]
         if stepped:
             out[stepped] = self.decode(torch.stack([latents[kept[i]][i] for i in stepped])).clamp(0, 1).to(out.dtype)
