@@ -50,6 +50,16 @@ def export_graph(model: RAR, name: str, size: int = 64) -> torch.fx.GraphModule:
     return torch.export.export(EntryPoint(model, name), args, dynamic_shapes=dynamic_shapes(model, name, args)).module()
 
 
+def _has_mode_dependent_ops(graph: nn.Module) -> bool:
+    """Whether an exported graph holds dropout or batch norm, the ops whose exported form differs between
+    training and evaluation (what torchao's move_exported_model_to_train/eval rewrite). RAR's graphs hold
+    neither, and the rewrite's pattern matching cost 1-2 s per graph per switch: most of a short QAT run."""
+    if not isinstance(graph, torch.fx.GraphModule):
+        return False
+    return any(n.op == "call_function" and ("dropout" in str(n.target) or "batch_norm" in str(n.target))
+               for n in graph.graph.nodes)
+
+
 class QuantRAR(nn.Module):
     """RAR with its entry points as exported graphs: fake-quant (QAT), converted int8, or float."""
 
@@ -100,7 +110,8 @@ class QuantRAR(nn.Module):
         from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
 
         for part in self.parts.values():
-            (move_exported_model_to_train if mode else move_exported_model_to_eval)(part)
+            if _has_mode_dependent_ops(part):
+                (move_exported_model_to_train if mode else move_exported_model_to_eval)(part)
         self.training = mode
         return self
 
@@ -129,23 +140,16 @@ class QuantRAR(nn.Module):
         model.load_state_dict(self.float_state_dict())
         return model.eval()
 
-    def convert(self, only: tuple[str, ...] | None = None) -> "QuantRAR":
-        """A copy whose quantized parts (or only ``only`` of them) are converted to int8 (``convert_pt2e``).
-
-        Parts not converted are returned as float graphs with the same weights (fake-quant removed).
-        """
+    def convert(self) -> "QuantRAR":
+        """A copy whose quantized parts are converted to int8 (``convert_pt2e``); the float parts are
+        float graphs with the same weights (fake-quant removed)."""
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-        only = self.quantized if only is None else only
         src = copy.deepcopy(self).eval()
         float_model = self.to_float()
-        parts = {}
-        for name in ENTRY_POINTS:
-            if name in only and name in self.quantized:
-                parts[name] = convert_pt2e(src.parts[name])
-            else:
-                parts[name] = export_graph(float_model, name)
-        return QuantRAR(self.config, parts, tuple(n for n in only if n in self.quantized)).eval()
+        parts = {name: convert_pt2e(src.parts[name]) if name in self.quantized else export_graph(float_model, name)
+                 for name in ENTRY_POINTS}
+        return QuantRAR(self.config, parts, self.quantized).eval()
 
     def save_programs(self, folder: str | Path, size: int = 64) -> dict[str, int]:
         """``torch.export.save`` each (converted) entry point as ``folder/<name>.pt2``; returns sizes in bytes."""
@@ -153,22 +157,36 @@ class QuantRAR(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         sizes = {}
         for name in ENTRY_POINTS:
-            args, shapes = trace_inputs(self, name, self.parts[name], size, size, dynamic=True)
-            ep = torch.export.export(self.parts[name], args, dynamic_shapes=shapes)
             path = folder / f"{name}.pt2"
-            torch.export.save(ep, path)
+            torch.export.save(export_program(self, name, size), path)
             sizes[name] = path.stat().st_size
         return sizes
 
 
-def load_programs(folder: str | Path, config) -> QuantRAR:
-    """The converted entry points saved by ``save_programs``, as a runnable QuantRAR."""
+def export_program(model: RAR | QuantRAR, name: str, size: int = 64) -> torch.export.ExportedProgram:
+    """Entry point ``name`` of a float RAR or of a QuantRAR's graphs as one ExportedProgram (dynamic
+    batch and size): what ``save_programs`` writes."""
+    module = model.parts[name] if isinstance(model, QuantRAR) else EntryPoint(model, name).eval()
+    args, shapes = trace_inputs(model, name, module, size, size, dynamic=True)
+    return torch.export.export(module, args, dynamic_shapes=shapes)
+
+
+def load_programs(folder: str | Path, model: RAR, kept_float: tuple[str, ...] = ()) -> QuantRAR:
+    """The converted entry points saved by ``save_programs``, as a runnable QuantRAR.
+
+    ``model`` holds the student's float weights (its checkpoint's model.safetensors). The entry points
+    in ``kept_float`` (the student's ``quantization.kept_float``) are exported from it afresh rather than
+    loaded: ``rar-edge distill`` writes those weights and those programs from one model, so the numbers
+    are the same, and a fresh export follows the current code's graph (e.g. the assessor's delegable
+    means), where a saved float program would keep the graph of the version that wrote it.
+    """
     # The converted graphs call quantized_decomposed ops: register them before deserialising.
     import torch.ao.quantization.fx._decomposed  # noqa: F401
 
     folder = Path(folder)
-    parts = {name: torch.export.load(folder / f"{name}.pt2").module() for name in ENTRY_POINTS}
-    return QuantRAR(config, parts, ENTRY_POINTS).eval()
+    parts = {name: export_graph(model, name) if name in kept_float else torch.export.load(folder / f"{name}.pt2").module()
+             for name in ENTRY_POINTS}
+    return QuantRAR(model.config, parts, tuple(n for n in ENTRY_POINTS if n not in kept_float)).eval()
 
 
 def count_qdq(graph: torch.fx.GraphModule) -> int:

@@ -33,6 +33,21 @@ def test_detail_stats_match_a_numpy_reference():
                                rtol=1e-5, atol=1e-5)
 
 
+def test_trunk_stats_are_the_mean_and_mean_absolute_value_at_each_scale():
+    """The trunk computes mean |h| as 2 mean(relu(h)) - mean(h); it must equal the plain definition."""
+    a = create_model("rar-tiny").assessor.eval()
+    z = torch.randn(2, a.stem.in_channels, 16, 12)
+    with torch.no_grad():
+        got = a.trunk_stats(z)
+        h, ref = torch.relu(a.stem(z)), []
+        for i, stage in enumerate(a.scales):
+            h = stage(h)
+            ref += [h.mean(dim=(2, 3)), h.abs().mean(dim=(2, 3))]
+            if i < len(a.downs):
+                h = a.downs[i](h)
+    torch.testing.assert_close(got, torch.cat(ref, dim=1), rtol=1e-5, atol=1e-6)
+
+
 def test_detail_stats_see_noise_and_ignore_brightness():
     gen = torch.Generator().manual_seed(0)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")

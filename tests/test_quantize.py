@@ -77,13 +77,26 @@ def test_converted_graphs_hold_qdq_and_match_fake_quant(prepared, crops):
         assert all(abs(a.degradations[k] - b.degradations[k]) < 0.05 for k in a.degradations)
 
 
-def test_keep_float_parts_are_not_quantized():
+def test_keep_float_parts_are_not_quantized(tmp_path):
     q = QuantRAR.prepare(create_model("rar-tiny"), make_quantizer("xnnpack"), keep_float=("encode", "decode"))
     assert q.quantized == ("assess", "restore")
     converted = q.convert()
     assert count_qdq(converted.parts["encode"]) == 0 and count_qdq(converted.parts["restore"]) > 0
     with pytest.raises(ValueError, match="unknown entry points"):
         QuantRAR.prepare(create_model("rar-tiny"), make_quantizer("xnnpack"), keep_float=("encoder",))
+
+    # Loaded back, the kept-float parts come from the float weights passed in, not from their saved programs.
+    converted.save_programs(tmp_path)
+    weights = q.to_float()
+    with torch.no_grad():
+        weights.decoder.head.bias += 0.25
+    loaded = load_programs(tmp_path, weights, kept_float=("encode", "decode"))
+    assert loaded.quantized == ("assess", "restore")
+    z = torch.rand(1, weights.config.latent_channels, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.decode(z), weights.decode(z))
+        assert not torch.allclose(loaded.decode(z), torch.export.load(tmp_path / "decode.pt2").module()(z))
+        assert count_qdq(loaded.parts["restore"]) > 0
 
 
 def test_distillation_outputs_and_learning(distilled):
@@ -94,7 +107,7 @@ def test_distillation_outputs_and_learning(distilled):
     q = config["quantization"]
     assert q["quantizer"] == "XNNPACKQuantizer" and q["quantized"] == ["encode", "assess", "restore", "decode"]
     assert q["observers_frozen_at"] == 6
-    programs = load_programs(out / "student" / "int8", student.config)
+    programs = load_programs(out / "student" / "int8", student)
     assert all(count_qdq(p) > 0 for p in programs.parts.values())
     rep = json.loads((out / "report.json").read_text())
     assert set(rep["variants"]) == {"teacher_fp32", "student_fp32", "student_int8_fakequant", "student_int8"}
@@ -108,7 +121,7 @@ def test_int8_student_stops_on_clean_input(distilled, crops, tiny_checkpoint, ph
 
     out, _ = distilled
     student, _ = load_model(out / "student")
-    programs = load_programs(out / "student" / "int8", student.config)
+    programs = load_programs(out / "student" / "int8", student)
     teacher, _ = load_model(tiny_checkpoint)
     fake_quant, _ = build_quant_student(_cfg(tiny_checkpoint, photo_dir, out), teacher, out / "qat" / "last")
     fake_quant.eval()

@@ -4,8 +4,8 @@ It reads the latent at three scales and pools each with its mean and its mean ab
 The mean absolute value of a learned (high-pass) feature map was meant as a local energy statistic,
 where noise, blur and JPEG would show up and a plain global mean washes them out (the prototype's
 assessor saw only global cues; see DESIGN.md); trained, it did not (below). Absolute rather than
-squared energy, because squares of large activations made training diverge. |h| is written as
-relu(h) + relu(-h), which every backend lowers.
+squared energy, because squares of large activations made training diverge. |h| is computed through
+relu, which every backend lowers.
 
 With ``detail=True`` the trunk's statistics are joined by fixed (untrained) ones: the log mean
 absolute deviation of the latent within 2x2 blocks, per channel, at two scales. Measured on the
@@ -27,11 +27,21 @@ from torch import nn
 from .blocks import Stage, downsample
 
 
+def spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C): the mean over H and W.
+
+    Taken with ``keepdim=True`` and flattened after: XNNPACK (ExecuTorch) delegates ``mean.dim`` only in
+    that form (as global average pooling); without it every mean ran outside the delegate, in portable
+    kernels, and made the assessor the int8 bundle's largest cost (BENCHMARKS.md, Runtime).
+    """
+    return x.mean(dim=(2, 3), keepdim=True).flatten(1)
+
+
 class DetailStats(nn.Module):
     """Fixed statistics of a latent: log mean |z - block mean| per channel over 2x2 blocks, at two scales.
 
-    Written as strided depthwise convs with constant weights, |x| = relu(x) + relu(-x) and a log on the
-    pooled (N, C) vector, so every backend lowers it. Needs a latent of at least 4x4 (16 px images),
+    Written as depthwise and grouped convs with constant weights, relu, means over H and W (which
+    XNNPACK delegates) and a log on the pooled (N, C) vector, so every backend lowers it. Needs a latent of at least 4x4 (16 px images),
     as the trunk does.
     """
 
@@ -47,13 +57,17 @@ class DetailStats(nn.Module):
         deviation = (torch.eye(4) - 0.25).reshape(4, 1, 2, 2).repeat(channels, 1, 1, 1)
         self.register_buffer("deviation", deviation, persistent=False)
         self.register_buffer("average", torch.full((channels, 1, 2, 2), 0.25), persistent=False)
+        # The 4 deviations of a block sum to zero, so their mean |dev| is half the sum of their relu:
+        # a grouped 1x1 conv (4 -> 1 per channel, weights 1/2) on relu(dev) computes it, with one
+        # elementwise op on the assessor's largest tensor instead of three (relu(x) + relu(-x)).
+        self.register_buffer("block_abs", torch.full((channels, 4, 1, 1), 0.5), persistent=False)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        n, c = z.shape[:2]
+        c = z.shape[1]
         stats = []
         for _ in range(self.SCALES):
             dev = nn.functional.conv2d(z, self.deviation, stride=2, groups=c)
-            energy = (torch.relu(dev) + torch.relu(-dev)).mean(dim=(2, 3)).reshape(n, c, 4).mean(dim=2)
+            energy = spatial_mean(nn.functional.conv2d(torch.relu(dev), self.block_abs, groups=c))
             stats.append(torch.log(energy + self.EPS) + self.OFFSET)
             z = nn.functional.conv2d(z, self.average, stride=2, groups=c)
         return torch.cat(stats, dim=1)
@@ -99,8 +113,10 @@ class Assessor(nn.Module):
         stats = []
         for i, stage in enumerate(self.scales):
             h = stage(h)
-            stats.append(h.mean(dim=(2, 3)))
-            stats.append((torch.relu(h) + torch.relu(-h)).mean(dim=(2, 3)))
+            mean = spatial_mean(h)
+            stats.append(mean)
+            # mean |h| = 2 mean(relu(h)) - mean(h), since |h| = 2 relu(h) - h: one pass over h, not three.
+            stats.append(2 * spatial_mean(torch.relu(h)) - mean)
             if i < len(self.downs):
                 h = self.downs[i](h)
         return torch.cat(stats, dim=1)
