@@ -89,8 +89,10 @@ def test_executorch_bundle(et_bundles, precision):
     for name, info in manifest["delegation"].items():
         assert info["delegated_ops"] > 0
         assert not any("conv" in op or "linear" in op or "mm" in op for op in info["outside_delegate"]), name
-    # The assessor's means over H and W run in XNNPACK (keepdim=True), not in portable kernels.
-    assert not any("mean" in op for op in manifest["delegation"]["assess"]["outside_delegate"])
+    # Means over H and W (keepdim=True) and the gates' halves (slices, not split) run in XNNPACK, not in
+    # portable kernels between delegate pieces.
+    for name, info in manifest["delegation"].items():
+        assert not any("mean" in op or "split" in op for op in info["outside_delegate"]), (name, info)
 
 
 def test_tampered_artifact_fails_checksum(onnx_bundles, tmp_path):

@@ -137,6 +137,6 @@ class Assessor(nn.Module):
         logits = self.degradation(feat)
         cond = self.cond(feat.detach() if shield_cond else feat)
         if detail is not None:
-            dq, dlogits, dcond = self.direct(detail).split([1, logits.shape[1], cond.shape[1]], dim=1)
-            quality, logits, cond = quality + dq, logits + dlogits, cond + dcond
+            direct, d = self.direct(detail), logits.shape[1]  # sliced, not split: see blocks.SigmoidGate
+            quality, logits, cond = quality + direct[:, :1], logits + direct[:, 1 : 1 + d], cond + direct[:, 1 + d :]
         return self.QUALITY_OFFSET + self.QUALITY_SCALE * quality, logits, 2 * torch.sigmoid(cond) - 1
