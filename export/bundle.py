@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from rar_edge.atomic import atomic_dir
@@ -10,6 +11,11 @@ from rar_edge.manifest import build_manifest, sha256, write_manifest
 
 from .parity import check_parity, photo_crops, torch_runner
 from .source import load_source, torch_programs
+
+
+def _db(psnr_db: float) -> str:
+    """A parity PSNR for people: identical outputs (infinite PSNR) read "exact"."""
+    return "exact" if math.isinf(psnr_db) else f"{psnr_db:.1f} dB"
 
 
 def _size(path: Path) -> int:
@@ -66,10 +72,13 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
         raise RarEdgeError(f"cannot write into {out} ({e.strerror}); choose a writable -o") from None
     bundle = out / name
     sizes = {f: _size(bundle / f) for f in files}
+    # Off macOS a Core ML bundle's parity is against the torch graph it was converted from (docs/export.md).
+    against = "" if target != "coreml" or manifest["coreml"]["parity_on"] == "the Core ML package" else \
+        f", against {manifest['coreml']['parity_on']}"
     lines = [f"exported {bundle}",
              "  " + ", ".join(f"{f} {s / 1e6:.2f} MB" for f, s in sizes.items()),
-             f"  parity ({precision}): loop {parity['loop_psnr_db']:.1f} dB, decode {parity['decode_psnr_db']:.1f} dB, "
-             f"quality within {parity['loop_quality_max_abs_db']:.3f} dB",
+             f"  parity ({precision}{against}): loop {_db(parity['loop_psnr_db'])}, "
+             f"decode {_db(parity['decode_psnr_db'])}, quality within {parity['loop_quality_max_abs_db']:.3f} dB",
              (f"next: rar-edge restore IMAGES -o OUT --bundle {bundle}" if target != "coreml" else
               f"next: on macOS, rar-edge restore IMAGES -o OUT --bundle {bundle}; in an app, load rar.mlpackage "
               "with MLModel(configuration:) per function (docs/runtime.md)")]

@@ -203,6 +203,10 @@ def test_coreml_bundle(coreml_bundles, which):
         assert "constexpr_blockwise_shift_scale" in ops or "constexpr_affine_dequantize" in ops
         assert not ops & {"quantize", "dequantize"} and "not faster" in logs["weights"]
     assert "macOS" in logs[which] and "macOS" in manifest["coreml"]["parity_on"]
+    # Off macOS the parity line names what it compared. fp32 and the QAT int8 graph are compared with their own
+    # torch graph: "exact", not "inf dB"; fp16 and weight-only int8 with an emulation of what Core ML runs.
+    assert f"parity ({precision}, against the converted torch graph" in logs[which]
+    assert ("loop exact" in logs[which]) == (which in ("fp32", "int8")) and "inf dB" not in logs[which]
     assert manifest["parity"]["passed"] and manifest["parity"]["loop_psnr_db"] >= (35 if precision == "int8" else 40)
 
 
