@@ -45,9 +45,24 @@ def trace_inputs(model, name: str, module: nn.Module, height: int, width: int, d
 
 
 def export_graph(model: RAR, name: str, size: int = 64) -> torch.fx.GraphModule:
-    """One entry point as a trainable exported graph (dynamic batch and size)."""
+    """One entry point as a trainable exported graph (dynamic batch and size), holding only its own weights."""
     args = example_inputs(model, name, size, size, batch=2)
-    return torch.export.export(EntryPoint(model, name), args, dynamic_shapes=dynamic_shapes(model, name, args)).module()
+    graph = torch.export.export(EntryPoint(model, name), args, dynamic_shapes=dynamic_shapes(model, name, args)).module()
+    return _drop_unused_weights(graph)
+
+
+def _drop_unused_weights(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Remove the weights a graph does not use. An exported entry point carries every weight of the model
+    (the encoder's graph the decoder's too); left in, they would be saved with each program and counted
+    in its size."""
+    graph.graph.eliminate_dead_code()  # get_attr nodes without users
+    used = {n.target for n in graph.graph.nodes if n.op == "get_attr"}
+    for key, _ in [*graph.named_parameters(), *graph.named_buffers()]:
+        if key not in used:
+            owner, _, attr = key.rpartition(".")
+            delattr(graph.get_submodule(owner) if owner else graph, attr)
+    graph.recompile()
+    return graph
 
 
 def _has_mode_dependent_ops(graph: nn.Module) -> bool:
@@ -147,8 +162,9 @@ class QuantRAR(nn.Module):
 
         src = copy.deepcopy(self).eval()
         float_model = self.to_float()
-        parts = {name: convert_pt2e(src.parts[name]) if name in self.quantized else export_graph(float_model, name)
-                 for name in ENTRY_POINTS}
+        # convert_pt2e leaves the float weights it folded into int8 constants on the graph: drop them.
+        parts = {name: _drop_unused_weights(convert_pt2e(src.parts[name])) if name in self.quantized
+                 else export_graph(float_model, name) for name in ENTRY_POINTS}
         return QuantRAR(self.config, parts, self.quantized).eval()
 
     def save_programs(self, folder: str | Path, size: int = 64) -> dict[str, int]:
@@ -166,7 +182,7 @@ class QuantRAR(nn.Module):
 def export_program(model: RAR | QuantRAR, name: str, size: int = 64) -> torch.export.ExportedProgram:
     """Entry point ``name`` of a float RAR or of a QuantRAR's graphs as one ExportedProgram (dynamic
     batch and size): what ``save_programs`` writes."""
-    module = model.parts[name] if isinstance(model, QuantRAR) else EntryPoint(model, name).eval()
+    module = model.parts[name] if isinstance(model, QuantRAR) else export_graph(model, name, size)
     args, shapes = trace_inputs(model, name, module, size, size, dynamic=True)
     return torch.export.export(module, args, dynamic_shapes=shapes)
 
@@ -184,8 +200,9 @@ def load_programs(folder: str | Path, model: RAR, kept_float: tuple[str, ...] = 
     import torch.ao.quantization.fx._decomposed  # noqa: F401
 
     folder = Path(folder)
-    parts = {name: export_graph(model, name) if name in kept_float else torch.export.load(folder / f"{name}.pt2").module()
-             for name in ENTRY_POINTS}
+    # Unused weights dropped: programs saved before export_graph and convert dropped them carry float copies.
+    parts = {name: export_graph(model, name) if name in kept_float
+             else _drop_unused_weights(torch.export.load(folder / f"{name}.pt2").module()) for name in ENTRY_POINTS}
     return QuantRAR(model.config, parts, tuple(n for n in ENTRY_POINTS if n not in kept_float)).eval()
 
 

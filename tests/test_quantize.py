@@ -15,7 +15,7 @@ from rar_edge.model import create_model
 from rar_edge.model.config import RARConfig
 from rar_edge.model.rar import RAR
 from rar_edge.quantize.distill import DistillConfig, distill
-from rar_edge.quantize.qat import QuantRAR, count_qdq, load_programs
+from rar_edge.quantize.qat import QuantRAR, count_qdq, export_graph, load_programs
 from rar_edge.quantize.quantizers import make_quantizer
 from rar_edge.train import trainer
 from rar_edge.train.checkpoint import load_model, save_checkpoint
@@ -55,6 +55,15 @@ def test_qat_backward_reaches_every_parameter(prepared, crops):
     assert len(list(prepared.named_parameters())) == len(list(create_model("rar-tiny").parameters()))
 
 
+def test_graphs_hold_only_their_own_weights():
+    """An exported entry point drops the model's other weights (else each saved program carries them all)."""
+    model = create_model("rar-tiny")
+    parts = {"encode": model.encoder, "assess": model.assessor, "restore": model.restorer, "decode": model.decoder}
+    for name, module in parts.items():
+        graph = export_graph(model, name)
+        assert sum(p.numel() for p in graph.parameters()) == sum(p.numel() for p in module.parameters()), name
+
+
 def test_converted_graphs_hold_qdq_and_match_fake_quant(prepared, crops):
     prepared.train()
     with torch.no_grad():  # calibrate the observers on real photo crops
@@ -65,6 +74,8 @@ def test_converted_graphs_hold_qdq_and_match_fake_quant(prepared, crops):
     converted = prepared.convert()
     for name, part in converted.parts.items():
         assert count_qdq(part) > 0, name
+        # The float conv weights folded into int8 constants are gone from the graph (and its saved program).
+        assert not any(p.dtype == torch.float32 and p.dim() == 4 and p.shape[-1] > 1 for p in part.parameters()), name
     # Stated tolerance: the converted loop's images within 35 dB PSNR of the fake-quant loop's at a
     # fixed step count, assessed qualities within 0.5 dB, degradation probabilities within 0.05.
     rule = StopRule(max_steps=2, target_quality=99, min_gain=-99)
