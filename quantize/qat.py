@@ -140,6 +140,15 @@ class QuantRAR(nn.Module):
         for name in self.quantized:
             self.parts[name].apply(disable_observer)
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As ``nn.Module``'s, but ignores weights that no graph here uses. QAT checkpoints written before
+        the graphs dropped their unused weights (2026-11-29) hold, in each kept-float part, a copy of every
+        weight of the model; they resume with this."""
+        own = self.state_dict()
+        kept = type(state_dict)((k, v) for k, v in state_dict.items() if k in own or f".{_PREFIX}" not in k)
+        kept._metadata = getattr(state_dict, "_metadata", None)  # observers' format versions (train/task.py)
+        return super().load_state_dict(kept, strict=strict, assign=assign)
+
     def float_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights in RAR's naming (what a float checkpoint of the student stores)."""
         out = {}

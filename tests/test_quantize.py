@@ -110,6 +110,19 @@ def test_keep_float_parts_are_not_quantized(tmp_path):
         assert count_qdq(loaded.parts["restore"]) > 0
 
 
+def test_qat_state_with_unused_weight_copies_still_loads():
+    """QAT checkpoints from before the graphs dropped unused weights carry copies of them: they still load."""
+    q = QuantRAR.prepare(create_model("rar-tiny"), make_quantizer("xnnpack"), keep_float=("assess",))
+    state = q.state_dict()
+    old = type(state)(state)
+    old["parts.assess.model.encoder.stem.weight"] = torch.zeros(1)  # a weight the assess graph does not use
+    q.load_state_dict(old)
+    wrong = type(state)(state)
+    wrong["parts.restore.no_such_observer.scale"] = torch.zeros(1)  # not a weight copy: still refused
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        q.load_state_dict(wrong)
+
+
 def test_distillation_outputs_and_learning(distilled):
     out, report = distilled
     vals = [json.loads(line)["val"] for line in (out / "float" / "log.jsonl").read_text().splitlines() if "val" in line]
