@@ -21,7 +21,7 @@ class SigmoidGate(nn.Module):
 
     The halves are slices, not ``chunk``: ExecuTorch's XNNPACK delegate takes static slices but not
     ``split_with_sizes``, and each split outside it cut the graph into pieces with layout copies between
-    them (fixed 512² ExecuTorch fp32 bundle: 108 -> 70 ms for 2 steps, BENCHMARKS.md).
+    them (fixed 512² ExecuTorch fp32 bundle, 2 steps: 80 -> 65 ms; BENCHMARKS.md, Latency).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
