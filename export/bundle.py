@@ -37,6 +37,7 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
         raise RarEdgeError(f"cannot create output folder {out} ({e.strerror}); choose a writable -o") from None
     manifest = build_manifest(source.model.config, source.preset, precision, target, None if dynamic else size,
                               dynamic, source.path, chosen.quantization)
+    against = ""  # what the parity check compared the bundle with, when not the bundle's own runtime
     try:
         with atomic_dir(out / name) as tmp:
             if target == "onnx":
@@ -59,6 +60,8 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
                 coreml.embed_metadata(tmp, manifest)
                 runner, manifest["coreml"]["parity_on"] = coreml.parity_runner(
                     tmp, programs, source.model, precision, chosen.weight_only)
+                if not coreml.can_predict():  # off macOS: the torch graph it was converted from (docs/export.md)
+                    against = f", against {manifest['coreml']['parity_on']}"
             # Parity on real photo crops: at the bundle's fixed shape (batch 1), or two 64 x 96 crops
             # for dynamic bundles (a size other than the one traced, so the dynamic dims are exercised).
             images = photo_crops(64, 96, count=2) if dynamic else photo_crops(height, width, count=1)
@@ -72,9 +75,6 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
         raise RarEdgeError(f"cannot write into {out} ({e.strerror}); choose a writable -o") from None
     bundle = out / name
     sizes = {f: _size(bundle / f) for f in files}
-    # Off macOS a Core ML bundle's parity is against the torch graph it was converted from (docs/export.md).
-    against = "" if target != "coreml" or manifest["coreml"]["parity_on"] == "the Core ML package" else \
-        f", against {manifest['coreml']['parity_on']}"
     lines = [f"exported {bundle}",
              "  " + ", ".join(f"{f} {s / 1e6:.2f} MB" for f, s in sizes.items()),
              f"  parity ({precision}{against}): loop {_db(parity['loop_psnr_db'])}, "

@@ -32,7 +32,7 @@ def spatial_mean(x: torch.Tensor) -> torch.Tensor:
 
     Taken with ``keepdim=True`` and flattened after: XNNPACK (ExecuTorch) delegates ``mean.dim`` only in
     that form (as global average pooling); without it every mean ran outside the delegate, in portable
-    kernels, and made the assessor the int8 bundle's largest cost (BENCHMARKS.md, Runtime).
+    kernels, between pieces of the delegated graph (BENCHMARKS.md, Latency).
     """
     return x.mean(dim=(2, 3), keepdim=True).flatten(1)
 
@@ -41,8 +41,8 @@ class DetailStats(nn.Module):
     """Fixed statistics of a latent: log mean |z - block mean| per channel over 2x2 blocks, at two scales.
 
     Written as depthwise and grouped convs with constant weights, relu, means over H and W (which
-    XNNPACK delegates) and a log on the pooled (N, C) vector, so every backend lowers it. Needs a latent of at least 4x4 (16 px images),
-    as the trunk does.
+    XNNPACK delegates) and a log on the pooled (N, C) vector, so every backend lowers it. Needs a latent
+    of at least 4x4 (16 px images), as the trunk does.
     """
 
     SCALES = 2
