@@ -66,24 +66,28 @@ def distilled(tiny_checkpoint, photo_dir, tmp_path_factory):
     return out, report
 
 
-def _export(checkpoint, out, *args: str):
+def export_here(*args: str) -> str:
+    """Run the export CLI in this process (no interpreter start-up: ~4 s of imports per export); returns
+    what it printed (stdout and stderr). Tests of the CLI's exit path run it as a subprocess (run_cli)."""
     import contextlib
     import io
 
     from rar_edge.export.__main__ import main
 
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        assert main(["--checkpoint", str(checkpoint), "--imgsz", "64", "-o", str(out), *args]) == 0, err.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    assert code == 0, err.getvalue()[-3000:]
+    return out.getvalue() + err.getvalue()
 
 
 @pytest.fixture(scope="session")
 def bundles(tiny_checkpoint, tmp_path_factory):
     """rar-tiny fp32 bundles: ONNX fixed 64x64, ONNX dynamic, ExecuTorch fixed 64x64."""
     out = tmp_path_factory.mktemp("rt_bundles")
-    _export(tiny_checkpoint, out, "--target", "onnx")
-    _export(tiny_checkpoint, out / "dyn", "--target", "onnx", "--dynamic")
-    _export(tiny_checkpoint, out, "--target", "executorch")
+    for folder, args in ((out, ["--target", "onnx"]), (out / "dyn", ["--target", "onnx", "--dynamic"]),
+                         (out, ["--target", "executorch"])):
+        export_here("--checkpoint", tiny_checkpoint, "--imgsz", "64", "-o", folder, *args)
     return {"onnx": out / "rar-tiny-fp32-onnx", "dynamic": out / "dyn" / "rar-tiny-fp32-onnx",
             "executorch": out / "rar-tiny-fp32-executorch"}
 

@@ -9,26 +9,11 @@ import pytest
 from rar_edge.errors import RarEdgeError
 from rar_edge.manifest import SCHEMA_VERSION, verify_bundle
 
-from conftest import run_cli
+from conftest import export_here, run_cli
 
 
 def _export(*args: str):
     return run_cli("export", *args)
-
-
-def _export_here(*args: str) -> str:
-    """Run the export CLI in this process (no interpreter start-up: ~4 s of imports per export); returns
-    what it printed (stdout and stderr). test_argument_checks and test_shipped run it as a subprocess."""
-    import contextlib
-    import io
-
-    from rar_edge.export.__main__ import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    assert code == 0, err.getvalue()[-3000:]
-    return out.getvalue() + err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +21,7 @@ def onnx_bundles(bundles, distilled, tmp_path_factory):
     """fp32 (dynamic; the runtime tests' bundle of the tiny checkpoint) and int8 (the distilled student's QAT
     programs) ONNX bundles."""
     out = tmp_path_factory.mktemp("exports")
-    log = _export_here("--target", "ort", "--checkpoint", str(distilled[0] / "student"), "--precision", "int8",
+    log = export_here("--target", "ort", "--checkpoint", str(distilled[0] / "student"), "--precision", "int8",
                        "--imgsz", "64", "-o", str(out))
     assert "parity" in log and "exported" in log
     return {"fp32": bundles["dynamic"], "int8": out / "rar-tiny-int8-onnx"}
@@ -71,7 +56,7 @@ def test_onnx_bundle(onnx_bundles, precision):
 def et_bundles(bundles, distilled, tmp_path_factory):
     """fp32 (the runtime tests' bundle of the tiny checkpoint) and int8 (the distilled student) ExecuTorch bundles."""
     out = tmp_path_factory.mktemp("et_exports")
-    _export_here("--target", "pte", "--checkpoint", str(distilled[0] / "student"), "--precision", "int8",
+    export_here("--target", "pte", "--checkpoint", str(distilled[0] / "student"), "--precision", "int8",
                  "--imgsz", "64", "-o", str(out))
     return {"fp32": bundles["executorch"], "int8": out / "rar-tiny-int8-executorch"}
 
@@ -165,12 +150,12 @@ def test_dynamic_coreml_warns_about_the_neural_engine(capsys):
 def coreml_bundles(distilled, tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("coreml")
     student = str(distilled[0] / "student")
-    logs = {"fp16": _export_here("--target", "ios", "--checkpoint", student, "--imgsz", "64", "-o", str(out)),
-            "fp32": _export_here("--target", "coreml", "--checkpoint", student, "--precision", "fp32",
+    logs = {"fp16": export_here("--target", "ios", "--checkpoint", student, "--imgsz", "64", "-o", str(out)),
+            "fp32": export_here("--target", "coreml", "--checkpoint", student, "--precision", "fp32",
                                  "--imgsz", "64", "-o", str(out / "fp32")),
-            "int8": _export_here("--target", "coreml", "--checkpoint", student, "--precision", "int8",
+            "int8": export_here("--target", "coreml", "--checkpoint", student, "--precision", "int8",
                                  "--imgsz", "64", "-o", str(out / "qat"))}
-    logs["weights"] = _export_here("--target", "coreml", "--checkpoint", str(tiny_checkpoint), "--precision", "int8",
+    logs["weights"] = export_here("--target", "coreml", "--checkpoint", str(tiny_checkpoint), "--precision", "int8",
                                    "--imgsz", "64", "-o", str(out / "weights"))
     return out, logs
 
@@ -224,7 +209,7 @@ def test_coreml_verification_catches_a_wrong_package(coreml_bundles):
 
 
 def test_post_training_int8_with_calib(tiny_checkpoint, photo_dir, tmp_path):
-    log = _export_here("--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--precision", "int8",
+    log = export_here("--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--precision", "int8",
                        "--calib", str(photo_dir), "--imgsz", "64", "-o", str(tmp_path))
     assert "post-training int8" in log and "more accurate" in log
     manifest = verify_bundle(tmp_path / "rar-tiny-int8-onnx")
