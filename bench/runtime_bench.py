@@ -28,13 +28,26 @@ import numpy as np
 FIXED = dict(target_quality=1e9, min_gain=-1e9, min_change=0.0)  # never stop early: a fixed step count
 
 
-def photo(h: int, w: int) -> np.ndarray:
-    """A real photo (scikit-image's astronaut), resized to (h, w), float32 RGB."""
+def photo_u8(h: int, w: int) -> np.ndarray:
+    """A real photo (scikit-image's astronaut), resized to (h, w), uint8 RGB (no float copy on the way)."""
     from PIL import Image
     from skimage import data
 
-    return np.asarray(Image.fromarray(data.astronaut()).resize((w, h), Image.Resampling.BICUBIC),
-                      dtype=np.float32) / 255.0
+    return np.asarray(Image.fromarray(data.astronaut()).resize((w, h), Image.Resampling.BICUBIC))
+
+
+def photo(h: int, w: int) -> np.ndarray:
+    """The same photo as float32 RGB in [0, 1]."""
+    return photo_u8(h, w).astype(np.float32) / 255.0
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux /proc; elsewhere its peak so far)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def task_overhead_and_budget(bundle: str, runs: int = 20, budget_runs: int = 100) -> dict:
@@ -87,17 +100,20 @@ def task_overhead_and_budget(bundle: str, runs: int = 20, budget_runs: int = 100
 
 
 def task_big_photo(bundle: str, height: int = 3000, width: int = 4000) -> dict:
-    """A 12 MP photo through the 512 tile bundle: time, tiles, peak RSS of this process."""
+    """A 12 MP uint8 photo through the 512 tile bundle: time, tiles, peak RSS of this process, and how far
+    the restore raised it above the RSS just before (bundle loaded, photo in memory)."""
     from rar_edge.runtime import Restorer
 
     r = Restorer.load(bundle)
-    image = (photo(height, width) * 255).astype(np.uint8)
+    image = photo_u8(height, width)
+    before_mb = rss_mb()
     t0 = time.perf_counter()
     res = r.restore(image, max_steps=1, **FIXED)
     ms = (time.perf_counter() - t0) * 1000
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"backend": r.backend.name, "megapixels": height * width / 1e6, "tiles": res.tiles, "ms": ms,
-            "peak_rss_mb": peak_mb, "shape_ok": res.image.shape == image.shape}
+            "peak_rss_mb": peak_mb, "rss_before_mb": before_mb, "restore_peak_extra_mb": peak_mb - before_mb,
+            "shape_ok": res.image.shape == image.shape}
 
 
 def task_latency(bundle: str, runs: int = 10) -> dict:

@@ -95,16 +95,19 @@ def give_back(rgb: np.ndarray, alpha: np.ndarray | None, kind: Any) -> Any:
             return Image.fromarray(np.dstack([to_uint8(rgb), to_uint8(alpha)]), "RGBA")
         return Image.fromarray(to_uint8(rgb), "RGB")
     dtype, shape = kind
-    out = np.clip(rgb, 0, 1, out=rgb)  # rgb is the runtime's own buffer (or the caller's, when unchanged and in range)
+    # rgb is the runtime's own buffer (the decode's, or a copy of the input), so it is scaled in place:
+    # a 12 MP photo holds no extra full-size float32 copy on the way out.
+    out = np.clip(rgb, 0, 1, out=rgb)
     if len(shape) == 2 or shape[2] == 1:
         out = out.mean(axis=2)  # gray in, gray out (the model works in RGB)
         out = out if len(shape) == 2 else out[..., None]
     elif shape[2] == 4:
         out = np.dstack([out, alpha])
-    if dtype == np.uint8:
-        return (out * 255 + 0.5).astype(np.uint8)
-    if dtype == np.uint16:
-        return (out * 65535 + 0.5).astype(np.uint16)
+    if dtype in (np.uint8, np.uint16):
+        top = 255 if dtype == np.uint8 else 65535
+        out *= top
+        out += 0.5
+        return out.astype(dtype)
     return out.astype(np.float32)
 
 

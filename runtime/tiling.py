@@ -41,38 +41,57 @@ def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image
 
 
-def window(tile: tuple[int, int], overlap: int, edges: tuple[bool, bool, bool, bool]) -> np.ndarray:
-    """(h,w) blending weights: ramps over ``overlap`` pixels on the sides where ``edges`` (top, bottom,
-    left, right) has a neighbour tile; 1 elsewhere. Never exactly 0, so a pixel always has weight."""
-    def ramp(n: int, lo: bool, hi: bool) -> np.ndarray:
-        w = np.ones(n, dtype=np.float32)
-        r = (np.arange(1, overlap + 1, dtype=np.float32)) / (overlap + 1)
-        if overlap and lo:
-            w[:overlap] = r
-        if overlap and hi:
-            w[n - overlap:] = r[::-1]
-        return w
+def ramp(n: int, overlap: int, lo: bool, hi: bool) -> np.ndarray:
+    """(n,) blending weights along one side of a tile: rising over its first ``overlap`` pixels where
+    ``lo`` (a neighbour before it), falling over its last where ``hi``; 1 elsewhere, and never 0."""
+    w = np.ones(n, dtype=np.float32)
+    r = np.arange(1, overlap + 1, dtype=np.float32) / (overlap + 1)
+    if overlap and lo:
+        w[:overlap] = r
+    if overlap and hi:
+        w[n - overlap:] = r[::-1]
+    return w
 
+
+def window(tile: tuple[int, int], overlap: int, edges: tuple[bool, bool, bool, bool]) -> np.ndarray:
+    """(h,w) blending weights of a tile with neighbours on the sides where ``edges`` (top, bottom, left,
+    right) is true: the outer product of its two ramps."""
     top, bottom, left, right = edges
-    return np.outer(ramp(tile[0], top, bottom), ramp(tile[1], left, right))
+    return np.outer(ramp(tile[0], overlap, top, bottom), ramp(tile[1], overlap, left, right))
+
+
+def summed_ramps(length: int, tile: int, overlap: int) -> np.ndarray:
+    """(length,) sum of the ramps of every tile along one side of the image."""
+    firsts = starts(length, tile, overlap)
+    total = np.zeros(length, dtype=np.float32)
+    for s in firsts:
+        total[s:s + tile] += ramp(tile, overlap, s > 0, s < firsts[-1])
+    return total
 
 
 class Blender:
-    """Accumulates weighted tiles into an (H,W,C) float32 image."""
+    """Accumulates weighted tiles into an (H,W,C) float32 image.
+
+    The tiles form a full grid and each window is the outer product of a row ramp and a column ramp, so
+    the weights summed over all tiles are separable too: outer(summed row ramps, summed column ramps).
+    Two vectors stand in for an (H,W) weight map, and ``result`` divides in place: at 12 MP that holds
+    two full-size float32 buffers fewer (BENCHMARKS.md, memory of a 12 MP photo).
+    """
 
     def __init__(self, height: int, width: int, channels: int, tile: tuple[int, int], overlap: int):
         self.acc = np.zeros((height, width, channels), dtype=np.float32)
-        self.weight = np.zeros((height, width, 1), dtype=np.float32)
         self.tile, self.overlap = tile, overlap
-        self.ys = set(starts(height, tile[0], overlap))
-        self.xs = set(starts(width, tile[1], overlap))
+        self.last = (starts(height, tile[0], overlap)[-1], starts(width, tile[1], overlap)[-1])
+        self.row_weight = summed_ramps(height, tile[0], overlap)
+        self.col_weight = summed_ramps(width, tile[1], overlap)
 
     def add(self, t: Tile, pixels: np.ndarray) -> None:
         th, tw = self.tile
-        edges = (t.y > 0, t.y < max(self.ys), t.x > 0, t.x < max(self.xs))
-        w = window(self.tile, self.overlap, edges)[..., None]
-        self.acc[t.y:t.y + th, t.x:t.x + tw] += pixels * w
-        self.weight[t.y:t.y + th, t.x:t.x + tw] += w
+        edges = (t.y > 0, t.y < self.last[0], t.x > 0, t.x < self.last[1])
+        self.acc[t.y:t.y + th, t.x:t.x + tw] += pixels * window(self.tile, self.overlap, edges)[..., None]
 
     def result(self) -> np.ndarray:
-        return self.acc / self.weight
+        """The blended image, divided in the accumulator's own buffer (call it once, after the last tile)."""
+        self.acc /= self.row_weight[:, None, None]
+        self.acc /= self.col_weight[None, :, None]
+        return self.acc

@@ -13,7 +13,7 @@ from PIL import Image
 from rar_edge.errors import RarEdgeError
 from rar_edge.loop import StopRule
 from rar_edge.runtime.scheduler import CostModel, adaptive_loop
-from rar_edge.runtime.tiling import Blender, grid, starts
+from rar_edge.runtime.tiling import Blender, grid, starts, window
 
 from conftest import REPO, run_cli
 
@@ -199,6 +199,23 @@ def test_tiles_cover_the_image_and_blend_exactly():
     assert np.allclose(blend.result(), img, atol=1e-6)  # identical tiles blend back to the image
 
 
+def test_blend_is_the_window_weighted_mean_of_the_tiles():
+    """The separable summed weights give what an explicit per-pixel weight map gives, for tiles that disagree."""
+    h, w, tile, overlap = 150, 200, (64, 64), 16
+    tiles = grid(h, w, tile, overlap)
+    rng = np.random.default_rng(0)
+    pieces = [rng.random((64, 64, 3)).astype(np.float32) for _ in tiles]
+    acc, weight = np.zeros((h, w, 3)), np.zeros((h, w, 1))
+    last_y, last_x = max(t.y for t in tiles), max(t.x for t in tiles)
+    blend = Blender(h, w, 3, tile, overlap)
+    for t, p in zip(tiles, pieces):
+        win = window(tile, overlap, (t.y > 0, t.y < last_y, t.x > 0, t.x < last_x))[..., None].astype(np.float64)
+        acc[t.y:t.y + 64, t.x:t.x + 64] += p * win
+        weight[t.y:t.y + 64, t.x:t.x + 64] += win
+        blend.add(t, p)
+    np.testing.assert_allclose(blend.result(), acc / weight, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 3), (7, 13, 3), (333, 100, 3), (64, 64, 3)])
 def test_any_size_comes_back_at_its_size(restorer, shape):
     img = (np.random.default_rng(1).random(shape) * 255).astype(np.uint8)
@@ -233,6 +250,9 @@ def test_input_kinds_round_trip(restorer, kind):
     assert out.shape == image.shape and out.dtype == expected
     if kind == "rgba":
         assert np.array_equal(out[..., 3], alpha)
+    # No step taken: the input comes back exactly, through the same conversions and rounding.
+    same = restorer.restore(image, max_steps=0).image
+    assert np.array_equal(same, image.astype(expected)), kind
 
 
 @pytest.mark.parametrize("bad, message", [
