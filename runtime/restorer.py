@@ -46,8 +46,26 @@ class RestoreResult:
                 "model_skipped": self.model_skipped, "tiles": self.tiles}
 
 
+#: Full scale of the integer pixel types the runtime takes.
+FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def unit_float(pixels: np.ndarray, copy: bool = False) -> np.ndarray:
+    """uint8 / uint16 pixels as float32 in [0, 1] (always a new array); float32 pixels as they are
+    (or a copy)."""
+    scale = FULL_SCALE.get(pixels.dtype)
+    if scale is None:
+        return pixels.copy() if copy else pixels
+    return pixels.astype(np.float32) / scale
+
+
 def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
-    """(float32 RGB in [0,1], alpha or None, how to give the result back) for an array or PIL image."""
+    """(RGB pixels, alpha in [0,1] or None, how to give the result back) for an array or PIL image.
+
+    The RGB pixels stay uint8 / uint16 when they come so (the caller's array itself when it is already
+    contiguous RGB: the runtime only reads it) and are converted to float tile by tile (``unit_float``):
+    a 12 MP uint8 photo then has no full-size float32 copy. Float input comes back as float32 in [0, 1].
+    """
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow is a dependency
@@ -64,10 +82,8 @@ def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or min(arr.shape[:2]) < 1:
         raise RarEdgeError(f"image array must be (H,W), (H,W,3) or (H,W,4), got shape {image.shape}")
-    if arr.dtype == np.uint8:
-        x = arr.astype(np.float32) / 255.0
-    elif arr.dtype == np.uint16:
-        x = arr.astype(np.float32) / 65535.0
+    if arr.dtype in FULL_SCALE:
+        x = arr
     elif arr.dtype in (np.float16, np.float32, np.float64):
         x = arr.astype(np.float32, copy=False)
         lo, hi = float(x.min()), float(x.max())  # NaN propagates into min/max: one pass checks both
@@ -79,7 +95,7 @@ def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
             x = np.clip(x, 0, 1)
     else:
         raise RarEdgeError(f"image dtype {arr.dtype} is not supported; use uint8, uint16 or float in [0, 1]")
-    alpha = x[..., 3] if x.shape[2] == 4 else None
+    alpha = unit_float(x[..., 3]) if x.shape[2] == 4 else None
     rgb = np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x[..., :3]
     return np.ascontiguousarray(rgb), alpha, (image.dtype, image.shape)
 
@@ -123,7 +139,7 @@ class _TiledImage:
 
     def _crop(self, t) -> np.ndarray:
         th, tw = self.tile
-        return np.ascontiguousarray(self.padded[t.y:t.y + th, t.x:t.x + tw].transpose(2, 0, 1)[None])
+        return np.ascontiguousarray(unit_float(self.padded[t.y:t.y + th, t.x:t.x + tw]).transpose(2, 0, 1)[None])
 
     def encode(self):
         return [self.r.call("encode", [self._crop(t)])[0] for t in self.tiles]
@@ -284,7 +300,7 @@ class Restorer:
         n = len(job.tiles)
         self._ms = {}
         outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * (1 if e == OVERHEAD else n))
-        restored = rgb.copy() if outcome.image is None else outcome.image[:rgb.shape[0], :rgb.shape[1]]
+        restored = unit_float(rgb, copy=True) if outcome.image is None else outcome.image[:rgb.shape[0], :rgb.shape[1]]
         result_image = give_back(restored, alpha, kind)
         total = (time.perf_counter() - t0) * 1000.0
         model_ms = sum(self._ms.values())

@@ -216,6 +216,19 @@ def test_blend_is_the_window_weighted_mean_of_the_tiles():
     np.testing.assert_allclose(blend.result(), acc / weight, rtol=1e-5, atol=1e-6)
 
 
+def test_uint8_is_converted_per_tile_like_float_and_left_untouched(restorer):
+    """uint8 pixels go to float tile by tile: the same pixels as the float32 input, and the caller's array is
+    only read (several tiles, a step taken)."""
+    u8 = (np.random.default_rng(3).random((100, 90, 3)) * 255).astype(np.uint8)
+    kept = u8.copy()
+    from_u8 = restorer.restore(u8, max_steps=1, target_quality=1e9, min_gain=-1e9, keep="last")
+    from_float = restorer.restore(u8.astype(np.float32) / 255.0, max_steps=1, target_quality=1e9, min_gain=-1e9,
+                                  keep="last")
+    assert from_u8.steps == 1 and from_u8.tiles > 1
+    assert np.array_equal(u8, kept)
+    assert np.array_equal(from_u8.image, (from_float.image * 255 + 0.5).astype(np.uint8))
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 3), (7, 13, 3), (333, 100, 3), (64, 64, 3)])
 def test_any_size_comes_back_at_its_size(restorer, shape):
     img = (np.random.default_rng(1).random(shape) * 255).astype(np.uint8)
