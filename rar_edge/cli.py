@@ -138,10 +138,10 @@ def cmd_restore(a: argparse.Namespace) -> int:
         from rar_edge.runtime import Restorer
 
         restorer = Restorer.load(a.bundle, backend=a.backend, profile=a.profile, tile=a.tile,
-                                 max_megapixels=a.max_megapixels)
+                                 max_megapixels=a.max_megapixels, assess_tiles=a.assess_tiles)
         restore = restorer_fn(restorer, budget_ms=a.budget_ms, **rule_args)
     else:
-        for flag in ("backend", "budget_ms", "profile", "tile"):
+        for flag in ("backend", "budget_ms", "profile", "tile", "assess_tiles"):
             if getattr(a, flag) is not None:
                 raise RarEdgeError(f"--{flag.replace('_', '-')} needs --bundle (the runtime); --checkpoint runs torch")
         from rar_edge.infer import restore_array
@@ -325,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, help="tile side for dynamic bundles (default 512)")
     p.add_argument("--max-megapixels", type=float,
                    help="refuse (and skip) images over this many megapixels, from their header (default: no limit)")
+    p.add_argument("--assess-tiles", type=int,
+                   help="assess at most this many tiles per step, spread over the image (default: all; faster on "
+                        "large photos, slightly different outputs)")
     p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     _add_stop_rule_args(p)

@@ -127,6 +127,14 @@ def give_back(rgb: np.ndarray, alpha: np.ndarray | None, kind: Any) -> Any:
     return out.astype(np.float32)
 
 
+def spread(n: int, most: int | None) -> list[int]:
+    """Indices of ``most`` of ``n`` tiles (all of them when None or ``most >= n``): the tile at the centre of
+    each of ``most`` equal runs in raster order, so one tile is the middle one and more spread out."""
+    if most is None or most >= n:
+        return list(range(n))
+    return [int((i + 0.5) * n / most) for i in range(most)]
+
+
 class _TiledImage:
     """LoopOps over the tiles of one image; the assessor decides per image (mean over tiles)."""
 
@@ -136,6 +144,11 @@ class _TiledImage:
         self.tile = (th, tw)
         self.padded = pad_to(rgb, th, tw)
         self.tiles = grid(self.padded.shape[0], self.padded.shape[1], self.tile, restorer.overlap_for(self.tile))
+        self.assessed = spread(len(self.tiles), restorer.assess_tiles)
+
+    def calls(self, entry: str) -> int:
+        """How many backend calls one call of ``entry`` on the whole image makes."""
+        return 1 if entry == OVERHEAD else len(self.assessed) if entry == "assess" else len(self.tiles)
 
     def _crop(self, t) -> np.ndarray:
         th, tw = self.tile
@@ -145,7 +158,7 @@ class _TiledImage:
         return [self.r.call("encode", [self._crop(t)])[0] for t in self.tiles]
 
     def assess(self, state):
-        outs = [self.r.call("assess", [z]) for z in state]
+        outs = [self.r.call("assess", [state[i]]) for i in self.assessed]
         quality = float(np.mean([float(np.ravel(q)[0]) for q, _, _ in outs]))
         probs = np.mean([np.ravel(p) for _, p, _ in outs], axis=0)
         cond = np.mean([c for _, _, c in outs], axis=0).astype(np.float32)
@@ -180,8 +193,12 @@ class Restorer:
     """
 
     def __init__(self, bundle: Path, manifest: dict, backend, profile: DeviceProfile | None = None,
-                 tile: int | None = None, overlap: int | None = None, max_megapixels: float | None = None):
+                 tile: int | None = None, overlap: int | None = None, max_megapixels: float | None = None,
+                 assess_tiles: int | None = None):
         self.bundle, self.manifest, self.backend = Path(bundle), manifest, backend
+        if assess_tiles is not None and not (isinstance(assess_tiles, int) and assess_tiles >= 1):
+            raise RarEdgeError(f"assess_tiles must be a whole number of tiles >= 1 (or None: all), got {assess_tiles!r}")
+        self.assess_tiles = assess_tiles  # the most tiles assessed per step (None: all); see spread()
         if max_megapixels is not None and not max_megapixels > 0:
             raise RarEdgeError(f"max_megapixels must be a positive number (or None: no limit), got {max_megapixels}")
         self.max_megapixels = max_megapixels  # images over it are refused before any work (memory grows with them)
@@ -214,8 +231,15 @@ class Restorer:
     @classmethod
     def load(cls, bundle: str | Path, backend: str | None = None, profile: str | Path | DeviceProfile | None = None,
              tile: int | None = None, overlap: int | None = None, warmup: bool = True,
-             max_megapixels: float | None = None, **backend_options) -> "Restorer":
-        """Verify the bundle (schema, SHA-256 of every artifact), open its backend, warm it up."""
+             max_megapixels: float | None = None, assess_tiles: int | None = None,
+             **backend_options) -> "Restorer":
+        """Verify the bundle (schema, SHA-256 of every artifact), open its backend, warm it up.
+
+        ``assess_tiles``: assess at most this many tiles per step, spread over the image, instead of all of
+        them (None). The loop decides per image from the mean over the tiles assessed, so a sample decides
+        nearly as all of them do, for a fraction of the assessor's time on large photos; the conditioning
+        is that sample's mean too, so outputs differ slightly (BENCHMARKS.md, "Assessing a sample of tiles").
+        """
         bundle = Path(bundle)
         try:
             manifest = verify_bundle(bundle)
@@ -223,7 +247,7 @@ class Restorer:
             raise RarEdgeError(str(e)) from None
         prof = load_profile(profile) if isinstance(profile, (str, Path)) else profile
         restorer = cls(bundle, manifest, open_backend(bundle, manifest, backend, **backend_options), prof, tile, overlap,
-                       max_megapixels)
+                       max_megapixels, assess_tiles)
         if warmup:
             restorer.warmup()
         return restorer
@@ -299,7 +323,7 @@ class Restorer:
         cost = self._cost = self.cost_model(job.tile)
         n = len(job.tiles)
         self._ms = {}
-        outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * (1 if e == OVERHEAD else n))
+        outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * job.calls(e))
         restored = unit_float(rgb, copy=True) if outcome.image is None else outcome.image[:rgb.shape[0], :rgb.shape[1]]
         result_image = give_back(restored, alpha, kind)
         total = (time.perf_counter() - t0) * 1000.0

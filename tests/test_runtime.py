@@ -12,6 +12,7 @@ from PIL import Image
 
 from rar_edge.errors import RarEdgeError
 from rar_edge.loop import StopRule
+from rar_edge.runtime.restorer import spread
 from rar_edge.runtime.scheduler import CostModel, adaptive_loop
 from rar_edge.runtime.tiling import Blender, grid, starts, window
 
@@ -245,6 +246,35 @@ def test_dynamic_bundle_tiles_at_the_chosen_size(bundles):
     assert res.image.shape == (100, 30, 3) and res.tiles == 3  # 48x32 tiles (30 rounds up to 32)
 
 
+def test_spread_picks_distinct_tiles_across_the_image():
+    assert spread(15, None) == list(range(15)) and spread(4, 9) == [0, 1, 2, 3]
+    assert spread(15, 1) == [7]  # one tile: the middle one
+    for n, most in ((15, 6), (63, 16), (10, 9)):
+        idx = spread(n, most)
+        assert len(set(idx)) == most and idx == sorted(idx) and 0 <= idx[0] and idx[-1] < n
+        assert idx[0] < n / most and idx[-1] >= n - n / most  # from the first run of tiles to the last
+
+
+def test_assess_tiles_assesses_a_sample_per_step(bundles):
+    from rar_edge.runtime import Restorer
+
+    image = np.random.default_rng(5).random((100, 90, 3)).astype(np.float32)
+    fixed = dict(max_steps=2, target_quality=1e9, min_gain=-1e9, min_change=0.0, keep="last")
+    everything = Restorer.load(bundles["dynamic"], tile=48).restore(image, **fixed)
+    sampled = Restorer.load(bundles["dynamic"], tile=48, assess_tiles=2)
+    calls = []
+    run = sampled.backend.run
+    sampled.backend.run = lambda entry, inputs: calls.append(entry) or run(entry, inputs)
+    res = sampled.restore(image, **fixed)
+    assert res.tiles == everything.tiles == 9 and res.steps == 2
+    assert calls.count("assess") == 2 * 3 and calls.count("restore") == 9 * 2  # 2 tiles per assessment, 3 assessments
+    assert not np.array_equal(res.image, everything.image)  # the conditioning is the sample's mean
+    all_of_them = Restorer.load(bundles["dynamic"], tile=48, assess_tiles=9).restore(image, **fixed)
+    assert np.array_equal(all_of_them.image, everything.image)
+    with pytest.raises(RarEdgeError, match="assess_tiles must be a whole number"):
+        Restorer.load(bundles["dynamic"], assess_tiles=0, warmup=False)
+
+
 @pytest.mark.parametrize("kind", ["gray", "rgba", "uint16", "float", "pil_rgba", "pil_palette"])
 def test_input_kinds_round_trip(restorer, kind):
     rng = np.random.default_rng(2)
@@ -446,7 +476,8 @@ def test_cli_restore_skips_images_over_max_megapixels(bundles, tmp_path):
     assert res.returncode == 2 and "--max-megapixels must be a positive number" in res.stderr
     for flag, value, message in (("--min-change", "-0.5", "--min-change must be a fraction"),
                                  ("--max-steps", "-1", "--max-steps must be 0 or more"),
-                                 ("--keep", "first", "invalid choice")):
+                                 ("--keep", "first", "invalid choice"),
+                                 ("--assess-tiles", "0", "assess_tiles must be a whole number of tiles >= 1")):
         res = run_cli("restore", str(tmp_path / "small.png"), "-o", str(out), "--bundle", str(bundles["onnx"]),
                       flag, value)
         assert res.returncode == 2 and message in res.stderr.strip().splitlines()[-1], res.stderr
