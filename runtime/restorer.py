@@ -196,9 +196,10 @@ class Restorer:
                  tile: int | None = None, overlap: int | None = None, max_megapixels: float | None = None,
                  assess_tiles: int | None = None):
         self.bundle, self.manifest, self.backend = Path(bundle), manifest, backend
-        if assess_tiles is not None and not (isinstance(assess_tiles, int) and assess_tiles >= 1):
+        whole = isinstance(assess_tiles, (int, np.integer)) and not isinstance(assess_tiles, bool)
+        if assess_tiles is not None and not (whole and assess_tiles >= 1):
             raise RarEdgeError(f"assess_tiles must be a whole number of tiles >= 1 (or None: all), got {assess_tiles!r}")
-        self.assess_tiles = assess_tiles  # the most tiles assessed per step (None: all); see spread()
+        self.assess_tiles = None if assess_tiles is None else int(assess_tiles)  # per step (None: all); see spread()
         if max_megapixels is not None and not max_megapixels > 0:
             raise RarEdgeError(f"max_megapixels must be a positive number (or None: no limit), got {max_megapixels}")
         self.max_megapixels = max_megapixels  # images over it are refused before any work (memory grows with them)

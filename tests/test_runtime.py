@@ -271,8 +271,10 @@ def test_assess_tiles_assesses_a_sample_per_step(bundles):
     assert not np.array_equal(res.image, everything.image)  # the conditioning is the sample's mean
     all_of_them = Restorer.load(bundles["dynamic"], tile=48, assess_tiles=9).restore(image, **fixed)
     assert np.array_equal(all_of_them.image, everything.image)
-    with pytest.raises(RarEdgeError, match="assess_tiles must be a whole number"):
-        Restorer.load(bundles["dynamic"], assess_tiles=0, warmup=False)
+    for bad in (0, 2.5, True):
+        with pytest.raises(RarEdgeError, match="assess_tiles must be a whole number"):
+            Restorer.load(bundles["dynamic"], assess_tiles=bad, warmup=False)
+    assert Restorer.load(bundles["dynamic"], assess_tiles=np.int64(3), warmup=False).assess_tiles == 3
 
 
 @pytest.mark.parametrize("kind", ["gray", "rgba", "uint16", "float", "pil_rgba", "pil_palette"])

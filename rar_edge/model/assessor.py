@@ -41,8 +41,8 @@ class DetailStats(nn.Module):
     """Fixed statistics of a latent: log mean |z - block mean| per channel over 2x2 blocks, at two scales.
 
     Written as depthwise convs with constant weights, relu, means over H and W (which XNNPACK
-    delegates), then a constant linear map and a log on the pooled vectors, so every backend lowers it. Needs a latent
-    of at least 4x4 (16 px images), as the trunk does.
+    delegates), then a constant linear map and a log on the pooled vectors, so every backend lowers it.
+    Needs a latent of at least 4x4 (16 px images), as the trunk does.
     """
 
     SCALES = 2
