@@ -145,13 +145,14 @@ def cmd_restore(a: argparse.Namespace) -> int:
             if getattr(a, flag) is not None:
                 raise RarEdgeError(f"--{flag.replace('_', '-')} needs --bundle (the runtime); --checkpoint runs torch")
         from rar_edge.infer import restore_array
+        from rar_edge.runtime.images import unit_float
         from rar_edge.train.checkpoint import load_model
 
         model, _ = load_model(a.checkpoint)
         rule = model.stop_rule(**rule_args)
 
         def restore(rgb):
-            return restore_array(model, rgb, rule)
+            return restore_array(model, unit_float(rgb), rule)
 
     return _report_restores(restore_files(restore, a.inputs, a.out, overwrite=a.overwrite,
                                           max_megapixels=a.max_megapixels), a)

@@ -76,15 +76,15 @@ def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float) ->
     """Every sample through the runtime; one row per image with PSNR against its clean original."""
     from rar_edge.eval.metrics import psnr
     from rar_edge.runtime import Restorer
-    from rar_edge.runtime.images import load_image, save_image
+    from rar_edge.runtime.images import load_image, save_image, unit_float
 
     index = json.loads((samples / "samples.json").read_text())
     restorer = Restorer.load(bundle)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, meta in index.items():
-        degraded = load_image(samples / "degraded" / name).rgb
-        clean = load_image(samples / meta["clean"]).rgb
+        degraded = unit_float(load_image(samples / "degraded" / name).rgb)
+        clean = unit_float(load_image(samples / meta["clean"]).rgb)
         res = restorer.restore(degraded, budget_ms=budget_ms)
         save_image(out / name, res.image)
         rows.append({"name": name, "true": meta["degradations"], "found": res.degradations, "steps": res.steps,

@@ -15,7 +15,8 @@ from rar_edge.errors import RarEdgeError
 
 from .images import load_image, output_format, save_image
 
-#: Restores one float32 RGB (H,W,3) image: returns (restored image, JSON-able record of the run).
+#: Restores one RGB (H,W,3) image as ``load_image`` gives it (uint8, or float32 in [0, 1]): returns
+#: (restored image, JSON-able record of the run).
 RestoreFn = Callable[[np.ndarray], tuple[np.ndarray, dict]]
 
 

@@ -1,8 +1,10 @@
 """Image files in and out of the runtime (Pillow + numpy; no torch).
 
 Loading applies EXIF orientation, takes the first frame of an animated file, and converts every mode to
-float32 RGB in [0, 1]: grayscale and palette to RGB, CMYK to RGB, 16-bit to [0, 1] at full precision;
-an alpha channel is kept aside and written back untouched. The ICC profile travels to the output.
+RGB: grayscale, palette and CMYK to uint8 RGB (8 bits per channel stay 8 bits: the runtime converts to
+float tile by tile, so a 12 MP photo has no full-size float copy), 16-bit and float modes to float32 in
+[0, 1] at full precision; an alpha channel is kept aside and written back untouched. The ICC profile
+travels to the output.
 Outputs are 8 bits per channel in the format of their extension, written atomically.
 """
 
@@ -21,16 +23,29 @@ from rar_edge.errors import RarEdgeError
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
 
 
+#: Full scale of the integer pixel types the runtime takes.
+FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def unit_float(pixels: np.ndarray, copy: bool = False) -> np.ndarray:
+    """uint8 / uint16 pixels as float32 in [0, 1] (always a new array); float32 pixels as they are
+    (or a copy)."""
+    scale = FULL_SCALE.get(pixels.dtype)
+    if scale is None:
+        return pixels.copy() if copy else pixels
+    return pixels.astype(np.float32) / scale
+
+
 @dataclass
 class LoadedImage:
-    rgb: np.ndarray  # (H,W,3) float32 in [0,1]
+    rgb: np.ndarray  # (H,W,3): uint8 for 8-bit images, float32 in [0,1] for 16-bit and float ones (unit_float)
     alpha: np.ndarray | None = None  # (H,W) float32 in [0,1]
     icc_profile: bytes | None = None
     info: dict = field(default_factory=dict)  # source mode, format, frames
 
 
 def split_pil(im: Image.Image) -> LoadedImage:
-    """An opened PIL image as float RGB (+ alpha), whatever its mode."""
+    """An opened PIL image as RGB (uint8, or float32 for 16-bit and float modes) + alpha, whatever its mode."""
     try:
         frames = getattr(im, "n_frames", 1)
     except Exception:  # noqa: BLE001 - Pillow fails in many ways counting the frames of a damaged animation
@@ -53,11 +68,11 @@ def split_pil(im: Image.Image) -> LoadedImage:
     else:
         has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info)
         if has_alpha:
-            rgba = im.convert("RGBA")
-            alpha = np.asarray(rgba, dtype=np.float32)[..., 3] / 255.0
-            rgb = np.asarray(rgba, dtype=np.float32)[..., :3] / 255.0
+            rgba = np.asarray(im.convert("RGBA"))
+            alpha = unit_float(rgba[..., 3])
+            rgb = rgba[..., :3]
         else:
-            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            rgb = np.asarray(im.convert("RGB"))
     return LoadedImage(np.ascontiguousarray(rgb), alpha, icc, {"mode": mode, "format": im.format, "frames": frames})
 
 
@@ -108,12 +123,16 @@ def output_format(path: str | Path) -> str:
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] (clipped) as uint8; uint8 pixels as they are."""
+    if x.dtype == np.uint8:
+        return x
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def save_image(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = None,
                icc_profile: bytes | None = None) -> None:
-    """Write float RGB (and alpha where the format holds one) atomically; format from the extension."""
+    """Write RGB (uint8, or float in [0, 1]) and alpha where the format holds one, atomically; the format
+    from the extension."""
     fmt = output_format(path)
     if alpha is not None and fmt in ALPHA_FORMATS:
         im = Image.fromarray(np.dstack([to_uint8(rgb), to_uint8(alpha)]), "RGBA")

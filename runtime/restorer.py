@@ -15,7 +15,7 @@ from rar_edge.loop import StopRule
 from rar_edge.manifest import verify_bundle
 
 from .backends import ENTRY_POINTS, open_backend
-from .images import check_megapixels
+from .images import FULL_SCALE, check_megapixels, unit_float
 from .profile import DeviceProfile, load_profile
 from .scheduler import OVERHEAD, CostModel, adaptive_loop
 from .tiling import Blender, grid, pad_to
@@ -44,19 +44,6 @@ class RestoreResult:
                 "stop_reason": self.stop_reason, "ms": {k: round(v, 2) for k, v in self.ms.items()},
                 "budget_ms": self.budget_ms, "budget_bound": self.budget_bound,
                 "model_skipped": self.model_skipped, "tiles": self.tiles}
-
-
-#: Full scale of the integer pixel types the runtime takes.
-FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
-
-
-def unit_float(pixels: np.ndarray, copy: bool = False) -> np.ndarray:
-    """uint8 / uint16 pixels as float32 in [0, 1] (always a new array); float32 pixels as they are
-    (or a copy)."""
-    scale = FULL_SCALE.get(pixels.dtype)
-    if scale is None:
-        return pixels.copy() if copy else pixels
-    return pixels.astype(np.float32) / scale
 
 
 def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:

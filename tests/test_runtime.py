@@ -401,11 +401,18 @@ def test_image_files_keep_alpha_icc_and_orientation(tmp_path):
     Image.fromarray((np.arange(600).reshape(20, 30) * 100).astype(np.uint16)).save(tmp_path / "g16.png")
     g16 = load_image(tmp_path / "g16.png")
     assert g16.rgb.shape == (20, 30, 3) and 0.9 < g16.rgb.max() <= 1.0  # 16-bit scaled, not clipped at 255
+    assert g16.rgb.dtype == np.float32
+    Image.fromarray(rgb).save(tmp_path / "p8.png")
+    p8 = load_image(tmp_path / "p8.png").rgb  # 8 bits stay 8 bits, exactly the file's values (no float copy)
+    assert p8.dtype == np.uint8 and np.array_equal(p8, rgb)
+    save_image(tmp_path / "p8_out.png", p8)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "p8_out.png")), rgb)
     Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
     assert load_image(tmp_path / "cmyk.jpg").rgb.shape == (20, 30, 3)
     Image.fromarray(np.dstack([rgb, np.full((20, 30), 128, np.uint8)]), "RGBA").save(tmp_path / "a.png")
     a = load_image(tmp_path / "a.png")
     assert a.alpha is not None and abs(float(a.alpha.mean()) - 128 / 255) < 1e-6
+    assert np.array_equal(a.rgb, rgb)
     frames = [Image.fromarray(np.full((8, 8, 3), v, np.uint8)) for v in (10, 200)]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
     assert load_image(tmp_path / "anim.gif").info["frames"] == 2  # first frame used
