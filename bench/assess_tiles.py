@@ -54,12 +54,15 @@ def compare_on_photos(bundle: str, photos: str, tile: int, sample: int, every: i
         rows.append({"case": case, "tiles": a.tiles, "same_steps": a.steps == b.steps,
                      "psnr_all": min(psnr(a.image, clean), 60.0), "psnr_sample": min(psnr(b.image, clean), 60.0),
                      "psnr_between": min(psnr(a.image, b.image), 60.0), "s_all": t1 - t0, "s_sample": t2 - t1})
-    gap = [r["psnr_sample"] - r["psnr_all"] for r in rows]
-    return {"tile": tile, "sample": sample, "images": len(rows), "mean_tiles": float(np.mean([r["tiles"] for r in rows])),
-            "same_steps": float(np.mean([r["same_steps"] for r in rows])),
-            "psnr_all": float(np.mean([r["psnr_all"] for r in rows])), "psnr_sample": float(np.mean([r["psnr_sample"] for r in rows])),
-            "worst_loss_db": float(min(gap)), "median_psnr_between": float(np.median([r["psnr_between"] for r in rows])),
-            "s_all": float(sum(r["s_all"] for r in rows)), "s_sample": float(sum(r["s_sample"] for r in rows))}
+    def col(key: str) -> np.ndarray:
+        return np.array([r[key] for r in rows], dtype=float)
+
+    return {"tile": tile, "sample": sample, "images": len(rows), "mean_tiles": float(col("tiles").mean()),
+            "same_steps": float(col("same_steps").mean()), "psnr_all": float(col("psnr_all").mean()),
+            "psnr_sample": float(col("psnr_sample").mean()),
+            "worst_loss_db": float((col("psnr_sample") - col("psnr_all")).min()),
+            "median_psnr_between": float(np.median(col("psnr_between"))),
+            "s_all": float(col("s_all").sum()), "s_sample": float(col("s_sample").sum())}
 
 
 def big_photo(bundle: str, sample: int) -> dict:
