@@ -99,12 +99,14 @@ def task_overhead_and_budget(bundle: str, runs: int = 20, budget_runs: int = 100
     return out
 
 
-def task_big_photo(bundle: str, height: int = 3000, width: int = 4000) -> dict:
+def task_big_photo(bundle: str, *options: str) -> dict:
     """A 12 MP uint8 photo through the 512 tile bundle: time, tiles, peak RSS of this process, and how far
-    the restore raised it above the RSS just before (bundle loaded, photo in memory)."""
+    the restore raised it above the RSS just before (bundle loaded, photo in memory). ``options``:
+    ``KEY=INT`` keyword arguments of ``Restorer.load`` (e.g. ``half_latents=1``)."""
     from rar_edge.runtime import Restorer
 
-    r = Restorer.load(bundle)
+    height, width = 3000, 4000
+    r = Restorer.load(bundle, **{k: int(v) for k, v in (o.split("=") for o in options)})
     image = photo_u8(height, width)
     before_mb = rss_mb()
     t0 = time.perf_counter()

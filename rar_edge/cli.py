@@ -138,11 +138,12 @@ def cmd_restore(a: argparse.Namespace) -> int:
         from rar_edge.runtime import Restorer
 
         restorer = Restorer.load(a.bundle, backend=a.backend, profile=a.profile, tile=a.tile,
-                                 max_megapixels=a.max_megapixels, assess_tiles=a.assess_tiles)
+                                 max_megapixels=a.max_megapixels, assess_tiles=a.assess_tiles,
+                                 half_latents=a.half_latents)
         restore = restorer_fn(restorer, budget_ms=a.budget_ms, **rule_args)
     else:
-        for flag in ("backend", "budget_ms", "profile", "tile", "assess_tiles"):
-            if getattr(a, flag) is not None:
+        for flag in ("backend", "budget_ms", "profile", "tile", "assess_tiles", "half_latents"):
+            if getattr(a, flag) not in (None, False):
                 raise RarEdgeError(f"--{flag.replace('_', '-')} needs --bundle (the runtime); --checkpoint runs torch")
         from rar_edge.infer import restore_array
         from rar_edge.runtime.images import unit_float
@@ -329,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assess-tiles", type=int,
                    help="assess at most this many tiles per step, spread over the image (default: all; faster on "
                         "large photos, slightly different outputs)")
+    p.add_argument("--half-latents", action="store_true",
+                   help="keep the tiles' latents in float16 between calls: about a third less memory on large "
+                        "photos, outputs about 56 dB from the float32 ones")
     p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     _add_stop_rule_args(p)

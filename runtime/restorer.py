@@ -122,6 +122,11 @@ def spread(n: int, most: int | None) -> list[int]:
     return [int((i + 0.5) * n / most) for i in range(most)]
 
 
+def as_f32(z: np.ndarray) -> np.ndarray:
+    """A held latent as the backends take it: float32 (no copy when it already is)."""
+    return z.astype(np.float32, copy=False)
+
+
 class _TiledImage:
     """LoopOps over the tiles of one image; the assessor decides per image (mean over tiles)."""
 
@@ -141,34 +146,39 @@ class _TiledImage:
         th, tw = self.tile
         return np.ascontiguousarray(unit_float(self.padded[t.y:t.y + th, t.x:t.x + tw]).transpose(2, 0, 1)[None])
 
+    def _held(self, z: np.ndarray) -> np.ndarray:
+        """A latent as it is kept between calls: float16 with ``half_latents`` (half the memory), else as is."""
+        return z.astype(np.float16) if self.r.half_latents else z
+
     def encode(self):
-        return [self.r.call("encode", [self._crop(t)])[0] for t in self.tiles]
+        return [self._held(self.r.call("encode", [self._crop(t)])[0]) for t in self.tiles]
 
     def assess(self, state):
-        outs = [self.r.call("assess", [state[i]]) for i in self.assessed]
+        outs = [self.r.call("assess", [as_f32(state[i])]) for i in self.assessed]
         quality = float(np.mean([float(np.ravel(q)[0]) for q, _, _ in outs]))
         probs = np.mean([np.ravel(p) for _, p, _ in outs], axis=0)
         cond = np.mean([c for _, _, c in outs], axis=0).astype(np.float32)
         return quality, probs.tolist(), cond
 
     def restore(self, state, cond):
-        return [self.r.call("restore", [z, cond])[0] for z in state]
+        return [self._held(self.r.call("restore", [as_f32(z), cond])[0]) for z in state]
 
     def change(self, state, proposed) -> float:
-        """Relative size of a proposed step over all tiles: |proposed - state| / |state|."""
-        moved = 0.0
+        """Relative size of a proposed step over all tiles: |proposed - state| / |state| (in float32)."""
+        moved = size = 0.0
         for z, p in zip(state, proposed):
-            d = p - z  # one difference per tile, not two
+            z = as_f32(z)
+            d = as_f32(p) - z  # one difference per tile, not two
             moved += float(np.vdot(d, d))
-        size = sum(float(np.vdot(z, z)) for z in state)
+            size += float(np.vdot(z, z))
         return (moved / max(size, 1e-24)) ** 0.5
 
     def decode(self, state):
         if len(self.tiles) == 1:  # nothing to blend
-            return self.r.call("decode", [state[0]])[0][0].transpose(1, 2, 0)
+            return self.r.call("decode", [as_f32(state[0])])[0][0].transpose(1, 2, 0)
         blend = Blender(self.padded.shape[0], self.padded.shape[1], 3, self.tile, self.r.overlap_for(self.tile))
         for t, z in zip(self.tiles, state):
-            blend.add(t, self.r.call("decode", [z])[0][0].transpose(1, 2, 0))
+            blend.add(t, self.r.call("decode", [as_f32(z)])[0][0].transpose(1, 2, 0))
         return blend.result()
 
 
@@ -181,8 +191,9 @@ class Restorer:
 
     def __init__(self, bundle: Path, manifest: dict, backend, profile: DeviceProfile | None = None,
                  tile: int | None = None, overlap: int | None = None, max_megapixels: float | None = None,
-                 assess_tiles: int | None = None):
+                 assess_tiles: int | None = None, half_latents: bool = False):
         self.bundle, self.manifest, self.backend = Path(bundle), manifest, backend
+        self.half_latents = bool(half_latents)  # keep the tiles' latents in float16 between calls
         whole = isinstance(assess_tiles, (int, np.integer)) and not isinstance(assess_tiles, bool)
         if assess_tiles is not None and not (whole and assess_tiles >= 1):
             raise RarEdgeError(f"assess_tiles must be a whole number of tiles >= 1 (or None: all), got {assess_tiles!r}")
@@ -219,7 +230,7 @@ class Restorer:
     @classmethod
     def load(cls, bundle: str | Path, backend: str | None = None, profile: str | Path | DeviceProfile | None = None,
              tile: int | None = None, overlap: int | None = None, warmup: bool = True,
-             max_megapixels: float | None = None, assess_tiles: int | None = None,
+             max_megapixels: float | None = None, assess_tiles: int | None = None, half_latents: bool = False,
              **backend_options) -> "Restorer":
         """Verify the bundle (schema, SHA-256 of every artifact), open its backend, warm it up.
 
@@ -227,6 +238,10 @@ class Restorer:
         them (None). The loop decides per image from the mean over the tiles assessed, so a sample decides
         nearly as all of them do, for a fraction of the assessor's time on large photos; the conditioning
         is that sample's mean too, so outputs differ slightly (BENCHMARKS.md, "Assessing a sample of tiles").
+
+        ``half_latents``: keep every tile's latent in float16 between calls (each call still gets float32).
+        The latents of a large photo are most of the runtime's memory (two steps of every tile); this halves
+        them, at outputs about 56 dB from the float32 ones (BENCHMARKS.md, "Memory of a 12 MP photo").
         """
         bundle = Path(bundle)
         try:
@@ -235,7 +250,7 @@ class Restorer:
             raise RarEdgeError(str(e)) from None
         prof = load_profile(profile) if isinstance(profile, (str, Path)) else profile
         restorer = cls(bundle, manifest, open_backend(bundle, manifest, backend, **backend_options), prof, tile, overlap,
-                       max_megapixels, assess_tiles)
+                       max_megapixels, assess_tiles, half_latents)
         if warmup:
             restorer.warmup()
         return restorer

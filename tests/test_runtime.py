@@ -277,6 +277,24 @@ def test_assess_tiles_assesses_a_sample_per_step(bundles):
     assert Restorer.load(bundles["dynamic"], assess_tiles=np.int64(3), warmup=False).assess_tiles == 3
 
 
+def test_half_latents_hold_float16_and_call_in_float32(bundles):
+    from rar_edge.runtime import Restorer
+    from rar_edge.runtime.restorer import _TiledImage
+
+    image = np.random.default_rng(6).random((100, 90, 3)).astype(np.float32)
+    fixed = dict(max_steps=2, target_quality=1e9, min_gain=-1e9, min_change=0.0, keep="last")
+    full = Restorer.load(bundles["dynamic"], tile=48).restore(image, **fixed)
+    half = Restorer.load(bundles["dynamic"], tile=48, half_latents=True)
+    dtypes = []
+    run = half.backend.run
+    half.backend.run = lambda entry, inputs: dtypes.extend(x.dtype for x in inputs) or run(entry, inputs)
+    res = half.restore(image, **fixed)
+    assert set(dtypes) == {np.dtype(np.float32)}  # every backend call still gets float32
+    assert {z.dtype for z in _TiledImage(half, image).encode()} == {np.dtype(np.float16)}
+    assert res.steps == full.steps == 2 and not np.array_equal(res.image, full.image)
+    assert 10 * np.log10(1 / np.mean((res.image - full.image) ** 2)) > 45  # close to the float32 latents' output
+
+
 @pytest.mark.parametrize("kind", ["gray", "rgba", "uint16", "float", "pil_rgba", "pil_palette"])
 def test_input_kinds_round_trip(restorer, kind):
     rng = np.random.default_rng(2)
@@ -490,6 +508,15 @@ def test_cli_restore_skips_images_over_max_megapixels(bundles, tmp_path):
         res = run_cli("restore", str(tmp_path / "small.png"), "-o", str(out), "--bundle", str(bundles["onnx"]),
                       flag, value)
         assert res.returncode == 2 and message in res.stderr.strip().splitlines()[-1], res.stderr
+
+
+def test_cli_runtime_options_need_a_bundle(tiny_checkpoint, tmp_path):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
+    for flags in (["--half-latents"], ["--assess-tiles", "4"]):
+        res = run_cli("restore", str(img), "-o", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint), *flags)
+        assert res.returncode == 2 and f"{flags[0]} needs --bundle" in res.stderr, res.stderr
+    assert not (tmp_path / "out" / "a.png").exists()
 
 
 def test_cli_restore_refuses_writing_over_its_input(bundles, tmp_path):

@@ -1,13 +1,16 @@
-"""Assessing a sample of tiles (``Restorer.load(..., assess_tiles=M)``) against assessing all of them.
+"""The runtime's speed/memory options against its defaults: ``assess_tiles=M`` (assess a sample of tiles)
+and ``half_latents=1`` (float16 latents between calls), as ``Restorer.load`` keyword arguments.
 
-    python bench/assess_tiles.py --bundle DYNAMIC_BUNDLE --photos photos/train --tile 256 --sample 4 8
-    python bench/assess_tiles.py --bundle FIXED_512_BUNDLE --big --sample 16
+    python bench/runtime_options.py --bundle DYNAMIC_BUNDLE --photos photos/train --tile 256 \
+        --options assess_tiles=4 assess_tiles=8 half_latents=1
+    python bench/runtime_options.py --bundle FIXED_512_BUNDLE --big --options assess_tiles=16 half_latents=1
 
 Photos: each photo at its own size (tiled), under six cases (noise, rain, haze, low light, blur+noise,
-clean; severity 0.5, one seed per photo and case): how often the sampled loop takes the same number of
-steps, the mean PSNR against the clean photo with each, the largest loss, the PSNR between the two
-outputs, and the total time. ``--big``: one 12 MP photo (scikit-image's astronaut, resized), 1 fixed
-step, wall time with and without the sample (median of 3).
+clean; severity 0.5, one seed per photo and case): how often the loop with the option takes the same
+number of steps as the default one, the mean PSNR against the clean photo with each, the largest loss,
+the PSNR between the two outputs, and the total time. ``--big``: one 12 MP photo (scikit-image's
+astronaut, resized), 1 fixed step, wall time with and without the option (median of 3, interleaved).
+Memory: ``python bench/runtime_bench.py --task big BUNDLE half_latents=1``.
 """
 
 from __future__ import annotations
@@ -39,11 +42,17 @@ def degraded_photos(folder: str, every: int):
             yield clean, np.ascontiguousarray(deg[0].numpy().transpose(1, 2, 0)), "+".join(case) or "clean"
 
 
-def compare_on_photos(bundle: str, photos: str, tile: int, sample: int, every: int) -> dict:
+def parse_option(text: str) -> dict:
+    """``assess_tiles=4`` -> {"assess_tiles": 4}: ``Restorer.load`` keyword arguments, integer values."""
+    key, _, value = text.partition("=")
+    return {key: int(value)}
+
+
+def compare_on_photos(bundle: str, photos: str, tile: int, option: dict, every: int) -> dict:
     from rar_edge.eval.metrics import psnr
     from rar_edge.runtime import Restorer
 
-    full, part = Restorer.load(bundle, tile=tile), Restorer.load(bundle, tile=tile, assess_tiles=sample)
+    full, part = Restorer.load(bundle, tile=tile), Restorer.load(bundle, tile=tile, **option)
     rows = []
     for clean, deg, case in degraded_photos(photos, every):
         t0 = time.perf_counter()
@@ -52,26 +61,26 @@ def compare_on_photos(bundle: str, photos: str, tile: int, sample: int, every: i
         b = part.restore(deg)
         t2 = time.perf_counter()
         rows.append({"case": case, "tiles": a.tiles, "same_steps": a.steps == b.steps,
-                     "psnr_all": min(psnr(a.image, clean), 60.0), "psnr_sample": min(psnr(b.image, clean), 60.0),
-                     "psnr_between": min(psnr(a.image, b.image), 60.0), "s_all": t1 - t0, "s_sample": t2 - t1})
+                     "psnr_default": min(psnr(a.image, clean), 60.0), "psnr_option": min(psnr(b.image, clean), 60.0),
+                     "psnr_between": min(psnr(a.image, b.image), 60.0), "s_default": t1 - t0, "s_option": t2 - t1})
     def col(key: str) -> np.ndarray:
         return np.array([r[key] for r in rows], dtype=float)
 
-    return {"tile": tile, "sample": sample, "images": len(rows), "mean_tiles": float(col("tiles").mean()),
-            "same_steps": float(col("same_steps").mean()), "psnr_all": float(col("psnr_all").mean()),
-            "psnr_sample": float(col("psnr_sample").mean()),
-            "worst_loss_db": float((col("psnr_sample") - col("psnr_all")).min()),
+    return {"tile": tile, "option": option, "images": len(rows), "mean_tiles": float(col("tiles").mean()),
+            "same_steps": float(col("same_steps").mean()), "psnr_default": float(col("psnr_default").mean()),
+            "psnr_option": float(col("psnr_option").mean()),
+            "worst_loss_db": float((col("psnr_option") - col("psnr_default")).min()),
             "median_psnr_between": float(np.median(col("psnr_between"))),
-            "s_all": float(col("s_all").sum()), "s_sample": float(col("s_sample").sum())}
+            "s_default": float(col("s_default").sum()), "s_option": float(col("s_option").sum())}
 
 
-def big_photo(bundle: str, sample: int) -> dict:
+def big_photo(bundle: str, option: dict) -> dict:
     from runtime_bench import FIXED, photo_u8
 
     from rar_edge.runtime import Restorer
 
     image = photo_u8(3000, 4000)
-    runners = {"all": Restorer.load(bundle), "sample": Restorer.load(bundle, assess_tiles=sample)}
+    runners = {"default": Restorer.load(bundle), "option": Restorer.load(bundle, **option)}
     times: dict[str, list[float]] = {k: [] for k in runners}
     assess: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(3):  # interleaved, so drifts hit both alike
@@ -80,7 +89,7 @@ def big_photo(bundle: str, sample: int) -> dict:
             res = r.restore(image, max_steps=1, **FIXED)
             times[label].append(time.perf_counter() - t0)
             assess[label].append(res.ms["assess"])
-    return {"assess_tiles": sample, "tiles": res.tiles,
+    return {"option": option, "tiles": res.tiles,
             **{f"s_{k}": float(np.median(v)) for k, v in times.items()},
             **{f"assess_ms_{k}": float(np.median(v)) for k, v in assess.items()}}
 
@@ -91,13 +100,14 @@ def main() -> None:
     p.add_argument("--photos")
     p.add_argument("--tile", type=int, default=256)
     p.add_argument("--every", type=int, default=4, help="use every N-th photo")
-    p.add_argument("--sample", type=int, nargs="+", default=[8])
+    p.add_argument("--options", nargs="+", required=True, help="KEY=INT Restorer.load options, one run each")
     p.add_argument("--big", action="store_true", help="time a 12 MP photo instead")
     a = p.parse_args()
     if not a.big and not a.photos:
         p.error("pass --photos (or --big)")
-    for m in a.sample:
-        row = big_photo(a.bundle, m) if a.big else compare_on_photos(a.bundle, a.photos, a.tile, m, a.every)
+    for text in a.options:
+        option = parse_option(text)
+        row = big_photo(a.bundle, option) if a.big else compare_on_photos(a.bundle, a.photos, a.tile, option, a.every)
         print(json.dumps(row), flush=True)
 
 
