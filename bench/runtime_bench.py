@@ -99,6 +99,11 @@ def task_overhead_and_budget(bundle: str, runs: int = 20, budget_runs: int = 100
     return out
 
 
+def parse_options(texts) -> dict:
+    """``["half_latents=1", "assess_tiles=4"]`` -> ``Restorer.load`` keyword arguments (integer values)."""
+    return {key: int(value) for key, _, value in (t.partition("=") for t in texts)}
+
+
 def task_big_photo(bundle: str, *options: str) -> dict:
     """A 12 MP uint8 photo through the 512 tile bundle: time, tiles, peak RSS of this process, and how far
     the restore raised it above the RSS just before (bundle loaded, photo in memory). ``options``:
@@ -106,7 +111,7 @@ def task_big_photo(bundle: str, *options: str) -> dict:
     from rar_edge.runtime import Restorer
 
     height, width = 3000, 4000
-    r = Restorer.load(bundle, **{k: int(v) for k, v in (o.split("=") for o in options)})
+    r = Restorer.load(bundle, **parse_options(options))
     image = photo_u8(height, width)
     before_mb = rss_mb()
     t0 = time.perf_counter()

@@ -42,12 +42,6 @@ def degraded_photos(folder: str, every: int):
             yield clean, np.ascontiguousarray(deg[0].numpy().transpose(1, 2, 0)), "+".join(case) or "clean"
 
 
-def parse_option(text: str) -> dict:
-    """``assess_tiles=4`` -> {"assess_tiles": 4}: ``Restorer.load`` keyword arguments, integer values."""
-    key, _, value = text.partition("=")
-    return {key: int(value)}
-
-
 def compare_on_photos(bundle: str, photos: str, tile: int, option: dict, every: int) -> dict:
     from rar_edge.eval.metrics import psnr
     from rar_edge.runtime import Restorer
@@ -95,6 +89,8 @@ def big_photo(bundle: str, option: dict) -> dict:
 
 
 def main() -> None:
+    from runtime_bench import parse_options
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundle", required=True)
     p.add_argument("--photos")
@@ -106,7 +102,7 @@ def main() -> None:
     if not a.big and not a.photos:
         p.error("pass --photos (or --big)")
     for text in a.options:
-        option = parse_option(text)
+        option = parse_options([text])
         row = big_photo(a.bundle, option) if a.big else compare_on_photos(a.bundle, a.photos, a.tile, option, a.every)
         print(json.dumps(row), flush=True)
 

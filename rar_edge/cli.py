@@ -134,6 +134,9 @@ def cmd_restore(a: argparse.Namespace) -> int:
     rule_args = _rule_args(a)
     if a.max_megapixels is not None and not a.max_megapixels > 0:
         raise RarEdgeError(f"--max-megapixels must be a positive number of megapixels, got {a.max_megapixels:g}")
+    if a.assess_tiles is not None and a.assess_tiles < 1:
+        raise RarEdgeError(f"--assess-tiles must be a whole number of tiles >= 1, got {a.assess_tiles} "
+                           "(leave it out to assess every tile)")
     if a.bundle is not None:
         from rar_edge.runtime import Restorer
 

@@ -139,6 +139,6 @@ class Assessor(nn.Module):
         logits = self.degradation(feat)
         cond = self.cond(feat.detach() if shield_cond else feat)
         if detail is not None:
-            direct, d = self.direct(detail), logits.shape[1]  # sliced, not split: see blocks.SigmoidGate
+            direct, d = self.direct(detail), logits.shape[1]  # sliced, not split: see blocks.halves
             quality, logits, cond = quality + direct[:, :1], logits + direct[:, 1 : 1 + d], cond + direct[:, 1 + d :]
         return self.QUALITY_OFFSET + self.QUALITY_SCALE * quality, logits, 2 * torch.sigmoid(cond) - 1

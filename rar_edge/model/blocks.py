@@ -16,16 +16,21 @@ import torch
 from torch import nn
 
 
-class SigmoidGate(nn.Module):
-    """Split the channels in two halves a, b and return a * sigmoid(b) (NAFNet's gate, bounded).
+def halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two channel halves of x (dim 1) as static slices: ExecuTorch's XNNPACK delegate takes those but
+    not ``split_with_sizes`` (what ``chunk`` becomes), and each split outside it cut the graph into pieces
+    with layout copies between them (fixed 512² ExecuTorch fp32 bundle, 2 steps: 80 -> 65 ms;
+    BENCHMARKS.md, Latency)."""
+    half = x.shape[1] // 2
+    return x[:, :half], x[:, half:]
 
-    The halves are slices, not ``chunk``: ExecuTorch's XNNPACK delegate takes static slices but not
-    ``split_with_sizes``, and each split outside it cut the graph into pieces with layout copies between
-    them (fixed 512² ExecuTorch fp32 bundle, 2 steps: 80 -> 65 ms; BENCHMARKS.md, Latency).
-    """
+
+class SigmoidGate(nn.Module):
+    """Split the channels in two halves a, b (``halves``) and return a * sigmoid(b) (NAFNet's gate, bounded)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, : x.shape[1] // 2] * torch.sigmoid(x[:, x.shape[1] // 2 :])
+        a, b = halves(x)
+        return a * torch.sigmoid(b)
 
 
 class ChannelAttention(nn.Module):
@@ -73,8 +78,7 @@ class NAFBlock(nn.Module):
         if self.film is not None:
             if cond is None:
                 raise ValueError("this block is conditioned: pass the assessor's embedding")
-            film = self.film(cond)[:, :, None, None]  # sliced in two, as in SigmoidGate
-            scale, shift = film[:, : film.shape[1] // 2], film[:, film.shape[1] // 2 :]
+            scale, shift = halves(self.film(cond)[:, :, None, None])
             h = h * (1 + scale) + shift
         h = self.ffn_out(self.gate(self.ffn_in(h)))
         return y + h * self.gamma
