@@ -9,4 +9,10 @@ __version__ = "0.1.0"
 #: Degradation types, in the one order used everywhere (labels, manifest, JSON).
 DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "jpeg", "rain", "haze", "low_light")
 
-__all__ = ["__version__", "DEGRADATIONS"]
+#: Degradation syntheses training can use (rar_edge/data/degrade.py), and the default.
+SYNTHESES: tuple[str, ...] = ("v1", "v2")
+DEFAULT_SYNTHESIS = "v2"
+#: A test synthesis that training never sees (rar_edge/eval/foreign.py): the stand-in for users' photos.
+FOREIGN_SYNTHESIS = "albumentations"
+
+__all__ = ["__version__", "DEGRADATIONS", "SYNTHESES", "DEFAULT_SYNTHESIS", "FOREIGN_SYNTHESIS"]

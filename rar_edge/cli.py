@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from rar_edge import DEGRADATIONS, __version__
+from rar_edge import DEFAULT_SYNTHESIS, DEGRADATIONS, FOREIGN_SYNTHESIS, SYNTHESES, __version__
 from rar_edge.errors import RarEdgeError, run_guarded
 
 
@@ -51,7 +51,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                       unroll=a.unroll, seed=a.seed, val_data=a.val_data, val_every=a.val_every,
                       ckpt_every=a.ckpt_every, warmup=a.warmup, device=a.device, amp=not a.no_amp,
                       compile=a.compile, init=a.init, resume=a.resume,
-                      degradations=tuple(a.degradations.split(",")))
+                      degradations=tuple(a.degradations.split(",")), synthesis=a.synthesis)
     metrics = train(cfg)
     if metrics:
         print(f"done: {a.out}/last (mean PSNR gain on validation {metrics['mean_gain']:+.2f} dB)")
@@ -83,7 +83,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     model, _ = load_model(a.checkpoint)
     _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
     rule = model.stop_rule(**rule_args)
-    report = evaluate(model, a.data, rule, crop=a.crop, max_images=a.max_images)
+    report = evaluate(model, a.data, rule, crop=a.crop, max_images=a.max_images, synthesis=a.synthesis)
     print(format_report(report))
     if a.json:
         from rar_edge.atomic import atomic_path
@@ -254,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--degradations", default=",".join(DEGRADATIONS),
                    help="comma-separated types to train on (default: all)")
+    p.add_argument("--synthesis", default=DEFAULT_SYNTHESIS, choices=SYNTHESES,
+                   help="degradation models to train and validate on (docs/degradations.md; default %(default)s)")
     p.add_argument("--val-data", help="held-out photo folder (default: the training photos)")
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--ckpt-every", type=int, default=500)
@@ -298,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder of clean photos, degraded on the fly with fixed seeds")
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--max-images", type=int, default=16)
+    p.add_argument("--synthesis", default=DEFAULT_SYNTHESIS, choices=SYNTHESES + (FOREIGN_SYNTHESIS,),
+                   help=f"degradations to test on: a training synthesis, or {FOREIGN_SYNTHESIS} (independent code "
+                        "no model trains on; needs rar-edge[eval]); default %(default)s")
     p.add_argument("--json", help="also write the report as JSON here")
     _add_stop_rule_args(p)
     p.set_defaults(func=cmd_eval)

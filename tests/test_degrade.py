@@ -1,12 +1,33 @@
-"""Degradation synthesis: ranges, labels, composites, reproducibility."""
+"""Degradation synthesis: every model of every synthesis, ranges, labels, composites, reproducibility."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from rar_edge import DEGRADATIONS
-from rar_edge.data.degrade import PARAM_RANGES, apply_degradations, blur_kernels, degrade, sample_specs
+from rar_edge.data.degrade import (APPLY_ORDER, SYNTHESES, apply_degradations, degrade, model_names,
+                                   sample_specs)
+from rar_edge.data.synth.common import library_rng
+from rar_edge.data.synth.legacy import blur_kernels
+
+#: The documented parameter of each model at severity 0 and 1 (docs/degradations.md), with a tolerance.
+EXPECTED_PARAMS = {
+    ("v1", "noise"): (5, 50, 0), ("v1", "blur"): (0, 1, 0), ("v1", "jpeg"): (60, 10, 0.51),
+    ("v1", "rain"): (0.001, 0.006, 0), ("v1", "haze"): (0.5, 3.0, 0), ("v1", "low_light"): (0.5, 0.08, 0),
+    ("v2", "noise"): (1, 50, 0), ("v2", "jpeg"): (90, 10, 0.51), ("v2", "rain"): (0.0005, 0.006, 0),
+    ("v2", "haze"): (0.9, 0.3, 0.1),  # mean transmission obtained: close to the target, not exact
+}
+V2_BLUR_EXTENT = {"gaussian": (1.2, 7), "anisotropic": (1.6, 8), "defocus": (2, 12), "linear_motion": (3, 15),
+                  "curved_motion": (3, 15)}
+V2_LOW_LIGHT = {"gamma": (0.5, 0.08), "linear": (0.5, 0.05)}
+#: Models with nothing random but their severity: another seed gives the same image.
+DETERMINISTIC = {("v1", "jpeg", "v1"), ("v2", "jpeg", "jpeg_420"), ("v2", "jpeg", "jpeg_444"),
+                 ("v2", "blur", "gaussian"), ("v2", "blur", "defocus")}
+MODELS = [(syn, name, k, m) for syn in SYNTHESES for name in DEGRADATIONS for k, m in enumerate(model_names(syn, name))]
 
 
 @pytest.fixture()
@@ -20,66 +41,121 @@ def _only(name: str, n: int, s: float) -> tuple[torch.Tensor, torch.Tensor]:
     return labels, labels * s
 
 
-def _high_freq(x: torch.Tensor) -> torch.Tensor:
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean(dim=(1, 2, 3))
-
-
-@pytest.mark.parametrize("name", DEGRADATIONS)
-@pytest.mark.parametrize("s", [0.0, 0.5, 1.0])
-def test_each_type_changes_image_and_reports_param_in_range(clean, name, s):
+def _run(clean, syn, name, k, s, seed=0):
     labels, sev = _only(name, clean.shape[0], s)
-    b = apply_degradations(clean, labels, sev, torch.Generator().manual_seed(0))
+    models = torch.full(labels.shape, k, dtype=torch.long)
+    return apply_degradations(clean, labels, sev, torch.Generator().manual_seed(seed), syn, models=models)
+
+
+def _expected(syn, name, model):
+    if (syn, name) in EXPECTED_PARAMS:
+        return EXPECTED_PARAMS[(syn, name)]
+    lo, hi = V2_BLUR_EXTENT[model] if name == "blur" else V2_LOW_LIGHT[model]
+    return lo, hi, 0
+
+
+@pytest.mark.parametrize("syn,name,k,model", MODELS, ids=[f"{s}-{n}-{m}" for s, n, _, m in MODELS])
+@pytest.mark.parametrize("s", [0.0, 1.0])
+def test_each_model_degrades_and_reports_its_documented_param(clean, syn, name, k, model, s):
+    b = _run(clean, syn, name, k, s)
     j = DEGRADATIONS.index(name)
-    lo, hi, _ = PARAM_RANGES[name]
-    assert torch.all(b.params[:, j] >= min(lo, hi) - 1e-6) and torch.all(b.params[:, j] <= max(lo, hi) + 1e-6)
-    assert torch.allclose(b.params[:, j], torch.full((clean.shape[0],), lo + (hi - lo) * s), atol=0.51)
-    assert torch.equal(b.labels, labels)
+    lo, hi, tol = _expected(syn, name, model)
+    want = lo + (hi - lo) * s
+    assert torch.allclose(b.params[:, j], torch.full((clean.shape[0],), float(want)), atol=tol + 1e-4 * abs(want) + 1e-6)
+    assert [b.model_name(i, name) for i in range(clean.shape[0])] == [model] * clean.shape[0]
+    assert torch.equal(b.labels, _only(name, clean.shape[0], s)[0])
     assert b.degraded.min() >= 0 and b.degraded.max() <= 1
     mse = (b.degraded - b.clean).pow(2).mean(dim=(1, 2, 3))
-    assert torch.all(mse > 1e-5), f"{name} at severity {s} left an image unchanged"
-    others = [k for k in range(len(DEGRADATIONS)) if k != j]
-    assert torch.all(b.params[:, others] == 0)
+    assert torch.all(mse > 1e-6), f"{syn}/{name}/{model} at severity {s} left an image unchanged"
+    assert torch.all(b.params[:, [i for i in range(len(DEGRADATIONS)) if i != j]] == 0)
 
 
-def test_noise_sigma_matches_documented_value(clean):
-    gray = torch.full_like(clean, 0.5)  # mid-grey: both noise models have exactly sigma there
-    for s in (0.0, 1.0):
-        labels, sev = _only("noise", 8, s)
-        b = apply_degradations(gray, labels, sev, torch.Generator().manual_seed(1))
+@pytest.mark.parametrize("syn,name,k,model", MODELS, ids=[f"{s}-{n}-{m}" for s, n, _, m in MODELS])
+def test_each_model_is_reproducible_and_severity_orders_damage(clean, syn, name, k, model):
+    a, b = _run(clean, syn, name, k, 0.6, seed=3), _run(clean, syn, name, k, 0.6, seed=3)
+    assert torch.equal(a.degraded, b.degraded)
+    if (syn, name, model) not in DETERMINISTIC:
+        assert not torch.equal(a.degraded, _run(clean, syn, name, k, 0.6, seed=4).degraded)
+    errs = [float((_run(clean, syn, name, k, s, seed=2).degraded - clean).pow(2).mean()) for s in (0.1, 0.9)]
+    assert errs[1] > errs[0]
+
+
+@pytest.mark.parametrize("model", model_names("v2", "noise"))
+def test_v2_noise_sigma_at_mid_grey(clean, model):
+    gray = torch.full_like(clean, 0.5)  # every noise model has exactly sigma there
+    for s in (0.2, 1.0):
+        b = _run(gray, "v2", "noise", model_names("v2", "noise").index(model), s, seed=1)
         sigma = float((b.degraded - gray).std()) * 255
-        expected = 5 + 45 * s
-        assert abs(sigma - expected) < 0.1 * expected + 0.5
+        expected = 1 + 49 * s
+        assert abs(sigma - expected) < 0.1 * expected + 0.5, (model, s, sigma)
 
 
-def test_severity_orders_damage(clean):
-    """More severe -> further from the clean image, for every type."""
-    for name in DEGRADATIONS:
-        errs = []
-        for s in (0.1, 0.9):
-            labels, sev = _only(name, 8, s)
-            b = apply_degradations(clean, labels, sev, torch.Generator().manual_seed(2))
-            errs.append(float((b.degraded - clean).pow(2).mean()))
-        assert errs[1] > errs[0], name
+def test_v1_noise_sigma_matches_documented_value(clean):
+    gray = torch.full_like(clean, 0.5)
+    for s in (0.0, 1.0):
+        sigma = float((_run(gray, "v1", "noise", 0, s, seed=1).degraded - gray).std()) * 255
+        assert abs(sigma - (5 + 45 * s)) < 0.1 * (5 + 45 * s) + 0.5
 
 
-def test_blur_removes_high_frequencies(clean):
-    labels, sev = _only("blur", 8, 0.7)
-    b = apply_degradations(clean, labels, sev, torch.Generator().manual_seed(3))
-    assert torch.all(_high_freq(b.degraded) < 0.8 * _high_freq(clean))
+@pytest.mark.parametrize("syn,k,model", [(syn, k, m) for syn in SYNTHESES for k, m in enumerate(model_names(syn, "blur"))])
+def test_blur_kernels_keep_flat_images_flat_and_remove_detail(clean, syn, k, model):
+    """A normalised kernel leaves a constant image constant; any blur removes high frequencies."""
+    flat = torch.full_like(clean, 0.37)
+    assert torch.allclose(_run(flat, syn, "blur", k, 0.8).degraded, flat, atol=1e-5)
+    b = _run(clean, syn, "blur", k, 0.7, seed=3)
+    hf = lambda x: (x[..., 1:, :] - x[..., :-1, :]).abs().mean(dim=(1, 2, 3)) + (x[..., 1:] - x[..., :-1]).abs().mean(dim=(1, 2, 3))
+    assert torch.all(hf(b.degraded) < 0.85 * hf(clean)), model
 
 
-def test_blur_kernels_are_normalised():
+def test_legacy_blur_kernels_are_normalised():
     n = 9
     k = blur_kernels(torch.arange(n) % 3, torch.linspace(0, 1, n), torch.linspace(0, 3, n))
-    assert torch.allclose(k.sum(dim=(1, 2)), torch.ones(n))
-    assert torch.all(k >= 0)
+    assert torch.allclose(k.sum(dim=(1, 2)), torch.ones(n)) and torch.all(k >= 0)
 
 
-def test_haze_brightens_and_low_light_darkens(clean):
-    for name, sign in (("haze", 1), ("low_light", -1)):
-        labels, sev = _only(name, 8, 0.8)
-        b = apply_degradations(clean, labels, sev, torch.Generator().manual_seed(4))
-        assert torch.all(sign * (b.degraded.mean(dim=(1, 2, 3)) - clean.mean(dim=(1, 2, 3))) > 0.05)
+@pytest.mark.parametrize("syn", SYNTHESES)
+def test_haze_brightens_and_flattens_and_low_light_darkens_with_every_model(clean, syn):
+    mean, std = clean.mean(dim=(1, 2, 3)), clean.std(dim=(1, 2, 3))
+    for k, model in enumerate(model_names(syn, "haze")):
+        b = _run(clean, syn, "haze", k, 0.8, seed=4)
+        assert torch.all(b.degraded.mean(dim=(1, 2, 3)) > mean + 0.005), model
+        assert torch.all(b.degraded.std(dim=(1, 2, 3)) < 0.8 * std), model  # airlight washes contrast out
+    for k, model in enumerate(model_names(syn, "low_light")):
+        b = _run(clean, syn, "low_light", k, 0.8, seed=4)
+        assert torch.all(b.degraded.mean(dim=(1, 2, 3)) < mean - 0.05), model
+
+
+def test_v2_haze_airlight_is_coloured_and_jpeg_subsampling_differs(clean):
+    white = torch.zeros_like(clean)  # a black scene shows the airlight alone
+    b = _run(white.repeat(4, 1, 1, 1), "v2", "haze", 1, 1.0, seed=5)
+    tint = b.degraded.mean(dim=(2, 3))
+    assert float((tint[:, 0] - tint[:, 2]).abs().max()) > 0.03  # warm or blue for some images
+    j420, j444 = _run(clean, "v2", "jpeg", 0, 0.8, seed=1), _run(clean, "v2", "jpeg", 1, 0.8, seed=1)
+    assert not torch.equal(j420.degraded, j444.degraded)
+
+
+def test_every_model_is_drawn_and_the_draw_is_reproducible(clean):
+    big = clean.repeat(8, 1, 1, 1)[:, :, :48, :48]
+    labels = torch.ones(big.shape[0], len(DEGRADATIONS))
+    b = apply_degradations(big, labels, labels * 0.5, torch.Generator().manual_seed(9))
+    for j, name in enumerate(DEGRADATIONS):
+        assert set(b.models[:, j].tolist()) == set(range(len(model_names("v2", name)))), name
+    again = apply_degradations(big, labels, labels * 0.5, torch.Generator().manual_seed(9))
+    assert torch.equal(b.degraded, again.degraded) and torch.equal(b.models, again.models)
+
+
+def test_composites_apply_in_physical_order(clean, monkeypatch):
+    calls: list[str] = []
+    for name in DEGRADATIONS:
+        for model, fn in list(SYNTHESES["v2"][name].items()):
+            def recorder(x, s, gen, name=name, fn=fn):
+                calls.append(name)
+                return fn(x, s, gen)
+            monkeypatch.setitem(SYNTHESES["v2"][name], model, recorder)
+    labels = torch.ones(2, len(DEGRADATIONS))
+    apply_degradations(clean[:2], labels, labels * 0.5, torch.Generator().manual_seed(6))
+    seen = list(dict.fromkeys(calls))
+    assert seen == list(APPLY_ORDER)
 
 
 def test_composites_set_several_labels_and_sampling_is_reproducible(clean):
@@ -89,25 +165,58 @@ def test_composites_set_several_labels_and_sampling_is_reproducible(clean):
     assert set(counts.unique().tolist()) == {0.0, 1.0, 2.0, 3.0}
     assert 0.03 < float((counts == 0).float().mean()) < 0.2
     assert torch.all((sev > 0) <= (labels > 0))
-    a, b = degrade(clean, seed=7), degrade(clean, seed=7)
-    assert torch.equal(a.degraded, b.degraded) and torch.equal(a.labels, b.labels)
-    c = degrade(clean, seed=8)
-    assert not torch.equal(a.degraded, c.degraded)
+    for syn in SYNTHESES:
+        a, b = degrade(clean, seed=7, synthesis=syn), degrade(clean, seed=7, synthesis=syn)
+        assert torch.equal(a.degraded, b.degraded) and torch.equal(a.labels, b.labels)
+        assert not torch.equal(a.degraded, degrade(clean, seed=8, synthesis=syn).degraded)
 
 
-def test_composite_applies_every_type(clean):
-    labels = torch.zeros(2, len(DEGRADATIONS))
-    labels[:, [DEGRADATIONS.index("blur"), DEGRADATIONS.index("noise"), DEGRADATIONS.index("jpeg")]] = 1
-    b = apply_degradations(clean[:2], labels, labels * 0.5, torch.Generator().manual_seed(6))
-    assert torch.all(b.params[:, labels[0] > 0] > 0)
-    blurred = apply_degradations(clean[:2], labels * torch.tensor([0, 1, 0, 0, 0, 0.0]),
-                                 labels * 0.5, torch.Generator().manual_seed(6))
-    assert not torch.equal(b.degraded, blurred.degraded)
+def test_library_rng_is_seeded_by_the_generator_and_leaves_global_state(clean):
+    state = torch.get_rng_state()
+    with library_rng(torch.Generator().manual_seed(1)):
+        a = torch.rand(3)
+    with library_rng(torch.Generator().manual_seed(1)):
+        b = torch.rand(3)
+    assert torch.equal(a, b)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_unknown_synthesis_is_one_line_error(clean):
+    from rar_edge.errors import RarEdgeError
+
+    with pytest.raises(RarEdgeError, match="unknown synthesis 'v9'; choose one of v1, v2"):
+        degrade(clean, seed=0, synthesis="v9")
+
+
+def test_foreign_synthesis_runs_every_model_and_is_reproducible(clean):
+    from rar_edge.eval.foreign import _models, apply_foreign
+
+    models = _models()
+    assert set(models) == set(DEGRADATIONS)
+    small = clean.repeat(4, 1, 1, 1)[:, :, :64, :64]
+    for j, name in enumerate(DEGRADATIONS):
+        labels = torch.zeros(small.shape[0], len(DEGRADATIONS))
+        labels[:, j] = 1
+        a, b = apply_foreign(small, labels, seed=j), apply_foreign(small, labels, seed=j)
+        assert torch.equal(a.degraded, b.degraded)
+        assert torch.all((a.degraded - small).abs().mean(dim=(1, 2, 3)) > 1e-3), name
+        assert {a.model_name(i, name) for i in range(small.shape[0])} <= set(models[name])
+
+
+def test_training_never_imports_the_foreign_synthesis():
+    """The independent test synthesis must stay out of training for good."""
+    code = ("import sys, torch\n"
+            "from rar_edge.train import trainer\n"
+            "from rar_edge.quantize import distill\n"
+            "assert 'rar_edge.eval.foreign' not in sys.modules, 'training imported the foreign synthesis'\n"
+            "assert 'albumentations' not in sys.modules\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_runs_on_cuda(clean):
-    b = degrade(clean.cuda(), seed=0)
-    assert b.degraded.is_cuda
-    b2 = degrade(clean.cuda(), seed=0)
-    assert torch.equal(b.degraded, b2.degraded)
+    for syn in SYNTHESES:
+        b = degrade(clean.cuda(), seed=0, synthesis=syn)
+        assert b.degraded.is_cuda
+        assert torch.equal(b.degraded, degrade(clean.cuda(), seed=0, synthesis=syn).degraded)

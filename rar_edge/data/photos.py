@@ -7,8 +7,6 @@ hub. The trainer itself takes any folder (DIV2K, Flickr2K, your own).
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -18,28 +16,20 @@ from PIL import Image
 from rar_edge.atomic import atomic_dir
 from rar_edge.errors import RarEdgeError
 
-from .folder import list_images, load_rgb
+from .debian_photos import READERS, Photo, debian_photos
 
 #: Photos bundled in scikit-image's wheel (loaders that need pooch downloads are left out).
 SKIMAGE_PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "moon", "coins", "brick", "grass",
                   "gravel", "stereo_motorcycle")
 SKIMAGE_LICENCE = "scikit-image data: public domain / CC0 / BSD per skimage/data/README.txt"
 
-#: Debian packages with photographs, and where inside each package they lie.
-DEBIAN_PACKAGES: dict[str, str] = {
-    "mate-backgrounds": "usr/share/backgrounds/mate/nature",
-    "lomiri-wallpapers-16.04": "usr/share/backgrounds",
-    "lxqt-themes": "usr/share/lxqt/wallpapers",
-    "plasma-workspace-wallpapers": "usr/share/wallpapers",
-}
-
-#: Wallpapers in those packages that are drawings or logos, not photographs: names containing
-#: one of NOT_PHOTO_WORDS, or named exactly one of NOT_PHOTO_NAMES (lower case).
-NOT_PHOTO_WORDS = ("logo", "origami", "triangles", "waves", "plasma", "simple_blue", "this-is-not-windows")
-NOT_PHOTO_NAMES = ("beam", "blinds", "analogpattern_by_peter_nerlich", "umang_by_abhishek_mudgal",
-                   "greentock_by_peter_nerlich", "honeywave", "patak", "altai", "autumn", "canopee", "cascade",
-                   "cluster", "elarun", "flow", "flyingkonqui", "icecold", "kay", "kokkini", "opal", "pastelhills",
-                   "safelanding", "shell", "volna", "milkyway", "darkesthour", "kite")
+#: The held-out photos of the earlier, 52-photo split: they stay held out, so the shipped weights
+#: (trained on that split) and samples/ (cut from three of them) are still judged on unseen photos.
+PREVIOUS_HELDOUT = (
+    "lomiri-wallpapers-16.04_Picture_1A_by_freespace", "lomiri-wallpapers-16.04_picosdeeuropa_by_Aitzol_Berasategi",
+    "lxqt-themes_appleflower", "mate-backgrounds_Aqua", "mate-backgrounds_RainDrops",
+    "plasma-workspace-wallpapers_ColdRipple", "plasma-workspace-wallpapers_Path", "skimage_coffee",
+)
 
 
 def skimage_photos() -> dict[str, np.ndarray]:
@@ -58,75 +48,68 @@ def skimage_photos() -> dict[str, np.ndarray]:
     return out
 
 
-def debian_photos(workdir: Path, min_side: int = 512) -> tuple[dict[str, Path], dict[str, str]]:
-    """Download and unpack the Debian photo packages (no install); return photo paths and licence texts."""
-    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-        raise RarEdgeError("apt-get/dpkg not found: build the folder with --no-debian, or bring your own photos")
-    photos: dict[str, Path] = {}
-    licences: dict[str, str] = {}
-    for pkg, inner in DEBIAN_PACKAGES.items():
-        res = subprocess.run(["apt-get", "download", pkg], cwd=workdir, capture_output=True, text=True)
-        debs = sorted(workdir.glob(f"{pkg}_*.deb"))
-        if res.returncode != 0 or not debs:
-            raise RarEdgeError(f"apt-get download {pkg} failed: {res.stderr.strip().splitlines()[-1:]}; "
-                               "run 'apt-get update' first, or pass --no-debian")
-        root = workdir / pkg
-        subprocess.run(["dpkg", "-x", str(debs[0]), str(root)], check=True)
-        copyright_file = root / "usr/share/doc" / pkg / "copyright"
-        licences[pkg] = copyright_file.read_text(errors="replace") if copyright_file.exists() else "see the Debian package"
-        best: dict[str, tuple[int, Path]] = {}
-        for path in list_images(root / inner) if (root / inner).is_dir() else []:
-            rel = path.relative_to(root / inner)
-            # Plasma ships one folder per wallpaper with several resolutions: keep the largest.
-            key = rel.parts[0] if len(rel.parts) > 1 else path.stem
-            if key.lower() in NOT_PHOTO_NAMES or any(w in key.lower() for w in NOT_PHOTO_WORDS):
-                continue
-            try:
-                with Image.open(path) as im:
-                    pixels = im.size[0] * im.size[1]
-                    if min(im.size) < min_side:
-                        continue
-            except OSError:
-                continue
-            if key not in best or pixels > best[key][0]:
-                best[key] = (pixels, path)
-        for key, (_, path) in best.items():
-            photos[f"{pkg}_{key}"] = path
-    return photos, licences
+def choose_heldout(photos: dict[str, Photo | np.ndarray], count: int, sharpened: set[str]) -> set[str]:
+    """``count`` held-out names: the previous split's first, then every k-th of the rest by name.
+
+    Names sort by source, so a stride spreads the held-out set across sources and scenes; sharpened
+    photos never count (their halos are not what a camera makes). The split depends on names only.
+    """
+    if count <= 0:
+        return set()
+    eligible = sorted(n for n in photos if n not in sharpened)
+    held = [n for n in PREVIOUS_HELDOUT if n in eligible][:count]
+    rest = [n for n in eligible if n not in held]
+    need = count - len(held)
+    if need > 0 and rest:
+        step = max(1, len(rest) // need)
+        held += rest[step // 2 :: step][:need]
+    return set(held)
 
 
-def build_photo_folder(out: str | Path, holdout: int = 6, use_debian: bool = True, max_side: int = 1024) -> dict:
+def _to_image(item: Photo | np.ndarray, max_side: int) -> Image.Image:
+    if isinstance(item, np.ndarray):
+        im = Image.fromarray(item)
+    else:
+        with item.open() as src:
+            im = src.convert("RGB")
+        if item.sharpened:
+            # Halving blurs away most of the sharpening halo the source added.
+            im = im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS)
+    if max(im.size) > max_side:
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return im
+
+
+def build_photo_folder(out: str | Path, holdout: int = 24, use_debian: bool = True, max_side: int = 1024,
+                       packages: tuple[str, ...] = tuple(READERS)) -> dict:
     """Write ``out/train`` and ``out/heldout`` (PNG, longer side <= max_side), ``out/sources.json`` and licences.
 
-    The held-out photos are every k-th photo by name, so the split is reproducible; training
-    must never see them (pass ``out/heldout`` as validation/eval data only).
+    ``sources.json`` records per photo its source, licence, author, original address and split.
+    The held-out photos (``choose_heldout``) are a function of the names, so the split is
+    reproducible; training must never see them (pass ``out/heldout`` as validation/eval data only).
     """
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp, atomic_dir(out) as stage:
-        sources: dict[str, dict] = {}
-        arrays = skimage_photos()
-        for name in arrays:
-            sources[name] = {"source": "scikit-image", "licence": SKIMAGE_LICENCE}
-        paths: dict[str, Path] = {}
+        items: dict[str, Photo | np.ndarray] = dict(skimage_photos())
+        sources: dict[str, dict] = {n: {"source": "scikit-image", "licence": SKIMAGE_LICENCE, "author": "",
+                                        "origin": "", "sharpened": False} for n in items}
         if use_debian:
-            paths, licences = debian_photos(Path(tmp))
+            photos, licences = debian_photos(Path(tmp), packages=packages)
             (stage / "licenses").mkdir()
             for pkg, text in licences.items():
                 (stage / "licenses" / f"{pkg}.txt").write_text(text)
-            for name in paths:
-                pkg = next(p for p in DEBIAN_PACKAGES if name.startswith(p + "_"))
-                sources[name] = {"source": f"Debian package {pkg}", "licence": f"licenses/{pkg}.txt"}
-        names = sorted(sources)
-        step = max(2, len(names) // holdout) if holdout else 0
-        held = set(names[step // 2 :: step][:holdout]) if holdout else set()
-        for name in names:
+            for p in photos:
+                items[p.name] = p
+                sources[p.name] = {"source": p.source, "licence": p.licence, "author": p.author,
+                                   "origin": p.origin, "sharpened": p.sharpened}
+        sharpened = {n for n, s in sources.items() if s.get("sharpened")}
+        held = choose_heldout(items, holdout, sharpened)
+        if len(held) < min(holdout, 1):
+            raise RarEdgeError(f"no photo can be held out of {len(items)}; lower --holdout")
+        for name in sorted(items):
             split = "heldout" if name in held else "train"
-            img = arrays[name] if name in arrays else load_rgb(paths[name], max_side)
-            im = Image.fromarray(img)
-            if max(im.size) > max_side:
-                im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             (stage / split).mkdir(exist_ok=True)
-            im.save(stage / split / f"{name}.png")
+            _to_image(items[name], max_side).save(stage / split / f"{name}.png")
             sources[name]["split"] = split
-        (stage / "sources.json").write_text(json.dumps(sources, indent=2))
-    return {"train": len(names) - len(held), "heldout": len(held), "out": str(out)}
+        (stage / "sources.json").write_text(json.dumps(sources, indent=2, sort_keys=True))
+    return {"train": len(items) - len(held), "heldout": len(held), "out": str(out)}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from rar_edge import DEGRADATIONS
-from rar_edge.data.degrade import DegradedBatch, apply_degradations
+from rar_edge import DEGRADATIONS, FOREIGN_SYNTHESIS
+from rar_edge.data.degrade import DEFAULT_SYNTHESIS, DegradedBatch, apply_degradations
 
 COMPOSITES: tuple[tuple[str, ...], ...] = (
     ("blur", "noise"), ("noise", "jpeg"), ("rain", "haze"), ("blur", "noise", "jpeg"),
@@ -23,8 +23,11 @@ def cases_within(degradations: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
 
 
 def make_cases(clean: torch.Tensor, seed: int = 0, severity: tuple[float, float] = (0.2, 0.9),
-               cases: tuple[tuple[str, ...], ...] = CASES) -> tuple[DegradedBatch, list[str]]:
-    """Every image of ``clean`` (N,3,H,W) under every case, severities drawn in ``severity`` from ``seed``.
+               cases: tuple[tuple[str, ...], ...] = CASES,
+               synthesis: str = DEFAULT_SYNTHESIS) -> tuple[DegradedBatch, list[str]]:
+    """Every image of ``clean`` (N,3,H,W) under every case, severities drawn in ``severity`` from ``seed``,
+    each type made by a model of ``synthesis`` drawn at random (``batch.models`` says which); the foreign
+    test synthesis (rar_edge/eval/foreign.py) draws its own parameters (severities are reported as 0).
 
     Returns the batch (N * len(cases), case-major) and the case name of each row.
     """
@@ -36,7 +39,14 @@ def make_cases(clean: torch.Tensor, seed: int = 0, severity: tuple[float, float]
             labels[ci * n : (ci + 1) * n, DEGRADATIONS.index(name)] = 1
     lo, hi = severity
     sev = (lo + (hi - lo) * torch.rand(labels.shape, generator=gen)) * labels
+    if synthesis == FOREIGN_SYNTHESIS:
+        from .foreign import apply_foreign
+
+        return apply_foreign(clean.repeat(len(cases), 1, 1, 1), labels, seed), _names(cases, n)
     dev_gen = torch.Generator(device=clean.device).manual_seed(seed)
-    batch = apply_degradations(clean.repeat(len(cases), 1, 1, 1), labels, sev, dev_gen)
-    names = [case_name(case) for case in cases for _ in range(n)]
-    return batch, names
+    batch = apply_degradations(clean.repeat(len(cases), 1, 1, 1), labels, sev, dev_gen, synthesis)
+    return batch, _names(cases, n)
+
+
+def _names(cases: tuple[tuple[str, ...], ...], n: int) -> list[str]:
+    return [case_name(case) for case in cases for _ in range(n)]

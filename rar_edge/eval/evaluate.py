@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rar_edge import DEGRADATIONS
+from rar_edge import DEFAULT_SYNTHESIS, DEGRADATIONS
 from rar_edge.data.folder import PhotoFolder
 from rar_edge.loop import StopRule
 from rar_edge.model import RAR
@@ -42,14 +42,17 @@ def trajectory(model, deg: torch.Tensor, clean: torch.Tensor, steps: int,
 
 @torch.no_grad()
 def evaluate(model: RAR, data: str, rule: StopRule | None = None, crop: int = 256, max_images: int = 16,
-             seed: int = 0, batch_size: int = 8) -> dict:
-    """Evaluate on centre crops of the photos in ``data`` under every case of rar_edge.eval.cases."""
+             seed: int = 0, batch_size: int = 8, synthesis: str = DEFAULT_SYNTHESIS) -> dict:
+    """Evaluate on centre crops of the photos in ``data`` under every case of rar_edge.eval.cases, degraded
+    by ``synthesis`` (a training one, or the foreign test synthesis); single-type cases are also
+    reported per degradation model (``per_model``, keyed ``type/model``)."""
     rule = rule or model.stop_rule()
     photos = PhotoFolder(data)
     device = next(iter(model.parameters()), torch.empty(0)).device  # converted int8 graphs may hold no parameters
     clean_all = photos.center_crops(crop)[:max_images].to(device)
-    batch, names = make_cases(clean_all, seed=seed)
+    batch, names = make_cases(clean_all, seed=seed, synthesis=synthesis)
     rows: dict[str, dict[str, list[float]]] = {}
+    model_rows: dict[str, dict[str, list[float]]] = {}
     probs_all, labels_all, pred_q, true_q = [], [], [], []
     for i in range(0, len(names), batch_size):
         sl = slice(i, i + batch_size)
@@ -58,21 +61,27 @@ def evaluate(model: RAR, data: str, rule: StopRule | None = None, crop: int = 25
         q, t, _ = trajectory(model, deg, clean, max(1, rule.max_steps), SRCC_PSNR_CAP_DB)
         pred_q += q.ravel().tolist()
         true_q += t.ravel().tolist()
-        for name, res, d, c, lab in zip(names[sl], results, deg.cpu().numpy(), clean.cpu().numpy(), batch.labels[sl]):
+        for row, (name, res, d, c, lab) in enumerate(zip(names[sl], results, deg.cpu().numpy(), clean.cpu().numpy(),
+                                                         batch.labels[sl]), start=i):
             out = res.image.cpu().numpy()
-            r = rows.setdefault(name, {k: [] for k in ("psnr_in", "psnr_out", "ssim_in", "ssim_out", "steps")})
-            r["psnr_in"].append(min(psnr(d, c), 100.0))
-            r["psnr_out"].append(min(psnr(out, c), 100.0))
-            r["ssim_in"].append(ssim(d, c))
-            r["ssim_out"].append(ssim(out, c))
-            r["steps"].append(res.steps)
+            values = {"psnr_in": min(psnr(d, c), 100.0), "psnr_out": min(psnr(out, c), 100.0),
+                      "ssim_in": ssim(d, c), "ssim_out": ssim(out, c), "steps": res.steps}
+            keys = [(rows, name)]
+            if name in DEGRADATIONS:
+                keys.append((model_rows, f"{name}/{batch.model_name(row, name)}"))
+            for table, key in keys:
+                r = table.setdefault(key, {k: [] for k in values})
+                for k, v in values.items():
+                    r[k].append(v)
             probs_all.append([res.degradations[n] for n in DEGRADATIONS])
             labels_all.append(lab.tolist())
     per_case = {name: {k: float(np.mean(v)) for k, v in r.items()} for name, r in rows.items()}
+    per_model = {key: {**{k: float(np.mean(v)) for k, v in r.items()}, "n": len(r["steps"])}
+                 for key, r in sorted(model_rows.items())}
     probs, labels = np.array(probs_all), np.array(labels_all)
     report = {
-        "images": int(clean_all.shape[0]), "crop": crop, "stop_rule": rule.__dict__,
-        "cases": per_case,
+        "images": int(clean_all.shape[0]), "crop": crop, "stop_rule": rule.__dict__, "synthesis": synthesis,
+        "cases": per_case, "per_model": per_model,
         "assessor_srcc": srcc(pred_q, true_q),
         "degradation_auc": {n: roc_auc(probs[:, j], labels[:, j]) for j, n in enumerate(DEGRADATIONS)},
     }
@@ -85,6 +94,9 @@ def format_report(report: dict) -> str:
     for name, r in report["cases"].items():
         lines.append(f"{name:<18} {r['psnr_in']:>8.2f} {r['psnr_out']:>9.2f} {r['psnr_out'] - r['psnr_in']:>+6.2f} "
                      f"{r['ssim_in']:>8.3f} {r['ssim_out']:>9.3f} {r['steps']:>6.2f}")
+    for key, r in report.get("per_model", {}).items():
+        lines.append(f"  {key:<26} {r['psnr_in']:>8.2f} {r['psnr_out']:>9.2f} {r['psnr_out'] - r['psnr_in']:>+6.2f}"
+                     f"  (n={r['n']})")
     lines.append(f"assessor SRCC (predicted quality vs true PSNR of each decode): {report['assessor_srcc']:.3f}")
     lines.append("degradation AUC: " + ", ".join(f"{k} {v:.3f}" for k, v in report["degradation_auc"].items()))
     return "\n".join(lines)

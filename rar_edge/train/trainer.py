@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from rar_edge import DEGRADATIONS
 from rar_edge.atomic import recover_dir
-from rar_edge.data.degrade import apply_degradations, sample_specs
+from rar_edge.data.degrade import DEFAULT_SYNTHESIS, apply_degradations, check_synthesis, sample_specs
 from rar_edge.data.folder import PhotoFolder
 from rar_edge.errors import RarEdgeError
 from rar_edge.eval.cases import cases_within, make_cases
@@ -54,6 +54,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast, CUDA only
     compile: bool = False  # torch.compile, CUDA only
     degradations: tuple[str, ...] = DEGRADATIONS  # train on a subset (e.g. a denoise-only model)
+    synthesis: str = DEFAULT_SYNTHESIS  # degradation models (rar_edge/data/degrade.py); validation uses the same
     init: str | None = None  # start from these weights (not a resume: new optimizer and schedule)
     resume: bool = False  # continue OUT/last exactly
     weights: LossWeights = field(default_factory=LossWeights)
@@ -82,21 +83,21 @@ def training_batch(photos: PhotoFolder, cfg: TrainConfig, step: int, rank: int, 
     clean = photos.random_crops(cfg.batch, cfg.crop, gen).to(device)
     dev_gen = torch.Generator(device=device).manual_seed(seed)
     labels, severity = sample_specs(cfg.batch, gen, types=tuple(cfg.degradations))
-    batch = apply_degradations(clean, labels, severity, dev_gen)
+    batch = apply_degradations(clean, labels, severity, dev_gen, cfg.synthesis)
     t = torch.rand(cfg.batch, generator=gen).to(device)
     return batch, t
 
 
 @torch.no_grad()
 def validate(model: RAR, objective: RARObjective, val_clean: torch.Tensor, batch_size: int = 16,
-             degradations: tuple[str, ...] = DEGRADATIONS) -> dict:
+             degradations: tuple[str, ...] = DEGRADATIONS, synthesis: str = DEFAULT_SYNTHESIS) -> dict:
     """Loss and PSNR in -> out (after ``objective.unroll`` steps) per case on the fixed validation set.
 
     Only the cases made of the ``degradations`` the model trains on: a denoise-only model is not
     judged on rain it never saw.
     """
     model.eval()
-    batch, names = make_cases(val_clean, seed=1234, cases=cases_within(degradations))
+    batch, names = make_cases(val_clean, seed=1234, cases=cases_within(degradations), synthesis=synthesis)
     totals: dict[str, list[float]] = {}
     loss_sum, count = 0.0, 0
     for i in range(0, len(names), batch_size):
@@ -144,6 +145,7 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     unknown = set(cfg.degradations) - set(DEGRADATIONS)
     if unknown or not cfg.degradations:
         raise RarEdgeError(f"unknown degradations {sorted(unknown)}; choose from {', '.join(DEGRADATIONS)}")
+    check_synthesis(cfg.synthesis)
     out = Path(cfg.out)
     last = recover_dir(out / "last")  # a run killed mid-checkpoint left its previous one aside
     recover_dir(out / "best")
@@ -234,7 +236,8 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                 done = step + 1
                 if done % cfg.val_every == 0 or done == cfg.steps:
                     if info.is_main:
-                        metrics = validate(model, objective, val_clean, degradations=cfg.degradations)
+                        metrics = validate(model, objective, val_clean, degradations=cfg.degradations,
+                                           synthesis=cfg.synthesis)
                         with open(log_path, "a") as f:
                             f.write(json.dumps({"step": done, "val": metrics}) + "\n")
                         bar.write(f"step {done}: val loss {metrics['loss']:.4f}, "
