@@ -30,6 +30,15 @@ def _writable(final: Path) -> Iterator[None]:
         raise RarEdgeError(f"cannot write {final} ({e.strerror or e}); choose a writable location") from None
 
 
+def probe_writable(folder: str | os.PathLike) -> None:
+    """Fail now, in one line, if ``folder`` cannot be created or written (before hours of work, not after)."""
+    folder = Path(folder)
+    with _writable(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".probe.{_writer_tag()}."):
+            pass
+
+
 def _umask() -> int:
     """The process umask, read without changing it where /proc allows (os.umask alone is not thread-safe)."""
     try:

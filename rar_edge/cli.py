@@ -44,6 +44,16 @@ def _check_eval_args(multiple: int, crop: int, max_images: int) -> None:
         raise RarEdgeError(f"--max-images must be at least 1, got {max_images}")
 
 
+def _marks(text: str | None) -> tuple[float, ...]:
+    try:
+        marks = tuple(float(m) for m in text.split(",")) if text else ()
+    except ValueError:
+        raise RarEdgeError(f"--marks {text!r}: pass minutes separated by commas, e.g. 15,30,60") from None
+    if any(not 0 < m < float("inf") for m in marks):
+        raise RarEdgeError(f"--marks {text!r}: every mark must be a positive number of minutes")
+    return marks
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from rar_edge.train.trainer import TrainConfig, train
 
@@ -51,7 +61,8 @@ def cmd_train(a: argparse.Namespace) -> int:
                       unroll=a.unroll, seed=a.seed, val_data=a.val_data, val_every=a.val_every,
                       ckpt_every=a.ckpt_every, warmup=a.warmup, device=a.device, amp=not a.no_amp,
                       compile=a.compile, init=a.init, resume=a.resume,
-                      degradations=tuple(a.degradations.split(",")), synthesis=a.synthesis)
+                      degradations=tuple(a.degradations.split(",")), synthesis=a.synthesis, minutes=a.minutes,
+                      ckpt_minutes=a.ckpt_minutes, marks=_marks(a.marks))
     metrics = train(cfg)
     if metrics:
         print(f"done: {a.out}/last (mean PSNR gain on validation {metrics['mean_gain']:+.2f} dB)")
@@ -209,6 +220,16 @@ def cmd_profile(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack(a: argparse.Namespace) -> int:
+    from rar_edge.train.checkpoint import pack_checkpoint
+
+    out = pack_checkpoint(a.checkpoint, a.out, a.note)
+    size = sum(p.stat().st_size for p in out.iterdir())
+    print(f"wrote {out} ({size / 1e6:.1f} MB, float16 weights)")
+    print(f"next: git add {out}; a new machine continues with rar-edge train --init {out} ...")
+    return 0
+
+
 def cmd_photos(a: argparse.Namespace) -> int:
     from rar_edge.data.photos import build_photo_folder
 
@@ -265,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="start from these weights (new optimizer and schedule)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in OUT/last exactly (same step, LR and data order)")
+    p.add_argument("--minutes", type=float,
+                   help="time budget: the LR decays over this much training time (across resumes), and the run "
+                        "stops with a checkpoint when it is spent (--steps still caps it)")
+    p.add_argument("--ckpt-minutes", type=float, help="also checkpoint OUT/last this often (default: 1 with --minutes)")
+    p.add_argument("--marks", help="minutes at which to keep weights-only snapshots in OUT/marks/ (e.g. 15,30,60; "
+                                   "bench/learning_curve.py evaluates them)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("distill", parents=[common],
@@ -358,10 +385,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("photos", parents=[common],
                        help="build a training photo folder from offline sources")
     p.add_argument("-o", "--out", required=True)
-    p.add_argument("--holdout", type=int, default=8, help="photos kept out of training (OUT/heldout)")
+    p.add_argument("--holdout", type=int, default=24, help="photos kept out of training (OUT/heldout; default %(default)s)")
     p.add_argument("--no-debian", action="store_true", help="scikit-image's photos only (no apt-get)")
     p.add_argument("--max-side", type=int, default=1024)
     p.set_defaults(func=cmd_photos)
+
+    p = sub.add_parser("pack", parents=[common],
+                       help="a float16, weights-only copy of a checkpoint to commit (it outlives the machine)")
+    p.add_argument("checkpoint", help="checkpoint folder (e.g. RUN/best)")
+    p.add_argument("-o", "--out", required=True, help="folder to write (e.g. checkpoints/rar-edge-s)")
+    p.add_argument("--note", default="", help="what it is: data, steps, hardware (kept in its config.json)")
+    p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("presets", parents=[common],
                        help="list model presets with parameters and GMAC per megapixel")

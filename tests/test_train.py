@@ -132,3 +132,64 @@ def test_short_training_learns_to_denoise(photo_dir, tmp_path):
         (res,) = model.restore_loop(torch.from_numpy(noisy.transpose(2, 0, 1))[None])
         gains.append(psnr(res.image.numpy().transpose(1, 2, 0), clean) - psnr(noisy, clean))
     assert np.mean(gains) > 0.5, gains
+
+
+def test_time_budget_stops_with_checkpoint_marks_and_decayed_lr(photo_dir, tmp_path):
+    """--minutes: the run ends by itself when the budget is spent, with OUT/last written, the LR at the
+    end of its cosine, snapshots at the marks, and the spent time carried across a resume."""
+    out = tmp_path / "run"
+    cfg = _cfg(photo_dir, out, steps=100_000, warmup=1, minutes=0.1, marks=(0.02, 0.05), ckpt_every=100_000)
+    metrics = train(cfg)
+    assert "mean_gain" in metrics  # validated at the stop
+    state = json.loads((out / "last" / "trainer.json").read_text())
+    step = json.loads((out / "last" / "config.json").read_text())["step"]
+    assert 1 < step < 100_000 and state["train_config"]["spent_s"] >= 6.0
+    lr = state["optimizer"]["param_groups"][0]["lr"]
+    assert lr <= cfg.lr * 0.06  # the cosine reached its floor (5 % of the peak) as the budget ran out
+    assert sorted(p.name for p in (out / "marks").iterdir()) == ["0.02min", "0.05min"]
+    mark = json.loads((out / "marks" / "0.05min" / "config.json").read_text())
+    assert mark["metrics"]["spent_s"] >= 3.0 and mark["step"] <= step
+    # A resume with a larger budget continues the clock, not from zero.
+    train(_cfg(photo_dir, out, steps=step + 2, warmup=1, minutes=10, resume=True, ckpt_every=100_000))
+    again = json.loads((out / "last" / "trainer.json").read_text())["train_config"]["spent_s"]
+    assert again >= state["train_config"]["spent_s"]
+
+
+@pytest.mark.parametrize("kw,match", [({"minutes": 0}, "--minutes must be a positive"),
+                                      ({"minutes": 0.01}, "leaves no time"),
+                                      ({"ckpt_minutes": -1}, "--ckpt-minutes must be a positive")])
+def test_bad_time_budget_is_refused_before_training(photo_dir, tmp_path, kw, match):
+    with pytest.raises(RarEdgeError, match=match):
+        train(_cfg(photo_dir, tmp_path / "run", **kw))
+    assert not (tmp_path / "run").exists()
+
+
+def test_unwritable_output_is_refused_before_training(photo_dir, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(RarEdgeError, match="cannot write .*file/run"):
+        train(_cfg(photo_dir, blocker / "run"))
+
+
+def test_checkpoints_hold_no_machine_path_and_pack_halves_them(photo_dir, tmp_path, monkeypatch):
+    from rar_edge.train.checkpoint import pack_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    train(_cfg(photo_dir, tmp_path / "runs" / "a", steps=3))
+    for name in ("config.json", "trainer.json"):
+        text = (tmp_path / "runs" / "a" / "last" / name).read_text()
+        assert str(tmp_path) not in text and str(photo_dir) not in text, name
+    trainer_json = json.loads((tmp_path / "runs" / "a" / "last" / "trainer.json").read_text())
+    assert trainer_json["train_config"]["out"] == "runs/a"
+    packed = pack_checkpoint(tmp_path / "runs" / "a" / "last", tmp_path / "checkpoints" / "tiny", note="3 steps")
+    assert sorted(p.name for p in packed.iterdir()) == ["config.json", "model.safetensors"]
+    full, _ = load_model(tmp_path / "runs" / "a" / "last")
+    half, cfg = load_model(packed)
+    assert cfg["weights_dtype"] == "float16" and cfg["note"] == "3 steps" and str(tmp_path) not in json.dumps(cfg)
+    for (k, a), (_, b) in zip(full.state_dict().items(), half.state_dict().items()):
+        assert b.dtype == a.dtype
+        torch.testing.assert_close(b, a.half().to(a.dtype), msg=k)
+    size = lambda d: (d / "model.safetensors").stat().st_size
+    assert size(packed) < 0.6 * size(tmp_path / "runs" / "a" / "last")
+    # --init from the packed copy starts a new run from its weights.
+    train(_cfg(photo_dir, tmp_path / "runs" / "b", steps=1, init=str(packed)))

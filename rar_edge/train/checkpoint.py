@@ -46,6 +46,23 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def portable(value: Any, root: Path | None = None) -> Any:
+    """``value`` with every absolute path made machine-independent: relative to ``root`` (the working
+    folder) when inside it, else its last three parts (``runs/teacher4/last``). Nested dicts and lists too."""
+    root = Path.cwd() if root is None else root
+    if isinstance(value, dict):
+        return {k: portable(v, root) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(portable(v, root) for v in value)
+    if isinstance(value, str) and value.startswith("/") and "\n" not in value:
+        path = Path(value)
+        try:
+            return str(path.relative_to(root))
+        except ValueError:
+            return str(Path(*path.parts[-3:])) if len(path.parts) > 3 else str(Path(*path.parts[1:]))
+    return value
+
+
 def write_model_files(folder: Path, model: RAR, preset: str, step: int, metrics: dict | None = None,
                       extra_config: dict | None = None) -> None:
     """Write model.safetensors and config.json into an existing folder (callers make it atomic)."""
@@ -54,7 +71,7 @@ def write_model_files(folder: Path, model: RAR, preset: str, step: int, metrics:
     config = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__,
         "preset": preset, "model": model.config.to_dict(), "step": step, "metrics": metrics or {},
-        "quality_meaning": QUALITY_MEANING, **(extra_config or {}),
+        "quality_meaning": QUALITY_MEANING, **portable(extra_config or {}),
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2))
 
@@ -78,9 +95,24 @@ def save_checkpoint(
             tensors, meta = _flatten_optimizer(optimizer.state_dict())
             save_file(tensors, tmp / "optimizer.safetensors")
             trainer = {"optimizer": meta, "scheduler": scheduler.state_dict() if scheduler else None,
-                       "train_config": train_config or {}}
+                       "train_config": portable(train_config or {})}
             (tmp / "trainer.json").write_text(json.dumps(trainer, indent=2))
     return path
+
+
+def pack_checkpoint(src: str | Path, dst: str | Path, note: str = "") -> Path:
+    """A release copy of a checkpoint for committing: weights only, in float16 (half the bytes; loading
+    casts back to float32), config.json with machine paths made portable and ``note`` recorded."""
+    model, config = load_model(src)
+    dst = Path(dst)
+    with atomic_dir(dst) as tmp:
+        weights = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, tmp / "model.safetensors", metadata={"format": FORMAT, "preset": config["preset"]})
+        trainer = checkpoint_dir(src) / "trainer.json"
+        run = json.loads(trainer.read_text()).get("train_config", {}) if trainer.is_file() else {}
+        packed = {**config, "weights_dtype": "float16", "note": note, "train_config": run}
+        (tmp / "config.json").write_text(json.dumps(portable(packed), indent=2))
+    return dst
 
 
 def checkpoint_dir(path: str | Path) -> Path:

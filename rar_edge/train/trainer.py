@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from rar_edge import DEGRADATIONS
-from rar_edge.atomic import recover_dir
+from rar_edge.atomic import probe_writable, recover_dir
 from rar_edge.data.degrade import DEFAULT_SYNTHESIS, apply_degradations, check_synthesis, sample_specs
 from rar_edge.data.folder import PhotoFolder
 from rar_edge.errors import RarEdgeError
@@ -57,6 +57,9 @@ class TrainConfig:
     synthesis: str = DEFAULT_SYNTHESIS  # degradation models (rar_edge/data/degrade.py); validation uses the same
     init: str | None = None  # start from these weights (not a resume: new optimizer and schedule)
     resume: bool = False  # continue OUT/last exactly
+    minutes: float | None = None  # a time budget: the LR schedule follows elapsed time, the run stops at it
+    ckpt_minutes: float | None = None  # also checkpoint OUT/last this often (default 1 with --minutes)
+    marks: tuple[float, ...] = ()  # minutes at which to keep a weights-only snapshot in OUT/marks/<m>min
     weights: LossWeights = field(default_factory=LossWeights)
     progress: bool = True
 
@@ -64,12 +67,35 @@ class TrainConfig:
         return asdict(self)
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up, then cosine decay to 5 % of the peak."""
+def lr_factor(step: int, warmup: int, total: int, progress: float | None = None) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 5 % of the peak over the remaining
+    steps, or over ``progress`` (the spent fraction of a time budget) when given."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+    if progress is None:
+        progress = (step - warmup) / max(1, total - warmup)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+
+class Clock:
+    """Training time spent in a run, across resumes (stored in each checkpoint's trainer.json)."""
+
+    def __init__(self, spent_s: float = 0.0, budget_s: float | None = None) -> None:
+        self.budget_s = budget_s
+        self._base, self._start = spent_s, time.perf_counter()
+
+    @property
+    def spent_s(self) -> float:
+        return self._base + time.perf_counter() - self._start
+
+    def progress(self, warmup_s: float) -> float | None:
+        """The spent fraction of the budget after warm-up (None without a budget)."""
+        if self.budget_s is None:
+            return None
+        return (self.spent_s - warmup_s) / max(1.0, self.budget_s - warmup_s)
+
+    def over(self) -> bool:
+        return self.budget_s is not None and self.spent_s >= self.budget_s
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -146,12 +172,18 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     if unknown or not cfg.degradations:
         raise RarEdgeError(f"unknown degradations {sorted(unknown)}; choose from {', '.join(DEGRADATIONS)}")
     check_synthesis(cfg.synthesis)
+    for flag, value in (("--minutes", cfg.minutes), ("--ckpt-minutes", cfg.ckpt_minutes)):
+        if value is not None and not 0 < value < float("inf"):
+            raise RarEdgeError(f"{flag} must be a positive number of minutes, got {value}")
+    if cfg.minutes is not None and cfg.minutes * 60 < 5:
+        raise RarEdgeError(f"--minutes {cfg.minutes:g} leaves no time for a step and a checkpoint; give at least 0.1")
     out = Path(cfg.out)
     last = recover_dir(out / "last")  # a run killed mid-checkpoint left its previous one aside
     recover_dir(out / "best")
     if (last / "config.json").exists() and not cfg.resume:
         raise RarEdgeError(f"{out} already holds a run (step {read_config(last)['step']}): "
                            "pass --resume to continue it, or choose another --out")
+    probe_writable(out)
     info = distributed.setup(cfg.device)
     photos = PhotoFolder(cfg.data)
     val_photos = PhotoFolder(cfg.val_data) if cfg.val_data else photos
@@ -161,7 +193,10 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     task = build_task(cfg, info.device)
     model, objective = task.model, task.objective
     optimizer = torch.optim.AdamW(task.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
+    clock = Clock(0.0, cfg.minutes * 60 if cfg.minutes else None)
+    warmup_s = [0.0]  # with a time budget, the cosine starts when warm-up ends
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.steps, clock.progress(warmup_s[0])))
 
     start = 0
     if (last / "config.json").exists():
@@ -172,7 +207,9 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
         if task.load_model_state is not None:
             task.load_model_state(resumed.state_dict())
         load_extras(last, task.extras)
-        load_training_state(last, optimizer, scheduler)
+        state = load_training_state(last, optimizer, scheduler)
+        clock = Clock(state.get("train_config", {}).get("spent_s", 0.0), clock.budget_s)
+        warmup_s[0] = state.get("train_config", {}).get("warmup_s", 0.0)
         start = saved["step"]
         if info.is_main:
             log.info("resuming %s from step %d", last, start)
@@ -189,8 +226,14 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
 
     def checkpoint(step: int, metrics: dict, name: str = "last") -> None:
         if info.is_main:
+            run = {k: v for k, v in cfg.to_dict().items() if k != "weights"}
             save_checkpoint(out / name, task.float_model(), cfg.preset, step, metrics, optimizer, scheduler,
-                            {k: v for k, v in cfg.to_dict().items() if k != "weights"}, task.extras)
+                            {**run, "spent_s": clock.spent_s, "warmup_s": warmup_s[0]}, task.extras)
+        last_ckpt_s[0] = clock.spent_s
+
+    last_ckpt_s = [clock.spent_s]
+    ckpt_minutes = cfg.ckpt_minutes or (1.0 if cfg.minutes else None)
+    marks_left = sorted(m for m in cfg.marks if m * 60 > clock.spent_s)
 
     metrics: dict = {}
     best_gain = -float("inf")
@@ -234,7 +277,15 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                                     img_s=f"{rate:.1f}")
                 bar.update(1)
                 done = step + 1
-                if done % cfg.val_every == 0 or done == cfg.steps:
+                if done == cfg.warmup:
+                    warmup_s[0] = clock.spent_s
+                out_of_time = distributed.any_rank(clock.over(), info)
+                while marks_left and clock.spent_s >= marks_left[0] * 60:
+                    if info.is_main:  # a snapshot to evaluate later (bench/learning_curve.py): weights only
+                        save_checkpoint(out / "marks" / f"{marks_left[0]:g}min", task.float_model(), cfg.preset,
+                                        done, {"spent_s": clock.spent_s})
+                    marks_left.pop(0)
+                if done % cfg.val_every == 0 or done == cfg.steps or out_of_time:
                     if info.is_main:
                         metrics = validate(model, objective, val_clean, degradations=cfg.degradations,
                                            synthesis=cfg.synthesis)
@@ -248,9 +299,13 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                 # Stop only between whole steps: the checkpoint then matches its step count, so
                 # --resume stays exact (rar_edge/train/signals.py). One tiny all-reduce per step under DDP.
                 stopping = distributed.any_rank(stop.requested is not None, info) and done < cfg.steps
-                if stopping or done % cfg.ckpt_every == 0 or done == cfg.steps:
+                timed = ckpt_minutes is not None and clock.spent_s - last_ckpt_s[0] >= ckpt_minutes * 60
+                if stopping or timed or out_of_time or done % cfg.ckpt_every == 0 or done == cfg.steps:
                     checkpoint(done, metrics)
                     distributed.barrier(info)
+                if out_of_time:
+                    bar.write(f"time budget of {cfg.minutes:g} min spent after step {done}: checkpoint in {last}")
+                    break
                 if stopping:
                     signum = stop.requested or signal.SIGTERM  # another rank's signal
                     raise TrainingInterrupted(signum, f"stopped by {signal.Signals(signum).name} after step {done}; "
