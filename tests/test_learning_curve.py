@@ -1,0 +1,43 @@
+"""bench/learning_curve.py: a recipe trained to time marks, every snapshot evaluated at fixed steps."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rar_edge import DEGRADATIONS
+from rar_edge.eval.evaluate import evaluate
+from rar_edge.train.checkpoint import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("learning_curve", ROOT / "bench" / "learning_curve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_learning_curve_trains_to_marks_and_evaluates_each(photo_dir, tmp_path, capsys):
+    lc = _bench()
+    out = tmp_path / "run"
+    args = ["--train", f"--preset rar-tiny --data {photo_dir} --batch 2 --crop 32 --warmup 1",
+            "--out", str(out), "--marks", "0.03,0.1", "--photos", str(photo_dir), "--syntheses", "v1,v2",
+            "--crop", "32", "--max-images", "2", "--steps", "1", "--json", str(tmp_path / "lc.json")]
+    assert lc.main(args) == 0
+    rows = json.loads((tmp_path / "lc.json").read_text())
+    assert [(r["snapshot"], r["synthesis"]) for r in rows] == [
+        ("0.03min", "v1"), ("0.03min", "v2"), ("0.1min", "v1"), ("0.1min", "v2"), ("last", "v1"), ("last", "v2")]
+    assert rows[0]["spent_s"] >= 1.8 and rows[0]["step"] <= rows[2]["step"] <= rows[4]["step"]
+    # Each row is what `rar-edge eval` reports for that snapshot at fixed steps, summarised.
+    model, _ = load_model(out / "last")
+    ref = evaluate(model, str(photo_dir), lc.fixed_steps(1), crop=32, max_images=2, synthesis="v2")
+    gains = {d: ref["cases"][d]["psnr_out"] - ref["cases"][d]["psnr_in"] for d in DEGRADATIONS}
+    np.testing.assert_allclose([rows[5]["summary"][d] for d in DEGRADATIONS], [gains[d] for d in DEGRADATIONS])
+    assert abs(rows[5]["summary"]["single"] - np.mean(list(gains.values()))) < 1e-9
+    assert all(res["steps"] == 1 for res in ref["cases"].values())
+    assert "| run | snapshot | step | test synthesis |" in capsys.readouterr().out
