@@ -31,17 +31,18 @@ bench: install
 	$(PY) bench/complexity.py
 
 # The quality report of BENCHMARKS.md in one command (hours on 2 cores; minutes on a GPU server):
-#   make report TEACHER=runs/teacher/best [PHOTOS=photos/heldout] [STUDENT=...] [CROPS=8]
+#   make report [TEACHER=runs/teacher/best] [PHOTOS=photos/heldout] [STUDENT=...] [CROPS=8] [SYNTHESES=v2,albumentations]
 # Held-out photos are built first if missing (rar-edge photos: scikit-image + Debian packages).
 PHOTOS ?= photos/heldout
 STUDENT ?= rar_edge/weights/rar-edge-s
 CROPS ?= 8
+SYNTHESES ?= v2,albumentations
 report: install
-	@test -n "$(TEACHER)" || { echo "make report: pass TEACHER=<teacher checkpoint folder> (rar-edge train --out RUN: RUN/best)"; exit 2; }
 	$(PY) -m pip install --quiet -e ".[bench]"
 	@test -d "$(PHOTOS)" || $(VENV)/bin/rar-edge photos -o $(dir $(PHOTOS:/=))
 	mkdir -p runs/report
-	$(PY) bench/report.py --teacher $(TEACHER) --student $(STUDENT) --photos $(PHOTOS) --crops $(CROPS) \
+	$(PY) bench/report.py $(if $(TEACHER),--teacher $(TEACHER)) --student $(STUDENT) --photos $(PHOTOS) --crops $(CROPS) \
+		--syntheses $(SYNTHESES) \
 		--json runs/report/report.json --plot runs/report/report_psnr.png
 
 clean:

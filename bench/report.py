@@ -1,8 +1,12 @@
 """Quality report on held-out photos: input, classical baselines, teacher, student fp32, student int8
 through onnxruntime and through ExecuTorch (issue 6's benchmark report).
 
-    python bench/report.py --teacher runs/teacher/best --student rar_edge/weights/rar-edge-s \\
-        --photos photos/heldout --json report.json --plot docs/figures/report_psnr.png
+    python bench/report.py [--teacher runs/teacher/best] --student rar_edge/weights/rar-edge-s \\
+        --photos photos/heldout --syntheses v2,albumentations --json report.json --plot docs/figures/report_psnr.png
+
+Each test synthesis (``--syntheses``) gets its own table: ``v2`` is the training synthesis, ``albumentations``
+independent code no model trains on (the stand-in for users' photos, docs/degradations.md); ``v1`` is what
+previews 1-6 trained on.
 
 Every held-out photo gives ``--crops`` random crops; each crop goes through every evaluation case (the six
 single degradations, four composites, clean) with severities drawn in [0.2, 0.9] from a fixed seed. RAR
@@ -35,7 +39,7 @@ from baselines import METHODS, apply, ffdnet_method  # noqa: E402
 PSNR_CAP_DB = 100.0
 
 
-def test_set(photos: str, crops: int, crop: int, seed: int = 0):
+def test_set(photos: str, crops: int, crop: int, seed: int = 0, synthesis: str = "v2"):
     """(clean crops (N,H,W,3), degraded (N*cases,H,W,3), case name per degraded row, clean index per row)."""
     import torch
 
@@ -44,7 +48,7 @@ def test_set(photos: str, crops: int, crop: int, seed: int = 0):
 
     folder = PhotoFolder(photos)
     clean = folder.random_crops(crops * len(folder.images), crop, torch.Generator().manual_seed(seed))
-    batch, names = make_cases(clean, seed=seed)
+    batch, names = make_cases(clean, seed=seed, synthesis=synthesis)
     n = clean.shape[0]
     return (clean.numpy().transpose(0, 2, 3, 1), batch.degraded.clamp(0, 1).numpy().transpose(0, 2, 3, 1), names,
             [i % n for i in range(len(names))])
@@ -130,15 +134,26 @@ def markdown(results: dict, cases: list[str], classical: list[str]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--teacher", required=True)
+    p.add_argument("--teacher", help="a float teacher to compare (optional)")
     p.add_argument("--student", required=True, help="distilled student folder (float weights + int8/)")
     p.add_argument("--photos", required=True, help="held-out photos")
     p.add_argument("--crops", type=int, default=2, help="crops per photo")
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--json")
-    p.add_argument("--plot", help="PNG of PSNR per case and method")
+    p.add_argument("--plot", help="PNG of PSNR per case and method (first synthesis)")
+    p.add_argument("--syntheses", default="v2,albumentations", help="test syntheses, comma-separated")
     a = p.parse_args()
-    clean, degraded, names, index = test_set(a.photos, a.crops, a.crop)
+    reports = {}
+    for synthesis in a.syntheses.split(","):
+        print(f"\n## test synthesis: {synthesis}\n", flush=True)
+        reports[synthesis] = report_one(a, synthesis, a.plot if not reports else None)
+    if a.json:
+        Path(a.json).write_text(json.dumps(reports, indent=1) + "\n")
+
+
+def report_one(a: argparse.Namespace, synthesis: str, plot: str | None) -> dict:
+    """The tables of one test synthesis; returns its results."""
+    clean, degraded, names, index = test_set(a.photos, a.crops, a.crop, synthesis=synthesis)
     methods: dict = {"input": lambda x: (x, 0)}
     classical = dict(METHODS)
     ff = ffdnet_method()
@@ -146,7 +161,8 @@ def main() -> None:
         classical["ffdnet"] = ff
     methods.update({k: (lambda f: lambda x: (apply(f, x), 0))(f) for k, f in classical.items()})
     with tempfile.TemporaryDirectory() as tmp:
-        methods["teacher"] = torch_restorer(a.teacher)
+        if a.teacher:
+            methods["teacher"] = torch_restorer(a.teacher)
         methods["student fp32 (torch)"] = torch_restorer(a.student)
         methods["student int8 (onnxruntime)"] = runtime_restorer(a.student, "onnx", a.crop, Path(tmp))
         methods["student int8 (ExecuTorch)"] = runtime_restorer(a.student, "executorch", a.crop, Path(tmp))
@@ -156,23 +172,21 @@ def main() -> None:
         results = evaluate(methods, clean, degraded, names, index)
     cases = list(dict.fromkeys(names))
     print(markdown(results, cases, list(classical)))
-    for m in ("teacher", "student int8 (onnxruntime)", "student int8, step cap (onnxruntime)"):
+    for m in [m for m in ("teacher", "student int8 (onnxruntime)", "student int8, step cap (onnxruntime)") if m in results]:
         print(f"{m}: mean steps " + ", ".join(f"{c} {results[m][c]['steps']:.2f}" for c in cases))
     if "clean" in cases:
         print("clean crops returned unchanged, and the lowest PSNR: " + ", ".join(
             f"{m} {r['clean']['unchanged']:.0%} / {r['clean']['psnr_min']:.2f} dB" for m, r in results.items()
             if m != "input"))
-    if a.json:
-        Path(a.json).write_text(json.dumps({"cases": cases, "images_per_case": len(clean), "results": results},
-                                           indent=1) + "\n")
-    if a.plot:
+    if plot:
         from rar_edge.viz import line_plot
 
-        keep = ["input", "teacher", "student int8 (onnxruntime)"]
+        keep = [m for m in ("input", "teacher", "student int8 (onnxruntime)") if m in results]
         series = {m: [results[m][c]["psnr"] for c in cases] for m in keep}
         series["best classical"] = [max(results[m][c]["psnr"] for m in classical) for c in cases]
-        line_plot(series, a.plot, "PSNR per case (x: " + ", ".join(f"{i}={c}" for i, c in enumerate(cases))[:110] + ")",
+        line_plot(series, plot, "PSNR per case (x: " + ", ".join(f"{i}={c}" for i, c in enumerate(cases))[:110] + ")",
                   "case", "PSNR (dB)", size=(900, 440))
+    return {"cases": cases, "images_per_case": len(clean), "results": results}
 
 
 if __name__ == "__main__":
