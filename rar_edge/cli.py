@@ -60,7 +60,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = TrainConfig(preset=a.preset, data=a.data, out=a.out, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
                       unroll=a.unroll, seed=a.seed, val_data=a.val_data, val_every=a.val_every,
                       ckpt_every=a.ckpt_every, warmup=a.warmup, device=a.device, amp=not a.no_amp,
-                      compile=a.compile, init=a.init, resume=a.resume,
+                      compile=a.compile, channels_last=a.channels_last, init=a.init, resume=a.resume,
                       degradations=tuple(a.degradations.split(",")), synthesis=a.synthesis, minutes=a.minutes,
                       ckpt_minutes=a.ckpt_minutes, marks=_marks(a.marks))
     metrics = train(cfg)
@@ -282,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
-    p.add_argument("--compile", action="store_true", help="torch.compile the training step (CUDA)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the restore step module (CUDA; falls back to eager if compiling fails)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC weights and batches (faster on GPUs)")
     p.add_argument("--init", help="start from these weights (new optimizer and schedule)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in OUT/last exactly (same step, LR and data order)")

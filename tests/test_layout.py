@@ -66,7 +66,7 @@ def test_export_refuses_missing_weights_in_one_line(tmp_path):
 
 
 def test_checkout_pythonpath_mirrors_the_installed_package(tmp_path):
-    # bench/gpu_teacher.sh runs from a bare checkout (a lent GPU machine): every package-dir subpackage
+    # bench/gpu_window.py runs from a bare checkout (a lent GPU machine): every package-dir subpackage
     # must resolve, from the repository root, to the checkout's files through the link folder.
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+ (the package supports 3.10)
     package_dir = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]

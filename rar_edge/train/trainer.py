@@ -52,7 +52,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     device: str | None = None
     amp: bool = True  # bf16 autocast, CUDA only
-    compile: bool = False  # torch.compile, CUDA only
+    compile: bool = False  # torch.compile the restore step module (CUDA only; eager if compiling fails)
+    channels_last: bool = False  # NHWC weights and batches: faster convolutions on GPUs
     degradations: tuple[str, ...] = DEGRADATIONS  # train on a subset (e.g. a denoise-only model)
     synthesis: str = DEFAULT_SYNTHESIS  # degradation models (rar_edge/data/degrade.py); validation uses the same
     init: str | None = None  # start from these weights (not a resume: new optimizer and schedule)
@@ -217,8 +218,14 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
         log.info("nothing to resume in %s: starting a new run", out)
 
     runner: torch.nn.Module = objective
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    eager_step = None
     if info.device.type == "cuda" and cfg.compile:
-        runner = torch.compile(runner)
+        # Only the step module: the unrolled loop around it compiled for minutes without finishing (H200).
+        # Assigning forward keeps the state_dict's keys (a compiled submodule would rename them).
+        eager_step = model.restorer.forward
+        model.restorer.forward = torch.compile(eager_step)
     if info.world_size > 1:
         runner = torch.nn.parallel.DistributedDataParallel(
             runner, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
@@ -253,8 +260,25 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                 if task.on_step is not None:
                     task.on_step(step)
                 batch, t = training_batch(photos, cfg, step, info.rank, info.device)
-                with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    losses = runner(batch.degraded, batch.clean, batch.labels, t)
+                if cfg.channels_last:
+                    batch.degraded = batch.degraded.contiguous(memory_format=torch.channels_last)
+                    batch.clean = batch.clean.contiguous(memory_format=torch.channels_last)
+                first = step == start
+                tick = time.perf_counter()
+                try:
+                    with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                        losses = runner(batch.degraded, batch.clean, batch.labels, t)
+                except Exception as e:  # noqa: BLE001 - a compiler failure must not cost the run
+                    if not (first and eager_step is not None):
+                        raise
+                    log.warning("torch.compile failed (%s): training eagerly", str(e).splitlines()[0][:200])
+                    model.restorer.forward = eager_step
+                    eager_step = None
+                    with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                        losses = runner(batch.degraded, batch.clean, batch.labels, t)
+                if first and eager_step is not None and info.is_main:
+                    bar.write(f"first step with the compiled restore step: {time.perf_counter() - tick:.1f} s "
+                              "(compile time included)")
                 optimizer.zero_grad(set_to_none=True)
                 losses["total"].backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(task.parameters(), cfg.grad_clip)
