@@ -2,17 +2,15 @@
 
 A profile is JSON (``FORMAT``): device, backend, bundle it was measured with, ``method`` ("measured" on
 that device, or "estimated" with its ``basis``), date, package version, and per size "HxW" the median and
-p90 milliseconds of ``encode``, ``assess``, ``restore``, ``decode``. ``rar-edge profile`` measures the
-device it runs on; docs/runtime.md maps phone tools' reports onto the same fields.
+p90 milliseconds of ``encode``, ``assess``, ``restore``, ``decode`` (one tile) and, where measured,
+``overhead``: the runtime's own work per tile and pass (the scheduler charges it per tile and step).
+``rar-edge profile`` measures the device it runs on; docs/runtime.md maps phone tools' reports onto the same fields.
 """
 
 from __future__ import annotations
 
 import json
-import platform
-import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -107,39 +105,3 @@ def load_profile(path: str | Path) -> DeviceProfile:
 def save_profile(profile: DeviceProfile, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(profile.to_json(), indent=1) + "\n")
-
-
-def measure(bundle: str | Path, backend: str | None, sizes: list[tuple[int, int]], runs: int = 20,
-            warmup: int = 3, threads: int | None = None) -> DeviceProfile:
-    """Time every entry point at every size in this process (median and p90 of ``runs`` calls)."""
-    from .restorer import Restorer
-
-    options = {"threads": threads} if threads else {}
-    r = Restorer.load(bundle, backend=backend, warmup=False, **options)
-    if r.fixed_tile and any(s != r.fixed_tile for s in sizes):
-        raise RarEdgeError(f"{bundle} has a fixed input shape {r.fixed_tile[0]}x{r.fixed_tile[1]}: profile that size "
-                           "(or export with --dynamic)")
-    m = r.manifest
-    rng = np.random.default_rng(0)
-    table: dict = {}
-    for h, w in sizes:
-        image = rng.random((1, 3, h, w), dtype=np.float32)
-        z = r.backend.run("encode", [image])[0]
-        cond = r.backend.run("assess", [z])[2]
-        inputs = {"encode": [image], "assess": [z], "restore": [z, cond], "decode": [z]}
-        row = {}
-        for e in ENTRY_POINTS:
-            for _ in range(warmup):
-                r.backend.run(e, inputs[e])
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                r.backend.run(e, inputs[e])
-                times.append((time.perf_counter() - t0) * 1000.0)
-            row[e] = {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90))}
-        table[f"{h}x{w}"] = row
-    return DeviceProfile(device=f"{platform.node()} ({platform.machine()}, {platform.processor() or 'cpu'})",
-                         backend=r.backend.name, method="measured",
-                         basis=f"rar-edge profile: {runs} timed calls after {warmup} warm-up, random inputs",
-                         bundle={k: m[k] for k in ("preset", "precision", "target")}, sizes=table,
-                         date=datetime.now(timezone.utc).date().isoformat())

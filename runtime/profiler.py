@@ -7,14 +7,66 @@ timings here (TOOLCHAIN.md).
 from __future__ import annotations
 
 import multiprocessing
+import platform
 import queue as queue_module
+import time
+from datetime import datetime, timezone
 from pathlib import Path
+
+import numpy as np
 
 from rar_edge.errors import RarEdgeError
 from rar_edge.manifest import verify_bundle
 
-from .profile import DeviceProfile, measure, parse_profile, save_profile
+from .profile import ENTRY_POINTS, DeviceProfile, parse_profile, save_profile
+from .restorer import FORCED_STEP, Restorer
+from .scheduler import OVERHEAD
 
+
+def _stats(times: list[float]) -> dict[str, float]:
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90))}
+
+
+def measure(bundle: str | Path, backend: str | None, sizes: list[tuple[int, int]], runs: int = 20,
+            warmup: int = 3, threads: int | None = None) -> DeviceProfile:
+    """Time every entry point at every size in this process (median and p90 of ``runs`` calls)."""
+    options = {"threads": threads} if threads else {}
+    r = Restorer.load(bundle, backend=backend, warmup=False, **options)
+    if r.fixed_tile and any(s != r.fixed_tile for s in sizes):
+        raise RarEdgeError(f"{bundle} has a fixed input shape {r.fixed_tile[0]}x{r.fixed_tile[1]}: profile that size "
+                           "(or export with --dynamic)")
+    m = r.manifest
+    rng = np.random.default_rng(0)
+    table: dict = {}
+    for h, w in sizes:
+        image = rng.random((1, 3, h, w), dtype=np.float32)
+        z = r.backend.run("encode", [image])[0]
+        cond = r.backend.run("assess", [z])[2]
+        inputs = {"encode": [image], "assess": [z], "restore": [z, cond], "decode": [z]}
+        row = {}
+        for e in ENTRY_POINTS:
+            for _ in range(warmup):
+                r.backend.run(e, inputs[e])
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                r.backend.run(e, inputs[e])
+                times.append((time.perf_counter() - t0) * 1000.0)
+            row[e] = _stats(times)
+        # The runtime's own work per tile and pass (conversion, tiling, blending, per-step array work),
+        # measured through restore() with one forced step: the scheduler charges it per tile and pass.
+        per_unit = []
+        for i in range(warmup + max(3, runs // 4)):
+            res = r.restore(rng.random((h, w, 3), dtype=np.float32), **FORCED_STEP)
+            if i >= warmup:
+                per_unit.append(res.ms[OVERHEAD] / (res.tiles * (1 + res.steps_run)))
+        row[OVERHEAD] = _stats(per_unit)
+        table[f"{h}x{w}"] = row
+    return DeviceProfile(device=f"{platform.node()} ({platform.machine()}, {platform.processor() or 'cpu'})",
+                         backend=r.backend.name, method="measured",
+                         basis=f"rar-edge profile: {runs} timed calls after {warmup} warm-up, random inputs",
+                         bundle={k: m[k] for k in ("preset", "precision", "target")}, sizes=table,
+                         date=datetime.now(timezone.utc).date().isoformat())
 
 def _worker(bundle: str, backend: str | None, sizes: list[tuple[int, int]], runs: int, queue) -> None:
     try:

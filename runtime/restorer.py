@@ -17,10 +17,12 @@ from rar_edge.manifest import verify_bundle
 from .backends import ENTRY_POINTS, open_backend
 from .images import FULL_SCALE, check_megapixels, unit_float
 from .profile import DeviceProfile, load_profile
-from .scheduler import OVERHEAD, CostModel, adaptive_loop
+from .scheduler import OVERHEAD, CostModel, LoopOutcome, adaptive_loop
 from .tiling import Blender, grid, pad_to
 
 DEFAULT_TILE = 512  # for dynamic bundles
+#: A rule that takes exactly one step and decodes it (warm-up and profiling: every entry point runs).
+FORCED_STEP = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, min_change=0.0, keep="last")
 
 
 @dataclass
@@ -35,6 +37,7 @@ class RestoreResult:
     budget_ms: float | None = None
     budget_bound: bool = False  # the budget, not the stop rule, ended the loop
     model_skipped: bool = False  # the budget could not pay for encode + decode: input returned as is
+    cost_unknown: bool = False  # skipped because nothing says what the model costs here: warmup() or a profile
     tiles: int = 1
     alpha: np.ndarray | None = field(default=None, repr=False)
 
@@ -43,7 +46,7 @@ class RestoreResult:
                 "degradations": {k: round(v, 4) for k, v in self.degradations.items()},
                 "stop_reason": self.stop_reason, "ms": {k: round(v, 2) for k, v in self.ms.items()},
                 "budget_ms": self.budget_ms, "budget_bound": self.budget_bound,
-                "model_skipped": self.model_skipped, "tiles": self.tiles}
+                "model_skipped": self.model_skipped, "cost_unknown": self.cost_unknown, "tiles": self.tiles}
 
 
 def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
@@ -139,8 +142,8 @@ class _TiledImage:
         self.assessed = spread(len(self.tiles), restorer.assess_tiles)
 
     def calls(self, entry: str) -> int:
-        """How many backend calls one call of ``entry`` on the whole image makes."""
-        return 1 if entry == OVERHEAD else len(self.assessed) if entry == "assess" else len(self.tiles)
+        """How many backend calls one call of ``entry`` on the whole image makes (overhead: per tile)."""
+        return len(self.assessed) if entry == "assess" else len(self.tiles)
 
     def _crop(self, t) -> np.ndarray:
         th, tw = self.tile
@@ -225,6 +228,7 @@ class Restorer:
         self.costs: dict[tuple[int, int], CostModel] = {}
         self._ms: dict[str, float] = {}
         self._cost: CostModel | None = None
+        self._recording = True  # False during the first warm-up pass (first calls are not representative)
         self._lock = threading.Lock()
 
     @classmethod
@@ -283,20 +287,23 @@ class Restorer:
         out = self.backend.run(entry, inputs)
         ms = (time.perf_counter() - t0) * 1000.0
         self._ms[entry] = self._ms.get(entry, 0.0) + ms
-        if self._cost is not None:
+        if self._cost is not None and self._recording:
             self._cost.record(entry, ms)
         return out
 
     def warmup(self, tile: tuple[int, int] | None = None) -> None:
-        """One call of each entry point at the tile size: first calls are slow, and it seeds the cost model."""
+        """Two restores of a tile-sized image with one forced step, through the same path as ``restore``:
+        first calls are slow (not recorded), the second seeds the cost model, the runtime's overhead included."""
         tile = tile or self.tile_for(*(self.fixed_tile or (self.dynamic_tile, self.dynamic_tile)))
-        job = _TiledImage(self, np.full((*tile, 3), 0.5, np.float32))
-        # One step, always decoded (keep "last"): keeping step 0 would skip the decode (pass-through).
-        rule = StopRule(max_steps=1, target_quality=1e9, min_gain=-1e9, keep="last")
-        self._cost = None  # first calls (allocation, kernel selection) are not representative
-        adaptive_loop(job, rule, None, lambda e: 0.0)
-        self._cost = self.cost_model(tile)
-        adaptive_loop(job, rule, None, lambda e: 0.0)
+        image = np.full((*tile, 3), 0.5, np.float32)
+        rule = StopRule(**FORCED_STEP)  # one step, always decoded: every entry point runs
+        with self._lock:
+            self._recording = False
+            try:
+                self._restore(image, None, rule, time.perf_counter())
+            finally:
+                self._recording = True
+            self._restore(image, None, rule, time.perf_counter())
 
     # --- the API ---
     def restore(self, image: Any, budget_ms: float | None = None, max_steps: int | None = None,
@@ -312,30 +319,39 @@ class Restorer:
             rule = replace(self.rule, **{k: v for k, v in overrides.items() if v is not None})
         except ValueError as e:
             raise RarEdgeError(str(e)) from None
-        with self._lock:
-            return self._restore(image, budget_ms, rule)
-
-    def _restore(self, image: Any, budget_ms: float | None, rule: StopRule) -> RestoreResult:
-        t0 = time.perf_counter()
+        entered = time.perf_counter()  # the budget counts from here: the wait for the lock is the caller's time too
         if isinstance(image, np.ndarray) and image.ndim >= 2:
             check_megapixels(image.shape[0], image.shape[1], self.max_megapixels)
         elif hasattr(image, "height") and hasattr(image, "width"):  # a PIL image
             check_megapixels(image.height, image.width, self.max_megapixels)
+        with self._lock:
+            return self._restore(image, budget_ms, rule, entered)
+
+    def _restore(self, image: Any, budget_ms: float | None, rule: StopRule, entered: float) -> RestoreResult:
+        t0 = time.perf_counter()
+        wait_ms = (t0 - entered) * 1000.0
         rgb, alpha, kind = as_rgb(image)
         job = _TiledImage(self, rgb)
         cost = self._cost = self.cost_model(job.tile)
         n = len(job.tiles)
         self._ms = {}
-        outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * job.calls(e))
+        cold = budget_ms is not None and not cost.known()
+        if cold:  # nothing measured, no profile: a budgeted call cannot know what a step costs, so it takes none
+            outcome = LoopOutcome(image=None, stop_reason="budget", model_skipped=True)
+        else:
+            outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * job.calls(e), start=entered)
         restored = unit_float(rgb, copy=True) if outcome.image is None else outcome.image[:rgb.shape[0], :rgb.shape[1]]
         result_image = give_back(restored, alpha, kind)
-        total = (time.perf_counter() - t0) * 1000.0
-        model_ms = sum(self._ms.values())
-        if not outcome.model_skipped:
-            cost.record(OVERHEAD, max(0.0, total - model_ms))
-        ms = {e: self._ms.get(e, 0.0) for e in ENTRY_POINTS} | {OVERHEAD: max(0.0, total - model_ms), "total": total}
+        done = time.perf_counter()
+        total, work = (done - entered) * 1000.0, (done - t0) * 1000.0
+        overhead = max(0.0, work - sum(self._ms.values()))
+        if self._recording:
+            # Per tile and pass: a large photo's tiling does not make a small one's prediction, and a skipped
+            # call still records (what it cost says the model may fit again).
+            cost.record(OVERHEAD, overhead / (n * (1 + outcome.steps_run)))
+        ms = {e: self._ms.get(e, 0.0) for e in ENTRY_POINTS} | {OVERHEAD: overhead, "wait": wait_ms, "total": total}
         return RestoreResult(image=result_image, steps=outcome.steps, steps_run=outcome.steps_run,
                              quality=outcome.qualities, degradations=dict(zip(self.degradations, outcome.probabilities)),
                              stop_reason=outcome.stop_reason, ms=ms, budget_ms=budget_ms,
                              budget_bound=outcome.stop_reason == "budget", model_skipped=outcome.model_skipped,
-                             tiles=n, alpha=alpha)
+                             cost_unknown=cold, tiles=n, alpha=alpha)

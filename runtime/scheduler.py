@@ -5,7 +5,9 @@ the device profile for this size, replaced by what this process has measured onc
 the time left cannot pay for it. If the budget cannot even pay for encode + assess + decode, the model is
 not run at all: the input comes back unchanged with 0 steps and ``stop_reason == "budget"``. When the
 stop rule keeps step 0, the input comes back unchanged too, without a decode (rar_edge.loop, pass-through).
-The budget is wall time of the whole restore (tiling included), file I/O excluded.
+The budget is wall time of the whole ``restore()`` call from its entry (waiting for the Restorer's lock,
+conversion and tiling included), file I/O excluded. The runtime's own work (``OVERHEAD``) is predicted per
+pass over the image (the first pass, then one per step), so it grows with the image and with the steps.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any, Callable, Protocol
 
 from rar_edge.loop import StopRule
 
-#: Pseudo entry point timed by the runtime: tiling, blending and array work outside the model calls.
+#: Pseudo entry point timed by the runtime: tiling, blending and array work outside the model calls,
+#: per tile and pass (the first pass, then each step).
 OVERHEAD = "overhead"
 
 
@@ -69,9 +72,10 @@ class LoopOutcome:
 
 
 def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict: Callable[[str], float],
-                  clock: Callable[[], float] = time.perf_counter) -> LoopOutcome:
-    """Run the loop; ``predict(entry)`` is the whole image's cost in ms of one call of ``entry``."""
-    start = clock()
+                  clock: Callable[[], float] = time.perf_counter, start: float | None = None) -> LoopOutcome:
+    """Run the loop; ``predict(entry)`` is the whole image's cost in ms of one call of ``entry`` (for
+    ``OVERHEAD``: of one pass). ``start``: when the budget's clock started (default: now)."""
+    start = clock() if start is None else start
 
     def left_ms() -> float:
         return budget_ms - (clock() - start) * 1000.0

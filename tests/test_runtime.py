@@ -180,6 +180,31 @@ def test_scheduler_skips_the_model_when_the_budget_cannot_pay_for_encode_and_dec
     assert out.model_skipped and out.image is None and out.steps == 0 and ops.calls == []
 
 
+def test_scheduler_charges_the_runtime_overhead_on_every_pass():
+    rule = StopRule(max_steps=10, target_quality=99, min_gain=-99)
+    ops = FakeOps(list(range(20, 40)), costs={"encode": 10, "assess": 5, "restore": 20, "decode": 10, "overhead": 5})
+    # Start: 10 + 5 + 10 + 5 = 30 fit; each step needs 20 + 5 + 10 + 5 = 40: at 15 and 40 ms they fit, at 65 not.
+    out = _run(ops, rule, budget=100)
+    assert out.stop_reason == "budget" and out.steps_run == 2  # 3 if the overhead were charged once
+
+
+def test_scheduler_budget_counts_from_the_callers_start():
+    ops = FakeOps(list(range(20, 40)))
+    ops.now = 60.0  # 60 ms already spent (e.g. waiting for the lock) when the loop starts
+    out = adaptive_loop(ops, StopRule(max_steps=10, target_quality=99, min_gain=-99), 100,
+                        lambda e: ops.costs.get(e, 0), clock=ops.clock, start=0.0)
+    assert out.stop_reason == "budget" and out.steps_run == 0 and ops.now <= 100
+
+
+def test_scheduler_with_mispredicted_costs_overruns_by_less_than_a_step():
+    """Predictions at half the real cost: the loop still stops once the time left cannot pay for the
+    predicted step, so the overrun stays below one real step plus the decode."""
+    rule = StopRule(max_steps=10, target_quality=99, min_gain=-99)
+    ops = FakeOps(list(range(20, 40)))
+    out = adaptive_loop(ops, rule, 100, lambda e: ops.costs.get(e, 0) / 2, clock=ops.clock)
+    assert out.stop_reason == "budget" and ops.now - 100 < ops.costs["restore"] + ops.costs["assess"] + ops.costs["decode"]
+
+
 def test_cost_model_prefers_measurements_and_leans_slow():
     cost = CostModel({"encode": 100.0})
     assert cost.predict("encode") == 100.0 and cost.predict("decode") == 0.0
@@ -549,3 +574,70 @@ def test_profile_cli_and_profile_parsing(bundles, tmp_path):
             parse_profile(broken)
     res = run_cli("profile", "--bundle", str(bundles["onnx"]), "--sizes", "128", "-o", str(tmp_path / "q.json"))
     assert res.returncode == 2 and "fixed input shape" in res.stderr and not (tmp_path / "q.json").exists()
+
+
+# --- budgets across a sequence of photos, threads and cold starts ------------------------------------------
+
+def _noisy(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.random((1, 1, 3)) * 0.6 + 0.2 + rng.normal(0, 0.1, (h, w, 3)), 0, 1).astype(np.float32)
+
+
+def test_a_large_photo_does_not_switch_the_model_off_for_small_ones(bundles):
+    """Issue 21: the overhead of a many-tile photo was recorded as a per-call constant of the tile size, and
+    skipped calls recorded nothing, so every later small photo was skipped for good."""
+    from rar_edge.runtime import Restorer
+
+    r = Restorer.load(bundles["onnx"])  # fixed 64x64 tile
+    small = _noisy(64, 64)
+    free = [r.restore(small, max_steps=1, target_quality=99, min_gain=-99).ms["total"] for _ in range(3)]
+    budget = 4 * max(free) + 20
+    assert not r.restore(small, budget_ms=budget).model_skipped
+    big = r.restore(_noisy(640, 640, 1))  # ~150 tiles, no budget
+    assert big.tiles > 100 and big.ms["overhead"] > budget  # its overhead alone would not fit the small budget
+    after = [r.restore(small, budget_ms=budget) for _ in range(3)]
+    assert not any(res.model_skipped for res in after)
+    assert all(res.ms["total"] <= budget for res in after)
+
+
+def test_warmup_measures_the_overhead_per_tile(bundles):
+    from rar_edge.runtime import Restorer
+    from rar_edge.runtime.scheduler import OVERHEAD
+
+    r = Restorer.load(bundles["onnx"])
+    cost = r.costs[(64, 64)]
+    assert len(cost.samples[OVERHEAD]) == 1 and cost.predict(OVERHEAD) > 0
+    assert all(len(cost.samples[e]) >= 1 for e in ("encode", "assess", "restore", "decode"))
+
+
+def test_no_cost_knowledge_takes_the_safe_path_and_says_so(bundles):
+    from rar_edge.runtime import Restorer
+
+    r = Restorer.load(bundles["onnx"], warmup=False)  # no warm-up, no profile: nothing known
+    img = (_noisy(64, 64) * 255).astype(np.uint8)
+    res = r.restore(img, budget_ms=1000)
+    assert res.model_skipped and res.cost_unknown and res.stop_reason == "budget" and np.array_equal(res.image, img)
+    assert res.to_json()["cost_unknown"] is True
+    unbudgeted = r.restore(img, max_steps=1, target_quality=99, min_gain=-99, keep="last")  # measures as it goes
+    assert not unbudgeted.model_skipped and unbudgeted.steps_run == 1
+    res = r.restore(img, budget_ms=1000)
+    assert not res.model_skipped and not res.cost_unknown
+
+
+def test_waiting_for_the_lock_counts_against_the_budget(bundles):
+    import threading
+    import time
+
+    from rar_edge.runtime import Restorer
+
+    r = Restorer.load(bundles["onnx"])
+    results = {}
+    r._lock.acquire()  # another thread's restore holds the model for 150 ms
+    worker = threading.Thread(target=lambda: results.setdefault("res", r.restore(_noisy(64, 64), budget_ms=100)))
+    worker.start()
+    time.sleep(0.15)
+    r._lock.release()
+    worker.join()
+    res = results["res"]
+    assert res.ms["wait"] >= 140 and res.model_skipped and res.stop_reason == "budget"
+    assert res.ms["total"] >= res.ms["wait"]
