@@ -2,16 +2,21 @@
 
 One loop serves the runtime and the torch reference path, so both treat files alike: the same loader
 (EXIF, alpha, ICC, 16-bit...), the same refusals, atomic writes, and a bad file never stops the batch.
+A photo that needed no step is written as the input's own bytes (same format); a restored one keeps the
+input's ICC profile and EXIF (orientation applied to the pixels and reset).
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from rar_edge.errors import RarEdgeError
+
+from rar_edge.atomic import atomic_path
 
 from .images import load_image, output_format, save_image
 
@@ -57,7 +62,13 @@ def restore_files(restore: RestoreFn, inputs: list[str], out_dir: str | Path,
         try:
             loaded = load_image(src, max_megapixels)
             image, record = restore(loaded.rgb)
-            save_image(dst, image, loaded.alpha, loaded.icc_profile)
+            if record.get("steps") == 0 and Path(src).suffix.lower() == dst.suffix.lower():
+                # Nothing was restored: the input's own bytes (no re-encoding, metadata as they were).
+                with atomic_path(dst) as tmp:
+                    shutil.copyfile(src, tmp)
+                record = {**record, "unchanged": True}
+            else:
+                save_image(dst, image, loaded.alpha, loaded.icc_profile, loaded.exif)
         except RarEdgeError as e:
             yield {"input": str(src), "error": str(e)}
             continue

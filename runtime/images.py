@@ -21,6 +21,8 @@ from rar_edge.errors import RarEdgeError
 
 #: Formats whose files can hold an alpha channel.
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
+#: Formats Pillow writes EXIF into.
+EXIF_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
 
 
 #: Full scale of the integer pixel types the runtime takes.
@@ -42,6 +44,7 @@ class LoadedImage:
     alpha: np.ndarray | None = None  # (H,W) float32 in [0,1]
     icc_profile: bytes | None = None
     info: dict = field(default_factory=dict)  # source mode, format, frames
+    exif: bytes | None = None  # the photo's EXIF (date, camera, GPS...), orientation reset: the pixels are upright
 
 
 def split_pil(im: Image.Image) -> LoadedImage:
@@ -55,12 +58,14 @@ def split_pil(im: Image.Image) -> LoadedImage:
         im.load()
     icc = im.info.get("icc_profile")
     mode = im.mode
+    exif = _upright_exif(im)
     im = ImageOps.exif_transpose(im)
     alpha = None
     if mode in ("I;16", "I;16B", "I;16L", "I"):
+        # By the mode, never by the content: a dark 16-bit photo must not be taken for an 8-bit one.
+        # Pillow gives 16-bit PNG and TIFF greys as "I;16" or "I"; both are scaled as 16-bit.
         arr = np.asarray(im, dtype=np.float32)
-        scale = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        gray = np.clip(arr / scale, 0, 1)
+        gray = np.clip(arr / 65535.0, 0, 1)
         rgb = np.repeat(gray[..., None], 3, axis=2)
     elif mode == "F":
         gray = np.clip(np.asarray(im, dtype=np.float32), 0, 1)
@@ -73,7 +78,25 @@ def split_pil(im: Image.Image) -> LoadedImage:
             rgb = rgba[..., :3]
         else:
             rgb = np.asarray(im.convert("RGB"))
-    return LoadedImage(np.ascontiguousarray(rgb), alpha, icc, {"mode": mode, "format": im.format, "frames": frames})
+    return LoadedImage(np.ascontiguousarray(rgb), alpha, icc, {"mode": mode, "format": im.format, "frames": frames},
+                       exif)
+
+
+#: EXIF's orientation tag: applied to the pixels on load, so written back as 1 (upright).
+ORIENTATION = 0x0112
+
+
+def _upright_exif(im: Image.Image) -> bytes | None:
+    """The image's EXIF as bytes with the orientation reset to 1, or None when it has none (or it is unreadable)."""
+    try:
+        exif = im.getexif()
+        if not exif:
+            return None
+        if ORIENTATION in exif:
+            exif[ORIENTATION] = 1
+        return exif.tobytes()
+    except Exception:  # noqa: BLE001 - damaged EXIF must not cost the photo; the pixels still restore
+        return None
 
 
 def check_megapixels(height: int, width: int, max_megapixels: float | None, what: str = "image") -> None:
@@ -130,9 +153,9 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def save_image(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = None,
-               icc_profile: bytes | None = None) -> None:
+               icc_profile: bytes | None = None, exif: bytes | None = None) -> None:
     """Write RGB (uint8, or float in [0, 1]) and alpha where the format holds one, atomically; the format
-    from the extension."""
+    from the extension; the ICC profile and EXIF where given (a photo app needs its date, camera, GPS)."""
     fmt = output_format(path)
     if alpha is not None and fmt in ALPHA_FORMATS:
         im = Image.fromarray(np.dstack([to_uint8(rgb), to_uint8(alpha)]), "RGBA")
@@ -141,5 +164,7 @@ def save_image(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = Non
     kwargs: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     if icc_profile:
         kwargs["icc_profile"] = icc_profile
+    if exif and fmt in EXIF_FORMATS:
+        kwargs["exif"] = exif
     with atomic_path(path) as tmp:
         im.save(tmp, format=fmt, **kwargs)

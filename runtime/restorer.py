@@ -27,7 +27,8 @@ FORCED_STEP = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, min_change=0.
 
 @dataclass
 class RestoreResult:
-    image: Any  # like the input: uint8 / uint16 / float32 array, or a PIL image
+    image: Any  # like the input: an array of its dtype and shape, or a PIL image (RGB/RGBA when restored);
+    #            with no step kept, a copy of the input exactly as given
     steps: int  # restore steps behind the returned image (the latent the stop rule keeps; 0: the input as is)
     steps_run: int
     quality: list[float]  # assessed quality (dB) of the input, then after each step
@@ -114,7 +115,7 @@ def give_back(rgb: np.ndarray, alpha: np.ndarray | None, kind: Any) -> Any:
         out *= top
         out += 0.5
         return out.astype(dtype)
-    return out.astype(np.float32)
+    return out.astype(dtype, copy=False)  # float16 / float32 / float64 as given
 
 
 def spread(n: int, most: int | None) -> list[int]:
@@ -340,8 +341,10 @@ class Restorer:
             outcome = LoopOutcome(image=None, stop_reason="budget", model_skipped=True)
         else:
             outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * job.calls(e), start=entered)
-        restored = unit_float(rgb, copy=True) if outcome.image is None else outcome.image[:rgb.shape[0], :rgb.shape[1]]
-        result_image = give_back(restored, alpha, kind)
+        if outcome.image is None:  # pass-through: the caller's image exactly as given (a copy: never aliased)
+            result_image = image.copy()
+        else:
+            result_image = give_back(outcome.image[:rgb.shape[0], :rgb.shape[1]], alpha, kind)
         done = time.perf_counter()
         total, work = (done - entered) * 1000.0, (done - t0) * 1000.0
         overhead = max(0.0, work - sum(self._ms.values()))

@@ -641,3 +641,86 @@ def test_waiting_for_the_lock_counts_against_the_budget(bundles):
     res = results["res"]
     assert res.ms["wait"] >= 140 and res.model_skipped and res.stop_reason == "budget"
     assert res.ms["total"] >= res.ms["wait"]
+
+
+# --- pass-through returns the caller's image; files keep their bytes and metadata ---------------------------
+
+PASS = dict(target_quality=-1e9)  # assessed "good enough" at once: 0 steps, the input back
+STEP = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, keep="last")  # one step, decoded
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.uint8, np.uint16])
+def test_arrays_keep_their_dtype_and_pass_through_exactly(restorer, dtype):
+    rng = np.random.default_rng(3)
+    img = rng.random((64, 64, 3))
+    img = (img * np.iinfo(dtype).max).astype(dtype) if np.issubdtype(dtype, np.integer) else img.astype(dtype)
+    same = restorer.restore(img, **PASS)
+    assert same.steps == 0 and same.image.dtype == dtype and np.array_equal(same.image, img)
+    assert same.image is not img  # a copy: the caller may change its array afterwards
+    stepped = restorer.restore(img, **STEP)
+    assert stepped.steps == 1 and stepped.image.dtype == dtype and stepped.image.shape == img.shape
+    assert not np.array_equal(stepped.image, img)
+
+
+def _pil_modes():
+    rng = np.random.default_rng(4)
+    rgb = Image.fromarray((rng.random((64, 48, 3)) * 255).astype(np.uint8))
+    rotated = rgb.copy()
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # rotate 90 on display
+    rotated.info["exif"] = exif.tobytes()
+    return {"L": rgb.convert("L"), "P": rgb.convert("P"), "LA": rgb.convert("LA"), "CMYK": rgb.convert("CMYK"),
+            "I;16": Image.fromarray((rng.random((64, 48)) * 65535).astype(np.uint16)), "exif-rotated": rotated}
+
+
+@pytest.mark.parametrize("name", list(_pil_modes()))
+def test_pil_images_pass_through_as_given(restorer, name):
+    im = _pil_modes()[name]
+    res = restorer.restore(im, **PASS)
+    assert res.steps == 0 and res.image.mode == im.mode and res.image.size == im.size
+    assert res.image.tobytes() == im.tobytes() and res.image.info.get("exif") == im.info.get("exif")
+
+
+def test_dark_16_bit_image_is_scaled_by_its_mode_not_its_maximum(tmp_path):
+    from rar_edge.runtime.images import load_image
+
+    dark = np.full((32, 32), 200, np.uint16)  # 0.3 % of full scale: a dark 16-bit photo, max <= 255
+    Image.fromarray(dark).save(tmp_path / "dark.png")
+    loaded = load_image(tmp_path / "dark.png")
+    assert loaded.info["mode"] in ("I;16", "I") and abs(float(loaded.rgb.mean()) - 200 / 65535) < 1e-6
+
+
+def _photo_with_metadata(path, orientation=1):
+    rng = np.random.default_rng(5)
+    im = Image.fromarray(np.clip(rng.normal(0.5, 0.15, (64, 64, 3)) * 255, 0, 255).astype(np.uint8))
+    exif = im.getexif()
+    exif[0x0132] = "2026:11:30 12:00:00"  # DateTime
+    exif[0x010F] = "TestCam"  # Make
+    exif[0x0112] = orientation
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    im.save(path, quality=40, exif=exif.tobytes(), icc_profile=icc)
+    return icc
+
+
+def test_cli_restore_writes_the_input_bytes_when_no_step_is_taken(bundles, tmp_path):
+    _photo_with_metadata(tmp_path / "photo.jpg")
+    res = run_cli("restore", str(tmp_path / "photo.jpg"), "-o", str(tmp_path / "out"), "--bundle", str(bundles["onnx"]),
+                  "--target-quality", "-1000", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.splitlines()[-1])["steps"] == 0
+    assert (tmp_path / "out" / "photo.jpg").read_bytes() == (tmp_path / "photo.jpg").read_bytes()
+
+
+def test_cli_restored_output_keeps_exif_and_icc_with_orientation_applied(bundles, tmp_path):
+    icc = _photo_with_metadata(tmp_path / "photo.jpg", orientation=6)
+    res = run_cli("restore", str(tmp_path / "photo.jpg"), "-o", str(tmp_path / "out"), "--bundle", str(bundles["onnx"]),
+                  "--max-steps", "1", "--target-quality", "1000", "--min-gain", "-1000", "--keep", "last")
+    assert res.returncode == 0, res.stderr
+    with Image.open(tmp_path / "out" / "photo.jpg") as out, Image.open(tmp_path / "photo.jpg") as src:
+        exif = out.getexif()
+        assert exif[0x0132] == "2026:11:30 12:00:00" and exif[0x010F] == "TestCam"
+        assert exif.get(0x0112, 1) == 1  # the pixels are upright now
+        assert out.size == (src.size[1], src.size[0])  # orientation 6 applied: width and height swapped
+        assert out.info.get("icc_profile") == icc
