@@ -56,7 +56,7 @@ def run(checkpoint: Path, target: str, precision: str, calib: str | None, imgsz:
     manifest = json.loads((bundle / "manifest.json").read_text())
     row = {"target": target, "precision": precision, "seconds": round(seconds, 1),
            "bytes": {name: bytes_of(bundle / name) for name in manifest["artifacts"]},
-           "loop_psnr_db": manifest["parity"]["loop_psnr_db"], "int8_source": (manifest.get("quantization") or {}).get("flow")}
+           "loop_psnr_db": manifest["parity"].get("loop_psnr_db"), "int8_source": (manifest.get("quantization") or {}).get("flow")}
     if target == "executorch":
         row["delegation"] = {m: {k: v[k] for k in ("delegated_ops", "non_delegated_ops")}
                              for m, v in manifest["delegation"].items()}
