@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from rar_edge.loop import StopRule
+from rar_edge.runtime.tiling import pad_mode
 from rar_edge.model import RAR
 
 
@@ -22,8 +23,8 @@ def restore_array(model: RAR, image: np.ndarray, rule: StopRule) -> tuple[np.nda
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
     ph, pw = (-h) % m, (-w) % m
     if ph or pw:
-        # Reflect needs the pad smaller than the side; replicate covers tiny images.
-        mode = "reflect" if ph < h and pw < w else "replicate"
+        # The runtime's rule (one padding everywhere): reflect where the pad is smaller than the side.
+        mode = {"reflect": "reflect", "edge": "replicate"}[pad_mode(h, w, ph, pw)]
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
     x = x.to(next(model.parameters()).device)
     t0 = time.perf_counter()

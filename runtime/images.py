@@ -89,12 +89,17 @@ ORIENTATION = 0x0112
 def _upright_exif(im: Image.Image) -> bytes | None:
     """The image's EXIF as bytes with the orientation reset to 1, or None when it has none (or it is unreadable)."""
     try:
-        exif = im.getexif()
+        exif = im.getexif()  # the image's own Exif object: changed only for tobytes(), then set back
         if not exif:
             return None
-        if ORIENTATION in exif:
-            exif[ORIENTATION] = 1
-        return exif.tobytes()
+        if ORIENTATION not in exif:
+            return exif.tobytes()
+        orientation = exif[ORIENTATION]
+        exif[ORIENTATION] = 1
+        try:
+            return exif.tobytes()
+        finally:
+            exif[ORIENTATION] = orientation  # exif_transpose still reads the original
     except Exception:  # noqa: BLE001 - damaged EXIF must not cost the photo; the pixels still restore
         return None
 

@@ -33,11 +33,17 @@ def grid(height: int, width: int, tile: tuple[int, int], overlap: int) -> list[T
     return [Tile(y, x) for y in starts(height, tile[0], overlap) for x in starts(width, tile[1], overlap)]
 
 
+def pad_mode(height: int, width: int, pad_h: int, pad_w: int) -> str:
+    """How an image is padded at the bottom/right, everywhere (runtime tiles and the torch reference path):
+    mirrored without repeating the edge row where the pad is smaller than the side, else the edge repeated."""
+    return "reflect" if pad_h < height and pad_w < width else "edge"
+
+
 def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H,W,C) padded at the bottom/right to at least (height, width) by edge replication."""
+    """(H,W,C) padded at the bottom/right to at least (height, width), by ``pad_mode``."""
     ph, pw = max(0, height - image.shape[0]), max(0, width - image.shape[1])
     if ph or pw:
-        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode=pad_mode(image.shape[0], image.shape[1], ph, pw))
     return image
 
 

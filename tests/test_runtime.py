@@ -329,19 +329,21 @@ def test_input_kinds_round_trip(restorer, kind):
     image = {"gray": rgb[..., 0], "rgba": np.dstack([rgb, alpha]), "uint16": rgb.astype(np.uint16) * 257,
              "float": rgb / 255.0, "pil_rgba": Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
              "pil_palette": Image.fromarray(rgb).convert("P")}[kind]
-    out = restorer.restore(image, max_steps=1).image
+    res = restorer.restore(image, max_steps=1, target_quality=1e9, min_gain=-1e9, keep="last")  # one step
+    out = res.image
+    assert res.steps == 1
     if kind.startswith("pil"):
         assert out.size == (50, 40) and out.mode == ("RGBA" if kind == "pil_rgba" else "RGB")
         if kind == "pil_rgba":
             assert np.array_equal(np.asarray(out)[..., 3], alpha)  # alpha passes through untouched
         return
-    expected = {"gray": np.uint8, "rgba": np.uint8, "uint16": np.uint16, "float": np.float32}[kind]
+    expected = {"gray": np.uint8, "rgba": np.uint8, "uint16": np.uint16, "float": np.float64}[kind]
     assert out.shape == image.shape and out.dtype == expected
     if kind == "rgba":
         assert np.array_equal(out[..., 3], alpha)
-    # No step taken: the input comes back exactly, through the same conversions and rounding.
+    # No step taken: the input comes back exactly as given.
     same = restorer.restore(image, max_steps=0).image
-    assert np.array_equal(same, image.astype(expected)), kind
+    assert same.dtype == image.dtype and np.array_equal(same, image), kind
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -692,7 +694,7 @@ def test_dark_16_bit_image_is_scaled_by_its_mode_not_its_maximum(tmp_path):
 
 def _photo_with_metadata(path, orientation=1):
     rng = np.random.default_rng(5)
-    im = Image.fromarray(np.clip(rng.normal(0.5, 0.15, (64, 64, 3)) * 255, 0, 255).astype(np.uint8))
+    im = Image.fromarray(np.clip(rng.normal(0.5, 0.15, (64, 128, 3)) * 255, 0, 255).astype(np.uint8))
     exif = im.getexif()
     exif[0x0132] = "2026:11:30 12:00:00"  # DateTime
     exif[0x010F] = "TestCam"  # Make
@@ -722,5 +724,20 @@ def test_cli_restored_output_keeps_exif_and_icc_with_orientation_applied(bundles
         exif = out.getexif()
         assert exif[0x0132] == "2026:11:30 12:00:00" and exif[0x010F] == "TestCam"
         assert exif.get(0x0112, 1) == 1  # the pixels are upright now
-        assert out.size == (src.size[1], src.size[0])  # orientation 6 applied: width and height swapped
+        assert src.size == (128, 64) and out.size == (64, 128)  # orientation 6 applied: width and height swapped
         assert out.info.get("icc_profile") == icc
+
+
+def test_tiles_pool_quality_in_the_error_domain_and_pad_like_the_torch_path():
+    from rar_edge.runtime.restorer import pool_psnr
+    from rar_edge.runtime.tiling import pad_to
+
+    assert pool_psnr([30.0, 30.0]) == pytest.approx(30.0)
+    # One tile at 20 dB among three at 40: the whole image's PSNR is ~26 dB, not the mean 35 dB.
+    assert pool_psnr([40.0, 40.0, 40.0, 20.0]) == pytest.approx(-10 * np.log10((3e-4 + 1e-2) / 4))
+    img = np.arange(5 * 4 * 1, dtype=np.float32).reshape(5, 4, 1)
+    padded = pad_to(img, 8, 6)
+    assert np.array_equal(padded[5:, :4, 0], img[[3, 2, 1], :, 0])  # reflect, edge row not repeated
+    assert np.array_equal(padded[:5, 4:, 0], img[:, [2, 1], 0])
+    tiny = pad_to(img[:2, :2], 8, 8)  # pad larger than the side: the edge is repeated
+    assert np.array_equal(tiny[7, :2, 0], img[1, :2, 0])
