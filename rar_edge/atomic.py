@@ -39,6 +39,18 @@ def probe_writable(folder: str | os.PathLike) -> None:
             pass
 
 
+def check_writable(folder: str | os.PathLike) -> None:
+    """Fail now, in one line, if ``folder`` could not be created or written, creating nothing: its nearest
+    existing ancestor must be a folder this process may write into."""
+    folder = Path(folder).absolute()
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        what = "is a file" if not probe.is_dir() else "is not writable"
+        raise RarEdgeError(f"cannot write {folder} ({probe} {what}); choose a writable location")
+
+
 def _umask() -> int:
     """The process umask, read without changing it where /proc allows (os.umask alone is not thread-safe)."""
     try:

@@ -139,9 +139,14 @@ def cmd_restore(a: argparse.Namespace) -> int:
     if (a.checkpoint is None) == (a.bundle is None):
         raise RarEdgeError("pass exactly one of --bundle (an exported bundle: the runtime) or --checkpoint "
                            "(a training checkpoint: the torch reference path)")
-    from rar_edge.runtime.files import plan_outputs, restore_files, restorer_fn
+    from rar_edge.atomic import check_writable
+    from rar_edge.runtime.files import expand_inputs, plan_outputs, restore_files, restorer_fn
 
+    a.inputs = expand_inputs(a.inputs)  # folders: the images in them
     plan_outputs(a.inputs, a.out, a.overwrite)  # refuse bad arguments before loading any model
+    if a.budget_ms is not None and not 0 < a.budget_ms < float("inf"):
+        raise RarEdgeError(f"--budget-ms must be a positive number of milliseconds, got {a.budget_ms:g}")
+    check_writable(a.out)  # an unwritable -o is found now, not after the model loads or the restores
     rule_args = _rule_args(a)
     if a.max_megapixels is not None and not a.max_megapixels > 0:
         raise RarEdgeError(f"--max-megapixels must be a positive number of megapixels, got {a.max_megapixels:g}")

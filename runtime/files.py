@@ -25,6 +25,24 @@ from .images import load_image, output_format, save_image
 RestoreFn = Callable[[np.ndarray], tuple[np.ndarray, dict]]
 
 
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """The inputs with every folder replaced by the image files directly in it (sorted by name)."""
+    from PIL import Image
+
+    suffixes = set(Image.registered_extensions())
+    out: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if not path.is_dir():
+            out.append(item)
+            continue
+        found = sorted(str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+        if not found:
+            raise RarEdgeError(f"folder {path} holds no image files; pass image files or a folder of them")
+        out += found
+    return out
+
+
 def plan_outputs(inputs: list[str], out_dir: str | Path, overwrite: bool = False) -> list[Path]:
     """Output paths (same names in ``out_dir``); refuses name clashes and writing over an input."""
     out_dir = Path(out_dir)

@@ -289,3 +289,33 @@ def test_missing_bundle(good, tmp_path):
         _clean_failure(status, err, str(tmp_path / "nope"), "not a bundle")
         assert status == 2
     assert not (tmp_path / "out").exists() and not (tmp_path / "p.json").exists()
+
+
+def test_folder_input_restores_its_images(bundles, good, tmp_path):
+    (good.parent / "notes.txt").write_text("not an image")
+    Image.fromarray(_photo((24, 32))).save(good.parent / "second.jpg")
+    status, stdout, err = cli("restore", good.parent, "-o", tmp_path / "out", "--bundle", bundles["onnx"], "--json")
+    assert status == 0, err
+    assert sorted(json.loads(line)["input"] for line in stdout.splitlines()) == sorted(
+        [str(good), str(good.parent / "second.jpg")])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png", "second.jpg"]
+    (tmp_path / "empty").mkdir()
+    status, _, err = cli("restore", tmp_path / "empty", "-o", tmp_path / "out2", "--bundle", bundles["onnx"])
+    _clean_failure(status, err, "holds no image files")
+    assert status == 2
+
+
+@pytest.mark.parametrize("budget", ["0", "-5", "inf"])
+def test_bad_budget_is_refused_before_loading_anything(good, tmp_path, budget):
+    # The bundle does not exist: the error must be about the budget, found before any loading.
+    status, _, err = cli("restore", good, "-o", tmp_path / "out", "--bundle", tmp_path / "nope", "--budget-ms", budget)
+    _clean_failure(status, err, "--budget-ms must be a positive number")
+    assert status == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_unwritable_output_is_found_before_the_model_loads(good, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    status, _, err = cli("restore", good, "-o", blocker / "out", "--bundle", tmp_path / "nope")
+    _clean_failure(status, err, "cannot write", "writable")
+    assert status == 2 and "not a bundle" not in err
