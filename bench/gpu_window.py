@@ -47,6 +47,9 @@ def run_window(a: argparse.Namespace) -> dict:
 
     start = time.perf_counter()
     out = Path(a.out)
+    if (out / "run").exists() or (out / "window.json").exists():
+        raise RarEdgeError(f"{out} already holds a GPU window's run; choose a new --out (continue a run with --init "
+                           f"{out}/packed)")
     probe_writable(out)
     if a.smoke:
         device, preset, batch, crop, minutes, probe_steps = "cpu", "rar-tiny", 2, 32, a.minutes or 0.15, 3

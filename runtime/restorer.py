@@ -55,7 +55,8 @@ def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
 
     The RGB pixels stay uint8 / uint16 when they come so (the caller's array itself when it is already
     contiguous RGB: the runtime only reads it) and are converted to float tile by tile (``unit_float``):
-    a 12 MP uint8 photo then has no full-size float32 copy. Float input comes back as float32 in [0, 1].
+    a 12 MP uint8 photo then has no full-size float32 copy. Float input is read as float32; the result
+    comes back in the input's own dtype (``give_back``).
     """
     try:
         from PIL import Image

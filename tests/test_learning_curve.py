@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from rar_edge import DEGRADATIONS
 from rar_edge.eval.evaluate import evaluate
@@ -32,7 +33,12 @@ def test_learning_curve_trains_to_marks_and_evaluates_each(photo_dir, tmp_path, 
     rows = json.loads((tmp_path / "lc.json").read_text())
     assert [(r["snapshot"], r["synthesis"]) for r in rows] == [
         ("0.03min", "v1"), ("0.03min", "v2"), ("0.1min", "v1"), ("0.1min", "v2"), ("last", "v1"), ("last", "v2")]
-    assert rows[0]["spent_s"] >= 1.8 and rows[0]["step"] <= rows[2]["step"] <= rows[4]["step"]
+    assert rows[0]["spent_s"] >= 1.8 and rows[0]["step"] < rows[2]["step"] <= rows[4]["step"]  # the last mark ends the budget
+    # A mark row is its own snapshot's evaluation, not the last checkpoint's.
+    mark, _ = load_model(out / "marks" / "0.03min")
+    mark_ref = evaluate(mark, str(photo_dir), lc.fixed_steps(1), crop=32, max_images=2, synthesis="v1")
+    assert rows[0]["summary"]["noise"] == pytest.approx(mark_ref["cases"]["noise"]["psnr_out"]
+                                                        - mark_ref["cases"]["noise"]["psnr_in"])
     # Each row is what `rar-edge eval` reports for that snapshot at fixed steps, summarised.
     model, _ = load_model(out / "last")
     ref = evaluate(model, str(photo_dir), lc.fixed_steps(1), crop=32, max_images=2, synthesis="v2")

@@ -90,7 +90,11 @@ wonders/a.webp
 Copyright: Bob
 License: CC-BY-2.0
 Comments: cropping, sharpening
-Files: b.webp
+Files: b.webp wonders/d.webp
+
+Copyright: Carol
+License: CC0-1.0
+Files: wonders/small.webp
 """
 
 
@@ -108,7 +112,7 @@ def test_read_rcc_damaged_or_foreign_file_is_one_line_error(tmp_path):
     with pytest.raises(RarEdgeError, match=r"cut\.rcc is a damaged Qt resource file"):
         read_rcc(tmp_path / "cut.rcc")
     (tmp_path / "png.rcc").write_bytes(b"\x89PNG" + blob[4:])
-    with pytest.raises(RarEdgeError, match="not a Qt resource file"):
+    with pytest.raises(RarEdgeError, match=r"png\.rcc: not a Qt resource file"):
         read_rcc(tmp_path / "png.rcc")
     with pytest.raises(RarEdgeError, match="cannot read Qt resource file"):
         read_rcc(tmp_path / "missing.rcc")
@@ -128,9 +132,10 @@ def _fake_gcompris(root: Path) -> None:
         prefix = f"gcompris/src/activities/{activity}/resource"
         files = {f"{prefix}/README": README.encode(),
                  f"{prefix}/wonders/a.webp": _webp((640, 520), i),     # licensed, big enough
-                 f"{prefix}/b.webp": _webp((600, 600), i + 10),        # licensed, sharpened
+                 f"{prefix}/b.webp": _webp((1100, 1030), i + 10),      # licensed, sharpened: halved, still >= 512
                  f"{prefix}/c.webp": _webp((700, 700), i + 20),        # no licence entry: left out
-                 f"{prefix}/wonders/small.webp": _webp((300, 200), i)}  # too small (and unlicensed)
+                 f"{prefix}/wonders/d.webp": _webp((600, 600), i + 30),  # licensed and sharpened, but < 2 x 512
+                 f"{prefix}/wonders/small.webp": _webp((300, 200), i)}  # licensed, too small
         write_rcc(rcc / f"{activity}.rcc", files, compress={f"{prefix}/README"})
 
 
@@ -159,7 +164,7 @@ def test_build_folder_from_gcompris_fixture(tmp_path, monkeypatch):
     (pkg_root / "usr/share/doc/gcompris-qt-data").mkdir(parents=True)
     (pkg_root / "usr/share/doc/gcompris-qt-data/copyright").write_text("GPL-3+ and per-image licences")
     monkeypatch.setattr(debian_photos, "unpack", lambda pkg, workdir: pkg_root)
-    summary = build_photo_folder(tmp_path / "photos", holdout=6, packages=("gcompris-qt-data",), max_side=512)
+    summary = build_photo_folder(tmp_path / "photos", holdout=6, packages=("gcompris-qt-data",), max_side=1024)
     root = tmp_path / "photos"
     sources = json.loads((root / "sources.json").read_text())
     held = {p.stem for p in (root / "heldout").iterdir()}
@@ -168,7 +173,7 @@ def test_build_folder_from_gcompris_fixture(tmp_path, monkeypatch):
     assert sources["gcompris_erase_a"]["licence"] == "CC0-1.0" and sources["gcompris_erase_a"]["author"] == "Alice"
     assert (root / "licenses/gcompris-qt-data.txt").read_text().startswith("GPL-3+")
     with Image.open(root / sources["gcompris_erase_b"]["split"] / "gcompris_erase_b.png") as im:
-        assert im.size == (300, 300)  # sharpened: halved before use
+        assert im.size == (550, 515)  # sharpened: halved before use
 
 
 def test_build_folder_failure_leaves_nothing(tmp_path, monkeypatch):

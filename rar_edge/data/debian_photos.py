@@ -145,7 +145,7 @@ def gcompris(root: Path, min_side: int) -> list[Photo]:
             photo = Photo(f"gcompris_{activity}_{Path(key).stem}", blob, "Debian package gcompris-qt-data",
                           entry["license"], entry.get("copyright", ""), entry.get("source", ""),
                           sharpened="sharpen" in entry.get("comments", "").lower())
-            if _big_enough(photo, min_side):
+            if _big_enough(photo, 2 * min_side if photo.sharpened else min_side):  # sharpened ones get halved
                 photos.append(photo)
     return photos
 

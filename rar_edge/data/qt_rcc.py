@@ -33,6 +33,8 @@ def read_rcc(path: str | Path) -> dict[str, bytes]:
         raise RarEdgeError(f"cannot read Qt resource file {path}: {e.strerror}") from None
     try:
         return _parse(blob)
+    except RarEdgeError as e:
+        raise RarEdgeError(f"{path}: {e}; download the package again") from None
     except (struct.error, IndexError, zlib.error, UnicodeDecodeError, RecursionError) as e:
         raise RarEdgeError(f"{path} is a damaged Qt resource file ({type(e).__name__}: {e}); "
                            "download the package again") from None

@@ -176,7 +176,7 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     for flag, value in (("--minutes", cfg.minutes), ("--ckpt-minutes", cfg.ckpt_minutes)):
         if value is not None and not 0 < value < float("inf"):
             raise RarEdgeError(f"{flag} must be a positive number of minutes, got {value}")
-    if cfg.minutes is not None and cfg.minutes * 60 < 5:
+    if cfg.minutes is not None and cfg.minutes < 0.1:
         raise RarEdgeError(f"--minutes {cfg.minutes:g} leaves no time for a step and a checkpoint; give at least 0.1")
     out = Path(cfg.out)
     last = recover_dir(out / "last")  # a run killed mid-checkpoint left its previous one aside
@@ -236,7 +236,8 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
             run = {k: v for k, v in cfg.to_dict().items() if k != "weights"}
             save_checkpoint(out / name, task.float_model(), cfg.preset, step, metrics, optimizer, scheduler,
                             {**run, "spent_s": clock.spent_s, "warmup_s": warmup_s[0]}, task.extras)
-        last_ckpt_s[0] = clock.spent_s
+        if name == "last":
+            last_ckpt_s[0] = clock.spent_s
 
     last_ckpt_s = [clock.spent_s]
     ckpt_minutes = cfg.ckpt_minutes or (1.0 if cfg.minutes else None)

@@ -43,8 +43,8 @@ def linear_motion(x: torch.Tensor, s: torch.Tensor, gen: torch.Generator) -> tup
 
 
 def curved_motion(x: torch.Tensor, s: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hand shake: a quadratic Bezier path of 3-15 px (bend up to half its length), splatted
-    bilinearly into the kernel with a random speed profile along it."""
+    """Hand shake: a quadratic Bezier path whose chord is 3-15 px (bent by up to half of it; ``param`` is the
+    chord), splatted bilinearly into the kernel with a random speed profile along it."""
     n, dev = x.shape[0], x.device
     length = lerp(3.0, 15.0, s)
     angle = uniform(n, gen, 0.0, 2 * math.pi)

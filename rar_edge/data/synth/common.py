@@ -75,7 +75,11 @@ def library_rng(gen: torch.Generator) -> Iterator[None]:
     """Run a library that draws from torch's global RNG (kornia) reproducibly: seed it from ``gen``,
     and leave the caller's global RNG state as it was."""
     seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device))
-    devices = [gen.device] if gen.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    cuda = gen.device.type == "cuda"
+    with torch.random.fork_rng(devices=[gen.device] if cuda else []):
+        # Only the generators fork_rng restores: torch.manual_seed would also reseed every CUDA device.
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(gen.device):
+                torch.cuda.manual_seed(seed)
         yield

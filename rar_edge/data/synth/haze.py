@@ -1,7 +1,8 @@
 """Haze: ``I = J t + A (1 - t)``, ``t = exp(-beta d)``, with coloured airlight and several depth proxies.
 
-Severity maps the target mean transmission from 0.9 (light haze) to 0.3 (dense haze); beta is set
-from the depth map so the mean of t comes close to it; ``param`` is the mean transmission obtained."""
+Severity maps the target mean transmission from 0.9 (light haze) to 0.3 (dense haze); beta is solved
+per image from its depth map so that the mean of t meets it (where the depth map allows: a map with
+large areas at depth 0 cannot get that dense); ``param`` is the mean transmission obtained."""
 
 from __future__ import annotations
 
@@ -21,10 +22,23 @@ def _airlight(n: int, gen: torch.Generator) -> torch.Tensor:
     return rgb.clamp(0, 1)[:, :, None, None]
 
 
+def solve_beta(depth: torch.Tensor, target: torch.Tensor, iters: int = 40) -> torch.Tensor:
+    """Per image, the beta whose mean transmission ``mean(exp(-beta d))`` equals ``target`` (bisection on a
+    64² copy of the depth map: the mean is monotone in beta). ``-log(target) / mean(d)`` would undershoot:
+    the mean of the exponential is at least the exponential of the mean (Jensen)."""
+    d = F.interpolate(depth, size=(64, 64), mode="area") if depth.shape[-1] * depth.shape[-2] > 4096 else depth
+    lo, hi = torch.zeros_like(target), torch.full_like(target, 60.0)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        too_clear = torch.exp(-bcast(mid) * d).mean(dim=(1, 2, 3)) > target
+        lo, hi = torch.where(too_clear, mid, lo), torch.where(too_clear, hi, mid)
+    return (lo + hi) / 2
+
+
 def _apply(x: torch.Tensor, s: torch.Tensor, depth: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     target = lerp(*TRANSMISSION, s)
     d = depth.clamp(0, 1)
-    beta = -torch.log(target) / d.mean(dim=(1, 2, 3)).clamp(min=0.05)
+    beta = solve_beta(d, target)
     t = torch.exp(-bcast(beta) * d)
     return x * t + _airlight(x.shape[0], gen) * (1 - t), t.mean(dim=(1, 2, 3))
 
