@@ -45,5 +45,6 @@ def test_learning_curve_trains_to_marks_and_evaluates_each(photo_dir, tmp_path, 
     gains = {d: ref["cases"][d]["psnr_out"] - ref["cases"][d]["psnr_in"] for d in DEGRADATIONS}
     np.testing.assert_allclose([rows[5]["summary"][d] for d in DEGRADATIONS], [gains[d] for d in DEGRADATIONS])
     assert abs(rows[5]["summary"]["single"] - np.mean(list(gains.values()))) < 1e-9
+    assert rows[5]["summary"]["clean_psnr_out"] == pytest.approx(ref["cases"]["clean"]["psnr_out"])
     assert all(res["steps"] == 1 for res in ref["cases"].values())
     assert "| run | snapshot | step | test synthesis |" in capsys.readouterr().out
