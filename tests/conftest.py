@@ -12,6 +12,16 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
+def load_bench(name: str):
+    """A script of bench/ as a module (bench/ is not a package: its scripts run from the repository root)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_cli(*args: str):
     """Run ``python -m rar_edge`` in a subprocess; returns CompletedProcess (text mode)."""
     import subprocess

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from rar_edge.train.checkpoint import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("gpu_window", ROOT / "bench" / "gpu_window.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_bench
 
 
 def test_smoke_window_yields_a_packed_model_and_rates(tmp_path, capsys):
-    gw = _bench()
+    gw = load_bench("gpu_window")
     assert gw.main(["--smoke", "--out", str(tmp_path / "w")]) == 0
     stages = json.loads((tmp_path / "w" / "window.json").read_text())
     assert set(stages) == {"probe eager", "train", "total"}
@@ -49,7 +40,7 @@ def test_smoke_window_yields_a_packed_model_and_rates(tmp_path, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_no_gpu_is_a_one_line_error_before_work(tmp_path, capsys):
-    gw = _bench()
+    gw = load_bench("gpu_window")
     assert gw.main(["--out", str(tmp_path / "w"), "--data", str(tmp_path)]) == 2
     assert "no CUDA GPU here" in capsys.readouterr().err
     assert not (tmp_path / "w" / "run").exists()
@@ -57,11 +48,11 @@ def test_no_gpu_is_a_one_line_error_before_work(tmp_path, capsys):
 
 def test_a_used_output_folder_is_refused(tmp_path, capsys):
     (tmp_path / "w" / "run").mkdir(parents=True)
-    assert _bench().main(["--smoke", "--out", str(tmp_path / "w")]) == 2
+    assert load_bench("gpu_window").main(["--smoke", "--out", str(tmp_path / "w")]) == 2
     assert "already holds a GPU window's run" in capsys.readouterr().err
 
 
 def test_unwritable_output_is_refused(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
-    assert _bench().main(["--smoke", "--out", str(tmp_path / "f" / "w")]) == 2
+    assert load_bench("gpu_window").main(["--smoke", "--out", str(tmp_path / "f" / "w")]) == 2
     assert "cannot write" in capsys.readouterr().err

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,18 +11,11 @@ from rar_edge import DEGRADATIONS
 from rar_edge.eval.evaluate import evaluate
 from rar_edge.train.checkpoint import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("learning_curve", ROOT / "bench" / "learning_curve.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_bench
 
 
 def test_learning_curve_trains_to_marks_and_evaluates_each(photo_dir, tmp_path, capsys):
-    lc = _bench()
+    lc = load_bench("learning_curve")
     out = tmp_path / "run"
     args = ["--train", f"--preset rar-tiny --data {photo_dir} --batch 2 --crop 32 --warmup 1",
             "--out", str(out), "--marks", "0.03,0.1", "--photos", str(photo_dir), "--syntheses", "v1,v2",
