@@ -85,3 +85,66 @@ class StopRule:
     def best_index(qualities: list[float]) -> int:
         """Index of the best-assessed latent (the earliest one on ties)."""
         return max(range(len(qualities)), key=lambda i: (qualities[i], -i))
+
+
+class LoopTrace:
+    """One image's way through the loop: the one implementation of the stop sequence and its bookkeeping.
+
+    The torch loop (a batch of traces), the runtime's scheduler and ``rar-edge fit-stop``'s replay all
+    drive their images through it, so they take the same steps, stop for the same reason and keep the
+    same latent for the same assessments::
+
+        trace = LoopTrace(rule, assess(z0))
+        while trace.running:
+            proposed = restore(z)
+            if not trace.propose(change(z, proposed)):  # a step too small is not taken
+                break
+            z = proposed
+            trace.taken(assess(z))
+        kept = trace.kept  # index of the latent to decode (0: pass-through, the input as it came)
+
+    A caller may end the walk for its own reason first (the runtime's budget: ``stop("budget")``).
+    """
+
+    def __init__(self, rule: StopRule, quality: float) -> None:
+        self.rule = rule
+        self.qualities = [float(quality)]
+        self.reason: str | None = rule.reason_to_stop(self.qualities)
+
+    @property
+    def running(self) -> bool:
+        """Whether the rule asks for another step."""
+        return self.reason is None
+
+    @property
+    def steps_run(self) -> int:
+        return len(self.qualities) - 1
+
+    def needs_change(self) -> bool:
+        """Whether ``propose`` reads the step's size (callers may skip computing it otherwise)."""
+        return self.rule.min_change > 0
+
+    def propose(self, change: float | None) -> bool:
+        """A step of relative size ``change`` (|z_next - z| / |z|) was proposed: True if it is taken; False
+        ends the walk (``small_step``) with the step refused."""
+        if self.reason is not None:
+            raise RuntimeError("the loop has stopped: no step can be proposed")
+        if self.needs_change() and self.rule.step_too_small(float(change)):
+            self.reason = "small_step"
+            return False
+        return True
+
+    def taken(self, quality: float) -> None:
+        """The proposed step was taken and its latent assessed at ``quality``."""
+        self.qualities.append(float(quality))
+        self.reason = self.rule.reason_to_stop(self.qualities)
+
+    def stop(self, reason: str) -> None:
+        """End the walk for a reason of the caller's (e.g. ``"budget"``); a stopped walk keeps its reason."""
+        if self.reason is None:
+            self.reason = reason
+
+    @property
+    def kept(self) -> int:
+        """Index of the latent the loop decodes (``StopRule.returned_index``); 0 means the input as is."""
+        return self.rule.returned_index(self.qualities, self.reason)

@@ -17,7 +17,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from rar_edge.loop import StopRule
+from rar_edge.loop import LoopTrace, StopRule
 
 #: Pseudo entry point timed by the runtime: tiling, blending and array work outside the model calls,
 #: per tile and pass (the first pass, then each step).
@@ -87,30 +87,28 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
         return LoopOutcome(image=None, model_skipped=True)
     state = ops.encode()
     quality, probs, cond = ops.assess(state)
-    qualities = [quality]
-    # Two latents at most are held (memory follows the image): the best-assessed or the one before the last.
-    best, best_step, previous = state, 0, state
-    while True:
-        reason = rule.reason_to_stop(qualities)
-        if reason is None and not affordable("restore", "assess", "decode", OVERHEAD):
-            reason = "budget"
-        if reason is not None:
+    trace = LoopTrace(rule, quality)  # the stop sequence: rar_edge.loop
+    # Only the latents the rule can keep are held (memory follows the image): the best-assessed one for
+    # keep="best", the one before the last for keep="last" (a no_gain stop undoes the last step).
+    held, held_step = state, 0
+    while trace.running:
+        if not affordable("restore", "assess", "decode", OVERHEAD):
+            trace.stop("budget")
             break
         proposed = ops.restore(state, cond)
-        if rule.min_change > 0 and rule.step_too_small(ops.change(state, proposed)):
-            reason = "small_step"  # the step is not taken
-            break
-        previous, state = state, proposed
+        if not trace.propose(ops.change(state, proposed) if trace.needs_change() else None):
+            break  # too small: the step is not taken
+        if rule.keep == "last":
+            held, held_step = state, trace.steps_run
+        state = proposed
         quality, _, cond = ops.assess(state)
-        qualities.append(quality)
-        if quality > qualities[best_step]:  # ties keep the earlier latent, like the torch loop
-            best, best_step = state, len(qualities) - 1
-    kept = rule.returned_index(qualities, reason)
-    if rule.keep == "best":
-        latent = best
-    else:  # "last": the last step, or the one before it when that step was undone (no_gain)
-        latent = state if kept == len(qualities) - 1 else previous
+        trace.taken(quality)
+        if rule.keep == "best" and quality > trace.qualities[held_step]:  # ties keep the earlier latent
+            held, held_step = state, trace.steps_run
+    kept = trace.kept
+    latent = state if kept == trace.steps_run else held
+    assert kept in (trace.steps_run, held_step), "the rule kept a latent the loop did not hold"
     # Pass-through (rar_edge.loop): keeping step 0 returns the input, so no decode is run.
     image = ops.decode(latent) if kept > 0 else None
-    return LoopOutcome(image=image, steps=kept, steps_run=len(qualities) - 1, qualities=qualities,
-                       probabilities=list(probs), stop_reason=reason)
+    return LoopOutcome(image=image, steps=kept, steps_run=trace.steps_run, qualities=trace.qualities,
+                       probabilities=list(probs), stop_reason=str(trace.reason))

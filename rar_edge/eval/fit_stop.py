@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from rar_edge.data.folder import PhotoFolder
-from rar_edge.loop import KEEP_CHOICES, QUALITY_CAP_DB, StopRule
+from rar_edge.loop import KEEP_CHOICES, QUALITY_CAP_DB, LoopTrace, StopRule
 
 from .cases import make_cases
 from .evaluate import trajectory
@@ -88,13 +88,10 @@ def replay(rule: StopRule, quality: np.ndarray, change: np.ndarray) -> tuple[int
     The same decisions as the torch loop and the runtime: step while ``reason_to_stop`` is None and
     the proposed step is not too small, then return the latent ``returned_index`` keeps.
     """
-    history = [float(quality[0])]
-    while (reason := rule.reason_to_stop(history)) is None:
-        if rule.min_change > 0 and rule.step_too_small(float(change[len(history) - 1])):
-            reason = "small_step"
-            break
-        history.append(float(quality[len(history)]))
-    return rule.returned_index(history, reason), len(history) - 1
+    trace = LoopTrace(rule, quality[0])
+    while trace.running and trace.propose(change[trace.steps_run] if trace.needs_change() else None):
+        trace.taken(quality[trace.steps_run + 1])
+    return trace.kept, trace.steps_run
 
 
 def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0) -> RuleScore:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rar_edge.loop import StopRule
+from rar_edge.loop import LoopTrace, StopRule
 
 from .assessor import Assessor
 from .autoencoder import Decoder, Encoder, init_linear_path
@@ -85,29 +85,25 @@ class RAR(nn.Module):
         z = self.encode(image)
         quality, probs, cond = self.assess(z)
         n = image.shape[0]
-        history = [[float(q)] for q in quality]
+        traces = [LoopTrace(rule, float(q)) for q in quality]  # the stop sequence: rar_edge.loop
         # latents[k][i] is image i after its k-th step: an image steps on every iteration until it stops.
         latents = [z]
-        reasons: list[str | None] = [rule.reason_to_stop(h) for h in history]
-        while any(r is None for r in reasons):
+        while any(t.running for t in traces):
             z_next = self.restore(z, cond)
-            if rule.min_change > 0:
-                change = step_change(z, z_next)
-                for i in range(n):
-                    if reasons[i] is None and rule.step_too_small(float(change[i])):
-                        reasons[i] = "small_step"  # the step is not taken
-            active = torch.tensor([r is None for r in reasons], device=z.device)
-            if not bool(active.any()):
+            change = step_change(z, z_next) if rule.min_change > 0 else None
+            active = [t.running and t.propose(None if change is None else float(change[i]))
+                      for i, t in enumerate(traces)]
+            if not any(active):
                 break
-            z = torch.where(active[:, None, None, None], z_next, z)
+            mask = torch.tensor(active, device=z.device)
+            z = torch.where(mask[:, None, None, None], z_next, z)
             latents.append(z)
             q_new, _, cond_new = self.assess(z)
-            cond = torch.where(active[:, None], cond_new, cond)
-            for i in range(n):
-                if reasons[i] is None:
-                    history[i].append(float(q_new[i]))
-                    reasons[i] = rule.reason_to_stop(history[i])
-        kept = [rule.returned_index(history[i], reasons[i]) for i in range(n)]
+            cond = torch.where(mask[:, None], cond_new, cond)
+            for i, t in enumerate(traces):
+                if active[i]:
+                    t.taken(float(q_new[i]))
+        kept = [t.kept for t in traces]
         # An image that keeps step 0 comes back as it came in (rar_edge.loop, pass-through): no decode.
         out = image.clamp(0, 1)  # a new tensor: filling it leaves the caller's image alone
         stepped = [i for i, k in enumerate(kept) if k > 0]
@@ -118,10 +114,10 @@ class RAR(nn.Module):
             LoopResult(
                 image=out[i],
                 steps=kept[i],
-                steps_run=len(history[i]) - 1,
-                quality=history[i],
+                steps_run=traces[i].steps_run,
+                quality=traces[i].qualities,
                 degradations={name: float(probs[i, j]) for j, name in enumerate(names)},
-                stop_reason=str(reasons[i]),
+                stop_reason=str(traces[i].reason),
             )
             for i in range(n)
         ]
