@@ -16,11 +16,12 @@ from rar_edge.runtime.scheduler import adaptive_loop
 
 CAP = 5
 trajectories = st.tuples(
-    st.lists(st.floats(10, 45, allow_nan=False), min_size=CAP + 1, max_size=CAP + 1),  # quality after k steps
-    st.lists(st.floats(0.0, 0.1, allow_nan=False), min_size=CAP, max_size=CAP),        # size of step k+1
+    # float32 values: the torch loop's assessments are float32, the others' float64 copies of them
+    st.lists(st.floats(10.0, 45.0, width=32), min_size=CAP + 1, max_size=CAP + 1),  # quality after k steps
+    st.lists(st.floats(0.0, 0.125, width=32), min_size=CAP, max_size=CAP),        # size of step k+1
 )
-rules = st.builds(StopRule, max_steps=st.integers(0, CAP), target_quality=st.floats(15, 50),
-                  min_gain=st.floats(-3, 2), min_change=st.sampled_from([0.0, 0.01, 0.04]),
+rules = st.builds(StopRule, max_steps=st.integers(0, CAP), target_quality=st.floats(15.0, 50.0, width=32),
+                  min_gain=st.floats(-3.0, 2.0, width=32), min_change=st.sampled_from([0.0, 0.01, 0.04]),
                   keep=st.sampled_from(["best", "last"]))
 
 
