@@ -76,8 +76,11 @@ def torch_programs(source: Source, precision: str, target: str = "onnx", calib: 
 
         warn(f"post-training int8 calibrated on {calib}: quantization-aware distillation (rar-edge distill) "
              "is more accurate")
-        quant = {**describe("xnnpack"), "flow": f"PT2E post-training (calibrated on {calib})"}
-        return Programs(dict(calibrate_int8(source.model, calib).parts), quant)
+        calibrated = calibrate_int8(source.model, calib)
+        quant = {**describe("xnnpack"), "flow": f"PT2E post-training (calibrated on {calib})",
+                 "quantized": list(calibrated.quantized),
+                 "kept_float": [n for n in ENTRY_POINTS if n not in calibrated.quantized]}
+        return Programs(dict(calibrated.parts), quant)
     if target == "coreml":
         warn("int8 from a float checkpoint: Core ML gets int8 weights only (smaller file, not faster); "
              "pass a distilled student, or --calib DIR for int8 activations too")

@@ -223,3 +223,4 @@ def test_post_training_int8_with_calib(tiny_checkpoint, photo_dir, tmp_path):
     assert "post-training int8" in log and "more accurate" in log
     manifest = verify_bundle(tmp_path / "rar-tiny-int8-onnx")
     assert "post-training" in manifest["quantization"]["flow"] and manifest["parity"]["passed"]
+    assert manifest["quantization"]["kept_float"] == ["assess"]  # as the QAT recipe: the loop's decisions stay float

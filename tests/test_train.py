@@ -106,7 +106,7 @@ def test_empty_or_bad_data_folder(tmp_path):
 
 @pytest.mark.slow
 def test_short_training_learns_to_denoise(photo_dir, tmp_path):
-    """rar-tiny, ~1.5 minutes on real photos: validation loss falls and held-out noisy crops get better."""
+    """rar-tiny, ~1.5 minutes on real photos: the validation gain rises and held-out noisy crops get better."""
     from PIL import Image
 
     from rar_edge.eval.metrics import psnr
@@ -121,7 +121,9 @@ def test_short_training_learns_to_denoise(photo_dir, tmp_path):
     train(_cfg(train_dir, out, steps=400, batch=12, crop=64, warmup=30, val_every=100, ckpt_every=400,
                val_crop=64, lr=2e-3, degradations=("noise",), val_data=str(held_dir)))
     vals = [json.loads(line)["val"] for line in (out / "log.jsonl").read_text().splitlines() if "val" in line]
-    assert vals[-1]["loss"] < vals[0]["loss"]
+    # The validation PSNR gain rises (the total loss also holds the assessor's terms, whose targets move as
+    # the restorer improves: on the v2 noise models it rose 2.26 -> 2.74 dB while the loss went up and down).
+    assert vals[-1]["mean_gain"] > vals[0]["mean_gain"] + 0.2, vals
 
     model, _ = load_model(out / "last")
     gen = torch.Generator().manual_seed(0)

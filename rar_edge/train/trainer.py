@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from rar_edge import DEGRADATIONS
-from rar_edge.atomic import probe_writable, recover_dir
+from rar_edge.atomic import check_writable, recover_dir
 from rar_edge.data.degrade import DEFAULT_SYNTHESIS, apply_degradations, check_synthesis, sample_specs
 from rar_edge.data.folder import PhotoFolder
 from rar_edge.errors import RarEdgeError
@@ -184,7 +184,7 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     if (last / "config.json").exists() and not cfg.resume:
         raise RarEdgeError(f"{out} already holds a run (step {read_config(last)['step']}): "
                            "pass --resume to continue it, or choose another --out")
-    probe_writable(out)
+    check_writable(out)  # before any work, creating nothing (a run refused below leaves no folder)
     info = distributed.setup(cfg.device)
     photos = PhotoFolder(cfg.data)
     val_photos = PhotoFolder(cfg.val_data) if cfg.val_data else photos
