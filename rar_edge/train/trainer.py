@@ -324,7 +324,9 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                 # Stop only between whole steps: the checkpoint then matches its step count, so
                 # --resume stays exact (rar_edge/train/signals.py). One tiny all-reduce per step under DDP.
                 stopping = distributed.any_rank(stop.requested is not None, info) and done < cfg.steps
-                timed = ckpt_minutes is not None and clock.spent_s - last_ckpt_s[0] >= ckpt_minutes * 60
+                # Every rank must agree (the checkpoint ends in a barrier): any rank's clock decides.
+                timed = ckpt_minutes is not None and distributed.any_rank(
+                    clock.spent_s - last_ckpt_s[0] >= ckpt_minutes * 60, info)
                 if stopping or timed or out_of_time or done % cfg.ckpt_every == 0 or done == cfg.steps:
                     checkpoint(done, metrics)
                     distributed.barrier(info)
