@@ -40,6 +40,13 @@ PRESETS: dict[str, Preset] = {
             max_params=1_000_000, max_step_gmac_per_mp=5.0, max_codec_gmac_per_mp=5.0,
         ),
         Preset(
+            "rar-edge-m",
+            RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=24, assess_depth=1,
+                      assess_detail=True, restore_width=48, restore_depths=(2, 2, 4), cond_dim=48),
+            "larger student: rar-edge-s's codec, a 3x restore step (issue 20's quality/compute comparison)",
+            max_params=2_500_000, max_step_gmac_per_mp=20.0, max_codec_gmac_per_mp=5.0,
+        ),
+        Preset(
             "rar-tiny",
             RARConfig(latent_channels=48, ae_width=16, ae_depth=1, assess_width=8, assess_depth=1,
                       assess_detail=True, restore_width=16, restore_depths=(1, 1, 1), cond_dim=16),
