@@ -19,6 +19,8 @@ def _add_stop_rule_args(p: argparse.ArgumentParser) -> None:
                    help="stop once a proposed step moves the latent by less than this fraction (0: off)")
     p.add_argument("--keep", choices=["best", "last"],
                    help="decode the best-assessed latent or the last step's (default: the checkpoint's)")
+    p.add_argument("--min-better", type=float,
+                   help="stop when the judge gives a step less than this probability of helping (0: judge off)")
 
 
 def _rule_args(a: argparse.Namespace) -> dict:
@@ -27,8 +29,10 @@ def _rule_args(a: argparse.Namespace) -> dict:
         raise RarEdgeError(f"--max-steps must be 0 or more, got {a.max_steps}")
     if a.min_change is not None and not 0 <= a.min_change < float("inf"):
         raise RarEdgeError(f"--min-change must be a fraction of the latent >= 0 (e.g. 0.02; 0: off), got {a.min_change}")
+    if a.min_better is not None and not 0 <= a.min_better < 1:
+        raise RarEdgeError(f"--min-better must be a probability in [0, 1) (e.g. 0.5; 0: judge off), got {a.min_better}")
     return {"max_steps": a.max_steps, "target_quality": a.target_quality, "min_gain": a.min_gain,
-            "min_change": a.min_change, "keep": a.keep}
+            "min_change": a.min_change, "keep": a.keep, "min_better": a.min_better}
 
 
 #: Largest evaluation crop: the photo folders hold photos of at most 1024 px (smaller ones are upscaled).
@@ -113,10 +117,13 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
         raise RarEdgeError(f"--step-cost must be a finite number of dB per step >= 0, got {a.step_cost}")
     model, config, precision, folder = load_fit_model(a.checkpoint, a.precision)
     _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
-    current, fitted, traj = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images,
-                                            step_cost=a.step_cost)
+    current, fitted, traj, judge = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images,
+                                                   step_cost=a.step_cost, judge=not a.no_judge)
     print(f"{precision} model, {len(traj.cases)} images ({len(set(traj.cases))} cases), "
           f"up to {a.max_steps} steps, step cost {a.step_cost} dB")
+    if judge is not None:
+        print(f"judge (is the new latent better?): helpful-step ROC-AUC {judge.auc_unseen:.3f} on images it was not "
+              f"fitted on ({judge.auc_fit:.3f} on all, after refitting); {judge.helpful_share:.0%} of steps helpful")
     print(format_fit(current, fitted))
     if not a.write:
         print(f"next: rar-edge fit-stop ... --write   (stores the fitted rule as {a.checkpoint}'s loop defaults)")
@@ -125,7 +132,8 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
 
     r = fitted.rule
     config["model"].update(max_steps=r.max_steps, target_quality=r.target_quality, min_gain=r.min_gain,
-                           min_change=r.min_change, keep=r.keep)
+                           min_change=r.min_change, keep=r.keep, min_better=r.min_better,
+                           judge=[*judge.judge.weights, judge.judge.bias] if judge and r.min_better > 0 else [])
     config["stop_rule_fit"] = fit_record(current, fitted, data=str(a.data), crop=a.crop, images=a.max_images,
                                          step_cost=a.step_cost, precision=precision, cap=a.max_steps)
     with atomic_path(folder / "config.json") as tmp:
@@ -354,7 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=256,
                    help="crop side: the image or tile size you deploy at (the fitted rule depends on it)")
     p.add_argument("--max-images", type=int, default=16)
-    p.add_argument("--write", action="store_true", help="store the fitted rule as the checkpoint's loop defaults")
+    p.add_argument("--no-judge", action="store_true",
+                   help="do not fit the judge (\"is the new latent better?\"); only the assessor's thresholds")
+    p.add_argument("--write", action="store_true",
+                   help="store the fitted rule (and judge, when the rule asks it) as the checkpoint's loop defaults")
     p.set_defaults(func=cmd_fit_stop)
 
     p = sub.add_parser("restore", parents=[common],

@@ -11,7 +11,9 @@ the decode's time is saved. The torch loop, the runtime and ``rar-edge fit-stop`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Sequence
 
 #: What the assessor's quality score means; written into checkpoints and manifests.
 QUALITY_MEANING = (
@@ -23,6 +25,51 @@ QUALITY_CAP_DB = 40.0
 
 #: How the loop picks the latent it decodes (StopRule.keep).
 KEEP_CHOICES = ("best", "last")
+
+#: What the judge reads, in order (Judge.features): recorded in checkpoints and manifests next to its weights.
+JUDGE_FEATURES = (
+    "the previous latent's assessment (quality dB, degradation probabilities, conditioning embedding), "
+    "the new latent's assessment (the same), log(step size + 1e-6)"
+)
+_CHANGE_EPS = 1e-6
+
+
+def assessment_vector(quality: float, probabilities: Sequence[float], cond: Sequence[float]) -> list[float]:
+    """One assessment as the judge reads it: [quality, *probabilities, *conditioning] (cond pooled per image)."""
+    return [float(quality), *map(float, probabilities), *map(float, cond)]
+
+
+@dataclass(frozen=True)
+class Judge:
+    """RAR's question after every step, "is the new latent better than the previous one?", as a probability.
+
+    A logistic head on what the assessor already returns for both latents (quality, degradation
+    probabilities, conditioning embedding) and the step's size: no fifth network and no extra model call
+    per step, and it runs torch-free wherever the loop runs. Its weights are fitted on a model's own
+    trajectories by ``rar-edge fit-stop`` (rar_edge.eval.judge) and travel in config.json and manifests.
+    """
+
+    weights: tuple[float, ...]  # one per feature: 2 * len(assessment_vector) + 1
+    bias: float
+
+    def p_better(self, before: Sequence[float], after: Sequence[float], change: float) -> float:
+        """Probability that the step from ``before`` to ``after`` (assessment vectors) raised the true PSNR."""
+        x = (*before, *after, math.log(max(float(change), 0.0) + _CHANGE_EPS))
+        if len(x) != len(self.weights):
+            raise ValueError(f"the judge has {len(self.weights)} weights but got {len(x)} features: "
+                             "its model's assessor has another size; refit it with rar-edge fit-stop")
+        s = self.bias + math.fsum(w * v for w, v in zip(self.weights, x))
+        return 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))
+
+    def to_dict(self) -> dict:
+        return {"features": JUDGE_FEATURES, "weights": list(self.weights), "bias": self.bias}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Judge | None":
+        """The judge stored by ``to_dict`` (None for models and bundles without one)."""
+        if not d:
+            return None
+        return cls(tuple(float(w) for w in d["weights"]), float(d["bias"]))
 
 
 @dataclass(frozen=True)
@@ -40,6 +87,8 @@ class StopRule:
         keep: ``"best"`` decodes the best-assessed latent (DESIGN.md's quality verification); ``"last"``
             decodes the latent of the last step taken, undoing a step that stopped the loop on ``no_gain``.
             ``rar-edge fit-stop`` picks the one that does better for a model.
+        min_better: with a ``Judge``, stop once it gives a step a probability of being better below this,
+            and return the latent before that step (stop reason ``worse``): RAR's own stop rule. 0 turns it off.
     """
 
     max_steps: int = 4
@@ -47,12 +96,15 @@ class StopRule:
     min_gain: float = 0.1
     min_change: float = 0.0
     keep: str = "best"
+    min_better: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
         if not self.min_change >= 0:
             raise ValueError(f"min_change must be >= 0, got {self.min_change}")
+        if not 0 <= self.min_better < 1:
+            raise ValueError(f"min_better must be a probability in [0, 1), got {self.min_better}")
         if self.keep not in KEEP_CHOICES:
             raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {self.keep!r}")
 
@@ -76,6 +128,8 @@ class StopRule:
 
     def returned_index(self, qualities: list[float], reason: str | None) -> int:
         """Index into ``qualities`` of the latent the loop decodes, once it stopped for ``reason``."""
+        if reason == "worse":  # the judge said the last step made it worse: the latent before it
+            return len(qualities) - 2
         if self.keep == "best":
             return self.best_index(qualities)
         last = len(qualities) - 1
@@ -94,21 +148,30 @@ class LoopTrace:
     drive their images through it, so they take the same steps, stop for the same reason and keep the
     same latent for the same assessments::
 
-        trace = LoopTrace(rule, assess(z0))
+        trace = LoopTrace(rule, quality(z0), judge, assessment_vector(*assess(z0)))
         while trace.running:
             proposed = restore(z)
             if not trace.propose(change(z, proposed)):  # a step too small is not taken
                 break
             z = proposed
-            trace.taken(assess(z))
+            trace.taken(quality(z), assessment_vector(*assess(z)))
         kept = trace.kept  # index of the latent to decode (0: pass-through, the input as it came)
 
-    A caller may end the walk for its own reason first (the runtime's budget: ``stop("budget")``).
+    The assessment vectors are read only when the rule asks the judge (``rule.min_better > 0`` and a
+    judge given); callers may pass None otherwise. A caller may end the walk for its own reason first
+    (the runtime's budget: ``stop("budget")``).
     """
 
-    def __init__(self, rule: StopRule, quality: float) -> None:
+    def __init__(self, rule: StopRule, quality: float, judge: Judge | None = None,
+                 assessment: Sequence[float] | None = None) -> None:
         self.rule = rule
+        self.judge = judge if rule.min_better > 0 else None
+        if self.judge is not None and assessment is None:
+            raise ValueError("a rule with min_better > 0 and a judge needs each latent's assessment vector")
         self.qualities = [float(quality)]
+        self.better: list[float] = []  # the judge's probability for each step taken
+        self._last = assessment
+        self._change = 0.0
         self.reason: str | None = rule.reason_to_stop(self.qualities)
 
     @property
@@ -122,21 +185,33 @@ class LoopTrace:
 
     def needs_change(self) -> bool:
         """Whether ``propose`` reads the step's size (callers may skip computing it otherwise)."""
-        return self.rule.min_change > 0
+        return self.rule.min_change > 0 or self.judge is not None
 
     def propose(self, change: float | None) -> bool:
         """A step of relative size ``change`` (|z_next - z| / |z|) was proposed: True if it is taken; False
         ends the walk (``small_step``) with the step refused."""
         if self.reason is not None:
             raise RuntimeError("the loop has stopped: no step can be proposed")
-        if self.needs_change() and self.rule.step_too_small(float(change)):
-            self.reason = "small_step"
-            return False
+        if self.needs_change():
+            self._change = float(change)
+            if self.rule.step_too_small(self._change):
+                self.reason = "small_step"
+                return False
         return True
 
-    def taken(self, quality: float) -> None:
-        """The proposed step was taken and its latent assessed at ``quality``."""
+    def taken(self, quality: float, assessment: Sequence[float] | None = None) -> None:
+        """The proposed step was taken and its latent assessed at ``quality`` (and ``assessment``, the
+        vector the judge reads); the judge's "worse" comes before the rule's other reasons."""
         self.qualities.append(float(quality))
+        if self.judge is not None:
+            if assessment is None:
+                raise ValueError("this loop asks its judge: pass the new latent's assessment vector")
+            p = self.judge.p_better(self._last, assessment, self._change)
+            self.better.append(p)
+            self._last = assessment
+            if p < self.rule.min_better:
+                self.reason = "worse"
+                return
         self.reason = self.rule.reason_to_stop(self.qualities)
 
     def stop(self, reason: str) -> None:

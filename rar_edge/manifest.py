@@ -62,7 +62,8 @@ def build_manifest(config, preset: str, precision: str, target: str, input_shape
         "quality": {"meaning": QUALITY_MEANING, "cap_db": QUALITY_CAP_DB,
                     "defaults": {"max_steps": config.max_steps, "target_quality": config.target_quality,
                                  "min_gain": config.min_gain, "min_change": config.min_change,
-                                 "keep": config.keep}},
+                                 "keep": config.keep, "min_better": config.min_better},
+                    **({"judge": config.judge_head.to_dict()} if config.judge_head else {})},
         "entry_points": signatures(config),
         "quantization": quantization,
         "source": source,
@@ -130,6 +131,13 @@ def check_manifest(manifest, where: str = "manifest") -> dict:
         bad("quality.defaults.min_change", "a number >= 0")
     if "keep" in defaults and defaults["keep"] not in KEEP_CHOICES:
         bad("quality.defaults.keep", f"one of {list(KEEP_CHOICES)}")
+    # The judge came later still (bundles without it never ask it).
+    if "min_better" in defaults and not (_number(defaults["min_better"]) and 0 <= defaults["min_better"] < 1):
+        bad("quality.defaults.min_better", "a probability in [0, 1)")
+    judge = manifest["quality"].get("judge")
+    if judge is not None and not (isinstance(judge, dict) and isinstance(judge.get("weights"), list)
+                                  and all(_number(w) for w in judge["weights"]) and _number(judge.get("bias"))):
+        bad("quality.judge", "{weights: [numbers], bias: number}")
     artifacts = manifest.get("artifacts")
     if not isinstance(artifacts, dict) or not artifacts:
         bad("artifacts", "a map of file name to SHA-256")

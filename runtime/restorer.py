@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from rar_edge.errors import RarEdgeError
-from rar_edge.loop import StopRule
+from rar_edge.loop import Judge, StopRule
 from rar_edge.manifest import verify_bundle
 
 from .backends import ENTRY_POINTS, open_backend
@@ -235,8 +235,9 @@ class Restorer:
         self.overlap = overlap
         self.degradations = list(manifest["degradations"])
         loop = manifest["quality"]["defaults"]
-        self.rule = StopRule(loop["max_steps"], loop["target_quality"], loop["min_gain"],
-                             loop.get("min_change", 0.0), loop.get("keep", "best"))  # older bundles: off, best
+        self.rule = StopRule(loop["max_steps"], loop["target_quality"], loop["min_gain"],  # older bundles: off, best
+                             loop.get("min_change", 0.0), loop.get("keep", "best"), loop.get("min_better", 0.0))
+        self.judge = Judge.from_dict(manifest["quality"].get("judge"))  # None in bundles made before judges
         self.costs: dict[tuple[int, int], CostModel] = {}
         self._ms: dict[str, float] = {}
         self._cost: CostModel | None = None
@@ -320,13 +321,15 @@ class Restorer:
     # --- the API ---
     def restore(self, image: Any, budget_ms: float | None = None, max_steps: int | None = None,
                 target_quality: float | None = None, min_gain: float | None = None,
-                min_change: float | None = None, keep: str | None = None) -> RestoreResult:
+                min_change: float | None = None, keep: str | None = None,
+                min_better: float | None = None) -> RestoreResult:
         """Restore one image (numpy array or PIL image); see RestoreResult. The stop rule's fields
-        default to the bundle's (its manifest); any of them can be overridden per call."""
+        default to the bundle's (its manifest); any of them can be overridden per call (``min_better=0``
+        turns the bundle's judge off)."""
         if budget_ms is not None and not budget_ms > 0:
             raise RarEdgeError(f"budget_ms must be a positive number of milliseconds, got {budget_ms}")
         overrides = dict(max_steps=max_steps, target_quality=target_quality, min_gain=min_gain,
-                         min_change=min_change, keep=keep)
+                         min_change=min_change, keep=keep, min_better=min_better)
         try:
             rule = replace(self.rule, **{k: v for k, v in overrides.items() if v is not None})
         except ValueError as e:
@@ -351,7 +354,8 @@ class Restorer:
         if cold:  # nothing measured, no profile: a budgeted call cannot know what a step costs, so it takes none
             outcome = LoopOutcome(image=None, stop_reason="budget", model_skipped=True)
         else:
-            outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * job.calls(e), start=entered)
+            outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * job.calls(e), start=entered,
+                                    judge=self.judge)
         if outcome.image is None:  # pass-through: the caller's image exactly as given (a copy: never aliased)
             result_image = image.copy()
         else:

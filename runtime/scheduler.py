@@ -17,7 +17,9 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from rar_edge.loop import LoopTrace, StopRule
+import numpy as np
+
+from rar_edge.loop import Judge, LoopTrace, StopRule, assessment_vector
 
 #: Pseudo entry point timed by the runtime: tiling, blending and array work outside the model calls,
 #: per tile and pass (the first pass, then each step).
@@ -72,9 +74,11 @@ class LoopOutcome:
 
 
 def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict: Callable[[str], float],
-                  clock: Callable[[], float] = time.perf_counter, start: float | None = None) -> LoopOutcome:
+                  clock: Callable[[], float] = time.perf_counter, start: float | None = None,
+                  judge: Judge | None = None) -> LoopOutcome:
     """Run the loop; ``predict(entry)`` is the whole image's cost in ms of one call of ``entry`` (for
-    ``OVERHEAD``: of one pass). ``start``: when the budget's clock started (default: now)."""
+    ``OVERHEAD``: of one pass). ``start``: when the budget's clock started (default: now). ``judge``: the
+    bundle's (rar_edge.loop.Judge), asked after every step when ``rule.min_better > 0``."""
     start = clock() if start is None else start
 
     def left_ms() -> float:
@@ -87,10 +91,18 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
         return LoopOutcome(image=None, model_skipped=True)
     state = ops.encode()
     quality, probs, cond = ops.assess(state)
-    trace = LoopTrace(rule, quality)  # the stop sequence: rar_edge.loop
+    judged = judge is not None and rule.min_better > 0
+
+    def vector(q: float, p: list[float], c: Any) -> list[float] | None:
+        """What the judge reads (the conditioning pooled over the image's tiles); None when it is not asked."""
+        return assessment_vector(q, p, np.ravel(c)) if judged else None
+
+    trace = LoopTrace(rule, quality, judge, vector(quality, probs, cond))  # the stop sequence: rar_edge.loop
     # Only the latents the rule can keep are held (memory follows the image): the best-assessed one for
-    # keep="best", the one before the last for keep="last" (a no_gain stop undoes the last step).
+    # keep="best", the one before the last for keep="last" (a no_gain stop undoes the last step), and
+    # with a judge the one before the last too (a "worse" stop undoes the last step).
     held, held_step = state, 0
+    previous, previous_step = state, 0
     while trace.running:
         if not affordable("restore", "assess", "decode", OVERHEAD):
             trace.stop("budget")
@@ -100,14 +112,16 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
             break  # too small: the step is not taken
         if rule.keep == "last":
             held, held_step = state, trace.steps_run
+        if trace.judge is not None:
+            previous, previous_step = state, trace.steps_run
         state = proposed
-        quality, _, cond = ops.assess(state)
-        trace.taken(quality)
+        quality, probs_now, cond = ops.assess(state)
+        trace.taken(quality, vector(quality, probs_now, cond))
         if rule.keep == "best" and quality > trace.qualities[held_step]:  # ties keep the earlier latent
             held, held_step = state, trace.steps_run
     kept = trace.kept
-    latent = state if kept == trace.steps_run else held
-    assert kept in (trace.steps_run, held_step), "the rule kept a latent the loop did not hold"
+    latent = state if kept == trace.steps_run else held if kept == held_step else previous
+    assert kept in (trace.steps_run, held_step, previous_step), "the rule kept a latent the loop did not hold"
     # Pass-through (rar_edge.loop): keeping step 0 returns the input, so no decode is run.
     image = ops.decode(latent) if kept > 0 else None
     return LoopOutcome(image=image, steps=kept, steps_run=trace.steps_run, qualities=trace.qualities,

@@ -3,6 +3,8 @@ same reason and keep the same latent for the same scripted trajectories (all thr
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rar_edge.eval.fit_stop import replay
-from rar_edge.loop import LoopTrace, StopRule
+from rar_edge.loop import Judge, LoopTrace, StopRule
 from rar_edge.model import create_model, rar
 from rar_edge.runtime.scheduler import adaptive_loop
 
@@ -22,7 +24,22 @@ trajectories = st.tuples(
 )
 rules = st.builds(StopRule, max_steps=st.integers(0, CAP), target_quality=st.floats(15.0, 50.0, width=32),
                   min_gain=st.floats(-3.0, 2.0, width=32), min_change=st.sampled_from([0.0, 0.01, 0.04]),
-                  keep=st.sampled_from(["best", "last"]))
+                  keep=st.sampled_from(["best", "last"]), min_better=st.sampled_from([0.0, 0.3, 0.5, 0.7]))
+#: The scripted assessment vector: [quality, 6 probabilities of 0.5, a 1-d conditioning of 0].
+FEATURES = 8
+
+
+def judges():
+    """Judges that weigh the quality's change and the step's size (the scripted vectors vary in nothing else)."""
+    def build(wq, wc, bias):
+        w = [0.0] * (2 * FEATURES + 1)
+        w[0], w[FEATURES], w[-1] = -wq, wq, wc
+        return Judge(tuple(w), bias)
+    return st.builds(build, st.floats(-2, 2), st.floats(-1, 1), st.floats(-2, 2)) | st.none()
+
+
+def vectors(quality):
+    return np.array([[q] + [0.5] * 6 + [0.0] for q in quality])
 
 
 class ScriptedOps:
@@ -35,7 +52,7 @@ class ScriptedOps:
         return 0
 
     def assess(self, k):
-        return self.quality[k], [0.5], None
+        return self.quality[k], [0.5] * 6, np.zeros((1, 1), np.float32)
 
     def restore(self, k, cond):
         return k + 1
@@ -47,9 +64,11 @@ class ScriptedOps:
         return k
 
 
-def torch_loop(batch: list[tuple[list[float], list[float]]], rule: StopRule, monkeypatch):
+def torch_loop(batch: list[tuple[list[float], list[float]]], rule: StopRule, monkeypatch, judge: Judge | None = None):
     """rar-tiny's restore_loop with scripted assessments: latent of image i after k steps is filled with k."""
     model = create_model("rar-tiny").eval()
+    if judge is not None:
+        model.config = replace(model.config, judge=(*judge.weights, judge.bias))
     n = len(batch)
     quality = torch.tensor([q for q, _ in batch])
     change = torch.tensor([c for _, c in batch])
@@ -66,13 +85,13 @@ def torch_loop(batch: list[tuple[list[float], list[float]]], rule: StopRule, mon
 
 
 @settings(max_examples=150, deadline=None)
-@given(batch=st.lists(trajectories, min_size=1, max_size=4), rule=rules)
-def test_torch_runtime_and_replay_agree(batch, rule):
+@given(batch=st.lists(trajectories, min_size=1, max_size=4), rule=rules, judge=judges())
+def test_torch_runtime_and_replay_agree(batch, rule, judge):
     with pytest.MonkeyPatch.context() as mp:
-        results = torch_loop(batch, rule, mp)
+        results = torch_loop(batch, rule, mp, judge)
     for (quality, change), res in zip(batch, results):
-        ran = adaptive_loop(ScriptedOps(quality, change), rule, None, lambda e: 0.0)
-        kept, steps_run = replay(rule, np.array(quality), np.array(change))
+        ran = adaptive_loop(ScriptedOps(quality, change), rule, None, lambda e: 0.0, judge=judge)
+        kept, steps_run = replay(rule, np.array(quality), np.array(change), vectors(quality), judge)
         assert (res.steps, res.steps_run) == (ran.steps, ran.steps_run) == (kept, steps_run)
         assert res.stop_reason == ran.stop_reason
         assert res.quality == pytest.approx(ran.qualities)
@@ -87,6 +106,36 @@ def test_revert_on_a_losing_step_keeps_the_previous_latent():
     ran = adaptive_loop(ScriptedOps(quality, change), rule, None, lambda e: 0.0)
     assert (ran.stop_reason, ran.steps_run, ran.steps, ran.image) == ("no_gain", 2, 1, 1)
     assert replay(rule, np.array(quality), np.array(change)) == (1, 2)
+
+
+def test_a_step_the_judge_calls_worse_is_undone_in_all_three_loops():
+    """RAR's own rule: after step 2 the judge says "worse" (the quality fell), so the loop returns step 1."""
+    judge = Judge(tuple([-5.0] + [0.0] * (FEATURES - 1) + [5.0] + [0.0] * FEATURES), 0.0)  # p = sigmoid(5 dq)
+    rule = StopRule(max_steps=5, target_quality=99, min_gain=-10, keep="best", min_better=0.5)
+    quality, change = [20.0, 24.0, 23.0, 30.0, 31.0, 32.0], [0.1] * 5
+    ran = adaptive_loop(ScriptedOps(quality, change), rule, None, lambda e: 0.0, judge=judge)
+    assert (ran.stop_reason, ran.steps_run, ran.steps, ran.image) == ("worse", 2, 1, 1)
+    assert replay(rule, np.array(quality), np.array(change), vectors(quality), judge) == (1, 2)
+    with pytest.MonkeyPatch.context() as mp:
+        res = torch_loop([(quality, change)], rule, mp, judge)[0]
+    assert (res.stop_reason, res.steps_run, res.steps) == ("worse", 2, 1)
+    # Without its threshold the judge is not asked: the same trajectory runs to the step cap.
+    off = adaptive_loop(ScriptedOps(quality, change), replace(rule, min_better=0.0), None, lambda e: 0.0, judge=judge)
+    assert (off.stop_reason, off.steps_run) == ("max_steps", 5)
+
+
+def test_judge_probability_and_its_errors():
+    judge = Judge((1.0, 0.0, 2.0), -1.0)
+    # x = (before, after, log(change + 1e-6)) = (1, 5, log 1): s = 1 - 1 + 0 = 0 -> 0.5
+    assert judge.p_better([1.0], [5.0], 1.0 - 1e-6) == pytest.approx(0.5)
+    assert judge.p_better([3.0], [0.0], 1.0 - 1e-6) == pytest.approx(1 / (1 + np.exp(-2.0)))
+    assert Judge.from_dict(judge.to_dict()) == judge and Judge.from_dict(None) is None
+    with pytest.raises(ValueError, match="3 weights but got 5 features"):
+        judge.p_better([1.0, 2.0], [1.0, 2.0], 0.1)
+    with pytest.raises(ValueError, match="assessment vector"):
+        LoopTrace(StopRule(min_better=0.5), 20.0, judge)
+    with pytest.raises(ValueError, match="probability"):
+        StopRule(min_better=1.0)
 
 
 def test_trace_refuses_steps_after_it_stopped_and_keeps_the_first_reason():

@@ -66,7 +66,7 @@ def test_backends_agree_with_the_torch_loop(bundles, tiny_checkpoint, photo_arra
 
     x = torch.from_numpy(image.transpose(2, 0, 1))[None]
     with torch.no_grad():
-        _, _, change = trajectory(model, x, x, 3, 40.0)
+        _, _, change, _ = trajectory(model, x, x, 3, 40.0)
     rule = StopRule(max_steps=3, target_quality=99.0, min_gain=-99.0, min_change=float(change.min() + change.max()) / 2,
                     keep="last")
     with torch.no_grad():

@@ -21,23 +21,41 @@ SRCC_PSNR_CAP_DB = 50.0
 
 @torch.no_grad()
 def trajectory(model, deg: torch.Tensor, clean: torch.Tensor, steps: int,
-               psnr_cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               psnr_cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Along a fixed ``steps``-step trajectory from ``deg``: (assessed quality, PSNR of each decode against
-    ``clean`` capped at ``psnr_cap``), both (N, steps + 1), column k after k steps; and the relative size
-    |z_k+1 - z_k| / |z_k| of each step (StopRule.min_change), (N, steps)."""
+    ``clean`` capped at ``psnr_cap``), both (N, steps + 1), column k after k steps; the relative size
+    |z_k+1 - z_k| / |z_k| of each step (StopRule.min_change), (N, steps); and each latent's assessment
+    vector as the judge reads it (rar_edge.loop.assessment_vector), (N, steps + 1, F)."""
     ref = clean.cpu().numpy()
-    quality, out_psnr, change = [], [], []
+    quality, out_psnr, change, vectors = [], [], [], []
     z = model.encode(deg)
     for k in range(steps + 1):
-        q, _, cond = model.assess(z)
+        q, p, cond = model.assess(z)
         decoded = model.decode(z).clamp(0, 1).cpu().numpy()
         quality.append(q.float().cpu().numpy())
+        vectors.append(torch.cat([q.float()[:, None], p.float(), cond.float()], 1).cpu().numpy())
         out_psnr.append([min(psnr(d, c), psnr_cap) for d, c in zip(decoded, ref)])
         if k < steps:
             z_next = model.restore(z, cond)
             change.append(step_change(z, z_next).float().cpu().numpy())
             z = z_next
-    return np.stack(quality, 1), np.array(out_psnr).T, np.stack(change, 1)
+    return np.stack(quality, 1), np.array(out_psnr).T, np.stack(change, 1), np.stack(vectors, 1)
+
+
+def step_signals(model, quality: np.ndarray, out_psnr: np.ndarray, change: np.ndarray,
+                 vectors: np.ndarray) -> dict[str, float]:
+    """How well each signal tells a helpful step (true PSNR up by more than judge.MARGIN_DB) from the rest,
+    over every step of recorded trajectories (ROC-AUC): the assessed quality's change, the step's size
+    (larger: helpful) and, where the model has one, the judge's probability."""
+    from .judge import judge_scores, step_examples
+
+    x, better = step_examples(vectors, out_psnr, change)
+    out = {"quality_change": roc_auc((quality[:, 1:] - quality[:, :-1]).ravel(), better),
+           "step_size": roc_auc(change.ravel(), better), "helpful_share": float(better.mean())}
+    judge = model.config.judge_head
+    if judge is not None:
+        out["judge"] = roc_auc(judge_scores(judge, x), better)
+    return out
 
 
 @torch.no_grad()
@@ -53,12 +71,14 @@ def evaluate(model: RAR, data: str, rule: StopRule | None = None, crop: int = 25
     batch, names = make_cases(clean_all, seed=seed, synthesis=synthesis)
     rows: dict[str, dict[str, list[float]]] = {}
     model_rows: dict[str, dict[str, list[float]]] = {}
-    probs_all, labels_all, pred_q, true_q = [], [], [], []
+    probs_all, labels_all, pred_q, true_q, runs = [], [], [], [], []
     for i in range(0, len(names), batch_size):
         sl = slice(i, i + batch_size)
         deg, clean = batch.degraded[sl], batch.clean[sl]
         results = model.restore_loop(deg, rule)
-        q, t, _ = trajectory(model, deg, clean, max(1, rule.max_steps), SRCC_PSNR_CAP_DB)
+        run = trajectory(model, deg, clean, max(1, rule.max_steps), SRCC_PSNR_CAP_DB)
+        runs.append(run)
+        q, t = run[:2]
         pred_q += q.ravel().tolist()
         true_q += t.ravel().tolist()
         for row, (name, res, d, c, lab) in enumerate(zip(names[sl], results, deg.cpu().numpy(), clean.cpu().numpy(),
@@ -84,6 +104,7 @@ def evaluate(model: RAR, data: str, rule: StopRule | None = None, crop: int = 25
         "cases": per_case, "per_model": per_model,
         "assessor_srcc": srcc(pred_q, true_q),
         "degradation_auc": {n: roc_auc(probs[:, j], labels[:, j]) for j, n in enumerate(DEGRADATIONS)},
+        "step_auc": step_signals(model, *(np.concatenate([r[k] for r in runs]) for k in range(4))),
     }
     return report
 
@@ -99,4 +120,9 @@ def format_report(report: dict) -> str:
                      f"  (n={r['n']})")
     lines.append(f"assessor SRCC (predicted quality vs true PSNR of each decode): {report['assessor_srcc']:.3f}")
     lines.append("degradation AUC: " + ", ".join(f"{k} {v:.3f}" for k, v in report["degradation_auc"].items()))
+    if "step_auc" in report:
+        a = report["step_auc"]
+        lines.append("helpful-step AUC: " + ", ".join(f"{k.replace('_', ' ')} {a[k]:.3f}" for k in
+                                                     ("judge", "quality_change", "step_size") if k in a)
+                     + f" ({a['helpful_share']:.0%} of steps helpful)")
     return "\n".join(lines)

@@ -19,22 +19,28 @@ is the mean output PSNR over the evaluation cases (every case weighs alike; PSNR
 ``step_cost`` dB per restore step run. Of the rules within ``tolerance`` dB of the best score
 the one with the fewest mean steps wins: latency is the tie-breaker.
 
+With ``judge=True`` (the CLI's default) the loop's judge is fitted first on the same trajectories
+(rar_edge.eval.judge: "is the new latent better than the previous one?"), and candidate rules that stop on
+its "worse" (``min_better``, with the assessor's ``min_gain`` off) compete with the others.
+
 Fit on training photos (or a separate calibration set), never on the photos you report on.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from rar_edge.data.folder import PhotoFolder
-from rar_edge.loop import KEEP_CHOICES, QUALITY_CAP_DB, LoopTrace, StopRule
+from rar_edge.loop import KEEP_CHOICES, QUALITY_CAP_DB, Judge, LoopTrace, StopRule
 
 from .cases import make_cases
 from .evaluate import trajectory
+from .judge import fit_judge, judge_scores, step_examples
 from .metrics import psnr
 
 #: Output PSNR above this counts as perfect (the training targets' "clean" line): a clean photo that
@@ -46,6 +52,10 @@ MIN_GAINS: tuple[float, ...] = (-10.0, -1.0, -0.5, -0.2, -0.1, 0.0, 0.05, 0.1, 0
 NO_TARGET_DB = 99.0
 #: Quantiles of the recorded step sizes tried as min_change (besides 0: off).
 CHANGE_QUANTILES: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
+#: Candidate thresholds on the judge's probability that a step helped (rules with a judge).
+MIN_BETTER: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+#: Assessor gain that never stops a loop: rules with a judge leave "is it better?" to it.
+NO_MIN_GAIN = -10.0
 
 
 @dataclass
@@ -57,6 +67,7 @@ class Trajectories:
     psnr: np.ndarray  # (N, cap+1) PSNR of the decode against the clean original, capped at PSNR_CAP_DB
     psnr_in: np.ndarray  # (N,) PSNR of the degraded input, capped at PSNR_CAP_DB
     change: np.ndarray  # (N, cap) relative size of each step, |z_k+1 - z_k| / |z_k|
+    vectors: np.ndarray | None = None  # (N, cap+1, F) each latent's assessment vector (what the judge reads)
 
 
 @dataclass(frozen=True)
@@ -78,25 +89,30 @@ def record_trajectories(model, clean: torch.Tensor, cap: int, seed: int = 7, bat
             for i in range(0, len(names), batch_size)]
     psnr_in = np.array([min(psnr(d, c), PSNR_CAP_DB)
                         for d, c in zip(batch.degraded.cpu().numpy(), batch.clean.cpu().numpy())])
-    quality, out, change = (np.concatenate([r[i] for r in runs]) for i in range(3))
-    return Trajectories(names, quality, out, psnr_in, change)
+    quality, out, change, vectors = (np.concatenate([r[i] for r in runs]) for i in range(4))
+    return Trajectories(names, quality, out, psnr_in, change, vectors)
 
 
-def replay(rule: StopRule, quality: np.ndarray, change: np.ndarray) -> tuple[int, int]:
+def replay(rule: StopRule, quality: np.ndarray, change: np.ndarray, vectors: np.ndarray | None = None,
+           judge: Judge | None = None) -> tuple[int, int]:
     """(index of the latent the loop returns, steps it ran) for one recorded trajectory.
 
-    The same decisions as the torch loop and the runtime: step while ``reason_to_stop`` is None and
-    the proposed step is not too small, then return the latent ``returned_index`` keeps.
+    The same decisions as the torch loop and the runtime (one LoopTrace): step while the rule and the
+    judge allow and the proposed step is not too small, then return the latent ``kept``.
     """
-    trace = LoopTrace(rule, quality[0])
+    vec = (lambda k: list(vectors[k])) if vectors is not None else (lambda k: None)
+    trace = LoopTrace(rule, quality[0], judge, vec(0))
     while trace.running and trace.propose(change[trace.steps_run] if trace.needs_change() else None):
-        trace.taken(quality[trace.steps_run + 1])
+        trace.taken(quality[trace.steps_run + 1], vec(trace.steps_run + 1))
     return trace.kept, trace.steps_run
 
 
-def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0) -> RuleScore:
-    """Replay ``rule`` on every trajectory and score it (see the module docstring)."""
-    picked, ran = zip(*(replay(rule, q, c) for q, c in zip(traj.quality, traj.change)))
+def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0, judge: Judge | None = None) -> RuleScore:
+    """Replay ``rule`` (with ``judge``, if its min_better asks one) on every trajectory and score it."""
+    judged = judge is not None and rule.min_better > 0 and traj.vectors is not None
+    vectors = traj.vectors if judged else [None] * len(traj.quality)
+    picked, ran = zip(*(replay(rule, q, c, v, judge if judged else None)
+                        for q, c, v in zip(traj.quality, traj.change, vectors)))
     # Pass-through (rar_edge.loop): a loop that keeps step 0 returns the input, not its decode.
     out = np.where(np.array(picked) == 0, traj.psnr_in, traj.psnr[np.arange(len(picked)), list(picked)])
     per_case: dict[str, list[float]] = {}
@@ -108,21 +124,28 @@ def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0) -> Ru
                      {k: float(np.mean(v)) for k, v in per_case.items()})
 
 
-def candidate_rules(traj: Trajectories, cap: int) -> list[StopRule]:
+def candidate_rules(traj: Trajectories, cap: int, judged: bool = False) -> list[StopRule]:
     """Step caps 1..cap x targets at the recorded qualities' quantiles (and none) x MIN_GAINS x
-    min_change at CHANGE_QUANTILES of the recorded step sizes (and 0) x keep best / last."""
+    min_change at CHANGE_QUANTILES of the recorded step sizes (and 0) x keep best / last; with
+    ``judged``, also caps x targets x MIN_BETTER x keep with the assessor's min_gain and min_change off."""
     quantiles = np.quantile(traj.quality, np.linspace(0.05, 0.95, 19))
     targets = sorted({round(float(t), 2) for t in quantiles} | {NO_TARGET_DB})
     changes = sorted({0.0} | {round(float(c), 4) for c in np.quantile(traj.change, CHANGE_QUANTILES)})
-    return [StopRule(max_steps=m, target_quality=t, min_gain=g, min_change=c, keep=k)
-            for m, t, g, c, k in itertools.product(range(1, cap + 1), targets, MIN_GAINS, changes, KEEP_CHOICES)]
+    rules = [StopRule(max_steps=m, target_quality=t, min_gain=g, min_change=c, keep=k)
+             for m, t, g, c, k in itertools.product(range(1, cap + 1), targets, MIN_GAINS, changes, KEEP_CHOICES)]
+    if judged:
+        rules += [StopRule(max_steps=m, target_quality=t, min_gain=NO_MIN_GAIN, keep=k, min_better=b)
+                  for m, t, b, k in itertools.product(range(1, cap + 1), targets, MIN_BETTER, KEEP_CHOICES)]
+    return rules
 
 
-def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, tolerance: float = 0.02) -> RuleScore:
-    """The best-scoring candidate rule; among those within ``tolerance`` dB of it, the fewest steps."""
+def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, tolerance: float = 0.02,
+                  judge: Judge | None = None) -> RuleScore:
+    """The best-scoring candidate rule (with ``judge``: rules asking it compete too); among those within
+    ``tolerance`` dB of it, the fewest steps."""
     if cap < 1:
         raise ValueError(f"the step cap must be at least 1, got {cap}")
-    scores = [score_rule(rule, traj, step_cost) for rule in candidate_rules(traj, cap)]
+    scores = [score_rule(rule, traj, step_cost, judge) for rule in candidate_rules(traj, cap, judge is not None)]
     best = max(s.score for s in scores)
     near = [s for s in scores if s.score >= best - tolerance]
     return min(near, key=lambda s: (s.steps_run, -s.score))
@@ -148,28 +171,61 @@ def load_fit_model(checkpoint: str, precision: str):
     return model, config, precision, folder
 
 
+@dataclass(frozen=True)
+class JudgeFit:
+    """A judge fitted on trajectories, with how well it separates helpful steps (ROC-AUC)."""
+
+    judge: Judge
+    auc_fit: float  # on the steps it was fitted on
+    auc_unseen: float  # fitted on the even-numbered images, scored on the odd ones: an honest estimate
+    helpful_share: float
+
+
+def fit_judge_on(traj: Trajectories) -> JudgeFit:
+    """Fit the judge on every step of ``traj`` (and once on half of the images, to score it on the rest;
+    nan when a half holds one class only). Raises ValueError when all the steps helped or none did."""
+    from .metrics import roc_auc
+
+    x, better = step_examples(traj.vectors, traj.psnr, traj.change)
+    judge = fit_judge(x, better)
+    half = (np.arange(len(x)) // traj.change.shape[1]) % 2 == 0  # by image: its steps stay together
+    try:
+        unseen = roc_auc(judge_scores(fit_judge(x[half], better[half]), x[~half]), better[~half])
+    except ValueError:
+        unseen = float("nan")
+    return JudgeFit(judge, roc_auc(judge_scores(judge, x), better), unseen, float(better.mean()))
+
+
 def fit_from_photos(model, data: str, cap: int, crop: int = 128, max_images: int = 16, step_cost: float = 0.0,
-                    seed: int = 7) -> tuple[RuleScore, RuleScore, Trajectories]:
-    """(the model's current rule scored, the fitted rule, the trajectories) on centre crops of ``data``."""
+                    seed: int = 7, judge: bool = False) -> tuple[RuleScore, RuleScore, Trajectories, JudgeFit | None]:
+    """(the model's current rule scored, the fitted rule, the trajectories, the fitted judge or None) on
+    centre crops of ``data``."""
     clean = PhotoFolder(data).center_crops(crop)[:max_images]
     traj = record_trajectories(model, clean, cap, seed=seed)
     c = model.config
-    current = score_rule(StopRule(min(c.max_steps, cap), c.target_quality, c.min_gain, c.min_change, c.keep),
-                         traj, step_cost)
-    return current, fit_stop_rule(traj, cap, step_cost), traj
+    current = score_rule(StopRule(min(c.max_steps, cap), c.target_quality, c.min_gain, c.min_change, c.keep,
+                                  c.min_better), traj, step_cost, c.judge_head)
+    try:
+        fitted_judge = fit_judge_on(traj) if judge else None
+    except ValueError as e:  # e.g. every recorded step helped: nothing to tell apart
+        logging.getLogger("rar_edge").warning("no judge fitted: %s", e)
+        fitted_judge = None
+    return (current, fit_stop_rule(traj, cap, step_cost, judge=fitted_judge.judge if fitted_judge else None),
+            traj, fitted_judge)
 
 
 def format_fit(current: RuleScore, fitted: RuleScore) -> str:
     """A table: both rules' thresholds, mean PSNR, mean steps and gain per case."""
     cases = list(fitted.per_case)
     widths = [max(6, len(c)) for c in cases]
-    lines = [f"{'rule':<8} {'max':>4} {'target':>7} {'min_gain':>8} {'min_chg':>7} {'keep':>4} {'PSNR out':>9} {'steps':>6}  "
+    lines = [f"{'rule':<8} {'max':>4} {'target':>7} {'min_gain':>8} {'min_chg':>7} {'keep':>4} {'min_better':>10} "
+             f"{'PSNR out':>9} {'steps':>6}  "
              + " ".join(f"{c:>{w}}" for c, w in zip(cases, widths))]
     for label, s in (("current", current), ("fitted", fitted)):
         r = s.rule
         target = "none" if r.target_quality >= NO_TARGET_DB else f"{r.target_quality:.2f}"
         lines.append(f"{label:<8} {r.max_steps:>4} {target:>7} {r.min_gain:>8.2f} {r.min_change:>7.4f} {r.keep:>4} "
-                     f"{s.psnr_out:>9.2f} "
+                     f"{r.min_better:>10.2f} {s.psnr_out:>9.2f} "
                      f"{s.steps_run:>6.2f}  " + " ".join(f"{s.per_case[c]:>+{w}.2f}" for c, w in zip(cases, widths)))
     lines.append(f"(gain in dB per case; 'clean' is the loss against a perfect {PSNR_CAP_DB:.0f} dB)")
     return "\n".join(lines)

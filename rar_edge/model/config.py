@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from rar_edge import DEGRADATIONS
+from rar_edge.loop import Judge
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,14 @@ class RARConfig:
     min_gain: float = 0.1
     min_change: float = 0.0
     keep: str = "best"
+    min_better: float = 0.0
+    #: The loop's judge (rar_edge.loop.Judge): its weights, then its bias; empty when none was fitted.
+    judge: tuple[float, ...] = ()
+
+    @property
+    def judge_head(self) -> Judge | None:
+        """The fitted judge, or None."""
+        return Judge(self.judge[:-1], self.judge[-1]) if self.judge else None
 
     @property
     def size_multiple(self) -> int:
@@ -39,6 +48,7 @@ class RARConfig:
         d = asdict(self)
         d["restore_depths"] = list(self.restore_depths)
         d["degradations"] = list(self.degradations)
+        d["judge"] = list(self.judge)
         return d
 
     @classmethod
@@ -52,4 +62,6 @@ class RARConfig:
             d["restore_depths"] = tuple(d["restore_depths"])
         if "degradations" in d:
             d["degradations"] = tuple(d["degradations"])
+        if "judge" in d:
+            d["judge"] = tuple(float(x) for x in d["judge"])
         return cls(**d)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rar_edge.loop import LoopTrace, StopRule
+from rar_edge.loop import LoopTrace, StopRule, assessment_vector
 
 from .assessor import Assessor
 from .autoencoder import Decoder, Encoder, init_linear_path
@@ -70,7 +70,7 @@ class RAR(nn.Module):
         """The config's stop rule, with any non-None override applied."""
         c = self.config
         kw = dict(max_steps=c.max_steps, target_quality=c.target_quality, min_gain=c.min_gain,
-                  min_change=c.min_change, keep=c.keep)
+                  min_change=c.min_change, keep=c.keep, min_better=c.min_better)
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return StopRule(**kw)
 
@@ -85,12 +85,18 @@ class RAR(nn.Module):
         z = self.encode(image)
         quality, probs, cond = self.assess(z)
         n = image.shape[0]
-        traces = [LoopTrace(rule, float(q)) for q in quality]  # the stop sequence: rar_edge.loop
+        judge = self.config.judge_head
+
+        def vectors(q: torch.Tensor, p: torch.Tensor, c: torch.Tensor) -> list[list[float]]:
+            return [assessment_vector(q[i], p[i].tolist(), c[i].tolist()) for i in range(n)]
+
+        traces = [LoopTrace(rule, float(q), judge, v)  # the stop sequence: rar_edge.loop
+                  for q, v in zip(quality, vectors(quality, probs, cond))]
         # latents[k][i] is image i after its k-th step: an image steps on every iteration until it stops.
         latents = [z]
         while any(t.running for t in traces):
             z_next = self.restore(z, cond)
-            change = step_change(z, z_next) if rule.min_change > 0 else None
+            change = step_change(z, z_next) if traces[0].needs_change() else None
             active = [t.running and t.propose(None if change is None else float(change[i]))
                       for i, t in enumerate(traces)]
             if not any(active):
@@ -98,11 +104,12 @@ class RAR(nn.Module):
             mask = torch.tensor(active, device=z.device)
             z = torch.where(mask[:, None, None, None], z_next, z)
             latents.append(z)
-            q_new, _, cond_new = self.assess(z)
+            q_new, p_new, cond_new = self.assess(z)
             cond = torch.where(mask[:, None], cond_new, cond)
+            v_new = vectors(q_new, p_new, cond_new)
             for i, t in enumerate(traces):
                 if active[i]:
-                    t.taken(float(q_new[i]))
+                    t.taken(float(q_new[i]), v_new[i])
         kept = [t.kept for t in traces]
         # An image that keeps step 0 comes back as it came in (rar_edge.loop, pass-through): no decode.
         out = image.clamp(0, 1)  # a new tensor: filling it leaves the caller's image alone

@@ -1,0 +1,112 @@
+"""The loop's judge ("is the new latent better than the previous one?"): fitting, and the rules that ask it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rar_edge.eval.fit_stop import PSNR_CAP_DB, Trajectories, fit_judge_on, fit_stop_rule, score_rule
+from rar_edge.eval.judge import MARGIN_DB, fit_judge, judge_scores, step_examples
+from rar_edge.eval.metrics import roc_auc
+from rar_edge.loop import Judge, StopRule
+
+
+def test_fit_judge_learns_a_linear_rule_and_folds_the_scaling_into_its_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 5)) * [1.0, 10.0, 0.1, 1.0, 1.0] + [0.0, 30.0, 0.0, 0.0, 0.0]
+    truth = 2.0 * x[:, 0] - 0.3 * (x[:, 1] - 30.0) + 8.0 * x[:, 2]
+    better = truth + rng.normal(scale=0.5, size=len(x)) > 0
+    judge = fit_judge(x[:400], better[:400])
+    assert roc_auc(judge_scores(judge, x[400:]), better[400:]) > 0.95
+    # The stored weights act on raw features, as the loop computes them: signs and ratios of the truth.
+    w = np.array(judge.weights)
+    assert w[0] > 0 and w[1] < 0 and w[2] > 0 and abs(w[3]) < 0.2 * w[0]
+    # One dot product in the loop equals the vectorised score.
+    row = x[0]
+    p = judge.p_better(row[:2].tolist(), row[2:4].tolist(), float(np.exp(row[4]) - 1e-6))
+    assert p == pytest.approx(float(judge_scores(judge, x[:1])[0]))
+
+
+def test_fit_judge_refuses_one_class():
+    x = np.ones((10, 3))
+    with pytest.raises(ValueError, match="only helpful steps"):
+        fit_judge(x, np.ones(10, bool))
+    with pytest.raises(ValueError, match="only harmful steps"):
+        fit_judge(x, np.zeros(10, bool))
+
+
+def test_step_examples_pair_each_step_with_its_true_outcome():
+    vectors = np.arange(2 * 3 * 2, dtype=float).reshape(2, 3, 2)  # 2 images, 2 steps, 2 features
+    psnr = np.array([[20.0, 21.0, 21.0 + MARGIN_DB / 2], [30.0, 29.0, 31.0]])
+    change = np.array([[0.1, 0.2], [0.3, 0.4]])
+    x, better = step_examples(vectors, psnr, change)
+    assert x.shape == (4, 5)
+    np.testing.assert_array_equal(x[1, :4], [2, 3, 4, 5])  # image 0, step 2: before = latent 1, after = latent 2
+    assert x[1, 4] == pytest.approx(np.log(0.2 + 1e-6))
+    np.testing.assert_array_equal(better, [True, False, False, True])  # a gain under the margin is no help
+
+
+def _judge_only_trajectories() -> Trajectories:
+    """The assessor's quality rises 1 dB a step everywhere and every step is the same size, so no threshold of
+    the assessor's tells the cases apart; the degradation probability (feature 1) does: it falls on the noisy
+    images as they are restored and rises on the clean ones as they are damaged."""
+    steps = np.arange(4)
+    quality = np.tile(30.0 + steps, (4, 1))
+    psnr = np.array([20.0 + 2 * steps, 20.0 + 2 * steps, [PSNR_CAP_DB, 36, 33, 30], [PSNR_CAP_DB, 36, 33, 30]])
+    prob = np.array([0.9 - 0.2 * steps, 0.9 - 0.2 * steps, 0.1 + 0.2 * steps, 0.1 + 0.2 * steps])
+    vectors = np.stack([quality, prob], axis=2)
+    return Trajectories(["noise", "noise", "clean", "clean"], quality, psnr, np.array([20, 20, PSNR_CAP_DB, PSNR_CAP_DB]),
+                        np.full((4, 3), 0.1), vectors)
+
+
+def test_a_fitted_judge_stops_where_the_assessor_cannot():
+    traj = _judge_only_trajectories()
+    fitted = fit_judge_on(traj)
+    assert fitted.auc_fit == 1.0 and fitted.helpful_share == 0.5
+    without = fit_stop_rule(traj, cap=3)
+    with_judge = fit_stop_rule(traj, cap=3, judge=fitted.judge)
+    assert without.per_case["clean"] < 0 or without.per_case["noise"] < 6.0  # the assessor alone must give up one
+    assert with_judge.rule.min_better > 0 and with_judge.per_case == {"noise": 6.0, "clean": 0.0}
+    # The judge's rule scored without its judge is not asked at all (an old model): it runs to its cap.
+    assert score_rule(with_judge.rule, traj).steps_run == 3.0
+
+
+def test_a_checkpoints_judge_travels_into_the_bundle_and_the_runtime_asks_it(tiny_checkpoint, tmp_path):
+    """config.json's judge and min_better reach the manifest; the torch loop and the runtime both stop on "worse"
+    (a judge that calls every step worse: the input comes back untouched after one step)."""
+    import json
+    import shutil
+
+    from conftest import export_here
+    from rar_edge.manifest import check_manifest
+    from rar_edge.runtime import Restorer
+    from rar_edge.train.checkpoint import load_model
+
+    ckpt = tmp_path / "judged"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    model, _ = load_model(ckpt)
+    features = 2 * (1 + len(model.config.degradations) + model.config.cond_dim) + 1
+    config["model"].update(judge=[0.0] * features + [-50.0], min_better=0.5, max_steps=3, target_quality=99.0,
+                           min_gain=-10.0)
+    (ckpt / "config.json").write_text(json.dumps(config))
+    model, _ = load_model(ckpt)
+    assert model.config.judge_head == Judge((0.0,) * features, -50.0)
+    image = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    res = model.restore_loop(__import__("torch").from_numpy(image.transpose(2, 0, 1))[None])[0]
+    assert (res.stop_reason, res.steps_run, res.steps) == ("worse", 1, 0)
+
+    export_here("--checkpoint", ckpt, "--imgsz", "64", "--target", "onnx", "-o", tmp_path)
+    bundle = tmp_path / "rar-tiny-fp32-onnx"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["quality"]["defaults"]["min_better"] == 0.5
+    assert Judge.from_dict(manifest["quality"]["judge"]) == model.config.judge_head
+    restorer = Restorer.load(bundle)
+    out = restorer.restore(image)
+    assert (out.stop_reason, out.steps_run, out.steps) == ("worse", 1, 0)
+    np.testing.assert_array_equal(out.image, image)  # step 0 kept: the input as it came
+    off = restorer.restore(image, min_better=0.0)  # the judge turned off per call: the step cap stops it
+    assert (off.stop_reason, off.steps_run) == ("max_steps", 3)
+    manifest["quality"]["judge"] = {"weights": ["x"], "bias": 0}
+    with pytest.raises(ValueError, match="quality.judge"):
+        check_manifest(manifest)
