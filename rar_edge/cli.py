@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from rar_edge import DEFAULT_SYNTHESIS, DEGRADATIONS, FOREIGN_SYNTHESIS, SYNTHESES, __version__
 from rar_edge.errors import RarEdgeError, run_guarded
@@ -144,9 +145,9 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
 
 
 def cmd_restore(a: argparse.Namespace) -> int:
-    if (a.checkpoint is None) == (a.bundle is None):
-        raise RarEdgeError("pass exactly one of --bundle (an exported bundle: the runtime) or --checkpoint "
-                           "(a training checkpoint: the torch reference path)")
+    if a.checkpoint is not None and a.bundle is not None:
+        raise RarEdgeError("pass --bundle (an exported bundle: the runtime) or --checkpoint (a training checkpoint: "
+                           "the torch reference path), not both; with neither, the shipped default bundle runs")
     from rar_edge.atomic import check_writable
     from rar_edge.runtime.files import expand_inputs, plan_outputs, restore_files, restorer_fn
 
@@ -161,7 +162,7 @@ def cmd_restore(a: argparse.Namespace) -> int:
     if a.assess_tiles is not None and a.assess_tiles < 1:
         raise RarEdgeError(f"--assess-tiles must be a whole number of tiles >= 1, got {a.assess_tiles} "
                            "(leave it out to assess every tile)")
-    if a.bundle is not None:
+    if a.checkpoint is None:  # the runtime: the named bundle, or the shipped default (torch-free)
         from rar_edge.runtime import Restorer
 
         restorer = Restorer.load(a.bundle, backend=a.backend, profile=a.profile, tile=a.tile,
@@ -199,6 +200,44 @@ def _report_restores(records, a: argparse.Namespace) -> int:
     if failed:
         print(f"rar-edge restore: {len(failed)} of {len(a.inputs)} inputs failed: "
               + "; ".join(f"{r['input']} ({r['error']})" for r in failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_assess(a: argparse.Namespace) -> int:
+    """The assessor alone, torch-free: per image the predicted quality and each degradation's probability."""
+    if not 0 < a.threshold < 1:
+        raise RarEdgeError(f"--threshold must be a probability in (0, 1), got {a.threshold:g}")
+    if a.tile is not None and a.tile <= 0:
+        raise RarEdgeError(f"--tile must be a positive number of pixels, got {a.tile}")
+    from rar_edge.runtime import Restorer
+    from rar_edge.runtime.files import expand_inputs
+    from rar_edge.runtime.images import load_image
+
+    inputs = expand_inputs(a.inputs)
+    restorer = Restorer.load(a.bundle, backend=a.backend, tile=a.tile, warmup=False)
+    names = restorer.degradations
+    if not a.json:
+        print(f"{'image':<28} {'quality dB':>10}  " + " ".join(f"{n:>9}" for n in names) + "  present")
+    failed = 0
+    for path in inputs:
+        try:
+            result = restorer.assess(load_image(path).rgb, a.threshold, per_tile=a.per_tile)
+        except RarEdgeError as e:
+            failed += 1
+            print(json.dumps({"input": path, "error": str(e)}) if a.json else f"{path}: error: {e}",
+                  file=None if a.json else sys.stderr)
+            continue
+        if a.json:
+            print(json.dumps({"input": path, **result.to_json()}), flush=True)
+            continue
+        present = ", ".join(result.present) or "-"
+        print(f"{Path(path).name[:28]:<28} {result.quality:>10.1f}  "
+              + " ".join(f"{result.degradations[n]:>9.2f}" for n in names) + f"  {present}", flush=True)
+        if a.per_tile:
+            print("  per tile (dB): " + " ".join(f"{q:.1f}" for q in result.tile_quality))
+    if failed:
+        print(f"rar-edge assess: {failed} of {len(inputs)} inputs failed", file=sys.stderr)
         return 1
     return 0
 
@@ -372,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="restore images: an exported bundle (runtime) or a checkpoint (torch)")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("-o", "--out", required=True, help="output folder; files keep their input names")
-    p.add_argument("--bundle", help="exported bundle folder (python -m rar_edge.export): the torch-free runtime")
+    p.add_argument("--bundle", help="exported bundle folder (python -m rar_edge.export): the torch-free runtime "
+                                    "(default: the shipped rar-edge-s fp32 ONNX bundle)")
     p.add_argument("--checkpoint", help="training checkpoint folder: the torch reference path")
     p.add_argument("--backend", help="onnx | executorch | coreml (default: the bundle's target)")
     p.add_argument("--budget-ms", type=float, help="latency budget per image in ms (file I/O excluded)")
@@ -390,6 +430,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     _add_stop_rule_args(p)
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("assess", parents=[common],
+                       help="the assessor alone (torch-free): predicted quality and degradations per image",
+                       description="Predicted quality (PSNR in dB against the clean original, as the assessor learned "
+                                   "it) and the probability of each degradation, per image; large photos are tiled and "
+                                   "pooled. How far to trust it: docs/runtime.md.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("--bundle", help="exported bundle folder (default: the shipped rar-edge-s fp32 ONNX bundle)")
+    p.add_argument("--backend", help="onnx | executorch | coreml (default: the bundle's target)")
+    p.add_argument("--tile", type=int, help="tile side for dynamic bundles (default 512)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="probability from which a degradation counts as present (default %(default)s)")
+    p.add_argument("--per-tile", action="store_true", help="also print each tile's predicted quality")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.set_defaults(func=cmd_assess)
 
     p = sub.add_parser("profile", parents=[common],
                        help="measure a bundle's entry points on this device into a profile JSON")

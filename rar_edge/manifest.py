@@ -11,6 +11,7 @@ from pathlib import Path
 from rar_edge import __version__
 from rar_edge.atomic import recover_dir
 from rar_edge.loop import KEEP_CHOICES, QUALITY_CAP_DB, QUALITY_MEANING
+from rar_edge.paths import source_name
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -66,7 +67,7 @@ def build_manifest(config, preset: str, precision: str, target: str, input_shape
                     **({"judge": config.judge_head.to_dict()} if config.judge_head else {})},
         "entry_points": signatures(config),
         "quantization": quantization,
-        "source": source,
+        "source": source_name(source) if source else source,
         "export_date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "artifacts": {},
         "parity": {},

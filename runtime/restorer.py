@@ -21,6 +21,10 @@ from .scheduler import OVERHEAD, CostModel, LoopOutcome, adaptive_loop
 from .tiling import Blender, grid, pad_to
 
 DEFAULT_TILE = 512  # for dynamic bundles
+#: The bundle ``Restorer.load()`` and ``rar-edge restore`` use when none is named: the shipped rar-edge-s
+#: exported to fp32 ONNX with dynamic sizes (torch-free; on CPUs onnxruntime runs its fp32 graphs faster than
+#: its int8 ones: BENCHMARKS.md). tests/test_shipped.py checks it still matches the shipped weights.
+DEFAULT_BUNDLE = Path(__import__("rar_edge").__file__).resolve().parent / "weights" / "bundles" / "rar-edge-s-fp32-onnx"
 #: A rule that takes exactly one step and decodes it (warm-up and profiling: every entry point runs).
 FORCED_STEP = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, min_change=0.0, keep="last")
 
@@ -48,6 +52,26 @@ class RestoreResult:
                 "stop_reason": self.stop_reason, "ms": {k: round(v, 2) for k, v in self.ms.items()},
                 "budget_ms": self.budget_ms, "budget_bound": self.budget_bound,
                 "model_skipped": self.model_skipped, "cost_unknown": self.cost_unknown, "tiles": self.tiles}
+
+
+@dataclass
+class Assessment:
+    """The assessor alone on one image (RAR's latent quality assessment: a no-reference detector)."""
+
+    quality: float  # predicted PSNR (dB) of the image against its clean original (tiles pooled: pool_psnr)
+    degradations: dict[str, float]  # probability of each degradation, by name (mean over the tiles)
+    present: list[str]  # the degradations with a probability of at least ``threshold``
+    threshold: float
+    tiles: int
+    ms: float
+    tile_quality: list[float] | None = None  # per tile (raster order), when asked for
+
+    def to_json(self) -> dict:
+        out = {"quality": round(self.quality, 3), "degradations": {k: round(v, 4) for k, v in self.degradations.items()},
+               "present": self.present, "threshold": self.threshold, "tiles": self.tiles, "ms": round(self.ms, 2)}
+        if self.tile_quality is not None:
+            out["tile_quality"] = [round(q, 3) for q in self.tile_quality]
+        return out
 
 
 def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
@@ -168,9 +192,14 @@ class _TiledImage:
     def encode(self):
         return [self._held(self.r.call("encode", [self._crop(t)])[0]) for t in self.tiles]
 
-    def assess(self, state):
+    def assess(self, state, per_tile: list[float] | None = None):
+        """(pooled quality, mean probabilities, mean conditioning) over the assessed tiles; ``per_tile``, if
+        given, receives each assessed tile's quality."""
         outs = [self.r.call("assess", [as_f32(state[i])]) for i in self.assessed]
-        quality = pool_psnr([float(np.ravel(q)[0]) for q, _, _ in outs])
+        tile_db = [float(np.ravel(q)[0]) for q, _, _ in outs]
+        if per_tile is not None:
+            per_tile.extend(tile_db)
+        quality = pool_psnr(tile_db)
         probs = np.mean([np.ravel(p) for _, p, _ in outs], axis=0)
         cond = np.mean([c for _, _, c in outs], axis=0).astype(np.float32)
         return quality, probs.tolist(), cond
@@ -245,11 +274,13 @@ class Restorer:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, bundle: str | Path, backend: str | None = None, profile: str | Path | DeviceProfile | None = None,
+    def load(cls, bundle: str | Path | None = None, backend: str | None = None, profile: str | Path | DeviceProfile | None = None,
              tile: int | None = None, overlap: int | None = None, warmup: bool = True,
              max_megapixels: float | None = None, assess_tiles: int | None = None, half_latents: bool = False,
              **backend_options) -> "Restorer":
         """Verify the bundle (schema, SHA-256 of every artifact), open its backend, warm it up.
+
+        ``bundle``: an exported bundle folder; None loads the shipped default (``DEFAULT_BUNDLE``).
 
         ``assess_tiles``: assess at most this many tiles per step, spread over the image, instead of all of
         them (None). The loop decides per image from the mean over the tiles assessed, so a sample decides
@@ -260,7 +291,7 @@ class Restorer:
         The latents of a large photo are most of the runtime's memory (two steps of every tile); this halves
         them, at outputs about 56 dB from the float32 ones (BENCHMARKS.md, "Memory of a 12 MP photo").
         """
-        bundle = Path(bundle)
+        bundle = DEFAULT_BUNDLE if bundle is None else Path(bundle)
         try:
             manifest = verify_bundle(bundle)
         except ValueError as e:
@@ -341,6 +372,29 @@ class Restorer:
             check_megapixels(image.height, image.width, self.max_megapixels)
         with self._lock:
             return self._restore(image, budget_ms, rule, entered)
+
+    def assess(self, image: Any, threshold: float = 0.5, per_tile: bool = False) -> Assessment:
+        """The assessor alone: encode and assess every tile of ``image`` (numpy array or PIL image), no restore.
+
+        ``quality`` is the predicted PSNR against the clean original (docs/runtime.md says how far to trust
+        it), ``present`` the degradations with a probability of at least ``threshold``.
+        """
+        if not 0 < threshold < 1:
+            raise RarEdgeError(f"threshold must be a probability in (0, 1), got {threshold}")
+        if isinstance(image, np.ndarray) and image.ndim >= 2:
+            check_megapixels(image.shape[0], image.shape[1], self.max_megapixels)
+        elif hasattr(image, "height") and hasattr(image, "width"):
+            check_megapixels(image.height, image.width, self.max_megapixels)
+        with self._lock:
+            t0 = time.perf_counter()
+            job = _TiledImage(self, as_rgb(image)[0])
+            job.assessed = list(range(len(job.tiles)))  # every tile: the answer is the point here
+            self._cost = None  # not a restore: nothing recorded into the cost models
+            tiles: list[float] = []
+            quality, probs, _ = job.assess(job.encode(), tiles)
+        names = dict(zip(self.degradations, probs))
+        return Assessment(quality, names, [n for n, p in names.items() if p >= threshold], threshold, len(job.tiles),
+                          (time.perf_counter() - t0) * 1000.0, tiles if per_tile else None)
 
     def _restore(self, image: Any, budget_ms: float | None, rule: StopRule, entered: float) -> RestoreResult:
         t0 = time.perf_counter()

@@ -30,3 +30,60 @@ def test_headline_export_needs_no_other_argument(tmp_path):
     manifest = verify_bundle(tmp_path / "rar-edge-s-fp16-coreml")
     assert manifest["source"].endswith("weights/rar-edge-s") and manifest["input_shape"] == [512, 512]
     assert "next:" in res.stdout
+
+
+def test_the_shipped_default_bundle_matches_the_shipped_weights():
+    """Restorer.load() with no argument runs the shipped bundle, and it is the shipped weights' own export: the
+    runtime and the torch loop over the same photo take the same steps and agree to >= 40 dB. After new weights
+    ship, re-export it (python -m rar_edge.export --target onnx --preset rar-edge-s --precision fp32 --dynamic
+    -o rar_edge/weights/bundles) or this fails."""
+    import numpy as np
+    import torch
+
+    from rar_edge.eval.metrics import psnr
+    from rar_edge.runtime import DEFAULT_BUNDLE, Restorer
+    from rar_edge.runtime.images import load_image
+    from rar_edge.train.checkpoint import load_model
+
+    manifest = verify_bundle(DEFAULT_BUNDLE)  # checksums of every artifact
+    assert DEFAULT_BUNDLE.is_relative_to(WEIGHTS) and manifest["source"] == "rar_edge/weights/rar-edge-s"
+    restorer = Restorer.load()
+    assert restorer.bundle == DEFAULT_BUNDLE
+    model, _ = load_model(WEIGHTS / "rar-edge-s")
+    for name in ("00_brushes_noise.png", "05_coffee_low_light.png"):
+        rgb = load_image(Path(__file__).parents[1] / "samples" / "degraded" / name).rgb
+        ours = restorer.restore(rgb)
+        ref = model.restore_loop(torch.from_numpy(rgb.transpose(2, 0, 1).copy()).float()[None] / 255)[0]
+        assert (ours.steps, ours.stop_reason) == (ref.steps, ref.stop_reason) and ours.steps > 0
+        assert psnr(ours.image.astype(np.float32) / 255, ref.image.numpy().transpose(1, 2, 0)) >= 40.0
+
+
+def test_restore_and_assess_need_no_model_argument(tmp_path):
+    """`rar-edge restore photo -o out` and `rar-edge assess photo` run the shipped bundle (nothing exported first)."""
+    from conftest import cli
+
+    sample = Path(__file__).parents[1] / "samples" / "degraded" / "00_brushes_noise.png"
+    status, out, err = cli("restore", sample, "-o", tmp_path)
+    assert status == 0, err
+    assert (tmp_path / sample.name).is_file() and "steps" in out
+    status, out, err = cli("assess", sample, "--json")
+    assert status == 0, err
+    row = json.loads(out)
+    assert row["present"] == ["noise"] and row["tiles"] == 1 and 10 < row["quality"] < 30
+
+
+def test_the_readmes_python_example_runs_as_written(tmp_path):
+    """README.md's Python block, executed as is (in a scratch folder that sees the repository's samples/)."""
+    import re
+    import subprocess
+    import sys
+
+    repo = Path(__file__).parents[1]
+    blocks = re.findall(r"```python\n(.*?)```", (repo / "README.md").read_text(), flags=re.S)
+    assert len(blocks) == 1
+    (tmp_path / "samples").symlink_to(repo / "samples")
+    res = subprocess.run([sys.executable, "-c", blocks[0]], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "restored.png").is_file()
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 2 and "rain" in lines[1]

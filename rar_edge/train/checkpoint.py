@@ -22,6 +22,7 @@ from rar_edge.atomic import atomic_dir, recover_dir
 from rar_edge.errors import RarEdgeError
 from rar_edge.loop import QUALITY_MEANING
 from rar_edge.model import PRESETS, RAR, RARConfig
+from rar_edge.paths import portable  # noqa: F401  (re-exported: callers import it from here)
 
 FORMAT = "rar_edge.checkpoint"
 FORMAT_VERSION = 1
@@ -44,23 +45,6 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
         idx, key = flat.split(".", 1)
         state.setdefault(int(idx), {})[key] = value
     return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def portable(value: Any, root: Path | None = None) -> Any:
-    """``value`` with every absolute path made machine-independent: relative to ``root`` (the working
-    folder) when inside it, else its last three parts (``runs/teacher4/last``). Nested dicts and lists too."""
-    root = Path.cwd() if root is None else root
-    if isinstance(value, dict):
-        return {k: portable(v, root) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(portable(v, root) for v in value)
-    if isinstance(value, str) and value.startswith("/") and "\n" not in value:
-        path = Path(value)
-        try:
-            return str(path.relative_to(root))
-        except ValueError:
-            return str(Path(*path.parts[-3:])) if len(path.parts) > 3 else str(Path(*path.parts[1:]))
-    return value
 
 
 def write_model_files(folder: Path, model: RAR, preset: str, step: int, metrics: dict | None = None,
