@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from rar_edge.atomic import probe_writable
+from rar_edge.atomic import check_writable
 from rar_edge.errors import RarEdgeError, run_guarded
 
 #: Time kept back from training for validation, the last checkpoint and packing.
@@ -50,7 +50,7 @@ def run_window(a: argparse.Namespace) -> dict:
     if (out / "run").exists() or (out / "window.json").exists():
         raise RarEdgeError(f"{out} already holds a GPU window's run; choose a new --out (continue a run with --init "
                            f"{out}/packed)")
-    probe_writable(out)
+    check_writable(out)
     if a.smoke:
         device, preset, batch, crop, minutes, probe_steps = "cpu", "rar-tiny", 2, 32, a.minutes or 0.15, 3
         data = val = str(smoke_photos(out / "smoke_photos"))

@@ -30,15 +30,6 @@ def _writable(final: Path) -> Iterator[None]:
         raise RarEdgeError(f"cannot write {final} ({e.strerror or e}); choose a writable location") from None
 
 
-def probe_writable(folder: str | os.PathLike) -> None:
-    """Fail now, in one line, if ``folder`` cannot be created or written (before hours of work, not after)."""
-    folder = Path(folder)
-    with _writable(folder):
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".probe.{_writer_tag()}."):
-            pass
-
-
 def check_writable(folder: str | os.PathLike) -> None:
     """Fail now, in one line, if ``folder`` could not be created or written, creating nothing: its nearest
     existing ancestor must be a folder this process may write into."""

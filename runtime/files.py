@@ -14,9 +14,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from rar_edge.errors import RarEdgeError
-
 from rar_edge.atomic import atomic_path
+from rar_edge.errors import RarEdgeError
 
 from .images import load_image, output_format, save_image
 

@@ -20,7 +20,7 @@ from rar_edge.manifest import verify_bundle
 
 from .profile import ENTRY_POINTS, DeviceProfile, parse_profile, save_profile
 from .restorer import FORCED_STEP, Restorer
-from .scheduler import OVERHEAD
+from .scheduler import OVERHEAD, overhead_per_pass
 
 
 def _stats(times: list[float]) -> dict[str, float]:
@@ -59,7 +59,7 @@ def measure(bundle: str | Path, backend: str | None, sizes: list[tuple[int, int]
         for i in range(warmup + max(3, runs // 4)):
             res = r.restore(rng.random((h, w, 3), dtype=np.float32), **FORCED_STEP)
             if i >= warmup:
-                per_unit.append(res.ms[OVERHEAD] / (res.tiles * (1 + res.steps_run)))
+                per_unit.append(overhead_per_pass(res.ms[OVERHEAD], res.tiles, res.steps_run))
         row[OVERHEAD] = _stats(per_unit)
         table[f"{h}x{w}"] = row
     return DeviceProfile(device=f"{platform.node()} ({platform.machine()}, {platform.processor() or 'cpu'})",
@@ -67,6 +67,7 @@ def measure(bundle: str | Path, backend: str | None, sizes: list[tuple[int, int]
                          basis=f"rar-edge profile: {runs} timed calls after {warmup} warm-up, random inputs",
                          bundle={k: m[k] for k in ("preset", "precision", "target")}, sizes=table,
                          date=datetime.now(timezone.utc).date().isoformat())
+
 
 def _worker(bundle: str, backend: str | None, sizes: list[tuple[int, int]], runs: int, queue) -> None:
     try:

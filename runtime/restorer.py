@@ -17,7 +17,7 @@ from rar_edge.manifest import verify_bundle
 from .backends import ENTRY_POINTS, open_backend
 from .images import FULL_SCALE, check_megapixels, unit_float
 from .profile import DeviceProfile, load_profile
-from .scheduler import OVERHEAD, CostModel, LoopOutcome, adaptive_loop
+from .scheduler import OVERHEAD, CostModel, LoopOutcome, adaptive_loop, overhead_per_pass
 from .tiling import Blender, grid, pad_to
 
 DEFAULT_TILE = 512  # for dynamic bundles
@@ -420,7 +420,7 @@ class Restorer:
         if self._recording:
             # Per tile and pass: a large photo's tiling does not make a small one's prediction, and a skipped
             # call still records (what it cost says the model may fit again).
-            cost.record(OVERHEAD, overhead / (n * (1 + outcome.steps_run)))
+            cost.record(OVERHEAD, overhead_per_pass(overhead, n, outcome.steps_run))
         ms = {e: self._ms.get(e, 0.0) for e in ENTRY_POINTS} | {OVERHEAD: overhead, "wait": wait_ms, "total": total}
         return RestoreResult(image=result_image, steps=outcome.steps, steps_run=outcome.steps_run,
                              quality=outcome.qualities, degradations=dict(zip(self.degradations, outcome.probabilities)),

@@ -26,6 +26,11 @@ from rar_edge.loop import Judge, LoopTrace, StopRule, assessment_vector
 OVERHEAD = "overhead"
 
 
+def overhead_per_pass(overhead_ms: float, tiles: int, steps_run: int) -> float:
+    """A call's measured overhead as ``OVERHEAD`` is predicted: per tile and pass (the first, then one per step)."""
+    return overhead_ms / (tiles * (1 + steps_run))
+
+
 class CostModel:
     """Predicted milliseconds per entry point for one tile: measured here if possible, else the profile.
 
