@@ -21,9 +21,10 @@ from .scheduler import OVERHEAD, CostModel, LoopOutcome, adaptive_loop, overhead
 from .tiling import Blender, grid, pad_to
 
 DEFAULT_TILE = 512  # for dynamic bundles
-#: The bundle ``Restorer.load()`` and ``rar-edge restore`` use when none is named: the shipped rar-edge-s
-#: exported to fp32 ONNX with dynamic sizes (torch-free; on CPUs onnxruntime runs its fp32 graphs faster than
-#: its int8 ones: BENCHMARKS.md). tests/test_shipped.py checks it still matches the shipped weights.
+#: The bundle ``Restorer.load()``, ``rar-edge restore`` and ``rar-edge assess`` use when none is named: the best
+#: committed rar-edge-s (its manifest's ``source``) exported to fp32 ONNX with dynamic sizes (torch-free; on CPUs
+#: onnxruntime runs its fp32 graphs faster than its int8 ones: BENCHMARKS.md). tests/test_shipped.py checks it
+#: still matches those weights.
 DEFAULT_BUNDLE = Path(__import__("rar_edge").__file__).resolve().parent / "weights" / "bundles" / "rar-edge-s-fp32-onnx"
 #: A rule that takes exactly one step and decodes it (warm-up and profiling: every entry point runs).
 FORCED_STEP = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, min_change=0.0, keep="last")
