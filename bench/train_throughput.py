@@ -12,8 +12,6 @@ synthesis (crops + degradations) timed separately. Prints a Markdown table for B
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from datetime import date
@@ -23,6 +21,7 @@ import torch
 from rar_edge.data.folder import PhotoFolder
 from rar_edge.model import create_model
 from rar_edge.train.losses import RARObjective
+from rar_edge.runtime.profiler import machine_name
 from rar_edge.train.trainer import TrainConfig, training_batch
 
 
@@ -68,16 +67,6 @@ def bench(preset: str, photos: PhotoFolder, crop: int, batch: int, steps: int, w
             "img_per_s": batch / (med_data + med_step)}
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", default="rar-teacher,rar-edge-s")
@@ -104,7 +93,7 @@ def main() -> None:
             Image.fromarray(arr).save(f"{tmp}/{name}.png")
         photos = PhotoFolder(tmp)
     machine = (torch.cuda.get_device_name() if device.type == "cuda"
-               else f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads")
+               else f"{machine_name()}, {torch.get_num_threads()} threads")
     print(f"machine: {machine}; torch {torch.__version__}; {date.today()}")
     rows = [bench(preset, photos, a.crop, a.batch, a.steps, a.warmup, device, a.amp, a.profile)
             for preset in a.presets.split(",")]

@@ -7,6 +7,7 @@ timings here (TOOLCHAIN.md).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import platform
 import queue as queue_module
 import time
@@ -62,11 +63,22 @@ def measure(bundle: str | Path, backend: str | None, sizes: list[tuple[int, int]
                 per_unit.append(overhead_per_pass(res.ms[OVERHEAD], res.tiles, res.steps_run))
         row[OVERHEAD] = _stats(per_unit)
         table[f"{h}x{w}"] = row
-    return DeviceProfile(device=f"{platform.node()} ({platform.machine()}, {platform.processor() or 'cpu'})",
+    return DeviceProfile(device=f"{platform.node()} ({machine_name()})",
                          backend=r.backend.name, method="measured",
                          basis=f"rar-edge profile: {runs} timed calls after {warmup} warm-up, random inputs",
                          bundle={k: m[k] for k in ("preset", "precision", "target")}, sizes=table,
                          date=datetime.now(timezone.utc).date().isoformat())
+
+
+def machine_name() -> str:
+    """This machine's processor as benchmarks state it: the CPU model and core count (Linux), else the platform."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores"
 
 
 def _worker(bundle: str, backend: str | None, sizes: list[tuple[int, int]], runs: int, queue) -> None:

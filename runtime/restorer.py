@@ -44,6 +44,7 @@ class RestoreResult:
     budget_bound: bool = False  # the budget, not the stop rule, ended the loop
     model_skipped: bool = False  # the budget could not pay for encode + decode: input returned as is
     cost_unknown: bool = False  # skipped because nothing says what the model costs here: warmup() or a profile
+    waited_out: bool = False  # the wait for another thread's restore (ms["wait"]) alone used up the budget
     tiles: int = 1
     alpha: np.ndarray | None = field(default=None, repr=False)
 
@@ -52,7 +53,8 @@ class RestoreResult:
                 "degradations": {k: round(v, 4) for k, v in self.degradations.items()},
                 "stop_reason": self.stop_reason, "ms": {k: round(v, 2) for k, v in self.ms.items()},
                 "budget_ms": self.budget_ms, "budget_bound": self.budget_bound,
-                "model_skipped": self.model_skipped, "cost_unknown": self.cost_unknown, "tiles": self.tiles}
+                "model_skipped": self.model_skipped, "cost_unknown": self.cost_unknown, "waited_out": self.waited_out,
+                "tiles": self.tiles}
 
 
 @dataclass
@@ -427,4 +429,5 @@ class Restorer:
                              quality=outcome.qualities, degradations=dict(zip(self.degradations, outcome.probabilities)),
                              stop_reason=outcome.stop_reason, ms=ms, budget_ms=budget_ms,
                              budget_bound=outcome.stop_reason == "budget", model_skipped=outcome.model_skipped,
+                             waited_out=budget_ms is not None and wait_ms >= budget_ms,
                              cost_unknown=cold, tiles=n, alpha=alpha)

@@ -8,7 +8,7 @@ import pytest
 from rar_edge.eval.fit_stop import PSNR_CAP_DB, Trajectories, fit_judge_on, fit_stop_rule, score_rule
 from rar_edge.eval.judge import MARGIN_DB, fit_judge, judge_scores, step_examples
 from rar_edge.eval.metrics import roc_auc
-from rar_edge.loop import Judge, StopRule
+from rar_edge.loop import Judge
 
 
 def test_fit_judge_learns_a_linear_rule_and_folds_the_scaling_into_its_weights():

@@ -646,6 +646,8 @@ def test_waiting_for_the_lock_counts_against_the_budget(bundles):
     res = results["res"]
     assert res.ms["wait"] >= 140 and res.model_skipped and res.stop_reason == "budget"
     assert res.ms["total"] >= res.ms["wait"]
+    assert res.waited_out and res.to_json()["waited_out"] is True  # flagged: the wait alone spent the budget
+    assert not r.restore(_noisy(64, 64), budget_ms=100).waited_out  # no other thread: no wait
 
 
 # --- pass-through returns the caller's image; files keep their bytes and metadata ---------------------------
