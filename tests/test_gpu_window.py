@@ -56,3 +56,30 @@ def test_unwritable_output_is_refused(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert load_bench("gpu_window").main(["--smoke", "--out", str(tmp_path / "f" / "w")]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_gpu_data_is_a_compact_copy_within_its_budget(photo_dir, tmp_path):
+    """bench/gpu_data.py: JPEG copies at the trainer's size, the held-out ones first, training photos until the
+    budget is spent; a folder that is not `rar-edge photos` output, or a used --out, is refused."""
+    import shutil
+
+    from PIL import Image
+
+    gd = load_bench("gpu_data")
+    photos = tmp_path / "photos"
+    for split in ("train", "heldout"):
+        shutil.copytree(photo_dir, photos / split)
+    n = len(list((photos / "train").iterdir()))
+    _, _, val_bytes = gd.compact(photos / "heldout", tmp_path / "probe_val", 1e9, limit=2)
+    _, _, one = gd.compact(photos / "train", tmp_path / "probe_train", 1e9, limit=1)
+    budget = val_bytes + 1.5 * one  # the 2 held-out copies and one and a half training photos' worth
+    out = tmp_path / "gpu"
+    assert gd.main(["--photos", str(photos), "--out", str(out), "--budget-mb", str(budget / 1e6), "--val", "2"]) == 0
+    assert len(list((out / "heldout").iterdir())) == 2
+    train = sorted((out / "train").iterdir())
+    assert 1 <= len(train) < n and all(p.suffix == ".jpg" for p in train)
+    assert sum(p.stat().st_size for p in (*train, *(out / "heldout").iterdir())) <= budget
+    with Image.open(train[0]) as im:
+        assert max(im.size) <= gd.MAX_SIDE and im.mode == "RGB"
+    assert gd.main(["--photos", str(photos), "--out", str(out)]) == 2  # not empty
+    assert gd.main(["--photos", str(photo_dir), "--out", str(tmp_path / "x")]) == 2  # no train/ heldout/
