@@ -21,7 +21,7 @@ from .scheduler import OVERHEAD, CostModel, LoopOutcome, adaptive_loop, overhead
 from .tiling import Blender, grid, pad_to
 
 DEFAULT_TILE = 512  # for dynamic bundles
-#: The bundle ``Restorer.load()``, ``rar-edge restore`` and ``rar-edge assess`` use when none is named: the best
+#: The bundle ``Restorer.load()``, ``rar-edge restore`` and ``rar-edge assess`` use when none is named: the
 #: committed rar-edge-s (its manifest's ``source``) exported to fp32 ONNX with dynamic sizes (torch-free; on CPUs
 #: onnxruntime runs its fp32 graphs faster than its int8 ones: BENCHMARKS.md). tests/test_shipped.py checks it
 #: still matches those weights.
