@@ -13,13 +13,14 @@ from rar_edge.errors import RarEdgeError, run_guarded
 
 
 def _add_stop_rule_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-steps", type=int, help="most restore steps (default: the checkpoint's)")
+    p.add_argument("--max-steps", type=int,
+                   help="most restore steps (default: the model's own rule, from the bundle or checkpoint)")
     p.add_argument("--target-quality", type=float, help="stop once assessed quality reaches this, in dB")
     p.add_argument("--min-gain", type=float, help="stop once a step gains less than this, in dB")
     p.add_argument("--min-change", type=float,
                    help="stop once a proposed step moves the latent by less than this fraction (0: off)")
     p.add_argument("--keep", choices=["best", "last"],
-                   help="decode the best-assessed latent or the last step's (default: the checkpoint's)")
+                   help="decode the best-assessed latent or the last step's (default: the model's own rule)")
     p.add_argument("--min-better", type=float,
                    help="stop when the judge gives a step less than this probability of helping (0: judge off)")
 
@@ -306,6 +307,31 @@ def cmd_presets(a: argparse.Namespace) -> int:
     return 0
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help that states each option's default when it has a real one (not None, False or an empty string)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" not in text and "default" not in text and action.default not in (None, False, "", argparse.SUPPRESS) \
+                and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+#: Examples at the end of a command's --help (ultralytics-style: the commands people run first).
+EXAMPLES = {
+    "restore": "examples:\n  rar-edge restore photo.jpg -o out                      # the shipped default model\n"
+               "  rar-edge restore photos/ -o out --budget-ms 150 --json\n"
+               "  rar-edge restore photo.jpg -o out --bundle exports/rar-edge-s-int8-executorch",
+    "assess": "examples:\n  rar-edge assess photo.jpg\n  rar-edge assess photos/ --json --per-tile",
+    "train": "examples:\n  rar-edge photos -o photos\n"
+             "  rar-edge train --preset rar-edge-s --data photos/train --val-data photos/heldout --out runs/s "
+             "--minutes 60 --marks 15,30",
+    "eval": "example:\n  rar-edge eval --checkpoint runs/s/best --data photos/heldout --synthesis albumentations",
+    "fit-stop": "example:\n  rar-edge fit-stop --checkpoint runs/s/best --data photos/train --write",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rar-edge", description="RAR all-in-one image restoration for edge devices")
     parser.add_argument("--version", action="version", version=f"rar-edge {__version__}")
@@ -315,23 +341,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", parents=[common],
                        help="train a full-precision RAR model (GPU or CPU; torchrun for DDP)")
-    p.add_argument("--preset", default="rar-teacher")
+    p.add_argument("--preset", default="rar-teacher", help="model preset (rar-edge presets lists them)")
     p.add_argument("--data", required=True, help="folder of clean photos (recursive)")
     p.add_argument("--out", required=True, help="run folder: checkpoints in OUT/last and OUT/best, log in OUT/log.jsonl")
-    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--steps", type=int, default=20000, help="optimizer steps (a cap when --minutes is given)")
     p.add_argument("--batch", type=int, default=16, help="per process")
-    p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--crop", type=int, default=128, help="training crop side in pixels (a multiple of 16)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW; warm-up, then cosine decay)")
+    p.add_argument("--warmup", type=int, default=500, help="linear warm-up steps")
     p.add_argument("--unroll", type=int, default=3, help="restore steps unrolled in training")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the crops and degradations (a resumed run replays them)")
     p.add_argument("--degradations", default=",".join(DEGRADATIONS),
                    help="comma-separated types to train on (default: all)")
     p.add_argument("--synthesis", default=DEFAULT_SYNTHESIS, choices=SYNTHESES,
                    help="degradation models to train and validate on (docs/degradations.md; default %(default)s)")
     p.add_argument("--val-data", help="held-out photo folder (default: the training photos)")
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--val-every", type=int, default=500, help="validate on the held-out photos every this many steps")
+    p.add_argument("--ckpt-every", type=int, default=500, help="write OUT/last every this many steps")
     p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     p.add_argument("--compile", action="store_true",
@@ -361,26 +388,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-float", default="", help="comma-separated entry points to keep in float")
     p.add_argument("--init", help="start the float phase from this student (e.g. a previous distillation's "
                                   "student/), with a new schedule")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--qat-lr", type=float, default=1e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=8, help="crops per step")
+    p.add_argument("--crop", type=int, default=128, help="crop side in pixels (a multiple of 16)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the float phase")
+    p.add_argument("--qat-lr", type=float, default=1e-4, help="learning rate of the quantization-aware phase")
+    p.add_argument("--seed", type=int, default=0, help="seed of the crops and degradations")
     p.add_argument("--val-data", help="held-out photos for validation and the report (default: --data)")
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=250)
-    p.add_argument("--report-images", type=int, default=8)
-    p.add_argument("--report-crop", type=int, default=128)
-    p.add_argument("--device")
+    p.add_argument("--val-every", type=int, default=500, help="validate every this many steps")
+    p.add_argument("--ckpt-every", type=int, default=250, help="checkpoint every this many steps")
+    p.add_argument("--report-images", type=int, default=8, help="held-out photos in the final report")
+    p.add_argument("--report-crop", type=int, default=128, help="crop side of the report")
+    p.add_argument("--device", help="cpu or cuda (default: cuda if available; QAT runs where the quantizer runs)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted distillation exactly")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("eval", parents=[common],
                        help="evaluate a checkpoint per degradation type")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint folder (rar-edge train) or distilled student (its float weights)")
     p.add_argument("--data", required=True, help="folder of clean photos, degraded on the fly with fixed seeds")
-    p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--max-images", type=int, default=16)
+    p.add_argument("--crop", type=int, default=256, help="centre-crop side in pixels (a multiple of 16)")
+    p.add_argument("--max-images", type=int, default=16, help="photos to evaluate (each under every case)")
     p.add_argument("--synthesis", default=DEFAULT_SYNTHESIS, choices=SYNTHESES + (FOREIGN_SYNTHESIS,),
                    help=f"degradations to test on: a training synthesis, or {FOREIGN_SYNTHESIS} (independent code "
                         "no model trains on; needs rar-edge[eval]); default %(default)s")
@@ -400,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dB of PSNR one restore step must be worth (0: quality only; latency breaks ties)")
     p.add_argument("--crop", type=int, default=256,
                    help="crop side: the image or tile size you deploy at (the fitted rule depends on it)")
-    p.add_argument("--max-images", type=int, default=16)
+    p.add_argument("--max-images", type=int, default=16, help="photos to fit on (each under every case)")
     p.add_argument("--no-judge", action="store_true",
                    help="do not fit the judge (\"is the new latent better?\"); only the assessor's thresholds")
     p.add_argument("--write", action="store_true",
@@ -409,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("restore", parents=[common],
                        help="restore images: an exported bundle (runtime) or a checkpoint (torch)")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--out", required=True, help="output folder; files keep their input names")
     p.add_argument("--bundle", help="exported bundle folder (python -m rar_edge.export): the torch-free runtime "
                                     "(default: the shipped rar-edge-s fp32 ONNX bundle)")
@@ -448,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profile", parents=[common],
                        help="measure a bundle's entry points on this device into a profile JSON")
-    p.add_argument("--bundle", required=True)
+    p.add_argument("--bundle", required=True, help="exported bundle folder to measure")
     p.add_argument("--backend", help="onnx | executorch | coreml (default: the bundle's target)")
     p.add_argument("--sizes", help="comma-separated sizes, 512 or 512x768 (default: the bundle's fixed shape)")
     p.add_argument("--runs", type=int, default=20, help="timed calls per entry point and size")
@@ -457,10 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("photos", parents=[common],
                        help="build a training photo folder from offline sources")
-    p.add_argument("-o", "--out", required=True)
+    p.add_argument("-o", "--out", required=True, help="folder to write: OUT/train, OUT/heldout and OUT/sources.json")
     p.add_argument("--holdout", type=int, default=24, help="photos kept out of training (OUT/heldout; default %(default)s)")
     p.add_argument("--no-debian", action="store_true", help="scikit-image's photos only (no apt-get)")
-    p.add_argument("--max-side", type=int, default=1024)
+    p.add_argument("--max-side", type=int, default=1024,
+                   help="photos larger than this are downscaled (pixels, longer side)")
     p.set_defaults(func=cmd_photos)
 
     p = sub.add_parser("pack", parents=[common],
@@ -473,11 +502,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", parents=[common],
                        help="list model presets with parameters and GMAC per megapixel")
     p.add_argument("--size", type=int, default=512, help="square input side the MACs are measured at")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_presets)
 
     # Listed for --help; main() hands "export ..." to rar_edge.export before parsing.
     sub.add_parser("export", help="export bundles: same arguments as python -m rar_edge.export", add_help=False)
+    summaries = {a.dest: a.help for a in sub._choices_actions}
+    for name, command in sub.choices.items():
+        command.formatter_class = _Formatter
+        command.description = command.description or summaries.get(name)
+        command.epilog = EXAMPLES.get(name)
     return parser
 
 

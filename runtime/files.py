@@ -47,6 +47,11 @@ def plan_outputs(inputs: list[str], out_dir: str | Path, overwrite: bool = False
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise RarEdgeError(f"output {out_dir} exists and is not a folder; pass a folder with -o")
+    from PIL import Image
+
+    if not out_dir.exists() and out_dir.suffix.lower() in Image.registered_extensions():  # a file name, not a folder
+        raise RarEdgeError(f"-o {out_dir} looks like an image file, but -o takes a folder (outputs keep their input "
+                           f"names): pass e.g. -o {out_dir.with_suffix('')}")
     names = [Path(p).name for p in inputs]
     if len(set(names)) != len(names):
         raise RarEdgeError("two inputs share a file name and would overwrite each other in the output folder")

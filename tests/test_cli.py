@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from PIL import Image
 
 from rar_edge import DEGRADATIONS
 
-from conftest import run_cli
+from conftest import cli, run_cli
 
 
 @pytest.fixture()
@@ -110,3 +111,31 @@ def test_unexpected_errors_are_one_line_unless_debug(monkeypatch):
 
     monkeypatch.setattr(cli_module, "cmd_presets", ctrl_c)
     assert cli("presets") == (130, "", "rar-edge presets: interrupted\n")
+
+
+def test_every_option_of_every_command_explains_itself():
+    """--help: each option has a help text, each command a description; real defaults are stated."""
+    import argparse
+
+    from rar_edge.cli import EXAMPLES, build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        if name == "export":  # handed to python -m rar_edge.export, which has its own help
+            continue
+        assert command.description, name
+        silent = [a.option_strings or a.dest for a in command._actions
+                  if not a.help and not isinstance(a, argparse._HelpAction)]
+        assert not silent, f"{name}: options without help: {silent}"
+    text = " ".join(sub.choices["train"].format_help().split())  # unwrapped
+    assert "(default: rar-teacher)" in text and "(default: 0.001)" in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+    restore = " ".join(sub.choices["restore"].format_help().split())
+    assert " ".join(EXAMPLES["restore"].splitlines()[1].split()) in restore and "the checkpoint's)" not in restore
+
+
+def test_restore_refuses_an_image_name_as_its_output_folder(tmp_path):
+    sample = Path(__file__).parents[1] / "samples" / "degraded" / "00_brushes_noise.png"
+    status, out, err = cli("restore", sample, "-o", tmp_path / "out.png")
+    assert status == 2 and "-o takes a folder" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.png").exists()
