@@ -9,6 +9,7 @@ a failed export, parity included, leaves nothing behind. Heavy imports happen af
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -97,8 +98,12 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.debug:  # third-party narration (torch.onnx's stages) comes back with the tracebacks
+        logging.getLogger("rar_edge").setLevel(logging.DEBUG)
     # torch's deepcopy of exported graphs warns about its own pytree internals: not actionable for users.
     warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec", category=FutureWarning)
+    # torch.onnx on dynamic batch and spatial axes that share a constraint: informational, not a problem.
+    warnings.filterwarnings("ignore", message=r".*The axis name: .* will not be used", category=UserWarning)
     return run_guarded("export", lambda: run(args), args.debug)
 
 
