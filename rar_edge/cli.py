@@ -169,7 +169,8 @@ def cmd_restore(a: argparse.Namespace) -> int:
         restorer = Restorer.load(a.bundle, backend=a.backend, profile=a.profile, tile=a.tile,
                                  max_megapixels=a.max_megapixels, assess_tiles=a.assess_tiles,
                                  half_latents=a.half_latents)
-        restore = restorer_fn(restorer, budget_ms=a.budget_ms, **rule_args)
+        restore = restorer_fn(restorer, budget_ms=a.budget_ms, **rule_args,
+                              **({} if a.json else {"progress": _CallsBar()}))
     else:
         for flag in ("backend", "budget_ms", "profile", "tile", "assess_tiles", "half_latents"):
             if getattr(a, flag) not in (None, False):
@@ -186,6 +187,29 @@ def cmd_restore(a: argparse.Namespace) -> int:
 
     return _report_restores(restore_files(restore, a.inputs, a.out, overwrite=a.overwrite,
                                           max_megapixels=a.max_megapixels), a)
+
+
+class _CallsBar:
+    """A progress bar within one photo of many tiles (a 12 MP photo takes seconds): model calls done out of
+    the most the loop can make. Small photos get none: the bar over the images is enough."""
+
+    MIN_CALLS = 40
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            if total < self.MIN_CALLS or done >= total:
+                return
+            self.bar = tqdm(total=total, unit="call", desc="tiles x steps", leave=False, file=sys.stderr)
+        self.bar.n = done
+        self.bar.refresh()
+        if done >= total:
+            self.bar.close()
+            self.bar = None
 
 
 def _report_restores(records, a: argparse.Namespace) -> int:

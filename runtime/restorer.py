@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -274,6 +274,7 @@ class Restorer:
         self._ms: dict[str, float] = {}
         self._cost: CostModel | None = None
         self._recording = True  # False during the first warm-up pass (first calls are not representative)
+        self._on_call: Callable[[], None] | None = None  # a restore's progress hook, once per backend call
         self._lock = threading.Lock()
 
     @classmethod
@@ -336,6 +337,8 @@ class Restorer:
         self._ms[entry] = self._ms.get(entry, 0.0) + ms
         if self._cost is not None and self._recording:
             self._cost.record(entry, ms)
+        if self._on_call is not None:
+            self._on_call()
         return out
 
     def warmup(self, tile: tuple[int, int] | None = None) -> None:
@@ -356,10 +359,12 @@ class Restorer:
     def restore(self, image: Any, budget_ms: float | None = None, max_steps: int | None = None,
                 target_quality: float | None = None, min_gain: float | None = None,
                 min_change: float | None = None, keep: str | None = None,
-                min_better: float | None = None) -> RestoreResult:
+                min_better: float | None = None, progress: Callable[[int, int], None] | None = None) -> RestoreResult:
         """Restore one image (numpy array or PIL image); see RestoreResult. The stop rule's fields
         default to the bundle's (its manifest); any of them can be overridden per call (``min_better=0``
-        turns the bundle's judge off)."""
+        turns the bundle's judge off). ``progress(done, total)`` is called after every model call (a tile's
+        encode, assess, restore or decode) with the calls so far and the most the loop can make (it may stop
+        sooner), and once more with ``done == total`` at the end: a 12 MP photo is hundreds of calls."""
         if budget_ms is not None and not budget_ms > 0:
             raise RarEdgeError(f"budget_ms must be a positive number of milliseconds, got {budget_ms}")
         overrides = dict(max_steps=max_steps, target_quality=target_quality, min_gain=min_gain,
@@ -374,7 +379,7 @@ class Restorer:
         elif hasattr(image, "height") and hasattr(image, "width"):  # a PIL image
             check_megapixels(image.height, image.width, self.max_megapixels)
         with self._lock:
-            return self._restore(image, budget_ms, rule, entered)
+            return self._restore(image, budget_ms, rule, entered, progress)
 
     def assess(self, image: Any, threshold: float = 0.5, per_tile: bool = False) -> Assessment:
         """The assessor alone: encode and assess every tile of ``image`` (numpy array or PIL image), no restore.
@@ -399,7 +404,8 @@ class Restorer:
         return Assessment(quality, names, [n for n, p in names.items() if p >= threshold], threshold, len(job.tiles),
                           (time.perf_counter() - t0) * 1000.0, tiles if per_tile else None)
 
-    def _restore(self, image: Any, budget_ms: float | None, rule: StopRule, entered: float) -> RestoreResult:
+    def _restore(self, image: Any, budget_ms: float | None, rule: StopRule, entered: float,
+                 progress: Callable[[int, int], None] | None = None) -> RestoreResult:
         t0 = time.perf_counter()
         wait_ms = (t0 - entered) * 1000.0
         rgb, alpha, kind = as_rgb(image)
@@ -407,12 +413,25 @@ class Restorer:
         cost = self._cost = self.cost_model(job.tile)
         n = len(job.tiles)
         self._ms = {}
+        most = sum(job.calls(e) * k for e, k in (("encode", 1), ("assess", 1 + rule.max_steps),
+                                                   ("restore", rule.max_steps), ("decode", 1)))
+        calls = [0]
+        if progress is not None:
+            def tick() -> None:
+                calls[0] += 1
+                progress(min(calls[0], most), most)
+            self._on_call = tick
         cold = budget_ms is not None and not cost.known()
-        if cold:  # nothing measured, no profile: a budgeted call cannot know what a step costs, so it takes none
-            outcome = LoopOutcome(image=None, stop_reason="budget", model_skipped=True)
-        else:
-            outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * job.calls(e), start=entered,
-                                    judge=self.judge)
+        try:
+            if cold:  # nothing measured, no profile: a budgeted call cannot know what a step costs, so it takes none
+                outcome = LoopOutcome(image=None, stop_reason="budget", model_skipped=True)
+            else:
+                outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * job.calls(e),
+                                        start=entered, judge=self.judge)
+        finally:
+            self._on_call = None
+        if progress is not None:
+            progress(most, most)
         if outcome.image is None:  # pass-through: the caller's image exactly as given (a copy: never aliased)
             result_image = image.copy()
         else:

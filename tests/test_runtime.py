@@ -771,3 +771,19 @@ def test_a_tiled_restore_agrees_with_the_torch_loop_on_the_whole_image(bundles, 
     assert (tiled.steps, tiled.stop_reason) == (info["steps"], info["stop_reason"]) == (2, "max_steps")
     assert psnr(tiled.image, whole) >= 40.0
     assert psnr(tiled.image, image) < 50.0  # the model's outputs are compared, not two pass-throughs
+
+
+def test_progress_reports_every_model_call_and_ends_complete(bundles, photo_array):
+    from rar_edge.runtime import Restorer
+
+    r = Restorer.load(bundles["dynamic"], tile=48)
+    seen: list[tuple[int, int]] = []
+    res = r.restore(np.ascontiguousarray(photo_array[:96, :96]), max_steps=2, target_quality=99.0, min_gain=-99.0,
+                    progress=lambda done, total: seen.append((done, total)))
+    calls = res.tiles * (1 + 3 + 2 + 1)  # encode, assess (input + 2 steps), 2 restores, decode: per tile
+    assert len(seen) == calls + 1 and seen[-1] == (calls, calls)  # one per call, then the end
+    assert [d for d, _ in seen[:-1]] == list(range(1, calls + 1)) and {t for _, t in seen} == {calls}
+    stopped: list[tuple[int, int]] = []
+    r.restore(np.ascontiguousarray(photo_array[:96, :96]), max_steps=4, target_quality=0.0,
+              progress=lambda done, total: stopped.append((done, total)))  # stops at once (target reached)
+    assert stopped[-1][0] == stopped[-1][1] and len(stopped) == 2 * res.tiles + 1  # encode + assess, then the end
