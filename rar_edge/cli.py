@@ -468,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="training checkpoint folder: the torch reference path")
     p.add_argument("--backend", help="onnx | executorch | coreml (default: the bundle's target)")
     p.add_argument("--budget-ms", type=float, help="latency budget per image in ms (file I/O excluded)")
-    p.add_argument("--profile", help="device profile JSON (rar-edge profile) or a shipped profile name")
+    p.add_argument("--profile", help="device profile JSON measured by `rar-edge profile` on the target device "
+                                     "(for the same bundle: a profile of another one is refused)")
     p.add_argument("--tile", type=int, help="tile side for dynamic bundles (default 512)")
     p.add_argument("--max-megapixels", type=float,
                    help="refuse (and skip) images over this many megapixels, from their header (default: no limit)")

@@ -112,7 +112,7 @@ def check_megapixels(height: int, width: int, max_megapixels: float | None, what
     """
     mp = height * width / 1e6
     if max_megapixels is not None and mp > max_megapixels:
-        raise RarEdgeError(f"{what} is {width}x{height} ({mp:.1f} MP), over the limit of {max_megapixels:g} MP "
+        raise RarEdgeError(f"{what} is {width}x{height} ({mp:.3g} MP), over the limit of {max_megapixels:g} MP "
                            "(max_megapixels); downscale it or raise the limit")
 
 

@@ -248,6 +248,12 @@ class Restorer:
         if max_megapixels is not None and not max_megapixels > 0:
             raise RarEdgeError(f"max_megapixels must be a positive number (or None: no limit), got {max_megapixels}")
         self.max_megapixels = max_megapixels  # images over it are refused before any work (memory grows with them)
+        if profile is not None and profile.bundle:
+            mine = {k: manifest.get(k) for k in ("preset", "precision", "target")}
+            other = {k: v for k, v in profile.bundle.items() if k in mine and v != mine[k]}
+            if other:  # another model's times would make every budget decision wrong
+                raise RarEdgeError(f"the device profile was measured with another bundle ({other} against this "
+                                   f"bundle's {mine}); measure this one: rar-edge profile --bundle {bundle} -o FILE")
         self.profile = profile
         self.multiple = int(manifest["size_multiple"])
         if manifest["input_shape"]:

@@ -422,7 +422,7 @@ def test_images_over_max_megapixels_are_refused_before_any_work(bundles):
     with pytest.raises(RarEdgeError, match="max_megapixels must be a positive number"):
         Restorer.load(bundles["onnx"], max_megapixels=0, warmup=False)
     r = Restorer.load(bundles["onnx"], max_megapixels=0.002, warmup=False)  # 2,000 pixels
-    with pytest.raises(RarEdgeError, match=r"image is 64x40 \(0.0 MP\), over the limit of 0.002 MP"):
+    with pytest.raises(RarEdgeError, match=r"image is 64x40 \(0.00256 MP\), over the limit of 0.002 MP"):
         r.restore(np.zeros((40, 64, 3), np.uint8))
     with pytest.raises(RarEdgeError, match="over the limit"):
         r.restore(Image.new("RGB", (64, 40)))
@@ -579,6 +579,11 @@ def test_profile_cli_and_profile_parsing(bundles, tmp_path):
             parse_profile(broken)
     res = run_cli("profile", "--bundle", str(bundles["onnx"]), "--sizes", "128", "-o", str(tmp_path / "q.json"))
     assert res.returncode == 2 and "fixed input shape" in res.stderr and not (tmp_path / "q.json").exists()
+    # A profile measured with another bundle (here: another precision) is refused, not silently used.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(dict(data, bundle=dict(data["bundle"], precision="int8"))))
+    with pytest.raises(RarEdgeError, match="measured with another bundle"):
+        Restorer.load(bundles["onnx"], profile=other, warmup=False)
 
 
 # --- budgets across a sequence of photos, threads and cold starts ------------------------------------------
