@@ -281,6 +281,7 @@ class Restorer:
         self._cost: CostModel | None = None
         self._recording = True  # False during the first warm-up pass (first calls are not representative)
         self._on_call: Callable[[], None] | None = None  # a restore's progress hook, once per backend call
+        self.warming: threading.Thread | None = None  # the warm-up a cold budgeted call started in the background
         self._lock = threading.Lock()
 
     @classmethod
@@ -361,6 +362,14 @@ class Restorer:
                 self._recording = True
             self._restore(image, None, rule, time.perf_counter())
 
+    def _warm_in_background(self, tile: tuple[int, int]) -> None:
+        """After a cold budgeted call (held lock): measure this tile size in a thread, once, so that later budgeted
+        calls can run the model. It takes the lock when this call returns; a call arriving meanwhile waits for
+        it (its wait counts against its budget: ``ms["wait"]``, ``waited_out``)."""
+        if self.warming is None or not self.warming.is_alive() and not self.cost_model(tile).known():
+            self.warming = threading.Thread(target=self.warmup, args=(tile,), name="rar-edge-warmup", daemon=True)
+            self.warming.start()
+
     # --- the API ---
     def restore(self, image: Any, budget_ms: float | None = None, max_steps: int | None = None,
                 target_quality: float | None = None, min_gain: float | None = None,
@@ -431,6 +440,7 @@ class Restorer:
         try:
             if cold:  # nothing measured, no profile: a budgeted call cannot know what a step costs, so it takes none
                 outcome = LoopOutcome(image=None, stop_reason="budget", model_skipped=True)
+                self._warm_in_background(job.tile)
             else:
                 outcome = adaptive_loop(job, rule, budget_ms, lambda e: cost.predict(e) * job.calls(e),
                                         start=entered, judge=self.judge)
