@@ -87,7 +87,10 @@ class RAR(nn.Module):
         n = image.shape[0]
         judge = self.config.judge_head
 
-        def vectors(q: torch.Tensor, p: torch.Tensor, c: torch.Tensor) -> list[list[float]]:
+        def vectors(q: torch.Tensor, p: torch.Tensor, c: torch.Tensor) -> list[list[float] | None]:
+            """What the judge reads per image (None when the rule does not ask it)."""
+            if judge is None or rule.min_better <= 0:
+                return [None] * n
             return [assessment_vector(q[i], p[i].tolist(), c[i].tolist()) for i in range(n)]
 
         traces = [LoopTrace(rule, float(q), judge, v)  # the stop sequence: rar_edge.loop
