@@ -4,11 +4,11 @@
 
 An app restores photos of every size, one after another, from several threads. Per budget level this
 opens a fresh Restorer as an app does (``Restorer.load``: its warm-up measures one tile; the first calls
-at other sizes know no measured costs of theirs yet), then restores a sequence of noisy photos whose sizes are drawn at random from 256² to 12 MP (seeded: the same sequence at
-every level), first from one thread, then the same sequence split over two threads sharing the Restorer.
-(A Restorer loaded with ``warmup=False`` and no profile skips the model on every budgeted call until
-something measures it: ``cost_unknown`` in the result.) A call is within budget when its total time (``res.ms["total"]``: from entering ``restore()``, the wait
-for the lock included) is at most the budget. Prints one Markdown row per level and threading: the share
+at other sizes know no measured costs of theirs yet), then restores a sequence of noisy photos whose
+sizes are drawn at random from 256² to 12 MP (seeded: the same sequence at every level), first from one
+thread, then the same sequence split over two threads sharing the Restorer. A call is within budget when
+its total time (``res.ms["total"]``: from entering ``restore()``, the wait for the lock included) is at
+most the budget. Prints one Markdown row per level and threading: the share
 of calls within budget, the p99 and largest overrun, the mean steps, and how many calls skipped the model.
 Default bundle: the shipped one (rar_edge/weights/bundles). Run it on a quiet machine.
 """
@@ -62,7 +62,8 @@ def run_level(bundle, budget: float, order: list[int], photos: dict, threads: in
 
 def summarise(rows: list[dict], budget: float) -> dict:
     over = np.array([r["total_ms"] - budget for r in rows])
-    return {"calls": len(rows), "within": float(np.mean(over <= 0)), "p99_over_ms": float(max(0.0, np.percentile(over, 99))),
+    return {"calls": len(rows), "within": float(np.mean(over <= 0)),
+            "p99_over_ms": float(max(0.0, np.percentile(over, 99))),
             "max_over_ms": float(max(0.0, over.max())), "mean_steps": float(np.mean([r["steps"] for r in rows])),
             "skipped": int(sum(r["skipped"] for r in rows))}
 
@@ -82,7 +83,8 @@ def main() -> None:
 
     print(f"machine: {machine_name()}; {date.today()}; "
           f"{a.calls} calls, sizes {sorted({f'{SIZES[k][0]}x{SIZES[k][1]}' for k in order})}")
-    print("| budget ms | threads | calls | within budget | p99 overrun ms | largest overrun ms | mean steps | model skipped |")
+    print("| budget ms | threads | calls | within budget | p99 overrun ms | largest overrun ms | mean steps "
+          "| model skipped |")
     print("|---|---|---|---|---|---|---|---|")
     out = {}
     for budget in (float(b) for b in a.budgets.split(",")):

@@ -336,8 +336,8 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "%(default)" not in text and "default" not in text and action.default not in (None, False, "", argparse.SUPPRESS) \
-                and action.option_strings:
+        real = action.default not in (None, False, "", argparse.SUPPRESS)
+        if real and action.option_strings and "default" not in text:
             text += " (default: %(default)s)"
         return text
 
