@@ -31,7 +31,8 @@ JUDGE_FEATURES = (
     "the previous latent's assessment (quality dB, degradation probabilities, conditioning embedding), "
     "the new latent's assessment (the same), log(step size + 1e-6)"
 )
-_CHANGE_EPS = 1e-6
+#: Added to the step size before its log (a step of 0 stays finite).
+CHANGE_EPS = 1e-6
 
 
 def assessment_vector(quality: float, probabilities: Sequence[float], cond: Sequence[float]) -> list[float]:
@@ -54,7 +55,7 @@ class Judge:
 
     def p_better(self, before: Sequence[float], after: Sequence[float], change: float) -> float:
         """Probability that the step from ``before`` to ``after`` (assessment vectors) raised the true PSNR."""
-        x = (*before, *after, math.log(max(float(change), 0.0) + _CHANGE_EPS))
+        x = (*before, *after, math.log(max(float(change), 0.0) + CHANGE_EPS))
         if len(x) != len(self.weights):
             raise ValueError(f"the judge has {len(self.weights)} weights but got {len(x)} features: "
                              "its model's assessor has another size; refit it with rar-edge fit-stop")

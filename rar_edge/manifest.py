@@ -139,6 +139,10 @@ def check_manifest(manifest, where: str = "manifest") -> dict:
     if judge is not None and not (isinstance(judge, dict) and isinstance(judge.get("weights"), list)
                                   and all(_number(w) for w in judge["weights"]) and _number(judge.get("bias"))):
         bad("quality.judge", "{weights: [numbers], bias: number}")
+    if judge is not None and _positive_int(manifest.get("cond_dim")) and isinstance(degradations, list):
+        features = 2 * (1 + len(degradations) + manifest["cond_dim"]) + 1  # loop.Judge: two assessments, a step
+        if len(judge["weights"]) != features:
+            bad("quality.judge.weights", f"{features} numbers for this model (two assessments and a step size)")
     artifacts = manifest.get("artifacts")
     if not isinstance(artifacts, dict) or not artifacts:
         bad("artifacts", "a map of file name to SHA-256")

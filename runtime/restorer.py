@@ -390,12 +390,16 @@ class Restorer:
         except ValueError as e:
             raise RarEdgeError(str(e)) from None
         entered = time.perf_counter()  # the budget counts from here: the wait for the lock is the caller's time too
+        self._check_size(image)
+        with self._lock:
+            return self._restore(image, budget_ms, rule, entered, progress)
+
+    def _check_size(self, image: Any) -> None:
+        """Refuse an array or PIL image over ``max_megapixels`` before any work."""
         if isinstance(image, np.ndarray) and image.ndim >= 2:
             check_megapixels(image.shape[0], image.shape[1], self.max_megapixels)
         elif hasattr(image, "height") and hasattr(image, "width"):  # a PIL image
             check_megapixels(image.height, image.width, self.max_megapixels)
-        with self._lock:
-            return self._restore(image, budget_ms, rule, entered, progress)
 
     def assess(self, image: Any, threshold: float = 0.5, per_tile: bool = False) -> Assessment:
         """The assessor alone: encode and assess every tile of ``image`` (numpy array or PIL image), no restore.
@@ -405,10 +409,7 @@ class Restorer:
         """
         if not 0 < threshold < 1:
             raise RarEdgeError(f"threshold must be a probability in (0, 1), got {threshold}")
-        if isinstance(image, np.ndarray) and image.ndim >= 2:
-            check_megapixels(image.shape[0], image.shape[1], self.max_megapixels)
-        elif hasattr(image, "height") and hasattr(image, "width"):
-            check_megapixels(image.height, image.width, self.max_megapixels)
+        self._check_size(image)
         with self._lock:
             t0 = time.perf_counter()
             job = _TiledImage(self, as_rgb(image)[0])

@@ -103,11 +103,12 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
         return assessment_vector(q, p, np.ravel(c)) if judged else None
 
     trace = LoopTrace(rule, quality, judge, vector(quality, probs, cond))  # the stop sequence: rar_edge.loop
-    # Only the latents the rule can keep are held (memory follows the image): the best-assessed one for
-    # keep="best", the one before the last for keep="last" (a no_gain stop undoes the last step), and
-    # with a judge the one before the last too (a "worse" stop undoes the last step).
-    held, held_step = state, 0
+    # Only the latents the rule can keep are held (memory follows the image): the best-assessed one
+    # (keep="best") and the one before the last where a stop can undo the last step (keep="last": no_gain;
+    # with a judge: worse). Unused, each stays the input's latent.
+    best, best_step = state, 0
     previous, previous_step = state, 0
+    undoable = rule.keep == "last" or trace.judge is not None
     while trace.running:
         if not affordable("restore", "assess", "decode", OVERHEAD):
             trace.stop("budget")
@@ -115,18 +116,16 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
         proposed = ops.restore(state, cond)
         if not trace.propose(ops.change(state, proposed) if trace.needs_change() else None):
             break  # too small: the step is not taken
-        if rule.keep == "last":
-            held, held_step = state, trace.steps_run
-        if trace.judge is not None:
+        if undoable:
             previous, previous_step = state, trace.steps_run
         state = proposed
         quality, probs_now, cond = ops.assess(state)
         trace.taken(quality, vector(quality, probs_now, cond))
-        if rule.keep == "best" and quality > trace.qualities[held_step]:  # ties keep the earlier latent
-            held, held_step = state, trace.steps_run
+        if rule.keep == "best" and quality > trace.qualities[best_step]:  # ties keep the earlier latent
+            best, best_step = state, trace.steps_run
     kept = trace.kept
-    latent = state if kept == trace.steps_run else held if kept == held_step else previous
-    assert kept in (trace.steps_run, held_step, previous_step), "the rule kept a latent the loop did not hold"
+    latent = state if kept == trace.steps_run else best if kept == best_step else previous
+    assert kept in (trace.steps_run, best_step, previous_step), "the rule kept a latent the loop did not hold"
     # Pass-through (rar_edge.loop): keeping step 0 returns the input, so no decode is run.
     image = ops.decode(latent) if kept > 0 else None
     return LoopOutcome(image=image, steps=kept, steps_run=trace.steps_run, qualities=trace.qualities,

@@ -110,3 +110,6 @@ def test_a_checkpoints_judge_travels_into_the_bundle_and_the_runtime_asks_it(tin
     manifest["quality"]["judge"] = {"weights": ["x"], "bias": 0}
     with pytest.raises(ValueError, match="quality.judge"):
         check_manifest(manifest)
+    manifest["quality"]["judge"] = {"weights": [0.0] * (features - 2), "bias": 0.0}  # another model's judge
+    with pytest.raises(ValueError, match=f"quality.judge.weights must be {features} numbers"):
+        check_manifest(manifest)

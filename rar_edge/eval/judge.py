@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from rar_edge.loop import Judge
+from rar_edge.loop import CHANGE_EPS, Judge
 
 #: A step counts as "better" when the true PSNR rose by more than this (dB): a step that changes nothing
 #: measurable is not worth its time.
 MARGIN_DB = 0.05
-_CHANGE_EPS = 1e-6
 
 
 def step_examples(vectors: np.ndarray, psnr: np.ndarray, change: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(features (M, 2F+1), better (M,)) of every step of trajectories: ``vectors`` (N, K+1, F) assessment
     vectors, ``psnr`` (N, K+1) true PSNR, ``change`` (N, K) step sizes; M = N * K."""
     before, after = vectors[:, :-1], vectors[:, 1:]
-    logc = np.log(np.maximum(change, 0.0) + _CHANGE_EPS)[..., None]
+    logc = np.log(np.maximum(change, 0.0) + CHANGE_EPS)[..., None]
     x = np.concatenate([before, after, logc], axis=2).reshape(-1, 2 * vectors.shape[2] + 1)
     better = (psnr[:, 1:] - psnr[:, :-1] > MARGIN_DB).reshape(-1)
     return x.astype(np.float64), better
@@ -59,6 +58,7 @@ def fit_judge(x: np.ndarray, better: np.ndarray, l2: float = 1.0, iterations: in
 
 
 def judge_scores(judge: Judge, x: np.ndarray) -> np.ndarray:
-    """The judge's probability for each example row of ``x`` (as the loop computes it, vectorised)."""
+    """The judge's probability for each example row of ``x``: ``Judge.p_better`` vectorised for evaluation
+    (tests/test_judge.py checks that the two agree)."""
     s = judge.bias + x @ np.asarray(judge.weights)
     return 1.0 / (1.0 + np.exp(-np.clip(s, -30, 30)))
