@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# Two workers (pytest-xdist): exports are single-threaded Python, so two run side by side on two cores;
+# one torch thread each keeps them from fighting over the cores. tests/conftest.py builds the shared
+# fixtures once per run.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 demo: install
 	$(PY) -m rar_edge.demo

@@ -53,12 +53,15 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
     manifest = build_manifest(source.model.config, source.preset, precision, target, None if dynamic else size,
                               dynamic, source.path, chosen.quantization)
     against = ""  # what the parity check compared the bundle with, when not the bundle's own runtime
+    float_left: list[str] = []  # int8 ONNX graphs' quantized ops that onnxruntime still runs in float
     try:
         with atomic_dir(out / name) as tmp:
             if target == "onnx":
-                from .onnx import embed_metadata, export_onnx, ort_runner
+                from .onnx import embed_metadata, export_onnx, ort_runner, slim, unfused
 
                 files = export_onnx(programs, source.model, tmp, height, width, dynamic)
+                manifest.update(slim(tmp, files, precision == "int8"))
+                float_left = unfused(manifest)
                 embed_metadata(tmp, files, manifest)
                 runner = ort_runner(tmp, files)
             elif target == "executorch":
@@ -102,6 +105,8 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
     lines = [f"exported {bundle}",
              "  " + ", ".join(f"{f} {s / 1e6:.2f} MB" for f, s in sizes.items()),
              _parity_line(precision, against, parity, manifest["parity"]["status"]),
+             *([f"  warning: onnxruntime runs quantized convolutions/linears in float (slower than fp32): "
+                f"{', '.join(float_left)}"] if float_left else []),
              (f"next: rar-edge restore IMAGES -o OUT --bundle {bundle}" if target != "coreml" else
               f"next: on macOS, rar-edge restore IMAGES -o OUT --bundle {bundle}; in an app, load rar.mlpackage "
               "with MLModel(configuration:) per function (docs/runtime.md)")]

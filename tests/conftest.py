@@ -1,9 +1,19 @@
-"""Shared fixtures: real photos from scikit-image's wheel, and a briefly trained rar-tiny checkpoint."""
+"""Shared fixtures: real photos from scikit-image's wheel, a briefly trained rar-tiny checkpoint, its distilled
+int8 student and its exported bundles.
+
+``make test`` runs the suite on two pytest-xdist workers. The expensive fixtures are built once per run,
+by whichever worker asks first, into a folder both share (``built_once``); the other worker waits for
+it. The module-scoped export fixtures of tests/test_export.py are each confined to one worker by an
+``xdist_group`` mark on the tests that use them.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -29,17 +39,42 @@ def run_cli(*args: str):
     return subprocess.run([sys.executable, "-m", "rar_edge", *args], capture_output=True, text=True, timeout=600)
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name``, made by ``build(folder)`` once per test run and shared by every xdist worker.
+
+    Under xdist each worker has its own temporary root inside the run's; the run's is shared. A lock
+    makes the second worker wait for the first; a ``NAME.done`` marker beside the folder (not in it: tests
+    list the folders) tells a finished build from one that failed half-way, which the next caller redoes.
+    """
+    import shutil
+
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def photo_dir(tmp_path_factory) -> Path:
     """A folder of real colour photos (scikit-image's bundled ones), 256 px on the short side at most."""
     from rar_edge.data.photos import skimage_photos
 
-    root = tmp_path_factory.mktemp("photos")
-    for name, arr in skimage_photos().items():
-        im = Image.fromarray(arr)
-        im.thumbnail((384, 384))
-        im.save(root / f"{name}.png")
-    return root
+    def build(root: Path) -> None:
+        for name, arr in skimage_photos().items():
+            im = Image.fromarray(arr)
+            im.thumbnail((384, 384))
+            im.save(root / f"{name}.png")
+
+    return built_once(tmp_path_factory, "photos", build)
 
 
 @pytest.fixture(scope="session")
@@ -47,10 +82,11 @@ def tiny_checkpoint(tmp_path_factory, photo_dir) -> Path:
     """rar-tiny trained for a few steps: enough for CLI, eval and export plumbing tests."""
     from rar_edge.train.trainer import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("tiny_run")
-    train(TrainConfig(preset="rar-tiny", data=str(photo_dir), out=str(out), steps=20, batch=4, crop=64,
-                      warmup=5, val_every=20, ckpt_every=20, val_crop=64, progress=False))
-    return out / "last"
+    def build(out: Path) -> None:
+        train(TrainConfig(preset="rar-tiny", data=str(photo_dir), out=str(out), steps=20, batch=4, crop=64,
+                          warmup=5, val_every=20, ckpt_every=20, val_crop=64, progress=False))
+
+    return built_once(tmp_path_factory, "tiny_run", build) / "last"
 
 
 @pytest.fixture()
@@ -71,9 +107,14 @@ def distilled(tiny_checkpoint, photo_dir, tmp_path_factory):
     """A short distillation of the tiny teacher into a rar-tiny int8 student: (out folder, report)."""
     from rar_edge.quantize.distill import DistillConfig, distill
 
-    out = tmp_path_factory.mktemp("distill") / "run"
-    report = distill(DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(out), **DISTILL_ARGS))
-    return out, report
+    def build(folder: Path) -> None:
+        report = distill(DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(folder / "run"),
+                                       **DISTILL_ARGS))
+        # What distill() returned, kept apart from the run's own report.json (a test compares the two).
+        (folder / "returned.json").write_text(json.dumps(report))
+
+    folder = built_once(tmp_path_factory, "distill", build)
+    return folder / "run", json.loads((folder / "returned.json").read_text())
 
 
 def export_here(*args: str) -> str:
@@ -94,10 +135,12 @@ def export_here(*args: str) -> str:
 @pytest.fixture(scope="session")
 def bundles(tiny_checkpoint, tmp_path_factory):
     """rar-tiny fp32 bundles: ONNX fixed 64x64, ONNX dynamic, ExecuTorch fixed 64x64."""
-    out = tmp_path_factory.mktemp("rt_bundles")
-    for folder, args in ((out, ["--target", "onnx"]), (out / "dyn", ["--target", "onnx", "--dynamic"]),
-                         (out, ["--target", "executorch"])):
-        export_here("--checkpoint", tiny_checkpoint, "--imgsz", "64", "-o", folder, *args)
+    def build(out: Path) -> None:
+        for folder, args in ((out, ["--target", "onnx"]), (out / "dyn", ["--target", "onnx", "--dynamic"]),
+                             (out, ["--target", "executorch"])):
+            export_here("--checkpoint", tiny_checkpoint, "--imgsz", "64", "-o", folder, *args)
+
+    out = built_once(tmp_path_factory, "rt_bundles", build)
     return {"onnx": out / "rar-tiny-fp32-onnx", "dynamic": out / "dyn" / "rar-tiny-fp32-onnx",
             "executorch": out / "rar-tiny-fp32-executorch"}
 

@@ -89,11 +89,52 @@ def test_transfer_weights_keeps_the_old_model_function():
     assert (direct > 0).all()
 
 
+def _tiny(**changes) -> RAR:
+    return RAR(dataclasses.replace(get_preset("rar-tiny").config, **changes))
+
+
+def test_transfer_weights_adds_the_global_step():
+    torch.manual_seed(2)
+    old = _tiny(global_rank=0).eval()
+    for p in old.restorer.parameters():  # a trained restorer: not the identity a fresh one is
+        p.data.normal_(0, 0.05)
+    new = _tiny(global_rank=16).eval()
+    transfer_weights(new, old)
+    z = old.encode(torch.rand(2, 3, 32, 48))
+    cond = old.assess(z)[2]
+    torch.testing.assert_close(new.restore(z, cond), old.restore(z, cond))
+    # The new path is trainable from there: its output map and its gains get gradients, and a step of
+    # it changes the output by a per-image linear map of the latent.
+    new.restore(z, cond).square().sum().backward()
+    g = new.restorer.global_step
+    assert g.from_basis.weight.grad.abs().sum() > 0 and g.offset.bias.grad.abs().sum() > 0
+    with torch.no_grad():  # a rank-16 basis of the 48 latent channels, each gained by 2: 2x their projection
+        basis = torch.linalg.qr(torch.randn(48, 16))[0]  # orthonormal columns
+        g.to_basis.weight.copy_(basis.T[:, :, None, None])
+        g.from_basis.weight.copy_(basis[:, :, None, None])
+        g.gain.bias.fill_(1.0)
+        g.offset.bias.fill_(0.25)
+        projected = torch.einsum("ck,dk,ndhw->nchw", basis, basis, z)
+        torch.testing.assert_close(new.restore(z, cond) - old.restore(z, cond), 2 * projected + 0.25)
+
+
+def test_transfer_weights_ignores_the_loop_settings_and_the_judge():
+    """A fit-stopped checkpoint (its own stop rule and judge) starts a new run: ``--init checkpoints/...``."""
+    source = _tiny(max_steps=6, keep="last", min_better=0.6, judge=(0.5,) * 4 + (-1.0,))
+    model = _tiny()
+    transfer_weights(model, source)
+    for a, b in zip(model.state_dict().values(), source.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert model.config.judge == () and model.config.max_steps == get_preset("rar-tiny").config.max_steps
+
+
 def test_transfer_weights_refuses_other_architectures():
     with pytest.raises(ValueError, match="architectures differ"):
         transfer_weights(create_model("rar-tiny"), _without_detail("rar-edge-s"))
-    with pytest.raises(ValueError, match="detail statistics this model lacks"):
+    with pytest.raises(ValueError, match="source has assess_detail=True and this model False"):
         transfer_weights(_without_detail("rar-tiny"), create_model("rar-tiny"))
+    with pytest.raises(ValueError, match="source has global_rank=16 and this model 0"):
+        transfer_weights(_tiny(global_rank=0), _tiny(global_rank=16))
 
 
 def test_configs_written_before_detail_statistics_load_without_them():

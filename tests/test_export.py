@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rar_edge.errors import RarEdgeError
 from rar_edge.manifest import SCHEMA_VERSION, verify_bundle
 
-from conftest import export_here, run_cli
+from conftest import built_once, export_here, run_cli
 
 
 def _export(*args: str):
@@ -20,15 +22,19 @@ def _export(*args: str):
 def onnx_bundles(bundles, distilled, tmp_path_factory):
     """fp32 (dynamic; the runtime tests' bundle of the tiny checkpoint) and int8 (the distilled student's QAT
     programs) ONNX bundles."""
-    out = tmp_path_factory.mktemp("exports")
-    log = export_here("--target", "ort", "--checkpoint", str(distilled[0] / "student"), "--precision", "int8",
-                       "--imgsz", "64", "-o", str(out))
+    def build(out: Path) -> None:
+        (out / "export.log").write_text(export_here("--target", "ort", "--checkpoint", str(distilled[0] / "student"),
+                                                    "--precision", "int8", "--imgsz", "64", "-o", str(out)))
+
+    out = built_once(tmp_path_factory, "onnx_int8", build)
+    log = (out / "export.log").read_text()
     assert "parity" in log and "exported" in log
     # Only the exporter's own lines: torch.onnx's stage narration and warnings are silenced (--debug shows them).
     assert "[torch.onnx]" not in log and "torchvision" not in log and len(log.strip().splitlines()) <= 5, log
     return {"fp32": bundles["dynamic"], "int8": out / "rar-tiny-int8-onnx"}
 
 
+@pytest.mark.xdist_group("onnx_int8")
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_onnx_bundle(onnx_bundles, precision):
     import onnx
@@ -51,18 +57,69 @@ def test_onnx_bundle(onnx_bundles, precision):
         meta = {p.key: p.value for p in model.metadata_props}
         assert meta["preset"] == "rar-tiny" and json.loads(meta["degradations"]) == manifest["degradations"]
         ops |= {n.op_type for n in model.graph.node}
+        assert not any(n.metadata_props for n in model.graph.node)  # the exporter's stack traces are dropped
     assert ("QuantizeLinear" in ops and "DequantizeLinear" in ops) == (precision == "int8")
+    if precision == "int8":  # re-typed for onnxruntime's fast kernels (export/onnx_int8.py), and all of them fused
+        kernels = manifest["onnxruntime"]["integer_kernels"]
+        assert kernels["restore"]["fusable"] > 0 and all(k["float"] == 0 for k in kernels.values()), kernels
+
+
+def test_int8_graphs_are_retyped_for_onnxruntime():
+    """Activations move to uint8 (zero point + 128: the same real values), weights to 7 bits at twice the scale."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rar_edge.export.onnx_int8 import retype_for_onnxruntime
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, size=(4, 3, 3, 3)).astype(np.int8)
+
+    def qdq_conv(weight: np.ndarray, w_scale: float, x_zero) -> onnx.ModelProto:
+        inits = [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(np.full(4, w_scale, np.float32), "ws"),
+                 numpy_helper.from_array(np.zeros(4, weight.dtype), "wz"),
+                 numpy_helper.from_array(np.array(0.02, np.float32), "xs"), numpy_helper.from_array(x_zero, "xz")]
+        nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+                 helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+                 helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
+                 helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1])]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                                   helper.make_tensor_value_info("xd", TensorProto.FLOAT, None)], inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+
+    def run(model: onnx.ModelProto) -> list[np.ndarray]:
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return sess.run(["y", "xd"], {"x": x})
+
+    x = rng.uniform(-3, 2, (1, 3, 8, 8)).astype(np.float32)  # beyond the int8 range on both sides: clamps too
+    model = qdq_conv(w, 0.01, np.array(-5, np.int8))
+    y_before, xd_before = run(model)
+    assert retype_for_onnxruntime(model) == {"activations": 2, "weights": 1}
+    tensors = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert tensors["xz_u8"].dtype == np.uint8 and tensors["xz_u8"] == 123
+    np.testing.assert_array_equal(tensors["w_int7"], np.clip(np.round(w / 2), -64, 63))
+    np.testing.assert_allclose(tensors["ws_x2"], 0.02)
+    y, xd = run(model)
+    np.testing.assert_array_equal(xd, xd_before)  # activations: exact
+    # The conv is the 7-bit weights' (the same graph written with them directly), within float rounding.
+    y_int7, _ = run(qdq_conv(tensors["w_int7"], 0.02, np.array(-5, np.int8)))
+    np.testing.assert_allclose(y, y_int7, atol=1e-5)
+    assert 0 < np.abs(y - y_before).max() <= 27 * 3 * 0.01  # 27 taps, |x| <= 3, half a 7-bit step each
 
 
 @pytest.fixture(scope="module")
 def et_bundles(bundles, distilled, tmp_path_factory):
     """fp32 (the runtime tests' bundle of the tiny checkpoint) and int8 (the distilled student) ExecuTorch bundles."""
-    out = tmp_path_factory.mktemp("et_exports")
-    export_here("--target", "pte", "--checkpoint", str(distilled[0] / "student"), "--precision", "int8",
-                 "--imgsz", "64", "-o", str(out))
+    def build(out: Path) -> None:
+        export_here("--target", "pte", "--checkpoint", str(distilled[0] / "student"), "--precision", "int8",
+                    "--imgsz", "64", "-o", str(out))
+
+    out = built_once(tmp_path_factory, "executorch_int8", build)
     return {"fp32": bundles["executorch"], "int8": out / "rar-tiny-int8-executorch"}
 
 
+@pytest.mark.xdist_group("executorch_int8")
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_executorch_bundle(et_bundles, precision):
     from executorch.runtime import Runtime
@@ -81,6 +138,7 @@ def test_executorch_bundle(et_bundles, precision):
             (name, info)
 
 
+@pytest.mark.xdist_group("onnx_int8")
 def test_tampered_artifact_fails_checksum(onnx_bundles, tmp_path):
     import shutil
 
@@ -150,18 +208,24 @@ def test_dynamic_coreml_warns_about_the_neural_engine(capsys):
 
 @pytest.fixture(scope="module")
 def coreml_bundles(distilled, tiny_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("coreml")
+    """Core ML packages of the distilled student (fp16 through the ``ios`` alias, fp32, QAT int8) and the float
+    checkpoint's weight-only int8: (folder, each export's printed log)."""
     student = str(distilled[0] / "student")
-    logs = {"fp16": export_here("--target", "ios", "--checkpoint", student, "--imgsz", "64", "-o", str(out)),
-            "fp32": export_here("--target", "coreml", "--checkpoint", student, "--precision", "fp32",
-                                 "--imgsz", "64", "-o", str(out / "fp32")),
-            "int8": export_here("--target", "coreml", "--checkpoint", student, "--precision", "int8",
-                                 "--imgsz", "64", "-o", str(out / "qat"))}
-    logs["weights"] = export_here("--target", "coreml", "--checkpoint", str(tiny_checkpoint), "--precision", "int8",
-                                   "--imgsz", "64", "-o", str(out / "weights"))
-    return out, logs
+    exports = {"fp16": ("", "--target", "ios", "--checkpoint", student),  # (sub-folder, arguments)
+               "fp32": ("fp32", "--target", "coreml", "--checkpoint", student, "--precision", "fp32"),
+               "int8": ("qat", "--target", "coreml", "--checkpoint", student, "--precision", "int8"),
+               "weights": ("weights", "--target", "coreml", "--checkpoint", str(tiny_checkpoint),
+                           "--precision", "int8")}
+
+    def build(out: Path) -> None:
+        for which, (folder, *args) in exports.items():
+            (out / f"{which}.log").write_text(export_here(*args, "--imgsz", "64", "-o", out / folder))
+
+    out = built_once(tmp_path_factory, "coreml", build)
+    return out, {which: (out / f"{which}.log").read_text() for which in exports}
 
 
+@pytest.mark.xdist_group("coreml")
 @pytest.mark.parametrize("which", ["fp16", "fp32", "int8", "weights"])
 def test_coreml_bundle(coreml_bundles, which):
     import coremltools as ct
@@ -205,6 +269,7 @@ def test_coreml_bundle(coreml_bundles, which):
         assert "emulation, against the converted torch graph in half precision" in logs[which]
 
 
+@pytest.mark.xdist_group("coreml")
 def test_coreml_verification_catches_a_wrong_package(coreml_bundles):
     from rar_edge.export.coreml import verify_package
     from rar_edge.model.presets import get_preset

@@ -603,8 +603,10 @@ def test_a_large_photo_does_not_switch_the_model_off_for_small_ones(bundles):
     free = [r.restore(small, max_steps=1, target_quality=99, min_gain=-99).ms["total"] for _ in range(3)]
     budget = 4 * max(free) + 20
     assert not r.restore(small, budget_ms=budget).model_skipped
-    big = r.restore(_noisy(640, 640, 1))  # ~150 tiles, no budget
-    assert big.tiles > 100 and big.ms["overhead"] > budget  # its overhead alone would not fit the small budget
+    big = r.restore(_noisy(1024, 1024, 1))  # ~400 tiles, no budget
+    # The scenario holds: its overhead alone would not fit the small budget (with a margin for a busy machine:
+    # at 640x640 a loaded CI host once measured 43 ms of overhead against a 51 ms budget).
+    assert big.tiles > 300 and big.ms["overhead"] > budget
     after = [r.restore(small, budget_ms=budget) for _ in range(3)]
     assert not any(res.model_skipped for res in after)
     assert all(res.ms["total"] <= budget for res in after)

@@ -22,6 +22,8 @@ class RARConfig:
     assess_detail: bool = False
     restore_width: int = 32
     restore_depths: tuple[int, int, int] = (1, 1, 2)
+    #: Rank of the restorer's global path (restorer.GlobalStep); 0 (none) in checkpoints made before it.
+    global_rank: int = 0
     cond_dim: int = 32
     degradations: tuple[str, ...] = field(default=DEGRADATIONS)
     # Loop defaults (see rar_edge.loop.StopRule).

@@ -4,6 +4,10 @@ A 3-level U-Net of conditioned NAFBlocks on the latent. It predicts a velocity `
 step is ``z + v``: trained flow-style (see rar_edge/train/losses.py), ``v`` points from any
 latent on the straight path degraded -> clean toward the clean end, so every intermediate
 latent is a valid latent the assessor can re-read.
+
+Optionally a global path adds a per-image linear map of the latent, set by the assessor's
+embedding (GlobalStep): the global degradations (haze, exposure) are nearly affine per colour,
+which a U-Net of local blocks only learns slowly.
 """
 
 from __future__ import annotations
@@ -14,11 +18,39 @@ from torch import nn
 from .blocks import Stage, Upsample, downsample
 
 
+class GlobalStep(nn.Module):
+    """z -> Q((1 + s(cond)) * P z) + b(cond): a linear map of the latent that the embedding sets per image.
+
+    Why: haze (I = J t + A (1 - t)) and under-exposure are, to first order, a gain and an offset per
+    colour over the whole image. The latent is nearly an orthonormal code of 4x4 pixel patches
+    (Encoder), so a per-colour affine map of the image is a linear map of the latent; P (to_basis) and Q
+    (from_basis, 1x1 convs) learn its basis, the embedding sets the gains s and the offset b. Q and b start at zero:
+    the path adds nothing until training uses it (and ``--init`` from a model without it is exact).
+    Ops: 1x1 conv, linear, broadcast mul and add (XNNPACK, Core ML, ONNX).
+    """
+
+    def __init__(self, latent_channels: int, rank: int, cond_dim: int) -> None:
+        super().__init__()
+        self.to_basis = nn.Conv2d(latent_channels, rank, 1, bias=False)
+        self.from_basis = nn.Conv2d(rank, latent_channels, 1, bias=False)
+        self.gain = nn.Linear(cond_dim, rank)
+        self.offset = nn.Linear(cond_dim, latent_channels)
+        for layer in (self.from_basis, self.gain, self.offset):
+            for t in layer.parameters():
+                nn.init.zeros_(t)
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        gain = self.gain(cond)[:, :, None, None]
+        return self.from_basis(self.to_basis(z) * (1 + gain)) + self.offset(cond)[:, :, None, None]
+
+
 class Restorer(nn.Module):
     """(latent (N,C,h,w), cond (N,E)) -> next latent (N,C,h,w). h and w must be multiples of 4."""
 
-    def __init__(self, latent_channels: int, width: int, depths: tuple[int, int, int], cond_dim: int) -> None:
+    def __init__(self, latent_channels: int, width: int, depths: tuple[int, int, int], cond_dim: int,
+                 global_rank: int = 0) -> None:
         super().__init__()
+        self.global_step = GlobalStep(latent_channels, global_rank, cond_dim) if global_rank else None
         w1, w2, w3 = width, width * 2, width * 4
         self.stem = nn.Conv2d(latent_channels, w1, 1)  # 1x1: the blocks' depthwise convs give the context
         self.enc1 = Stage(w1, depths[0], cond_dim)
@@ -41,4 +73,5 @@ class Restorer(nn.Module):
         h3 = self.mid(self.down2(h2), cond)
         d2 = self.dec2(self.up2(h3) + h2, cond)
         d1 = self.dec1(self.up1(d2) + h1, cond)
-        return z + self.head(d1)
+        out = z + self.head(d1)
+        return out if self.global_step is None else out + self.global_step(z, cond)

@@ -1,10 +1,12 @@
-"""Start a model from another one's weights (``--init``), across the one architecture change we allow.
+"""Start a model from another one's weights (``--init``), across the architecture changes we allow.
 
-A checkpoint made before the assessor's detail statistics existed (``assess_detail=False``) can start a
-model that has them: every tensor is copied; the assessor MLP's first layer, whose input grew by the
-detail statistics (appended last), keeps the old weights in its first columns and zeros in the new
-ones, and the direct map from the statistics starts at zero (as in a new model), so the new model
-computes exactly what the old one did until training uses the new inputs.
+Two additions since the first checkpoints can be bridged, each exactly (the new model computes what the
+old one did until training uses the new parts):
+- the assessor's detail statistics (``assess_detail``): the assessor MLP's first layer, whose input grew
+  by the statistics (appended last), keeps the old weights in its first columns and zeros in the new
+  ones, and the direct map from the statistics starts at zero, as in a new model;
+- the restorer's global path (``global_rank`` from 0, restorer.GlobalStep): its tensors keep the new
+  model's initialisation, whose output is zero.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from .rar import RAR
 
 #: The only tensor whose shape the detail statistics change.
 GROWN = "assessor.mlp.0.weight"
+#: Architecture flags a model may add to its source's (False -> True), with what transfer_weights does.
+_ADDABLE = ("assess_detail", "global_rank")
 
-
-#: Config fields that are not architecture (the loop's defaults, named as StopRule's fields) or that
-#: transfer_weights bridges.
-_NOT_COMPARED = {"assess_detail"} | {f.name for f in fields(StopRule)}
+#: Config fields that are not architecture (the loop's defaults, named as StopRule's fields, and its
+#: fitted judge) or that transfer_weights bridges.
+_NOT_COMPARED = set(_ADDABLE) | {f.name for f in fields(StopRule)} | {"judge"}
 
 
 def transfer_weights(model: RAR, source: RAR) -> None:
@@ -33,14 +36,18 @@ def transfer_weights(model: RAR, source: RAR) -> None:
 
     if architecture(model) != architecture(source):
         raise ValueError("the two models' architectures differ")
-    if source.config.assess_detail and not model.config.assess_detail:
-        raise ValueError("the source's assessor has detail statistics this model lacks")
+    for flag in _ADDABLE:
+        if getattr(source.config, flag) and getattr(source.config, flag) != getattr(model.config, flag):
+            raise ValueError(f"the source has {flag}={getattr(source.config, flag)} and this model "
+                             f"{getattr(model.config, flag)}")
     state = source.state_dict()
+    target = model.state_dict()
     if source.config.assess_detail != model.config.assess_detail:
-        target = model.state_dict()
         grown = torch.zeros_like(target[GROWN])
         grown[:, : state[GROWN].shape[1]] = state[GROWN]
         state[GROWN] = grown
         for key in ("assessor.direct.weight", "assessor.direct.bias"):
             state[key] = torch.zeros_like(target[key])
+    if source.config.global_rank != model.config.global_rank:
+        state.update({k: v for k, v in target.items() if k.startswith("restorer.global_step.")})
     model.load_state_dict(state)

@@ -1,0 +1,93 @@
+"""Make the int8 ONNX graphs fast on onnxruntime's CPU provider, exactly or within the int8 parity bound.
+
+The PT2E quantizer (XNNPACK's) gives signed int8 activations and full-range int8 weights. onnxruntime fuses
+that QDQ graph into integer kernels, but on x86 its int8 x int8 (S8S8) convolutions are slow: the int8
+bundle of rar-edge-s ran 1.4-1.7x *slower* than fp32 (BENCHMARKS.md, "int8 on onnxruntime"). Its fast path is
+uint8 activations x int8 weights (U8S8), and on CPUs without VNNI (AVX2 only) that path multiplies with
+``vpmaddubsw``, whose int16 pair sums saturate unless weights keep to 7 bits (onnxruntime's documented
+``reduce_range``). So, per graph:
+- every activation quantize/dequantize pair moves to uint8: the zero point + 128, the same scale; exact;
+- every int8 weight moves to 7 bits: ``round(w / 2)`` at twice the scale (per channel); this is the only
+  rounding added, and the export's parity check measures it against the QAT programs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+#: Ops onnxruntime runs as integer kernels when fed by DequantizeLinear, and the kernels it makes of them.
+FUSABLE = ("Conv", "Gemm", "MatMul")
+INTEGER = ("QLinearConv", "QGemm", "QLinearMatMul", "ConvInteger", "MatMulInteger")
+
+
+def retype_for_onnxruntime(model) -> dict[str, int]:
+    """Rewrite one int8 QDQ ``onnx.ModelProto`` in place (module docstring); returns what changed."""
+    from onnx import TensorProto, numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    added: dict[str, str] = {}  # (new) initializer names: shared zero points and scales are rewritten once
+
+    def add(name: str, value: np.ndarray) -> str:
+        if name not in added:
+            graph.initializer.append(numpy_helper.from_array(value, name))
+            added[name] = name
+        return name
+
+    def is_int8(name: str) -> bool:
+        return name in inits and inits[name].data_type == TensorProto.INT8
+
+    counts = {"activations": 0, "weights": 0}
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
+            continue
+        data, scale, zero = node.input[:3]
+        weight = node.op_type == "DequantizeLinear" and is_int8(data) and data not in producer
+        if weight:
+            w = numpy_helper.to_array(inits[data])
+            if w.ndim < 2 or np.any(numpy_helper.to_array(inits[zero])):  # only symmetric conv/linear weights
+                continue
+            node.input[0] = add(f"{data}_int7", np.clip(np.round(w / 2), -64, 63).astype(np.int8))
+            node.input[1] = add(f"{scale}_x2", (numpy_helper.to_array(inits[scale]) * 2).astype(np.float32))
+            counts["weights"] += 1
+        elif is_int8(zero):  # an activation: a Q of a float tensor, or the DQ right after it
+            shifted = numpy_helper.to_array(inits[zero]).astype(np.int16) + 128
+            node.input[2] = add(f"{zero}_u8", shifted.astype(np.uint8))
+            counts["activations"] += 1
+    used = {i for node in graph.node for i in node.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.value_info[:]  # the re-typed tensors' recorded int8 types; onnxruntime infers them again
+    return counts
+
+
+def fusion_report(path: Path) -> dict:
+    """How many of a graph's quantized convolutions and linears (int8 in and out) onnxruntime turns into
+    integer kernels on its CPU provider.
+
+    Reads the graph onnxruntime optimises (``optimized_model_filepath``): an op left in float there runs
+    with a dequantize before it and a quantize after, slower than fp32.
+    """
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        opts.log_severity_level = 3
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(opts.optimized_model_filepath)
+    graph = onnx.load(str(path)).graph
+    dequantized = {out for n in graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    requantized = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
+    # Quantized in and out: an op whose output stays float (a graph output, a float head) has no integer form.
+    total = sum(n.op_type in FUSABLE and n.input[0] in dequantized and n.output[0] in requantized
+                for n in graph.node)
+    integer = min(total, sum(n.op_type in INTEGER for n in optimized.graph.node))
+    return {"fusable": total, "integer": integer, "float": total - integer}
