@@ -198,3 +198,25 @@ def test_checkpoints_hold_no_machine_path_and_pack_halves_them(photo_dir, tmp_pa
     resumed, _ = load_model(tmp_path / "runs" / "b" / "last")
     for (k, a), (_, b) in zip(half.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(b, a, atol=1e-3, rtol=0, msg=k)
+
+
+def test_clock_does_not_count_a_stopped_process(monkeypatch):
+    """A run paused with SIGSTOP (to time something else on the machine) keeps its time budget and LR schedule."""
+    now = [1000.0]
+    monkeypatch.setattr(trainer.time, "perf_counter", lambda: now[0])
+    clock = trainer.Clock(spent_s=5.0, budget_s=60.0)
+
+    def step(seconds: float, pausable: bool = True) -> None:
+        now[0] += seconds
+        clock.lap(pausable)
+
+    for _ in range(5):
+        step(1.0)
+    assert clock.spent_s == 10.0
+    step(100.0)  # stopped mid-step: counted as a typical step
+    assert clock.spent_s == 11.0 and clock.paused_s == 99.0
+    step(25.0)  # slow, but under PAUSE_MIN_S: counted
+    step(100.0, pausable=False)  # a validation: counted in full
+    assert clock.spent_s == 136.0 and clock.over()
+    now[0] += 2.0  # time since the last lap counts as it runs
+    assert clock.spent_s == 138.0

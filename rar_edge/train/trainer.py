@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
 import signal
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,15 +81,40 @@ def lr_factor(step: int, warmup: int, total: int, progress: float | None = None)
 
 
 class Clock:
-    """Training time spent in a run, across resumes (stored in each checkpoint's trainer.json)."""
+    """Training time spent in a run, across resumes (stored in each checkpoint's trainer.json).
+
+    Time the process spends stopped is not training time: a run paused with SIGSTOP while something else
+    is timed on the machine (or a laptop asleep) must not lose its LR schedule and time budget to the
+    pause. So the loop reports each step (``lap``): a step that took over PAUSE_FACTOR times the median
+    of the recent ones, and more than PAUSE_MIN_S seconds, counts as a median one. Validation and
+    checkpoints report theirs with ``pausable=False``: they are long by nature and count in full.
+    """
+
+    PAUSE_FACTOR = 20.0
+    PAUSE_MIN_S = 30.0
 
     def __init__(self, spent_s: float = 0.0, budget_s: float | None = None) -> None:
         self.budget_s = budget_s
-        self._base, self._start = spent_s, time.perf_counter()
+        self._counted, self._last = spent_s, time.perf_counter()
+        self._recent: collections.deque[float] = collections.deque(maxlen=50)
+        self.paused_s = 0.0  # wall time not counted, for the log
+
+    def lap(self, pausable: bool = True) -> None:
+        """Count the time since the previous lap: one training step, or (``pausable=False``) other work."""
+        now = time.perf_counter()
+        delta, self._last = now - self._last, now
+        if pausable and self._recent:
+            typical = statistics.median(self._recent)
+            if delta > self.PAUSE_MIN_S and delta > self.PAUSE_FACTOR * typical:
+                self.paused_s += delta - typical
+                delta = typical
+        if pausable:
+            self._recent.append(delta)
+        self._counted += delta
 
     @property
     def spent_s(self) -> float:
-        return self._base + time.perf_counter() - self._start
+        return self._counted + time.perf_counter() - self._last
 
     def progress(self, warmup_s: float) -> float | None:
         """The spent fraction of the budget after warm-up (None without a budget)."""
@@ -295,6 +322,7 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                 if info.is_main and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
                     rate = seen / (time.perf_counter() - t0)
                     row = {"step": step + 1, "lr": scheduler.get_last_lr()[0], "img_per_s": rate, "skipped": skipped,
+                           "paused_s": clock.paused_s,
                            **{k: float(v.detach()) for k, v in losses.items()}}
                     with open(log_path, "a") as f:
                         f.write(json.dumps(row) + "\n")
@@ -302,6 +330,7 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                                     img_s=f"{rate:.1f}")
                 bar.update(1)
                 done = step + 1
+                clock.lap()
                 if done == cfg.warmup:
                     warmup_s[0] = clock.spent_s
                 out_of_time = distributed.any_rank(clock.over(), info)
@@ -330,6 +359,7 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                 if stopping or timed or out_of_time or done % cfg.ckpt_every == 0 or done == cfg.steps:
                     checkpoint(done, metrics)
                     distributed.barrier(info)
+                clock.lap(pausable=False)  # validation, snapshots and checkpoints count in full
                 if out_of_time:
                     bar.write(f"time budget of {cfg.minutes:g} min spent after step {done}: checkpoint in {last}")
                     break
