@@ -2,7 +2,7 @@
 
 The PT2E quantizer (XNNPACK's) gives signed int8 activations and full-range int8 weights. onnxruntime fuses
 that QDQ graph into integer kernels, but on x86 its int8 x int8 (S8S8) convolutions are slow: the int8
-bundle of rar-edge-s ran 1.4-1.7x *slower* than fp32 (BENCHMARKS.md, "int8 on onnxruntime"). Its fast path is
+bundle of rar-edge-s ran 1.6x *slower* than fp32 (BENCHMARKS.md, "Latency"). Its fast path is
 uint8 activations x int8 weights (U8S8), and on CPUs without VNNI (AVX2 only) that path multiplies with
 ``vpmaddubsw``, whose int16 pair sums saturate unless weights keep to 7 bits (onnxruntime's documented
 ``reduce_range``). So, per graph:

@@ -6,8 +6,9 @@ latent on the straight path degraded -> clean toward the clean end, so every int
 latent is a valid latent the assessor can re-read.
 
 Optionally a global path adds a per-image linear map of the latent, set by the assessor's
-embedding (GlobalStep): the global degradations (haze, exposure) are nearly affine per colour,
-which a U-Net of local blocks only learns slowly.
+embedding (GlobalStep): a map over the whole image that a U-Net of local blocks only builds slowly.
+Measured at equal training time it helps noise (and so composites) most (BENCHMARKS.md, "The
+restorer's global path").
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from .blocks import Stage, Upsample, downsample
 class GlobalStep(nn.Module):
     """z -> Q((1 + s(cond)) * P z) + b(cond): a linear map of the latent that the embedding sets per image.
 
-    Why: haze (I = J t + A (1 - t)) and under-exposure are, to first order, a gain and an offset per
-    colour over the whole image. The latent is nearly an orthonormal code of 4x4 pixel patches
-    (Encoder), so a per-colour affine map of the image is a linear map of the latent; P (to_basis) and Q
-    (from_basis, 1x1 convs) learn its basis, the embedding sets the gains s and the offset b. Q and b start at zero:
-    the path adds nothing until training uses it (and ``--init`` from a model without it is exact).
-    Ops: 1x1 conv, linear, broadcast mul and add (XNNPACK, Core ML, ONNX).
+    Why: the latent is nearly an orthonormal code of 4x4 pixel patches (Encoder), so a linear map of it
+    is a filter over the whole image: a gain and offset per colour (haze I = J t + A (1 - t) and
+    under-exposure are that, to first order) or a shrinkage of the patch components noise fills. P
+    (to_basis) and Q (from_basis), 1x1 convs, learn a basis of ``rank`` channels (below the latent's to
+    keep a preset within its compute limit); the embedding sets the gains s and the offset b. Q and b
+    start at zero: the path adds nothing until training uses it, and ``--init`` from a model without it
+    is exact. Ops: 1x1 conv, linear, broadcast mul and add (XNNPACK, Core ML, ONNX).
     """
 
     def __init__(self, latent_channels: int, rank: int, cond_dim: int) -> None:
