@@ -12,6 +12,21 @@ class RarEdgeError(Exception):
     """An error caused by the user's input; its message says what was wrong and what to do."""
 
 
+#: The extra of ``pip install 'rar-edge[EXTRA]'`` that brings each module the runtime install leaves out.
+EXTRAS = {**dict.fromkeys(("torch", "safetensors", "skimage", "scipy", "kornia"), "train"),
+          **dict.fromkeys(("executorch", "torchao", "coremltools", "onnx", "onnxscript"), "export"),
+          "albumentations": "eval"}
+
+
+def missing_extra(error: ModuleNotFoundError) -> str | None:
+    """The one-line message for a module an optional extra brings, or None for any other missing module."""
+    top = (error.name or "").split(".")[0]
+    if top not in EXTRAS:
+        return None
+    return (f"this command needs {top}, which the runtime-only install leaves out: "
+            f"pip install 'rar-edge[{EXTRAS[top]}]' (or 'rar-edge[all]')")
+
+
 def debug_requested(flag: bool = False) -> bool:
     """``--debug`` or RAR_EDGE_DEBUG=1: show tracebacks instead of one-line errors."""
     return flag or os.environ.get("RAR_EDGE_DEBUG", "") not in ("", "0")
@@ -20,7 +35,8 @@ def debug_requested(flag: bool = False) -> bool:
 def run_guarded(prog: str, command: Callable[[], int], debug: bool = False) -> int:
     """Run a CLI command and map its outcome to an exit status.
 
-    2: a RarEdgeError (bad input; the message says what to do). 130 / 143: stopped by SIGINT / SIGTERM.
+    2: a RarEdgeError (bad input; the message says what to do), or a module of an extra that is not
+    installed (the message names the extra). 130 / 143: stopped by SIGINT / SIGTERM.
     1: anything else, reported in one line unless ``debug`` (then the traceback is shown too).
     """
     debug = debug_requested(debug)
@@ -37,6 +53,10 @@ def run_guarded(prog: str, command: Callable[[], int], debug: bool = False) -> i
     except Exception as e:
         if debug:
             traceback.print_exc()
+        extra = missing_extra(e) if isinstance(e, ModuleNotFoundError) else None
+        if extra is not None:
+            print(f"{prog}: error: {extra}", file=sys.stderr)
+            return 2
         lines = str(e).strip().splitlines()
         first = lines[0][:300] if lines else ""
         print(f"{prog}: error: unexpected {type(e).__name__}{': ' + first if first else ''} "

@@ -1,0 +1,78 @@
+"""The runtime install: the wheel with no extras, in a fresh venv without torch, restores and assesses photos
+with the shipped bundle, through the CLI and the API; a command that needs an extra names it in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SAMPLE = REPO / "samples" / "degraded" / "00_brushes_noise.png"
+
+
+def _run(*args, cwd=None) -> subprocess.CompletedProcess:
+    """Run a command outside the checkout by default: ``python -c`` puts the working folder first on sys.path,
+    and the checkout's rar_edge/ is not the installed package (its stages install from top-level folders)."""
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=900,
+                          cwd=cwd or tempfile.gettempdir())
+
+
+@pytest.fixture(scope="module")
+def runtime_venv(tmp_path_factory):
+    """A fresh venv with only ``pip install rar-edge`` (the wheel built from this checkout; its dependencies
+    from the package index): returns its bin folder."""
+    tmp = tmp_path_factory.mktemp("install")
+    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", REPO,
+                 "-w", tmp / "dist")
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert "Warning" not in built.stderr, built.stderr[-2000:]  # e.g. setuptools' "absent from packages"
+    (wheel,) = (tmp / "dist").glob("rar_edge-*.whl")
+    made = _run(sys.executable, "-m", "venv", tmp / "venv")
+    assert made.returncode == 0, made.stderr[-2000:]
+    bin_dir = tmp / "venv" / "bin"
+    installed = _run(bin_dir / "python", "-m", "pip", "install", "-q", wheel)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    return bin_dir
+
+
+@pytest.mark.slow
+def test_the_runtime_install_holds_no_torch_and_restores_through_cli_and_api(runtime_venv, tmp_path):
+    python = runtime_venv / "python"
+    absent = _run(python, "-c", "import importlib.util as u, sys; "
+                  "sys.exit(any(u.find_spec(m) for m in ('torch', 'executorch', 'coremltools', 'onnx')))")
+    assert absent.returncode == 0, "the runtime install pulled in torch or the export stack"
+
+    out = tmp_path / "out"
+    cli = _run(runtime_venv / "rar-edge", "restore", SAMPLE, "-o", out, "--json", "--max-steps", "2")
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    record = json.loads(cli.stdout.strip().splitlines()[-1])
+    assert record["output"].endswith(SAMPLE.name) and (out / SAMPLE.name).stat().st_size > 0
+    assert 0 <= record["steps"] <= 2 and record["degradations"]["noise"] > 0.5  # the noisy sample is seen as noisy
+
+    api = _run(python, "-c", f"""
+import numpy as np
+from PIL import Image
+from rar_edge.runtime import Restorer
+r = Restorer.load()
+image = np.asarray(Image.open({str(SAMPLE)!r}).convert("RGB"))
+res = r.restore(image, max_steps=1, target_quality=99, min_gain=-99)
+a = r.assess(image)
+print(res.steps, res.image.shape == image.shape, res.image.dtype == image.dtype, round(a.quality, 3),
+      round(res.quality[0], 3))
+""")
+    assert api.returncode == 0, api.stderr[-2000:]
+    steps, same_shape, same_dtype, assessed, first = api.stdout.split()
+    assert steps == "1" and same_shape == same_dtype == "True" and assessed == first  # assess = the loop's first
+
+
+@pytest.mark.slow
+def test_a_command_that_needs_an_extra_says_which(runtime_venv, tmp_path):
+    res = _run(runtime_venv / "rar-edge", "train", "--data", REPO / "samples" / "degraded", "--out", tmp_path / "run")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "pip install 'rar-edge[train]'" in res.stderr and "torch" in res.stderr
+    assert not (tmp_path / "run").exists()
