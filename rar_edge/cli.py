@@ -12,6 +12,21 @@ from rar_edge import DEFAULT_SYNTHESIS, DEGRADATIONS, FOREIGN_SYNTHESIS, SYNTHES
 from rar_edge.errors import RarEdgeError, run_guarded
 
 
+def _add_providers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--providers", help="onnxruntime execution providers for an ONNX bundle, in order of preference: "
+                                       "cuda, tensorrt, openvino, coreml, directml, qnn or full names, comma-separated; "
+                                       "the CPU provider is always the fallback (default: cpu)")
+
+
+def _provider_options(a: argparse.Namespace) -> dict:
+    """``Restorer.load``'s ``providers`` from ``--providers`` (nothing when not given)."""
+    if a.providers is None:
+        return {}
+    from rar_edge.runtime.backends import resolve_providers
+
+    return {"providers": resolve_providers(a.providers)}
+
+
 def _add_stop_rule_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int,
                    help="most restore steps (default: the model's own rule, from the bundle or checkpoint)")
@@ -168,11 +183,11 @@ def cmd_restore(a: argparse.Namespace) -> int:
 
         restorer = Restorer.load(a.bundle, backend=a.backend, profile=a.profile, tile=a.tile,
                                  max_megapixels=a.max_megapixels, assess_tiles=a.assess_tiles,
-                                 half_latents=a.half_latents)
+                                 half_latents=a.half_latents, **_provider_options(a))
         restore = restorer_fn(restorer, budget_ms=a.budget_ms, **rule_args,
                               **({} if a.json else {"progress": _CallsBar()}))
     else:
-        for flag in ("backend", "budget_ms", "profile", "tile", "assess_tiles", "half_latents"):
+        for flag in ("backend", "budget_ms", "profile", "tile", "assess_tiles", "half_latents", "providers"):
             if getattr(a, flag) not in (None, False):
                 raise RarEdgeError(f"--{flag.replace('_', '-')} needs --bundle (the runtime); --checkpoint runs torch")
         from rar_edge.infer import restore_array
@@ -240,7 +255,7 @@ def cmd_assess(a: argparse.Namespace) -> int:
     from rar_edge.runtime.images import load_image
 
     inputs = expand_inputs(a.inputs)
-    restorer = Restorer.load(a.bundle, backend=a.backend, tile=a.tile, warmup=False)
+    restorer = Restorer.load(a.bundle, backend=a.backend, tile=a.tile, warmup=False, **_provider_options(a))
     names = restorer.degradations
     if not a.json:
         print(f"{'image':<28} {'quality dB':>10}  " + " ".join(f"{n:>9}" for n in names) + "  present")
@@ -471,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="device profile JSON measured by `rar-edge profile` on the target device "
                                      "(for the same bundle: a profile of another one is refused)")
     p.add_argument("--tile", type=int, help="tile side for dynamic bundles (default 512)")
+    _add_providers(p)
     p.add_argument("--max-megapixels", type=float,
                    help="refuse (and skip) images over this many megapixels, from their header (default: no limit)")
     p.add_argument("--assess-tiles", type=int,
@@ -493,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", help="exported bundle folder (default: the shipped rar-edge-s fp32 ONNX bundle)")
     p.add_argument("--backend", help="onnx | executorch | coreml (default: the bundle's target)")
     p.add_argument("--tile", type=int, help="tile side for dynamic bundles (default 512)")
+    _add_providers(p)
     p.add_argument("--threshold", type=float, default=0.5,
                    help="probability from which a degradation counts as present (default %(default)s)")
     p.add_argument("--per-tile", action="store_true", help="also print each tile's predicted quality")

@@ -21,6 +21,22 @@ BACKEND_OF_TARGET = {"onnx": "onnx", "executorch": "executorch", "coreml": "core
 ALIASES = {"ort": "onnx", "onnxruntime": "onnx", "et": "executorch", "pte": "executorch", "mlpackage": "coreml"}
 
 
+#: Short names for onnxruntime's execution providers (``--providers cuda,cpu``).
+PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                    "tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider",
+                    "coreml": "CoreMLExecutionProvider", "openvino": "OpenVINOExecutionProvider",
+                    "directml": "DmlExecutionProvider", "qnn": "QNNExecutionProvider"}
+
+
+def resolve_providers(text: str) -> list[str]:
+    """``"tensorrt,cuda"`` -> full provider names in that order, with the CPU provider last as the fallback
+    for whatever the others do not take (onnxruntime assigns each node to the first provider that runs it)."""
+    names = [PROVIDER_ALIASES.get(n.strip().lower(), n.strip()) for n in text.split(",") if n.strip()]
+    if not names:
+        raise RarEdgeError("--providers needs at least one name, e.g. cuda or CUDAExecutionProvider")
+    return names + ([] if "CPUExecutionProvider" in names else ["CPUExecutionProvider"])
+
+
 class Backend(Protocol):
     name: str
 
@@ -46,7 +62,9 @@ class OnnxBackend:
         providers = providers or ["CPUExecutionProvider"]
         missing = [p for p in providers if p not in available]
         if missing:
-            raise RarEdgeError(f"onnxruntime here has no {', '.join(missing)}; available: {', '.join(available)}")
+            raise RarEdgeError(f"onnxruntime here has no {', '.join(missing)}; available: {', '.join(available)} "
+                               "(CUDA and TensorRT come with onnxruntime-gpu: pip uninstall onnxruntime, then pip install "
+                               "onnxruntime-gpu of the same version)")
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -118,4 +136,7 @@ def open_backend(bundle: Path, manifest: dict, backend: str | None = None, **opt
     if BACKEND_OF_TARGET[target] != name:
         raise RarEdgeError(f"{bundle} is a {target} bundle; the {name} backend runs {name} bundles "
                            f"(python -m rar_edge.export --target {name})")
+    if options.get("providers") and name != "onnx":
+        raise RarEdgeError(f"providers choose onnxruntime's execution providers: {bundle} is a {target} bundle; "
+                           "pass an ONNX bundle (python -m rar_edge.export --target onnx)")
     return BACKENDS[name](bundle, manifest, **options)

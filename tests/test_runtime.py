@@ -16,7 +16,7 @@ from rar_edge.runtime.restorer import spread
 from rar_edge.runtime.scheduler import CostModel, adaptive_loop
 from rar_edge.runtime.tiling import Blender, grid, starts, window
 
-from conftest import REPO, run_cli
+from conftest import REPO, cli, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -799,3 +799,21 @@ def test_progress_reports_every_model_call_and_ends_complete(bundles, photo_arra
     r.restore(np.ascontiguousarray(photo_array[:96, :96]), max_steps=4, target_quality=0.0,
               progress=lambda done, total: stopped.append((done, total)))  # stops at once (target reached)
     assert stopped[-1][0] == stopped[-1][1] and len(stopped) == 2 * res.tiles + 1  # encode + assess, then the end
+
+
+def test_providers_choose_onnxruntime_execution_providers(bundles, tmp_path):
+    from rar_edge.runtime.backends import resolve_providers
+
+    assert resolve_providers("tensorrt, cuda") == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                                   "CPUExecutionProvider"]
+    assert resolve_providers("CPUExecutionProvider") == ["CPUExecutionProvider"]
+    photo = REPO / "samples" / "degraded" / "00_brushes_noise.png"
+    status, out, err = cli("assess", photo, "--bundle", bundles["onnx"], "--providers", "cpu", "--json")
+    assert status == 0 and json.loads(out.splitlines()[0])["quality"] > 0, err
+    # A provider this onnxruntime lacks: one line that names the ones it has, before any work.
+    status, out, err = cli("restore", photo, "-o", tmp_path / "out", "--bundle", bundles["onnx"],
+                           "--providers", "cuda")
+    assert status == 2 and err.count("\n") == 1 and "no CUDAExecutionProvider; available: " in err
+    assert "CPUExecutionProvider" in err.split("available: ")[1] and not (tmp_path / "out" / photo.name).exists()
+    status, _, err = cli("assess", photo, "--bundle", bundles["executorch"], "--providers", "cpu")
+    assert status == 2 and "pass an ONNX bundle" in err
