@@ -67,11 +67,11 @@ def test_untrained_restorer_is_identity():
 def test_entry_points_export_fixed_and_dynamic(name, entry):
     torch.manual_seed(0)
     m = create_model(name).eval()
-    # Non-zero residual scales so the exported graph is checked on a non-trivial function.
+    # Every parameter perturbed: heads, FiLM, residual scales and the global path start at zero, and an export
+    # compared on those would compare identity maps. A little noise on everything checks the whole function.
     with torch.no_grad():
         for p in m.parameters():
-            if p.dim() == 4 and p.shape[0] == 1:
-                p.fill_(0.1)
+            p.add_(0.05 * torch.randn_like(p))
     fixed = export_entry_point(m, entry, 64, 64)
     args = example_inputs(m, entry, 64, 64)
     ref = EntryPoint(m, entry)(*args)
