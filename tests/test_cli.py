@@ -79,6 +79,31 @@ def test_eval_report(tiny_checkpoint, photo_dir, tmp_path):
     assert all(0 <= v <= 1 for v in report["degradation_auc"].values())
     assert -1 <= report["assessor_srcc"] <= 1
     assert "assessor SRCC" in res.stdout
+    # One case recomputed outside the evaluator: the same crops and synthesis, the reference loop with the
+    # report's rule, PSNR in numpy. The report's mean PSNRs and steps must be these.
+    import torch
+
+    from rar_edge.data.folder import PhotoFolder
+    from rar_edge.eval.cases import make_cases
+    from rar_edge.loop import StopRule
+    from rar_edge.train.checkpoint import load_model
+
+    model, _ = load_model(tiny_checkpoint)
+    clean = PhotoFolder(photo_dir).center_crops(64)[:3]
+    batch, names = make_cases(clean, seed=0)
+    rows = [i for i, n in enumerate(names) if n == "noise"]
+    deg, ref = batch.degraded[rows], batch.clean[rows].numpy().astype(np.float64)
+    with torch.no_grad():
+        results = model.restore_loop(deg, StopRule(**report["stop_rule"]))
+
+    def psnr(a: np.ndarray) -> np.ndarray:
+        mse = ((np.clip(a.astype(np.float64), 0, 1) - ref) ** 2).reshape(len(rows), -1).mean(axis=1)
+        return 10 * np.log10(1 / mse)
+
+    row = report["cases"]["noise"]
+    assert row["psnr_in"] == pytest.approx(psnr(deg.numpy()).mean(), abs=1e-3)
+    assert row["psnr_out"] == pytest.approx(psnr(np.stack([r.image.numpy() for r in results])).mean(), abs=1e-3)
+    assert row["steps"] == pytest.approx(np.mean([r.steps for r in results]))
 
 
 def test_presets_command_lists_limits():
