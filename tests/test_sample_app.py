@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +35,15 @@ def test_app_restores_every_photo_without_torch(bundles, tmp_path):
     lines = r.stdout.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == [p.name for p in PHOTOS]
     assert all("assessed quality" in line and line.rstrip().endswith(".png") for line in lines)
+    from rar_edge.runtime import Restorer
+
+    api = Restorer.load(bundles["onnx"])
     for p in PHOTOS:
         with Image.open(out / p.name) as restored, Image.open(p) as original:
             assert restored.size == original.size and restored.mode == "RGB"
+            # The app's file holds what the API returns for the same photo (the budget never binds here).
+            expected = api.restore(np.asarray(original.convert("RGB")), budget_ms=5000).image
+            assert np.abs(np.asarray(restored).astype(int) - expected.astype(int)).max() <= 1
     assert sorted(f.name for f in out.iterdir()) == sorted(p.name for p in PHOTOS)  # no temporary left
 
 
