@@ -20,8 +20,10 @@ EXTRAS = {**dict.fromkeys(("torch", "safetensors", "skimage", "scipy", "kornia")
 
 def missing_extra(error: ModuleNotFoundError) -> str | None:
     """The one-line message for a module an optional extra brings, or None for any other missing module."""
+    import importlib.util
+
     top = (error.name or "").split(".")[0]
-    if top not in EXTRAS:
+    if top not in EXTRAS or importlib.util.find_spec(top) is not None:  # installed: a broken install, not an extra
         return None
     return (f"this command needs {top}, which the runtime-only install leaves out: "
             f"pip install 'rar-edge[{EXTRAS[top]}]' (or 'rar-edge[all]')")

@@ -62,9 +62,10 @@ class OnnxBackend:
         providers = providers or ["CPUExecutionProvider"]
         missing = [p for p in providers if p not in available]
         if missing:
-            raise RarEdgeError(f"onnxruntime here has no {', '.join(missing)}; available: {', '.join(available)} "
-                               "(CUDA and TensorRT come with onnxruntime-gpu: pip uninstall onnxruntime, then pip install "
-                               "onnxruntime-gpu of the same version)")
+            gpu = {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(missing)
+            raise RarEdgeError(f"onnxruntime here has no {', '.join(missing)}; available: {', '.join(available)}"
+                               + (" (CUDA and TensorRT come with onnxruntime-gpu: pip uninstall onnxruntime, then "
+                                  "pip install onnxruntime-gpu of the same version)" if gpu else ""))
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads

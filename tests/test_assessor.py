@@ -125,7 +125,6 @@ def test_transfer_weights_ignores_the_loop_settings_and_the_judge():
     transfer_weights(model, source)
     for a, b in zip(model.state_dict().values(), source.state_dict().values()):
         torch.testing.assert_close(a, b)
-    assert model.config.judge == () and model.config.max_steps == get_preset("rar-tiny").config.max_steps
 
 
 def test_transfer_weights_refuses_other_architectures():

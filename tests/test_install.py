@@ -26,11 +26,21 @@ def _run(*args, cwd=None) -> subprocess.CompletedProcess:
 def runtime_venv(tmp_path_factory):
     """A fresh venv with only ``pip install rar-edge`` (the wheel built from this checkout; its dependencies
     from the package index): returns its bin folder."""
+    import shutil
+
     tmp = tmp_path_factory.mktemp("install")
-    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", REPO,
+    # Built from a copy: a build in the checkout would write build/ and egg-info into it (and could pick up a
+    # stale build/ there).
+    src = tmp / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "runs", "photos",
+                                                           "exports", "gpu_data", ".whl", "*.egg-info",
+                                                           "__pycache__", ".pytest_cache", ".hypothesis"))
+    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", src,
                  "-w", tmp / "dist")
     assert built.returncode == 0, built.stderr[-2000:]
-    assert "Warning" not in built.stderr, built.stderr[-2000:]  # e.g. setuptools' "absent from packages"
+    # -v shows the build backend's own output: no setuptools warning (e.g. a data folder "absent from packages").
+    assert "running bdist_wheel" in built.stdout + built.stderr
+    assert "BuildBackendWarning" not in built.stdout + built.stderr, (built.stdout + built.stderr)[-3000:]
     (wheel,) = (tmp / "dist").glob("rar_edge-*.whl")
     made = _run(sys.executable, "-m", "venv", tmp / "venv")
     assert made.returncode == 0, made.stderr[-2000:]
@@ -41,6 +51,7 @@ def runtime_venv(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("install")  # one worker builds the venv, for both tests
 def test_the_runtime_install_holds_no_torch_and_restores_through_cli_and_api(runtime_venv, tmp_path):
     python = runtime_venv / "python"
     absent = _run(python, "-c", "import importlib.util as u, sys; "
@@ -71,6 +82,7 @@ print(res.steps, res.image.shape == image.shape, res.image.dtype == image.dtype,
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("install")
 def test_a_command_that_needs_an_extra_says_which(runtime_venv, tmp_path):
     res = _run(runtime_venv / "rar-edge", "train", "--data", REPO / "samples" / "degraded", "--out", tmp_path / "run")
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr

@@ -84,10 +84,10 @@ class Clock:
     """Training time spent in a run, across resumes (stored in each checkpoint's trainer.json).
 
     Time the process spends stopped is not training time: a run paused with SIGSTOP while something else
-    is timed on the machine (or a laptop asleep) must not lose its LR schedule and time budget to the
-    pause. So the loop reports each step (``lap``): a step that took over PAUSE_FACTOR times the median
-    of the recent ones, and more than PAUSE_MIN_S seconds, counts as a median one. Validation and
-    checkpoints report theirs with ``pausable=False``: they are long by nature and count in full.
+    is timed on the machine must not lose its LR schedule and time budget to the pause. So the loop
+    reports each step (``lap``): a step that took over PAUSE_FACTOR times the median of the recent ones,
+    and more than PAUSE_MIN_S seconds, counts as a median one. Validation and checkpoints report theirs
+    with ``pausable=False``: they are long by nature and count in full (so does a pause during them).
     """
 
     PAUSE_FACTOR = 20.0
@@ -317,6 +317,7 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                     # Gradients are all-reduced before this point, so every DDP rank skips together.
                     skipped += 1
                     log.warning("step %d: non-finite gradients, update skipped (%d so far)", step + 1, skipped)
+                clock.lap()  # before the LR follows the clock: a pause must not move it
                 scheduler.step()
                 seen += cfg.batch * info.world_size
                 if info.is_main and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
@@ -330,7 +331,6 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                                     img_s=f"{rate:.1f}")
                 bar.update(1)
                 done = step + 1
-                clock.lap()
                 if done == cfg.warmup:
                     warmup_s[0] = clock.spent_s
                 out_of_time = distributed.any_rank(clock.over(), info)
