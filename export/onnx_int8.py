@@ -28,12 +28,12 @@ def retype_for_onnxruntime(model) -> dict[str, int]:
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     producer = {out: node for node in graph.node for out in node.output}
-    added: dict[str, str] = {}  # (new) initializer names: shared zero points and scales are rewritten once
+    added: set[str] = set()  # new initializers: shared zero points and scales are rewritten once
 
     def add(name: str, value: np.ndarray) -> str:
         if name not in added:
             graph.initializer.append(numpy_helper.from_array(value, name))
-            added[name] = name
+            added.add(name)
         return name
 
     def is_int8(name: str) -> bool:
@@ -87,6 +87,7 @@ def fusion_report(path: Path) -> dict:
         opts.log_severity_level = 3
         ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         optimized = onnx.load(opts.optimized_model_filepath)
+
     def quantized_in_and_out(graph) -> int:
         """Convolutions/linears fed by a DequantizeLinear whose output goes into a QuantizeLinear: ops that run
         in float between the two (before fusion: every quantized one; after: those onnxruntime did not fuse)."""

@@ -21,7 +21,7 @@ from .rar import RAR
 
 #: The only tensor whose shape the detail statistics change.
 GROWN = "assessor.mlp.0.weight"
-#: Architecture flags a model may add to its source's (False -> True), with what transfer_weights does.
+#: Architecture fields a model may add to a source without them (False or 0 there; module docstring).
 _ADDABLE = ("assess_detail", "global_rank")
 
 #: Config fields that are not architecture (the loop's defaults, named as StopRule's fields, and its
