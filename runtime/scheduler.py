@@ -2,7 +2,9 @@
 
 Before each step the scheduler predicts the cost of one more restore + assess plus the final decode (from
 the device profile for this size, replaced by what this process has measured once it has) and stops when
-the time left cannot pay for it. If the budget cannot even pay for encode + assess + decode, the model is
+the time left cannot pay for it. Within a call, predictions are scaled up by how much the call's last pass
+exceeded its prediction (never down), so a cost model fitted on other sizes cannot overrun a large photo
+step after step. If the budget cannot even pay for encode + assess + decode, the model is
 not run at all: the input comes back unchanged with 0 steps and ``stop_reason == "budget"``. When the
 stop rule keeps step 0, the input comes back unchanged too, without a decode (rar_edge.loop, pass-through).
 The budget is wall time of the whole ``restore()`` call from its entry (waiting for the Restorer's lock,
@@ -86,16 +88,29 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
     bundle's (rar_edge.loop.Judge), asked after every step when ``rule.min_better > 0``."""
     start = clock() if start is None else start
 
+    # This call's measured/predicted ratio of its last pass, at least 1: a cost model fitted on other
+    # sizes (a warm-up's single tile, small photos) under-predicts a photo of many tiles, and the first
+    # pass (encode + assess) already shows by how much. The decode is scaled by the same ratio.
+    scale = 1.0
+
     def left_ms() -> float:
         return budget_ms - (clock() - start) * 1000.0
 
     def affordable(*entries: str) -> bool:
-        return budget_ms is None or sum(predict(e) for e in entries) <= left_ms()
+        return budget_ms is None or scale * sum(predict(e) for e in entries) <= left_ms()
+
+    def measured(since: float, *entries: str) -> None:
+        nonlocal scale
+        predicted = sum(predict(e) for e in entries)
+        if predicted > 0:
+            scale = max(1.0, (clock() - since) * 1000.0 / predicted)
 
     if not affordable("encode", "assess", "decode", OVERHEAD):
         return LoopOutcome(image=None, model_skipped=True)
+    began = clock()
     state = ops.encode()
     quality, probs, cond = ops.assess(state)
+    measured(began, "encode", "assess", OVERHEAD)
     judged = judge is not None and rule.min_better > 0
 
     def vector(q: float, p: list[float], c: Any) -> list[float] | None:
@@ -113,6 +128,7 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
         if not affordable("restore", "assess", "decode", OVERHEAD):
             trace.stop("budget")
             break
+        began = clock()
         proposed = ops.restore(state, cond)
         if not trace.propose(ops.change(state, proposed) if trace.needs_change() else None):
             break  # too small: the step is not taken
@@ -120,6 +136,7 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
             previous, previous_step = state, trace.steps_run
         state = proposed
         quality, probs_now, cond = ops.assess(state)
+        measured(began, "restore", "assess", OVERHEAD)
         trace.taken(quality, vector(quality, probs_now, cond))
         if rule.keep == "best" and quality > trace.qualities[best_step]:  # ties keep the earlier latent
             best, best_step = state, trace.steps_run

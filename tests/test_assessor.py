@@ -118,6 +118,25 @@ def test_transfer_weights_adds_the_global_step():
         torch.testing.assert_close(new.restore(z, cond) - old.restore(z, cond), 2 * projected + 0.25)
 
 
+def test_transfer_weights_adds_the_gain_step():
+    torch.manual_seed(3)
+    old = _tiny(spatial_gain=False).eval()
+    for p in old.restorer.parameters():
+        p.data.normal_(0, 0.05)
+    new = _tiny(spatial_gain=True).eval()
+    transfer_weights(new, old)
+    z = old.encode(torch.rand(2, 3, 32, 48))
+    cond = old.assess(z)[2]
+    torch.testing.assert_close(new.restore(z, cond), old.restore(z, cond))
+    new.restore(z, cond).square().sum().backward()
+    g = new.restorer.gain_step
+    assert g.gain_map.weight.grad.abs().sum() > 0 and g.gain_map.bias.grad.abs().sum() > 0
+    with torch.no_grad():  # a uniform gain of 0.5 about an anchor of 0.25: haze of transmission 2/3 lifted
+        g.gain_map.bias.fill_(0.5)
+        g.anchor.bias.fill_(0.25)
+        torch.testing.assert_close(new.restore(z, cond) - old.restore(z, cond), 0.5 * (z - 0.25))
+
+
 def test_transfer_weights_ignores_the_loop_settings_and_the_judge():
     """A fit-stopped checkpoint (its own stop rule and judge) starts a new run: ``--init checkpoints/...``."""
     source = _tiny(max_steps=6, keep="last", min_better=0.6, judge=(0.5,) * 4 + (-1.0,))
@@ -134,6 +153,8 @@ def test_transfer_weights_refuses_other_architectures():
         transfer_weights(_without_detail("rar-tiny"), create_model("rar-tiny"))
     with pytest.raises(ValueError, match="source has global_rank=16 and this model 0"):
         transfer_weights(_tiny(global_rank=0), _tiny(global_rank=16))
+    with pytest.raises(ValueError, match="source has spatial_gain=True and this model False"):
+        transfer_weights(_tiny(spatial_gain=False), _tiny(spatial_gain=True))
 
 
 def test_configs_written_before_detail_statistics_load_without_them():

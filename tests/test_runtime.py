@@ -197,12 +197,17 @@ def test_scheduler_budget_counts_from_the_callers_start():
 
 
 def test_scheduler_with_mispredicted_costs_overruns_by_less_than_a_step():
-    """Predictions at half the real cost: the loop still stops once the time left cannot pay for the
-    predicted step, so the overrun stays below one real step plus the decode."""
+    """Predictions at half the real cost: the loop measures each pass against its prediction and scales
+    the next prediction by it, so it stops within the budget."""
     rule = StopRule(max_steps=10, target_quality=99, min_gain=-99)
     ops = FakeOps(list(range(20, 40)))
     out = adaptive_loop(ops, rule, 100, lambda e: ops.costs.get(e, 0) / 2, clock=ops.clock)
-    # Predicted step + decode = 17.5 ms: steps start at 15, 40, 65 (35 left) and 90 (10 left: no), then decode.
+    # The first pass took 15 ms for 7.5 predicted: predictions are doubled from then on, so a step + decode
+    # is 35 ms: steps start at 15, 40, 65 (35 left) and not at 90 (10 left), then the decode ends at 100.
+    assert out.stop_reason == "budget" and out.steps_run == 3 and ops.now == 100
+    # With 110 ms, unscaled predictions (17.5 ms) would start a 4th step at 90 (20 left) and end at 125.
+    ops = FakeOps(list(range(20, 40)))
+    out = adaptive_loop(ops, rule, 110, lambda e: ops.costs.get(e, 0) / 2, clock=ops.clock)
     assert out.stop_reason == "budget" and out.steps_run == 3 and ops.now == 100
     blind = FakeOps(list(range(20, 40)))  # a scheduler predicting nothing steps until the time is already gone
     assert adaptive_loop(blind, rule, 100, lambda e: 0.0, clock=blind.clock).steps_run == 4 and blind.now > 100
