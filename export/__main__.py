@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec", category=FutureWarning)
     # torch.onnx on dynamic batch and spatial axes that share a constraint: informational, not a problem.
     warnings.filterwarnings("ignore", message=r".*The axis name: .* will not be used", category=UserWarning)
-    return run_guarded("export", lambda: run(args), args.debug)
+    return run_guarded("export", lambda: run(args), args.debug, extra="export")
 
 
 if __name__ == "__main__":

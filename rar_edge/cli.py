@@ -557,6 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands whose extra is more than that of the first module they import (torch): named at once.
+COMMAND_EXTRAS = {"distill": "export"}
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -566,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return export_main(argv[1:])
     args = build_parser().parse_args(argv)
-    return run_guarded(f"rar-edge {args.command}", lambda: args.func(args), args.debug)
+    return run_guarded(f"rar-edge {args.command}", lambda: args.func(args), args.debug,
+                       extra=COMMAND_EXTRAS.get(args.command))
 
 
 if __name__ == "__main__":

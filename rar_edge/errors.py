@@ -18,15 +18,25 @@ EXTRAS = {**dict.fromkeys(("torch", "safetensors", "skimage", "scipy", "kornia")
           "albumentations": "eval"}
 
 
-def missing_extra(error: ModuleNotFoundError) -> str | None:
-    """The one-line message for a module an optional extra brings, or None for any other missing module."""
+#: What each extra brings, by extra (pyproject.toml: ``export`` includes ``train``).
+INCLUDES = {"train": {"train"}, "export": {"train", "export"}, "eval": {"eval"}}
+
+
+def missing_extra(error: ModuleNotFoundError, command_extra: str | None = None) -> str | None:
+    """The one-line message for a module an optional extra brings, or None for any other missing module.
+
+    ``command_extra``: the extra the command needs as a whole. Named instead of the module's own when it
+    brings the module, so that the first hint is the whole answer: ``export`` imports torch first, and
+    "install [train]" would only lead to a second error asking for [export].
+    """
     import importlib.util
 
     top = (error.name or "").split(".")[0]
     if top not in EXTRAS or importlib.util.find_spec(top) is not None:  # installed: a broken install, not an extra
         return None
+    extra = command_extra if EXTRAS[top] in INCLUDES.get(command_extra or "", ()) else EXTRAS[top]
     return (f"this command needs {top}, which the runtime-only install leaves out: "
-            f"pip install 'rar-edge[{EXTRAS[top]}]' (or 'rar-edge[all]')")
+            f"pip install 'rar-edge[{extra}]' (or 'rar-edge[all]')")
 
 
 def debug_requested(flag: bool = False) -> bool:
@@ -34,12 +44,13 @@ def debug_requested(flag: bool = False) -> bool:
     return flag or os.environ.get("RAR_EDGE_DEBUG", "") not in ("", "0")
 
 
-def run_guarded(prog: str, command: Callable[[], int], debug: bool = False) -> int:
+def run_guarded(prog: str, command: Callable[[], int], debug: bool = False, extra: str | None = None) -> int:
     """Run a CLI command and map its outcome to an exit status.
 
     2: a RarEdgeError (bad input; the message says what to do), or a module of an extra that is not
     installed (the message names the extra). 130 / 143: stopped by SIGINT / SIGTERM.
     1: anything else, reported in one line unless ``debug`` (then the traceback is shown too).
+    ``extra``: the optional extra the command needs (missing_extra).
     """
     debug = debug_requested(debug)
     try:
@@ -55,9 +66,9 @@ def run_guarded(prog: str, command: Callable[[], int], debug: bool = False) -> i
     except Exception as e:
         if debug:
             traceback.print_exc()
-        extra = missing_extra(e) if isinstance(e, ModuleNotFoundError) else None
-        if extra is not None:
-            print(f"{prog}: error: {extra}", file=sys.stderr)
+        hint = missing_extra(e, extra) if isinstance(e, ModuleNotFoundError) else None
+        if hint is not None:
+            print(f"{prog}: error: {hint}", file=sys.stderr)
             return 2
         lines = str(e).strip().splitlines()
         first = lines[0][:300] if lines else ""

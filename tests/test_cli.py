@@ -164,3 +164,21 @@ def test_restore_refuses_an_image_name_as_its_output_folder(tmp_path):
     status, out, err = cli("restore", sample, "-o", tmp_path / "out.png")
     assert status == 2 and "-o takes a folder" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out.png").exists()
+
+
+def test_a_missing_extra_is_named_by_the_command_that_needs_it(monkeypatch):
+    """Without torch, `export` and `distill` ask for [export] at once (it brings torch too), `train` for [train]."""
+    import importlib.util
+
+    from rar_edge.errors import missing_extra
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    no_torch = ModuleNotFoundError("No module named 'torch'", name="torch")
+    assert "pip install 'rar-edge[train]'" in missing_extra(no_torch)
+    assert "pip install 'rar-edge[export]'" in missing_extra(no_torch, "export")
+    # An extra that does not bring the module is not named: albumentations comes with [eval] only.
+    no_alb = ModuleNotFoundError("No module named 'albumentations'", name="albumentations")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    assert "pip install 'rar-edge[eval]'" in missing_extra(no_alb, "export")
+    assert missing_extra(ModuleNotFoundError("x", name="numpyy"), "export") is None  # not an extra's module

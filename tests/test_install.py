@@ -88,3 +88,9 @@ def test_a_command_that_needs_an_extra_says_which(runtime_venv, tmp_path):
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert "pip install 'rar-edge[train]'" in res.stderr and "torch" in res.stderr
     assert not (tmp_path / "run").exists()
+    # Commands whose whole extra is more than torch's name it at once, not [train] first and [export] next.
+    ckpt, photos = REPO / "checkpoints" / "rar-edge-s-v3", REPO / "samples" / "degraded"
+    for command in (["export", "--target", "onnx", "--checkpoint", ckpt, "--out", tmp_path / "e"],
+                    ["distill", "--teacher", ckpt, "--data", photos, "--out", tmp_path / "d"]):
+        res = _run(runtime_venv / "rar-edge", *command)
+        assert res.returncode == 2 and "pip install 'rar-edge[export]'" in res.stderr, (command, res.stderr)
