@@ -305,10 +305,15 @@ def cmd_profile(a: argparse.Namespace) -> int:
 
     sizes = [(int(h), int(w)) for h, _, w in (s.partition("x") if "x" in s else (s, "x", s)
                                              for s in a.sizes.split(","))] if a.sizes else None
-    profile = profile_in_subprocess(a.bundle, a.backend, sizes, a.runs, a.out)
+    providers = _provider_options(a).get("providers")
+    profile = profile_in_subprocess(a.bundle, a.backend, sizes, a.runs, a.out, providers)
+    if profile.providers:
+        print(f"measured on {', '.join(profile.providers)}")
     for size, row in profile.sizes.items():
         print(f"{size}: " + ", ".join(f"{e} {v['median_ms']:.1f} ms (p90 {v['p90_ms']:.1f})" for e, v in row.items()))
-    print(f"wrote {a.out}\nnext: rar-edge restore IMAGES -o OUT --bundle {a.bundle} --profile {a.out} --budget-ms MS")
+    again = f" --providers {a.providers}" if a.providers else ""
+    print(f"wrote {a.out}\nnext: rar-edge restore IMAGES -o OUT --bundle {a.bundle} --profile {a.out}{again} "
+          "--budget-ms MS")
     return 0
 
 
@@ -522,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", help="onnx | executorch | coreml (default: the bundle's target)")
     p.add_argument("--sizes", help="comma-separated sizes, 512 or 512x768 (default: the bundle's fixed shape)")
     p.add_argument("--runs", type=int, default=20, help="timed calls per entry point and size")
+    _add_providers(p)
     p.add_argument("-o", "--out", required=True, help="profile JSON to write")
     p.set_defaults(func=cmd_profile)
 

@@ -75,6 +75,8 @@ class OnnxBackend:
             path = bundle / f"{entry}.onnx"
             self.sessions[entry] = ort.InferenceSession(str(path), opts, providers=providers)
         self.input_names = {e: [i.name for i in s.get_inputs()] for e, s in self.sessions.items()}
+        #: The providers the sessions run on, in order (as onnxruntime reports them: a profile records them).
+        self.providers = list(self.sessions["restore"].get_providers())
 
     def run(self, entry: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
         feed = dict(zip(self.input_names[entry], (np.ascontiguousarray(x, dtype=np.float32) for x in inputs)))

@@ -1,6 +1,6 @@
 """Device profiles: how long each entry point takes on a device, per input (tile) size.
 
-A profile is JSON (``FORMAT``): device, backend, bundle it was measured with, ``method`` ("measured" on
+A profile is JSON (``FORMAT``): device, backend (and onnxruntime's providers), bundle it was measured with, ``method`` ("measured" on
 that device, or "estimated" with its ``basis``), date, package version, and per size "HxW" the median and
 p90 milliseconds of ``encode``, ``assess``, ``restore``, ``decode`` (one tile) and, where measured,
 ``overhead``: the runtime's own work per tile and pass (the scheduler charges it per tile and step).
@@ -34,6 +34,8 @@ class DeviceProfile:
     bundle: dict = field(default_factory=dict)  # preset, precision, target
     date: str = ""
     package_version: str = __version__
+    #: onnxruntime's execution providers the times were measured on, in order ([] for other backends).
+    providers: list = field(default_factory=list)
 
     def entry_ms(self, tile: tuple[int, int]) -> dict[str, float]:
         """p90 ms per entry point at ``tile``: the nearest measured size, scaled by pixel count."""
@@ -63,6 +65,9 @@ def parse_profile(data: dict, source: str = "profile") -> DeviceProfile:
     for key in ("basis", "date", "package_version"):
         if key in data and not isinstance(data[key], str):
             raise RarEdgeError(f"{source}: '{key}' must be a string")
+    if "providers" in data and not (isinstance(data["providers"], list)
+                                    and all(isinstance(p, str) for p in data["providers"])):
+        raise RarEdgeError(f"{source}: 'providers' must be a list of onnxruntime provider names")
     if "bundle" in data and not isinstance(data["bundle"], dict):
         raise RarEdgeError(f"{source}: 'bundle' must be an object (preset, precision, target)")
     if data.get("method") not in ("measured", "estimated"):

@@ -29,9 +29,12 @@ def _stats(times: list[float]) -> dict[str, float]:
 
 
 def measure(bundle: str | Path, backend: str | None, sizes: list[tuple[int, int]], runs: int = 20,
-            warmup: int = 3, threads: int | None = None) -> DeviceProfile:
-    """Time every entry point at every size in this process (median and p90 of ``runs`` calls)."""
+            warmup: int = 3, threads: int | None = None, providers: list[str] | None = None) -> DeviceProfile:
+    """Time every entry point at every size in this process (median and p90 of ``runs`` calls).
+    ``providers``: onnxruntime's execution providers (ONNX bundles), recorded in the profile."""
     options = {"threads": threads} if threads else {}
+    if providers:
+        options["providers"] = providers
     r = Restorer.load(bundle, backend=backend, warmup=False, **options)
     if r.fixed_tile and any(s != r.fixed_tile for s in sizes):
         raise RarEdgeError(f"{bundle} has a fixed input shape {r.fixed_tile[0]}x{r.fixed_tile[1]}: profile that size "
@@ -67,7 +70,8 @@ def measure(bundle: str | Path, backend: str | None, sizes: list[tuple[int, int]
                          backend=r.backend.name, method="measured",
                          basis=f"rar-edge profile: {runs} timed calls after {warmup} warm-up, random inputs",
                          bundle={k: m[k] for k in ("preset", "precision", "target")}, sizes=table,
-                         date=datetime.now(timezone.utc).date().isoformat())
+                         date=datetime.now(timezone.utc).date().isoformat(),
+                         providers=list(getattr(r.backend, "providers", [])))
 
 
 def machine_name() -> str:
@@ -81,9 +85,10 @@ def machine_name() -> str:
     return f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores"
 
 
-def _worker(bundle: str, backend: str | None, sizes: list[tuple[int, int]], runs: int, queue) -> None:
+def _worker(bundle: str, backend: str | None, sizes: list[tuple[int, int]], runs: int, providers: list[str] | None,
+            queue) -> None:
     try:
-        queue.put(("ok", measure(bundle, backend, sizes, runs).to_json()))
+        queue.put(("ok", measure(bundle, backend, sizes, runs, providers=providers).to_json()))
     except RarEdgeError as e:
         queue.put(("error", str(e)))
     except Exception as e:  # reported in one line by the parent
@@ -91,7 +96,7 @@ def _worker(bundle: str, backend: str | None, sizes: list[tuple[int, int]], runs
 
 
 def profile_in_subprocess(bundle: str | Path, backend: str | None, sizes: list[tuple[int, int]] | None, runs: int,
-                          out: str | Path) -> DeviceProfile:
+                          out: str | Path, providers: list[str] | None = None) -> DeviceProfile:
     """Measure in a spawned process; write ``out`` atomically; return the profile."""
     try:
         manifest = verify_bundle(bundle)
@@ -105,7 +110,7 @@ def profile_in_subprocess(bundle: str | Path, backend: str | None, sizes: list[t
         raise RarEdgeError("--runs must be at least 1")
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(str(bundle), backend, sizes, runs, queue))
+    proc = ctx.Process(target=_worker, args=(str(bundle), backend, sizes, runs, providers, queue))
     proc.start()
     while True:
         try:

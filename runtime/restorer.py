@@ -255,6 +255,12 @@ class Restorer:
             if other:  # another model's times would make every budget decision wrong
                 raise RarEdgeError(f"the device profile was measured with another bundle ({other} against this "
                                    f"bundle's {mine}); measure this one: rar-edge profile --bundle {bundle} -o FILE")
+        ran_on = list(getattr(backend, "providers", []))
+        if profile is not None and profile.providers and ran_on and profile.providers[0] != ran_on[0]:
+            # a GPU's times would let a CPU session overrun every budget (and a CPU's would skip a GPU's steps)
+            raise RarEdgeError(f"the device profile was measured on {profile.providers[0]} and this bundle runs on "
+                               f"{ran_on[0]}: pass the profile's --providers, or measure these: rar-edge profile "
+                               f"--bundle {bundle} --providers ... -o FILE")
         self.profile = profile
         self.multiple = int(manifest["size_multiple"])
         if manifest["input_shape"]:

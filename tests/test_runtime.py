@@ -567,10 +567,12 @@ def test_profile_cli_and_profile_parsing(bundles, tmp_path):
     from rar_edge.runtime.profile import parse_profile
 
     out = tmp_path / "p.json"
-    res = run_cli("profile", "--bundle", str(bundles["onnx"]), "--runs", "3", "-o", str(out))
+    res = run_cli("profile", "--bundle", str(bundles["onnx"]), "--runs", "3", "--providers", "cpu", "-o", str(out))
     assert res.returncode == 0, res.stderr[-2000:]
+    assert "measured on CPUExecutionProvider" in res.stdout and "--providers cpu --budget-ms" in res.stdout
     prof = load_profile(out)
     assert prof.method == "measured" and prof.backend == "onnx" and set(prof.sizes) == {"64x64"}
+    assert prof.providers == ["CPUExecutionProvider"]
     assert all(v["p90_ms"] >= v["median_ms"] > 0 for v in prof.sizes["64x64"].values())
     assert prof.entry_ms((128, 128))["decode"] == pytest.approx(4 * prof.sizes["64x64"]["decode"]["p90_ms"])
     r = Restorer.load(bundles["onnx"], profile=out, warmup=False)
@@ -589,6 +591,13 @@ def test_profile_cli_and_profile_parsing(bundles, tmp_path):
     other.write_text(json.dumps(dict(data, bundle=dict(data["bundle"], precision="int8"))))
     with pytest.raises(RarEdgeError, match="measured with another bundle"):
         Restorer.load(bundles["onnx"], profile=other, warmup=False)
+    # ... and so is one measured on another execution provider (a GPU's times would overrun every CPU budget).
+    gpu = tmp_path / "gpu.json"
+    gpu.write_text(json.dumps(dict(data, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])))
+    with pytest.raises(RarEdgeError, match="measured on CUDAExecutionProvider and this bundle runs on CPUExecution"):
+        Restorer.load(bundles["onnx"], profile=gpu, warmup=False)
+    with pytest.raises(RarEdgeError, match="'providers' must be a list"):
+        parse_profile(dict(data, providers="cuda"))
 
 
 # --- budgets across a sequence of photos, threads and cold starts ------------------------------------------
