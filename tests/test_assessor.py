@@ -93,16 +93,23 @@ def _tiny(**changes) -> RAR:
     return RAR(dataclasses.replace(get_preset("rar-tiny").config, **changes))
 
 
-def test_transfer_weights_adds_the_global_step():
-    torch.manual_seed(2)
-    old = _tiny(global_rank=0).eval()
+def _grown(seed: int, flag: str, before, after):
+    """A trained-looking tiny model without a restorer path, the same with it (transfer_weights), a latent and
+    its conditioning; the two restore steps are checked equal: the added path starts at zero."""
+    torch.manual_seed(seed)
+    old = _tiny(**{flag: before}).eval()
     for p in old.restorer.parameters():  # a trained restorer: not the identity a fresh one is
         p.data.normal_(0, 0.05)
-    new = _tiny(global_rank=16).eval()
+    new = _tiny(**{flag: after}).eval()
     transfer_weights(new, old)
     z = old.encode(torch.rand(2, 3, 32, 48))
     cond = old.assess(z)[2]
     torch.testing.assert_close(new.restore(z, cond), old.restore(z, cond))
+    return old, new, z, cond
+
+
+def test_transfer_weights_adds_the_global_step():
+    old, new, z, cond = _grown(2, "global_rank", 0, 16)
     # The new path is trainable from there: its output map and its gains get gradients, and a step of
     # it changes the output by a per-image linear map of the latent.
     new.restore(z, cond).square().sum().backward()
@@ -119,15 +126,7 @@ def test_transfer_weights_adds_the_global_step():
 
 
 def test_transfer_weights_adds_the_gain_step():
-    torch.manual_seed(3)
-    old = _tiny(spatial_gain=False).eval()
-    for p in old.restorer.parameters():
-        p.data.normal_(0, 0.05)
-    new = _tiny(spatial_gain=True).eval()
-    transfer_weights(new, old)
-    z = old.encode(torch.rand(2, 3, 32, 48))
-    cond = old.assess(z)[2]
-    torch.testing.assert_close(new.restore(z, cond), old.restore(z, cond))
+    old, new, z, cond = _grown(3, "spatial_gain", False, True)
     new.restore(z, cond).square().sum().backward()
     g = new.restorer.gain_step
     assert g.gain_map.weight.grad.abs().sum() > 0 and g.gain_map.bias.grad.abs().sum() > 0
