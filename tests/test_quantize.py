@@ -158,6 +158,10 @@ def test_int8_student_stops_on_clean_input(distilled, crops, tiny_checkpoint, ph
     rule = StopRule(max_steps=4, target_quality=float(q_fq.min()) - 1.0)
     for res in programs.restore_loop(crops, rule):
         assert res.steps_run == 0 and res.stop_reason == "target"
+    # ... and a target just above its highest rating makes every crop step: the 0 above is the target's doing.
+    rule = StopRule(max_steps=2, target_quality=float(q_fq.max()) + 1.0, min_gain=-99)
+    for res in programs.restore_loop(crops, rule):
+        assert res.steps_run >= 1 and res.stop_reason != "target"
 
 
 def test_resume_of_interrupted_distillation(distilled, tiny_checkpoint, photo_dir, tmp_path, monkeypatch):
