@@ -95,7 +95,8 @@ def _tiny(**changes) -> RAR:
 
 def _grown(seed: int, flag: str, before, after):
     """A trained-looking tiny model without a restorer path, the same with it (transfer_weights), a latent and
-    its conditioning; the two restore steps are checked equal: the added path starts at zero."""
+    its conditioning; the two restore steps are checked equal: the added path starts at zero. (The gain path
+    of 2026-12-01 was measured and removed again: BENCHMARKS.md; this serves the next one too.)"""
     torch.manual_seed(seed)
     old = _tiny(**{flag: before}).eval()
     for p in old.restorer.parameters():  # a trained restorer: not the identity a fresh one is
@@ -125,17 +126,6 @@ def test_transfer_weights_adds_the_global_step():
         torch.testing.assert_close(new.restore(z, cond) - old.restore(z, cond), 2 * projected + 0.25)
 
 
-def test_transfer_weights_adds_the_gain_step():
-    old, new, z, cond = _grown(3, "spatial_gain", False, True)
-    new.restore(z, cond).square().sum().backward()
-    g = new.restorer.gain_step
-    assert g.gain_map.weight.grad.abs().sum() > 0 and g.gain_map.bias.grad.abs().sum() > 0
-    with torch.no_grad():  # a uniform gain of 0.5 about an anchor of 0.25: haze of transmission 2/3 lifted
-        g.gain_map.bias.fill_(0.5)
-        g.anchor.bias.fill_(0.25)
-        torch.testing.assert_close(new.restore(z, cond) - old.restore(z, cond), 0.5 * (z - 0.25))
-
-
 def test_transfer_weights_ignores_the_loop_settings_and_the_judge():
     """A fit-stopped checkpoint (its own stop rule and judge) starts a new run: ``--init checkpoints/...``."""
     source = _tiny(max_steps=6, keep="last", min_better=0.6, judge=(0.5,) * 4 + (-1.0,))
@@ -152,8 +142,6 @@ def test_transfer_weights_refuses_other_architectures():
         transfer_weights(_without_detail("rar-tiny"), create_model("rar-tiny"))
     with pytest.raises(ValueError, match="source has global_rank=16 and this model 0"):
         transfer_weights(_tiny(global_rank=0), _tiny(global_rank=16))
-    with pytest.raises(ValueError, match="source has spatial_gain=True and this model False"):
-        transfer_weights(_tiny(spatial_gain=False), _tiny(spatial_gain=True))
 
 
 def test_configs_written_before_detail_statistics_load_without_them():

@@ -24,8 +24,6 @@ class RARConfig:
     restore_depths: tuple[int, int, int] = (1, 1, 2)
     #: Rank of the restorer's global path (restorer.GlobalStep); 0 (none) in checkpoints made before it.
     global_rank: int = 0
-    #: The restorer's per-pixel gain path (restorer.GainStep); False in checkpoints made before it.
-    spatial_gain: bool = False
     cond_dim: int = 32
     degradations: tuple[str, ...] = field(default=DEGRADATIONS)
     # Loop defaults (see rar_edge.loop.StopRule).

@@ -9,9 +9,6 @@ Optionally a global path adds a per-image linear map of the latent, set by the a
 embedding (GlobalStep): a map over the whole image that a U-Net of local blocks only builds slowly.
 Measured at equal training time it helps noise (and so composites) most (BENCHMARKS.md, "The
 restorer's global path").
-
-Optionally a gain path (GainStep) adds a per-pixel gain about an anchor the embedding sets: the
-inverse of haze and of under-exposure, which vary over the image where the global path cannot.
 """
 
 from __future__ import annotations
@@ -49,37 +46,13 @@ class GlobalStep(nn.Module):
         return self.from_basis(self.to_basis(z) * (1 + gain)) + self.offset(cond)[:, :, None, None]
 
 
-class GainStep(nn.Module):
-    """(z, features, cond) -> k(x) * (z - a(cond)): a per-pixel gain k about a per-image anchor latent a.
-
-    Why: haze is ``I = J t + A (1 - t)`` with a transmission t that varies with depth, so with the latent
-    nearly a linear code of 4x4 patches (t about constant in one), ``z_J = z_I + (1/t - 1)(z_I - z_A)``:
-    a gain about the encoded airlight that differs per pixel. Under-exposure is, to first order, a gain
-    about black. The U-Net's last features give the gain map (one 3x3 conv: ~0.02 GMAC/MP), the embedding
-    the anchor. Both start at zero: the path adds nothing until training uses it, and ``--init`` from a
-    model without it is exact. Ops: conv, linear, sub, mul (XNNPACK, Core ML, ONNX).
-    """
-
-    def __init__(self, latent_channels: int, width: int, cond_dim: int) -> None:
-        super().__init__()
-        self.gain_map = nn.Conv2d(width, 1, 3, padding=1)
-        self.anchor = nn.Linear(cond_dim, latent_channels)
-        for layer in (self.gain_map, self.anchor):
-            for t in layer.parameters():
-                nn.init.zeros_(t)
-
-    def forward(self, z: torch.Tensor, features: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.gain_map(features) * (z - self.anchor(cond)[:, :, None, None])
-
-
 class Restorer(nn.Module):
     """(latent (N,C,h,w), cond (N,E)) -> next latent (N,C,h,w). h and w must be multiples of 4."""
 
     def __init__(self, latent_channels: int, width: int, depths: tuple[int, int, int], cond_dim: int,
-                 global_rank: int = 0, spatial_gain: bool = False) -> None:
+                 global_rank: int = 0) -> None:
         super().__init__()
         self.global_step = GlobalStep(latent_channels, global_rank, cond_dim) if global_rank else None
-        self.gain_step = GainStep(latent_channels, width, cond_dim) if spatial_gain else None
         w1, w2, w3 = width, width * 2, width * 4
         self.stem = nn.Conv2d(latent_channels, w1, 1)  # 1x1: the blocks' depthwise convs give the context
         self.enc1 = Stage(w1, depths[0], cond_dim)
@@ -103,6 +76,4 @@ class Restorer(nn.Module):
         d2 = self.dec2(self.up2(h3) + h2, cond)
         d1 = self.dec1(self.up1(d2) + h1, cond)
         out = z + self.head(d1)
-        if self.gain_step is not None:
-            out = out + self.gain_step(z, d1, cond)
         return out if self.global_step is None else out + self.global_step(z, cond)

@@ -1,13 +1,12 @@
 """Start a model from another one's weights (``--init``), across the architecture changes we allow.
 
-Three additions since the first checkpoints can be bridged, each exactly (the new model computes what the
+Two additions since the first checkpoints can be bridged, each exactly (the new model computes what the
 old one did until training uses the new parts):
 - the assessor's detail statistics (``assess_detail``): the assessor MLP's first layer, whose input grew
   by the statistics (appended last), keeps the old weights in its first columns and zeros in the new
   ones, and the direct map from the statistics starts at zero, as in a new model;
 - the restorer's global path (``global_rank`` from 0, restorer.GlobalStep): its tensors keep the new
-  model's initialisation, whose output is zero;
-- the restorer's gain path (``spatial_gain`` from False, restorer.GainStep): likewise.
+  model's initialisation, whose output is zero.
 """
 
 from __future__ import annotations
@@ -23,9 +22,7 @@ from .rar import RAR
 #: The only tensor whose shape the detail statistics change.
 GROWN = "assessor.mlp.0.weight"
 #: Architecture fields a model may add to a source without them (False or 0 there; module docstring).
-_ADDABLE = ("assess_detail", "global_rank", "spatial_gain")
-#: The added restorer paths, and the prefix of their tensors.
-_ADDED_PATHS = {"global_rank": "restorer.global_step.", "spatial_gain": "restorer.gain_step."}
+_ADDABLE = ("assess_detail", "global_rank")
 
 #: Config fields that are not architecture (the loop's defaults, named as StopRule's fields, and its
 #: fitted judge) or that transfer_weights bridges.
@@ -51,7 +48,6 @@ def transfer_weights(model: RAR, source: RAR) -> None:
         state[GROWN] = grown
         for key in ("assessor.direct.weight", "assessor.direct.bias"):
             state[key] = torch.zeros_like(target[key])
-    for flag, prefix in _ADDED_PATHS.items():
-        if getattr(source.config, flag) != getattr(model.config, flag):
-            state.update({k: v for k, v in target.items() if k.startswith(prefix)})
+    if source.config.global_rank != model.config.global_rank:
+        state.update({k: v for k, v in target.items() if k.startswith("restorer.global_step.")})
     model.load_state_dict(state)
