@@ -1,7 +1,7 @@
 """One GPU window, one command: a finished, packed model in OUT before the window closes.
 
     python bench/gpu_window.py --data photos/train --val-data photos/heldout --out OUT \\
-        [--minutes 9] [--preset rar-edge-s] [--init checkpoints/rar-edge-s-v2] [--batch 256] [--crop 128] [--compile]
+        [--minutes 9] [--preset rar-edge-s] [--init checkpoints/rar-edge-s-v4] [--batch 256] [--crop 128] [--compile]
     python bench/gpu_window.py --smoke --out OUT          # the same stages on the CPU in seconds (make test)
 
 Stages, each printing its images/s:

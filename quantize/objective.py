@@ -43,12 +43,24 @@ def check_matchable(student: RAR | object, teacher: RAR) -> None:
 
 
 class Projections(nn.Module):
-    """Student -> teacher projections for the latent (1x1 conv) and the embedding (linear)."""
+    """Student -> teacher projections for the latent (1x1 conv) and the embedding (linear).
+
+    A projection between equal widths starts as the identity: a student started from its teacher's weights
+    (quantization-aware training of a float model: ``--teacher W --init W``) then matches it exactly at step 0.
+    A random start measured a 1.5 latent-matching loss there and pulled that student from +0.80 to −0.26 dB
+    of validation gain in 100 steps (clean crops −9 dB), before QAT had begun.
+    """
 
     def __init__(self, student_config, teacher_config) -> None:
         super().__init__()
         self.latent = nn.Conv2d(student_config.latent_channels, teacher_config.latent_channels, 1)
         self.cond = nn.Linear(student_config.cond_dim, teacher_config.cond_dim)
+        with torch.no_grad():
+            for layer in (self.latent, self.cond):
+                out_features, in_features = layer.weight.shape[:2]
+                if out_features == in_features:
+                    layer.weight.copy_(torch.eye(in_features).view_as(layer.weight))
+                    layer.bias.zero_()
 
 
 class DistillObjective(nn.Module):

@@ -89,7 +89,7 @@ def test_a_command_that_needs_an_extra_says_which(runtime_venv, tmp_path):
     assert "pip install 'rar-edge[train]'" in res.stderr and "torch" in res.stderr
     assert not (tmp_path / "run").exists()
     # Commands whose whole extra is more than torch's name it at once, not [train] first and [export] next.
-    ckpt, photos = REPO / "checkpoints" / "rar-edge-s-v3", REPO / "samples" / "degraded"
+    ckpt, photos = REPO / "checkpoints" / "rar-edge-s-v4", REPO / "samples" / "degraded"
     for command in (["export", "--target", "onnx", "--checkpoint", ckpt, "--out", tmp_path / "e"],
                     ["distill", "--teacher", ckpt, "--data", photos, "--out", tmp_path / "d"]):
         res = _run(runtime_venv / "rar-edge", *command)
