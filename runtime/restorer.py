@@ -397,8 +397,23 @@ class Restorer:
             raise RarEdgeError(str(e)) from None
         entered = time.perf_counter()  # the budget counts from here: the wait for the lock is the caller's time too
         self._check_size(image)
-        with self._lock:
+        # Under a budget, wait for another thread's restore no longer than the budget lasts: past it the
+        # answer can only be the input, and waiting on would overrun by the rest of that restore.
+        timeout = -1 if budget_ms is None else max(0.0, budget_ms / 1000.0 - (time.perf_counter() - entered))
+        if not self._lock.acquire(timeout=timeout):
+            return self._waited_out(image, budget_ms, entered)
+        try:
             return self._restore(image, budget_ms, rule, entered, progress)
+        finally:
+            self._lock.release()
+
+    def _waited_out(self, image: Any, budget_ms: float, entered: float) -> RestoreResult:
+        """The input as given (a copy), when the wait for the model alone used up the budget."""
+        total = (time.perf_counter() - entered) * 1000.0
+        return RestoreResult(image=image.copy(), steps=0, steps_run=0, quality=[], degradations={},
+                             stop_reason="budget", ms={e: 0.0 for e in ENTRY_POINTS} | {OVERHEAD: 0.0, "wait": total,
+                                                                                       "total": total},
+                             budget_ms=budget_ms, budget_bound=True, model_skipped=True, waited_out=True, tiles=0)
 
     def _check_size(self, image: Any) -> None:
         """Refuse an array or PIL image over ``max_megapixels`` before any work."""
