@@ -2,6 +2,8 @@
 
     python bench/roofline.py [--onnx INT8_ONNX_BUNDLE] [--executorch INT8_ET_BUNDLE] [--runs 20] [--threads 2]
 
+XNNPACK runs on its own thread pool (all cores); ``--threads`` sets onnxruntime's.
+
 1. Kernel throughput: three single-layer models shaped like rar-edge-s's latent at a 512² tile (128², the
    restorer's layers): a dense 3x3 conv 64->64, a pointwise 1x1 conv 64->128 (most of a NAF block's MACs)
    and a depthwise 3x3 conv on 128 channels (few MACs, memory-bound), each in fp32 and int8 on
@@ -125,7 +127,10 @@ def ort_call(layer: nn.Conv2d, x: torch.Tensor, int8: bool, folder: Path, thread
 
 
 def kernel_table(runs: int, threads: int) -> dict:
-    torch.set_num_threads(threads)
+    # torch's own thread pool stays at one thread: XNNPACK (ExecuTorch) runs its own pool, and torch's
+    # threads, left spinning by the export and calibration, took cores from it (measured: the dense int8
+    # conv ran 55.7 GMAC/s with torch at 2 threads, 85.9 at 1). ``threads`` is onnxruntime's.
+    torch.set_num_threads(1)
     rows: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -175,12 +180,12 @@ def main() -> None:
     ap.add_argument("--onnx", type=Path, help="an int8 ONNX bundle with a fixed tile")
     ap.add_argument("--executorch", type=Path, help="an int8 ExecuTorch bundle with a fixed tile")
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="onnxruntime's intra-op threads")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     kernels = kernel_table(args.runs, args.threads)
     columns = ["xnnpack fp32", "xnnpack int8", "onnxruntime fp32", "onnxruntime int8"]
-    print(f"Kernel throughput, GMAC/s (ms), one layer at {LATENT}x{LATENT}, {args.threads} threads")
+    print(f"Kernel throughput, GMAC/s (ms), one layer at {LATENT}x{LATENT}, onnxruntime at {args.threads} threads")
     print("| layer | GMAC | " + " | ".join(columns) + " |")
     print("|---|---|" + "---|" * len(columns))
     for name, row in kernels.items():
