@@ -183,9 +183,17 @@ class QuantRAR(nn.Module):
         sizes = {}
         for name in ENTRY_POINTS:
             path = folder / f"{name}.pt2"
-            torch.export.save(export_program(self, name, size), path)
+            torch.export.save(without_stack_traces(export_program(self, name, size)), path)
             sizes[name] = path.stat().st_size
         return sizes
+
+
+def without_stack_traces(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """``program`` with its nodes' source stack traces dropped: they name files on the machine that traced it
+    (its checkout, its venv), and the programs ship inside the package."""
+    for node in program.graph.nodes:
+        node.meta.pop("stack_trace", None)
+    return program
 
 
 def export_program(model: RAR | QuantRAR, name: str, size: int = 64) -> torch.export.ExportedProgram:

@@ -24,6 +24,21 @@ def test_shipped_weights_are_small_and_complete():
     assert not any(p.suffix in (".pt", ".pth", ".pkl", ".bin") for p in files)  # no pickles
 
 
+def test_shipped_files_name_no_machine_path():
+    """Nothing that ships names a file of the machine that made it: configs, manifests, and the int8 programs'
+    graphs (torch.export records each node's source stack trace unless it is dropped)."""
+    import re
+    import zipfile
+
+    machine = re.compile(rb"(/home/|/root/|/Users/|/work/|/tmp/|site-packages|[A-Z]:\\\\)")
+    for path in (p for p in WEIGHTS.rglob("*") if p.is_file()):
+        blobs = ([zipfile.ZipFile(path).read(n) for n in zipfile.ZipFile(path).namelist()]
+                 if zipfile.is_zipfile(path) else [path.read_bytes()])
+        for blob in blobs:
+            found = machine.search(blob)
+            assert found is None, f"{path.relative_to(WEIGHTS)} names {found.group(0)!r}"
+
+
 def test_headline_export_needs_no_other_argument(tmp_path):
     res = run_cli("export", "--target", "coreml", "-o", str(tmp_path))
     assert res.returncode == 0, res.stderr[-2000:]
