@@ -1,9 +1,10 @@
 """Device profiles: how long each entry point takes on a device, per input (tile) size.
 
-A profile is JSON (``FORMAT``): device, backend (and onnxruntime's providers), bundle it was measured with, ``method`` ("measured" on
-that device, or "estimated" with its ``basis``), date, package version, and per size "HxW" the median and
-p90 milliseconds of ``encode``, ``assess``, ``restore``, ``decode`` (one tile) and, where measured,
-``overhead``: the runtime's own work per tile and pass (the scheduler charges it per tile and step).
+A profile is JSON (``FORMAT``): device, backend (and onnxruntime's providers), bundle it was measured
+with, ``method`` ("measured" on that device, or "estimated" with its ``basis``), date, package version, and
+per size "HxW" the median and p90 milliseconds of ``encode``, ``assess``, ``restore``, ``decode`` (one
+tile) and, where measured, ``overhead``: the runtime's own work per tile and pass (the scheduler charges it
+per tile and step).
 ``rar-edge profile`` measures the device it runs on; docs/runtime.md maps phone tools' reports onto the same fields.
 """
 
