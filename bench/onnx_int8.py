@@ -15,6 +15,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -22,23 +23,34 @@ import onnxruntime as ort
 ENTRY_POINTS = ("encode", "assess", "restore", "decode")
 
 
-def median_ms(path: Path, runs: int, threads: int) -> float:
+def ort_session(path: Path, threads: int) -> ort.InferenceSession:
+    """A CPU-provider session as the runtime opens one: ``threads`` intra-op threads, no spinning."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    feed = {i.name: rng.random([d if isinstance(d, int) else 1 for d in i.shape], dtype=np.float32)
-            for i in sess.get_inputs()}
-    for _ in range(3):
-        sess.run(None, feed)
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def median_ms(call: Callable[[], object], runs: int, warmup: int = 3) -> float:
+    """Median milliseconds of ``runs`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        sess.run(None, feed)
+        call()
         times.append(time.perf_counter() - start)
     return float(np.median(times) * 1000)
+
+
+def graph_ms(path: Path, runs: int, threads: int) -> float:
+    """One ONNX graph on random inputs of its signature (costs do not depend on values)."""
+    sess = ort_session(path, threads)
+    rng = np.random.default_rng(0)
+    feed = {i.name: rng.random([d if isinstance(d, int) else 1 for d in i.shape], dtype=np.float32)
+            for i in sess.get_inputs()}
+    return median_ms(lambda: sess.run(None, feed), runs)
 
 
 def main() -> None:
@@ -54,7 +66,7 @@ def main() -> None:
     total = {"fp32": 0.0, "int8": 0.0, "fp32_mb": 0.0, "int8_mb": 0.0}
     for name in ENTRY_POINTS:
         f, i = args.fp32 / f"{name}.onnx", args.int8 / f"{name}.onnx"
-        tf, ti = median_ms(f, args.runs, args.threads), median_ms(i, args.runs, args.threads)
+        tf, ti = graph_ms(f, args.runs, args.threads), graph_ms(i, args.runs, args.threads)
         mf, mi = f.stat().st_size / 1e6, i.stat().st_size / 1e6
         k = kernels.get(name)
         fused = f"{k['integer']} of {k['fusable']}" if k and k["fusable"] else "float (kept)"

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from onnx_int8 import median_ms, ort_session  # noqa: E402  (the same session options and timing)
 
 LATENT = 128  # latent side at a 512 tile (stride 4)
 LAYERS: dict[str, Callable[[], nn.Module]] = {
@@ -41,17 +44,6 @@ LAYERS: dict[str, Callable[[], nn.Module]] = {
 def conv_macs(layer: nn.Conv2d, side: int) -> int:
     kh, kw = layer.kernel_size
     return layer.out_channels * side * side * (layer.in_channels // layer.groups) * kh * kw
-
-
-def median_ms(call: Callable[[], object], runs: int) -> float:
-    for _ in range(3):
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
 
 
 # --- XNNPACK through ExecuTorch ---
@@ -80,16 +72,6 @@ def xnnpack_call(layer: nn.Module, x: torch.Tensor, int8: bool, folder: Path) ->
 
 
 # --- onnxruntime ---
-
-def ort_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
 
 def ort_call(layer: nn.Conv2d, x: torch.Tensor, int8: bool, folder: Path, threads: int) -> Callable[[], object]:
     import onnx
@@ -154,7 +136,7 @@ def entry_table(bundle: Path, runs: int, threads: int) -> dict:
     """Per entry point of an exported bundle (fixed tile): GMAC, median ms and GMAC/s."""
     from rar_edge.manifest import verify_bundle
     from rar_edge.model import ENTRY_POINTS, create_model
-    from rar_edge.model.complexity import _macs
+    from rar_edge.model.complexity import entry_macs
     from rar_edge.runtime.backends import open_backend
 
     manifest = verify_bundle(bundle)
@@ -169,7 +151,7 @@ def entry_table(bundle: Path, runs: int, threads: int) -> dict:
     inputs = {"encode": [image], "assess": [z], "restore": [z, cond], "decode": [z]}
     rows = {}
     for entry in ENTRY_POINTS:
-        gmac = _macs(model, entry, h, w) / 1e9
+        gmac = entry_macs(model, entry, h, w) / 1e9
         ms = median_ms(lambda: backend.run(entry, inputs[entry]), runs)
         rows[entry] = {"gmac": gmac, "ms": ms, "gmac_s": gmac / (ms / 1000)}
     return {"tile": f"{h}x{w}", "precision": manifest["precision"], "target": manifest["target"], "entries": rows}

@@ -11,7 +11,8 @@ from .rar import ENTRY_POINTS, RAR
 _PARTS = {"encode": "encoder", "assess": "assessor", "restore": "restorer", "decode": "decoder"}
 
 
-def _macs(model: RAR, name: str, height: int, width: int) -> int:
+def entry_macs(model: RAR, name: str, height: int, width: int) -> int:
+    """Conv and linear multiply-accumulates of one call of entry point ``name`` on a height x width image."""
     total = 0
 
     def hook(mod: nn.Module, inputs, output) -> None:
@@ -44,7 +45,7 @@ def count_complexity(model: RAR, size: int = 512) -> dict[str, dict[str, float]]
         part = getattr(model, _PARTS[name])
         out[name] = {
             "params": sum(p.numel() for p in part.parameters()),
-            "gmac_per_mp": _macs(model, name, size, size) / 1e9 / mp,
+            "gmac_per_mp": entry_macs(model, name, size, size) / 1e9 / mp,
         }
     for combo, names in {"step": ("assess", "restore"), "codec": ("encode", "decode"), "total": ENTRY_POINTS}.items():
         out[combo] = {k: sum(out[n][k] for n in names) for k in ("params", "gmac_per_mp")}
