@@ -75,6 +75,18 @@ def _marks(text: str | None) -> tuple[float, ...]:
     return marks
 
 
+def _type_weights(text: str | None) -> dict[str, float]:
+    """``haze=2,rain=1.5`` -> {"haze": 2.0, "rain": 1.5}, with a one-line error for anything else."""
+    weights: dict[str, float] = {}
+    for item in filter(None, (x.strip() for x in (text or "").split(","))):
+        name, _, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise RarEdgeError(f"--type-weights {text!r}: write NAME=WEIGHT pairs, e.g. haze=2,rain=1.5") from None
+    return weights
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from rar_edge.train.trainer import TrainConfig, train
 
@@ -83,7 +95,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                       ckpt_every=a.ckpt_every, warmup=a.warmup, device=a.device, amp=not a.no_amp,
                       compile=a.compile, channels_last=a.channels_last, init=a.init, resume=a.resume,
                       degradations=tuple(a.degradations.split(",")), synthesis=a.synthesis, minutes=a.minutes,
-                      ckpt_minutes=a.ckpt_minutes, marks=_marks(a.marks))
+                      ckpt_minutes=a.ckpt_minutes, marks=_marks(a.marks), type_weights=_type_weights(a.type_weights))
     metrics = train(cfg)
     if metrics:
         print(f"done: {a.out}/last (mean PSNR gain on validation {metrics['mean_gain']:+.2f} dB)")
@@ -398,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the crops and degradations (a resumed run replays them)")
     p.add_argument("--degradations", default=",".join(DEGRADATIONS),
                    help="comma-separated types to train on (default: all)")
+    p.add_argument("--type-weights",
+                   help="draw some types more often, alone and in composites: NAME=WEIGHT pairs, e.g. haze=2 "
+                        "(1 for the rest; default: all equally likely)")
     p.add_argument("--synthesis", default=DEFAULT_SYNTHESIS, choices=SYNTHESES,
                    help="degradation models to train and validate on (docs/degradations.md; default %(default)s)")
     p.add_argument("--val-data", help="held-out photo folder (default: the training photos)")

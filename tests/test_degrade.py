@@ -172,6 +172,22 @@ def test_composites_set_several_labels_and_sampling_is_reproducible(clean):
         assert not torch.equal(a.degraded, degrade(clean, seed=8, synthesis=syn).degraded)
 
 
+def test_type_weights_draw_a_type_more_often_alone_and_in_composites():
+    haze = DEGRADATIONS.index("haze")
+    even, _ = sample_specs(3000, torch.Generator().manual_seed(3))
+    weighted, _ = sample_specs(3000, torch.Generator().manual_seed(3), type_weights={"haze": 3.0})
+    share = lambda labels: float(labels[:, haze].sum() / labels.sum())  # noqa: E731
+    assert 0.14 < share(even) < 0.19  # 1 of 6
+    assert 0.28 < share(weighted) < 0.37  # 3 of 8 singles; composites draw it at most once
+    composites = weighted[weighted.sum(1) > 1]
+    assert float(composites[:, haze].mean()) > 0.6  # in most composites, against ~0.42 when even
+    # The other types keep equal shares among themselves.
+    rest = weighted[:, [i for i in range(len(DEGRADATIONS)) if i != haze]].sum(0)
+    assert float(rest.max() / rest.min()) < 1.2
+    with pytest.raises(ValueError, match="positive"):
+        sample_specs(4, torch.Generator().manual_seed(0), type_weights={"haze": 0.0})
+
+
 def test_library_rng_is_seeded_by_the_generator_and_leaves_global_state(clean):
     state = torch.get_rng_state()
     with library_rng(torch.Generator().manual_seed(1)):

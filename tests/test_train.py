@@ -102,6 +102,10 @@ def test_empty_or_bad_data_folder(tmp_path):
     assert res.returncode == 2 and "does not exist" in res.stderr
     res = run_cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--degradations", "fog")
     assert res.returncode == 2 and "unknown degradations" in res.stderr
+    for weights, message in (("haze=x", "NAME=WEIGHT"), ("fog=2", "does not train on"), ("haze=0", "positive")):
+        res = run_cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--type-weights", weights)
+        assert res.returncode == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

@@ -70,12 +70,21 @@ def model_names(synthesis: str, name: str) -> tuple[str, ...]:
 
 def sample_specs(
     n: int, gen: torch.Generator, p_clean: float = 0.1, p_composite: float = 0.35,
-    types: tuple[str, ...] = DEGRADATIONS,
+    types: tuple[str, ...] = DEGRADATIONS, type_weights: dict[str, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random labels (N,D) and severities (N,D): clean, one type, or a composite of 2-3 types."""
+    """Random labels (N,D) and severities (N,D): clean, one type, or a composite of 2-3 types.
+
+    ``type_weights`` (name -> relative weight, 1 for a name left out) draws some types more often, alone
+    and in composites; without it every type is equally likely (and the draws are those of earlier runs).
+    """
     d = len(DEGRADATIONS)
     labels = torch.zeros(n, d)
     allowed = [DEGRADATIONS.index(t) for t in types]
+    weights = None
+    if type_weights:
+        weights = torch.tensor([float(type_weights.get(t, 1.0)) for t in types])
+        if (weights <= 0).any():
+            raise ValueError(f"type weights must be positive: {type_weights}")
     cpu = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device)))
     for i in range(n):
         u = float(torch.rand(1, generator=cpu))
@@ -84,7 +93,10 @@ def sample_specs(
         k = 1
         if u > 1 - p_composite and len(allowed) > 1:
             k = 2 + int(torch.randint(0, 2, (1,), generator=cpu)) if len(allowed) > 2 else 2
-        pick = torch.randperm(len(allowed), generator=cpu)[:k]
+        if weights is None:
+            pick = torch.randperm(len(allowed), generator=cpu)[:k]
+        else:
+            pick = torch.multinomial(weights, k, replacement=False, generator=cpu)
         labels[i, [allowed[j] for j in pick]] = 1
     severity = torch.rand(n, d, generator=cpu) * labels
     return labels, severity

@@ -57,6 +57,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the restore step module (CUDA only; eager if compiling fails)
     channels_last: bool = False  # NHWC weights and batches: faster convolutions on GPUs
     degradations: tuple[str, ...] = DEGRADATIONS  # train on a subset (e.g. a denoise-only model)
+    #: Draw some types more often (name -> relative weight; 1 for the rest): rar_edge.data.degrade.sample_specs.
+    type_weights: dict[str, float] = field(default_factory=dict)
     synthesis: str = DEFAULT_SYNTHESIS  # degradation models (rar_edge/data/degrade.py); validation uses the same
     init: str | None = None  # start from these weights (not a resume: new optimizer and schedule)
     resume: bool = False  # continue OUT/last exactly
@@ -136,7 +138,7 @@ def training_batch(photos: PhotoFolder, cfg: TrainConfig, step: int, rank: int, 
     gen = torch.Generator().manual_seed(seed)
     clean = photos.random_crops(cfg.batch, cfg.crop, gen).to(device)
     dev_gen = torch.Generator(device=device).manual_seed(seed)
-    labels, severity = sample_specs(cfg.batch, gen, types=tuple(cfg.degradations))
+    labels, severity = sample_specs(cfg.batch, gen, types=tuple(cfg.degradations), type_weights=cfg.type_weights)
     batch = apply_degradations(clean, labels, severity, dev_gen, cfg.synthesis)
     t = torch.rand(cfg.batch, generator=gen).to(device)
     return batch, t
@@ -199,6 +201,12 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     unknown = set(cfg.degradations) - set(DEGRADATIONS)
     if unknown or not cfg.degradations:
         raise RarEdgeError(f"unknown degradations {sorted(unknown)}; choose from {', '.join(DEGRADATIONS)}")
+    unknown = set(cfg.type_weights) - set(cfg.degradations)
+    if unknown:
+        raise RarEdgeError(f"--type-weights names {sorted(unknown)}, which this run does not train on; "
+                           f"choose from {', '.join(cfg.degradations)}")
+    if any(not w > 0 for w in cfg.type_weights.values()):
+        raise RarEdgeError(f"--type-weights must be positive numbers, got {cfg.type_weights}")
     check_synthesis(cfg.synthesis)
     for flag, value in (("--minutes", cfg.minutes), ("--ckpt-minutes", cfg.ckpt_minutes)):
         if value is not None and not 0 < value < float("inf"):
