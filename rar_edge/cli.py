@@ -144,10 +144,13 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
         raise RarEdgeError(f"--max-steps must be at least 1, got {a.max_steps}")
     if not 0 <= a.step_cost < float("inf"):
         raise RarEdgeError(f"--step-cost must be a finite number of dB per step >= 0, got {a.step_cost}")
+    if not 0 <= a.clean_pass <= 1:
+        raise RarEdgeError(f"--clean-pass must be a share in [0, 1] (e.g. 0.95), got {a.clean_pass}")
     model, config, precision, folder = load_fit_model(a.checkpoint, a.precision)
     _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
     current, fitted, traj, judge = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images,
-                                                   step_cost=a.step_cost, judge=not a.no_judge)
+                                                   step_cost=a.step_cost, judge=not a.no_judge,
+                                                   min_clean_pass=a.clean_pass)
     print(f"{precision} model, {len(traj.cases)} images ({len(set(traj.cases))} cases), "
           f"up to {a.max_steps} steps, step cost {a.step_cost} dB")
     if judge is not None:
@@ -164,7 +167,8 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
                            min_change=r.min_change, keep=r.keep, min_better=r.min_better,
                            judge=[*judge.judge.weights, judge.judge.bias] if judge and r.min_better > 0 else [])
     config["stop_rule_fit"] = fit_record(current, fitted, data=str(a.data), crop=a.crop, images=a.max_images,
-                                         step_cost=a.step_cost, precision=precision, cap=a.max_steps)
+                                         step_cost=a.step_cost, precision=precision, cap=a.max_steps,
+                                         clean_pass=a.clean_pass)
     with atomic_path(folder / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2))
     print(f"wrote the fitted rule into {folder / 'config.json'}")
@@ -488,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=256,
                    help="crop side: the image or tile size you deploy at (the fitted rule depends on it)")
     p.add_argument("--max-images", type=int, default=16, help="photos to fit on (each under every case)")
+    p.add_argument("--clean-pass", type=float, default=0.95,
+                   help="share of clean crops the rule must return untouched at 0 steps (0: no constraint)")
     p.add_argument("--no-judge", action="store_true",
                    help="do not fit the judge (\"is the new latent better?\"); only the assessor's thresholds")
     p.add_argument("--write", action="store_true",

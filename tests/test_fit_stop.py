@@ -70,6 +70,29 @@ def test_fit_runs_degraded_images_and_leaves_clean_ones():
     assert default.per_case["clean"] == 25.0 - PSNR_CAP_DB and fitted.score > default.score
 
 
+def test_fit_returns_clean_photos_untouched_even_where_stepping_them_looks_free():
+    """The decode keeps the clean crops above the cap at every step, so stepping them costs the score nothing,
+    and the assessor rates them below the noisy ones' end: only a low target passes them through, which
+    also stops the noisy ones after one step. The pass-through share decides, not the capped PSNR."""
+    steps = np.arange(4)
+    quality = np.stack([20.0 + 2 * steps, 20.0 + 2 * steps, 21.0 + 2 * steps, 21.0 + 2 * steps])
+    psnr = np.stack([20.0 + 2 * steps, 20.0 + 2 * steps, np.full(4, PSNR_CAP_DB), np.full(4, PSNR_CAP_DB)])
+    traj = Trajectories(["noise", "noise", "clean", "clean"], quality, psnr,
+                        np.array([20.0, 20.0, PSNR_CAP_DB, PSNR_CAP_DB]), np.full((4, 3), 0.1))
+    free = fit_stop_rule(traj, cap=3, min_clean_pass=0.0)
+    assert free.per_case == {"noise": 6.0, "clean": 0.0} and free.clean_pass == 0.0
+    kept = fit_stop_rule(traj, cap=3)  # default: 95 % of clean crops at 0 steps
+    assert kept.clean_pass == 1.0 and kept.per_case == {"noise": 2.0, "clean": 0.0}
+    # No candidate target sits below the first clean crop's rating (targets are quantiles of the ratings):
+    # it cannot pass, so the rules passing the other one (half) compete, not all of them.
+    low = Trajectories(traj.cases, np.stack([quality[0], quality[1], 0.0 + 2 * steps, 10.0 + 2 * steps]), psnr,
+                       traj.psnr_in, traj.change)
+    assert fit_stop_rule(low, cap=3).clean_pass == 0.5
+    assert fit_stop_rule(low, cap=3, min_clean_pass=0.0).clean_pass == 0.0
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        fit_stop_rule(traj, cap=3, min_clean_pass=1.5)
+
+
 def test_fit_uses_the_step_size_and_the_last_latent_where_the_assessor_cannot_tell():
     """The assessor scores noisy and clean alike and likes every step (quality up 1 dB a step), so no target
     or minimum gain separates them; the restorer's steps do: large on noise, tiny on clean. The noisy
@@ -134,6 +157,7 @@ def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo
 def test_fit_stop_refuses_bad_arguments(tiny_checkpoint, photo_dir):
     for args, message in [(("--max-steps", 0), "--max-steps must be at least 1"),
                           (("--step-cost", -1), "--step-cost must be a finite number"),
+                          (("--clean-pass", 1.5), "--clean-pass must be a share in [0, 1]"),
                           (("--precision", "int8"), "has no int8/ programs"),
                           (("--crop", 100), "--crop 100: use a multiple of 16"),
                           (("--crop", 4096), "between 16 and 1024"),

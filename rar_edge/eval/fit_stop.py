@@ -19,6 +19,12 @@ is the mean output PSNR over the evaluation cases (every case weighs alike; PSNR
 ``step_cost`` dB per restore step run. Of the rules within ``tolerance`` dB of the best score
 the one with the fewest mean steps wins: latency is the tie-breaker.
 
+Clean photos weigh in two ways. Their output PSNR is capped like every case's, so stepping a clean photo
+that the decode keeps above the cap looks free to the score; but a photo app wants it back untouched
+(bit-exact, and without the latency). So rules must also return at least ``min_clean_pass`` of the clean
+crops at 0 steps (the pass-through: default 95 %); only if no candidate does, the ones that pass the most
+compete.
+
 With ``judge=True`` (the CLI's default) the loop's judge is fitted first on the same trajectories
 (rar_edge.eval.judge: "is the new latent better than the previous one?"), and candidate rules that stop on
 its "worse" (``min_better``, with the assessor's ``min_gain`` off) compete with the others.
@@ -79,6 +85,7 @@ class RuleScore:
     psnr_out: float  # mean output PSNR (capped)
     steps_run: float  # mean restore steps executed
     per_case: dict[str, float]  # mean output PSNR gain per case (clean: output PSNR minus the cap)
+    clean_pass: float = float("nan")  # share of the clean crops returned at 0 steps (NaN: no clean case)
 
 
 @torch.no_grad()
@@ -120,8 +127,10 @@ def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0, judge
         per_case.setdefault(name, []).append(o - i if name != "clean" else o - PSNR_CAP_DB)
     steps = float(np.mean(ran))
     mean_out = float(np.mean(out))
+    kept_clean = [k == 0 for k, name in zip(picked, traj.cases) if name == "clean"]
     return RuleScore(rule, mean_out - step_cost * steps, mean_out, steps,
-                     {k: float(np.mean(v)) for k, v in per_case.items()})
+                     {k: float(np.mean(v)) for k, v in per_case.items()},
+                     float(np.mean(kept_clean)) if kept_clean else float("nan"))
 
 
 def candidate_rules(traj: Trajectories, cap: int, judged: bool = False) -> list[StopRule]:
@@ -140,12 +149,18 @@ def candidate_rules(traj: Trajectories, cap: int, judged: bool = False) -> list[
 
 
 def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, tolerance: float = 0.02,
-                  judge: Judge | None = None) -> RuleScore:
-    """The best-scoring candidate rule (with ``judge``: rules asking it compete too); among those within
-    ``tolerance`` dB of it, the fewest steps."""
+                  judge: Judge | None = None, min_clean_pass: float = 0.95) -> RuleScore:
+    """The best-scoring candidate rule (with ``judge``: rules asking it compete too) among those that return
+    at least ``min_clean_pass`` of the clean crops at 0 steps (or, if none does, those that return the most);
+    among those within ``tolerance`` dB of it, the fewest steps."""
     if cap < 1:
         raise ValueError(f"the step cap must be at least 1, got {cap}")
+    if not 0 <= min_clean_pass <= 1:
+        raise ValueError(f"the clean pass-through share must be in [0, 1], got {min_clean_pass}")
     scores = [score_rule(rule, traj, step_cost, judge) for rule in candidate_rules(traj, cap, judge is not None)]
+    if "clean" in traj.cases:
+        most = max(s.clean_pass for s in scores)
+        scores = [s for s in scores if s.clean_pass >= min(min_clean_pass, most)]
     best = max(s.score for s in scores)
     near = [s for s in scores if s.score >= best - tolerance]
     return min(near, key=lambda s: (s.steps_run, -s.score))
@@ -197,7 +212,8 @@ def fit_judge_on(traj: Trajectories) -> JudgeFit:
 
 
 def fit_from_photos(model, data: str, cap: int, crop: int = 128, max_images: int = 16, step_cost: float = 0.0,
-                    seed: int = 7, judge: bool = False) -> tuple[RuleScore, RuleScore, Trajectories, JudgeFit | None]:
+                    seed: int = 7, judge: bool = False, min_clean_pass: float = 0.95,
+                    ) -> tuple[RuleScore, RuleScore, Trajectories, JudgeFit | None]:
     """(the model's current rule scored, the fitted rule, the trajectories, the fitted judge or None) on
     centre crops of ``data``."""
     clean = PhotoFolder(data).center_crops(crop)[:max_images]
@@ -210,8 +226,9 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 128, max_images: int
     except ValueError as e:  # e.g. every recorded step helped: nothing to tell apart
         logging.getLogger("rar_edge").warning("no judge fitted: %s", e)
         fitted_judge = None
-    return (current, fit_stop_rule(traj, cap, step_cost, judge=fitted_judge.judge if fitted_judge else None),
-            traj, fitted_judge)
+    fitted = fit_stop_rule(traj, cap, step_cost, judge=fitted_judge.judge if fitted_judge else None,
+                           min_clean_pass=min_clean_pass)
+    return current, fitted, traj, fitted_judge
 
 
 def format_fit(current: RuleScore, fitted: RuleScore) -> str:
@@ -219,15 +236,16 @@ def format_fit(current: RuleScore, fitted: RuleScore) -> str:
     cases = list(fitted.per_case)
     widths = [max(6, len(c)) for c in cases]
     lines = [f"{'rule':<8} {'max':>4} {'target':>7} {'min_gain':>8} {'min_chg':>7} {'keep':>4} {'min_better':>10} "
-             f"{'PSNR out':>9} {'steps':>6}  "
+             f"{'PSNR out':>9} {'steps':>6} {'clean 0':>7}  "
              + " ".join(f"{c:>{w}}" for c, w in zip(cases, widths))]
     for label, s in (("current", current), ("fitted", fitted)):
         r = s.rule
         target = "none" if r.target_quality >= NO_TARGET_DB else f"{r.target_quality:.2f}"
         lines.append(f"{label:<8} {r.max_steps:>4} {target:>7} {r.min_gain:>8.2f} {r.min_change:>7.4f} {r.keep:>4} "
                      f"{r.min_better:>10.2f} {s.psnr_out:>9.2f} "
-                     f"{s.steps_run:>6.2f}  " + " ".join(f"{s.per_case[c]:>+{w}.2f}" for c, w in zip(cases, widths)))
-    lines.append(f"(gain in dB per case; 'clean' is the loss against a perfect {PSNR_CAP_DB:.0f} dB)")
+                     f"{s.steps_run:>6.2f} {s.clean_pass:>7.0%}  " + " ".join(f"{s.per_case[c]:>+{w}.2f}" for c, w in zip(cases, widths)))
+    lines.append(f"(gain in dB per case; 'clean' is the loss against a perfect {PSNR_CAP_DB:.0f} dB; "
+                 "'clean 0': clean crops returned at 0 steps)")
     return "\n".join(lines)
 
 
@@ -235,6 +253,7 @@ def fit_record(current: RuleScore, fitted: RuleScore, **how) -> dict:
     """What ``--write`` stores in the checkpoint's config.json next to the new defaults."""
     def row(s: RuleScore) -> dict:
         return {"rule": asdict(s.rule), "psnr_out": round(s.psnr_out, 3), "steps_run": round(s.steps_run, 3),
+                "clean_pass": round(s.clean_pass, 4),
                 "gain_per_case": {k: round(v, 3) for k, v in s.per_case.items()}}
 
     return {"how": how, "before": row(current), "after": row(fitted)}
