@@ -102,10 +102,27 @@ def test_empty_or_bad_data_folder(tmp_path):
     assert res.returncode == 2 and "does not exist" in res.stderr
     res = run_cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--degradations", "fog")
     assert res.returncode == 2 and "unknown degradations" in res.stderr
+    res = run_cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--cond-lr-scale", "0")
+    assert res.returncode == 2 and "--cond-lr-scale must be a positive number" in res.stderr
     for weights, message in (("haze=x", "NAME=WEIGHT"), ("fog=2", "does not train on"), ("haze=0", "positive")):
         res = run_cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--type-weights", weights)
         assert res.returncode == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "run").exists()
+
+
+def test_conditioning_paths_get_their_own_learning_rate():
+    from rar_edge.train.trainer import COND_PATHS, TrainConfig, default_task, param_groups
+
+    task = default_task(TrainConfig(preset="rar-tiny"), torch.device("cpu"))
+    assert param_groups(task, 1e-3) == [{"params": task.parameters()}]
+    rest, fast = param_groups(task, 1e-3, 4.0)
+    names = {id(p): n for n, p in task.objective.named_parameters()}
+    assert fast["lr"] == pytest.approx(4e-3) and "lr" not in rest
+    assert sorted(names[id(p)].split("model.")[1] for p in fast["params"]) == [
+        "assessor.cond.bias", "assessor.cond.weight", "restorer.global_step.gain.bias",
+        "restorer.global_step.gain.weight", "restorer.global_step.offset.bias", "restorer.global_step.offset.weight"]
+    assert not any(k in names[id(p)] for p in rest["params"] for k in COND_PATHS)
+    assert len(rest["params"]) + len(fast["params"]) == len(task.parameters())
 
 
 @pytest.mark.slow

@@ -59,6 +59,8 @@ class TrainConfig:
     degradations: tuple[str, ...] = DEGRADATIONS  # train on a subset (e.g. a denoise-only model)
     #: Draw some types more often (name -> relative weight; 1 for the rest): rar_edge.data.degrade.sample_specs.
     type_weights: dict[str, float] = field(default_factory=dict)
+    #: Learning-rate factor for the per-image conditioning paths (COND_PATHS); 1: one rate for all.
+    cond_lr_scale: float = 1.0
     synthesis: str = DEFAULT_SYNTHESIS  # degradation models (rar_edge/data/degrade.py); validation uses the same
     init: str | None = None  # start from these weights (not a resume: new optimizer and schedule)
     resume: bool = False  # continue OUT/last exactly
@@ -70,6 +72,23 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: The per-image conditioning paths: the assessor's embedding head and what the restorer's global step reads
+#: from it. Their outputs must move far (a haze offset is ~0.3 of the pixel range) from small weights, so at
+#: one learning rate they learn slowest (rar-edge train --cond-lr-scale; BENCHMARKS.md, "Recipes").
+COND_PATHS = ("assessor.cond.", "global_step.gain.", "global_step.offset.")
+
+
+def param_groups(task: TrainTask, lr: float, cond_lr_scale: float = 1.0) -> list[dict]:
+    """AdamW parameter groups: the conditioning paths at ``lr * cond_lr_scale``, the rest at ``lr``."""
+    if cond_lr_scale == 1.0:
+        return [{"params": task.parameters()}]
+    fast, rest = [], []
+    for name, p in task.objective.named_parameters():
+        if p.requires_grad:
+            (fast if any(k in name for k in COND_PATHS) else rest).append(p)
+    return [{"params": rest}, {"params": fast, "lr": lr * cond_lr_scale}]
 
 
 def lr_factor(step: int, warmup: int, total: int, progress: float | None = None) -> float:
@@ -205,6 +224,8 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     if unknown:
         raise RarEdgeError(f"--type-weights names {sorted(unknown)}, which this run does not train on; "
                            f"choose from {', '.join(cfg.degradations)}")
+    if not 0 < cfg.cond_lr_scale < float("inf"):
+        raise RarEdgeError(f"--cond-lr-scale must be a positive number, got {cfg.cond_lr_scale}")
     if any(not w > 0 for w in cfg.type_weights.values()):
         raise RarEdgeError(f"--type-weights must be positive numbers, got {cfg.type_weights}")
     check_synthesis(cfg.synthesis)
@@ -228,7 +249,8 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     torch.manual_seed(cfg.seed)  # the initial weights are part of the run's reproducibility
     task = build_task(cfg, info.device)
     model, objective = task.model, task.objective
-    optimizer = torch.optim.AdamW(task.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    optimizer = torch.optim.AdamW(param_groups(task, cfg.lr, cfg.cond_lr_scale), lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     clock = Clock(0.0, cfg.minutes * 60 if cfg.minutes else None)
     warmup_s = [0.0]  # with a time budget, the cosine starts when warm-up ends
     scheduler = torch.optim.lr_scheduler.LambdaLR(
