@@ -104,6 +104,7 @@ def test_eval_report(tiny_checkpoint, photo_dir, tmp_path):
     assert row["psnr_in"] == pytest.approx(psnr(deg.numpy()).mean(), abs=1e-3)
     assert row["psnr_out"] == pytest.approx(psnr(np.stack([r.image.numpy() for r in results])).mean(), abs=1e-3)
     assert row["steps"] == pytest.approx(np.mean([r.steps for r in results]))
+    assert row["untouched"] == pytest.approx(np.mean([r.steps == 0 for r in results]))
 
 
 def test_presets_command_lists_limits():

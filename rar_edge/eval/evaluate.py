@@ -85,7 +85,8 @@ def evaluate(model: RAR, data: str, rule: StopRule | None = None, crop: int = 25
                                                          batch.labels[sl]), start=i):
             out = res.image.cpu().numpy()
             values = {"psnr_in": min(psnr(d, c), 100.0), "psnr_out": min(psnr(out, c), 100.0),
-                      "ssim_in": ssim(d, c), "ssim_out": ssim(out, c), "steps": res.steps}
+                      "ssim_in": ssim(d, c), "ssim_out": ssim(out, c), "steps": res.steps,
+                      "untouched": float(res.steps == 0)}  # returned as given (pass-through)
             keys = [(rows, name)]
             if name in DEGRADATIONS:
                 keys.append((model_rows, f"{name}/{batch.model_name(row, name)}"))
@@ -111,10 +112,11 @@ def evaluate(model: RAR, data: str, rule: StopRule | None = None, crop: int = 25
 
 def format_report(report: dict) -> str:
     """A plain-text table of an evaluation report."""
-    lines = [f"{'case':<18} {'PSNR in':>8} {'PSNR out':>9} {'gain':>6} {'SSIM in':>8} {'SSIM out':>9} {'steps':>6}"]
+    lines = [f"{'case':<18} {'PSNR in':>8} {'PSNR out':>9} {'gain':>6} {'SSIM in':>8} {'SSIM out':>9} {'steps':>6} "
+             f"{'0 steps':>7}"]
     for name, r in report["cases"].items():
         lines.append(f"{name:<18} {r['psnr_in']:>8.2f} {r['psnr_out']:>9.2f} {r['psnr_out'] - r['psnr_in']:>+6.2f} "
-                     f"{r['ssim_in']:>8.3f} {r['ssim_out']:>9.3f} {r['steps']:>6.2f}")
+                     f"{r['ssim_in']:>8.3f} {r['ssim_out']:>9.3f} {r['steps']:>6.2f} {r['untouched']:>7.0%}")
     for key, r in report.get("per_model", {}).items():
         lines.append(f"  {key:<26} {r['psnr_in']:>8.2f} {r['psnr_out']:>9.2f} {r['psnr_out'] - r['psnr_in']:>+6.2f}"
                      f"  (n={r['n']})")
