@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from rar_edge.errors import RarEdgeError
+from rar_edge.model.presets import get_preset
+from rar_edge.model.rar import RAR
 from rar_edge.train import trainer
 from rar_edge.train.checkpoint import load_model
 from rar_edge.train.signals import TrainingInterrupted
@@ -127,7 +129,8 @@ def test_conditioning_paths_get_their_own_learning_rate():
 
 @pytest.mark.slow
 def test_short_training_learns_to_denoise(photo_dir, tmp_path):
-    """rar-tiny, ~1.5 minutes on real photos: the validation gain rises and held-out noisy crops get better."""
+    """rar-tiny, ~1.5 minutes on real photos: the validation gain is well above zero and held-out noisy crops
+    get better than the untrained model makes them."""
     from PIL import Image
 
     from rar_edge.eval.metrics import psnr
@@ -142,19 +145,30 @@ def test_short_training_learns_to_denoise(photo_dir, tmp_path):
     train(_cfg(train_dir, out, steps=400, batch=12, crop=64, warmup=30, val_every=100, ckpt_every=400,
                val_crop=64, lr=2e-3, degradations=("noise",), val_data=str(held_dir)))
     vals = [json.loads(line)["val"] for line in (out / "log.jsonl").read_text().splitlines() if "val" in line]
-    # The validation PSNR gain rises (the total loss also holds the assessor's terms, whose targets move as
-    # the restorer improves: on the v2 noise models it rose 2.26 -> 2.74 dB while the loss went up and down).
-    assert vals[-1]["mean_gain"] > vals[0]["mean_gain"] + 0.2, vals
+    gains = [v["mean_gain"] for v in vals]
+    # The validation gain ends well above zero (the untrained loop returns its input: 0 dB). Not "rises by X
+    # between two validations": at lr 2e-3 most of the gain is made in the first 100 steps, and the later
+    # validations move up and down by up to 0.8 dB with the CPU's float rounding and thread count
+    # (2.13, 1.70, 1.81, 2.51 dB on 2 threads here; 2.32 ... 2.46 dB on CI's machine).
+    assert gains[-1] > 1.2, vals
 
-    model, _ = load_model(out / "last")
-    gen = torch.Generator().manual_seed(0)
-    gains = []
-    for p in sorted(held_dir.glob("*.png")):
-        clean = np.asarray(Image.open(p).convert("RGB"), dtype=np.float32)[:128, :128] / 255.0
-        noisy = np.clip(clean + torch.randn(clean.shape, generator=gen).numpy() * 25 / 255, 0, 1).astype(np.float32)
-        (res,) = model.restore_loop(torch.from_numpy(noisy.transpose(2, 0, 1))[None])
-        gains.append(psnr(res.image.numpy().transpose(1, 2, 0), clean) - psnr(noisy, clean))
-    assert np.mean(gains) > 0.5, gains
+    def held_out_gain(model) -> float:
+        gen = torch.Generator().manual_seed(0)
+        out_gains = []
+        for p in sorted(held_dir.glob("*.png")):
+            clean = np.asarray(Image.open(p).convert("RGB"), dtype=np.float32)[:128, :128] / 255.0
+            noise = torch.randn(clean.shape, generator=gen).numpy() * 25 / 255
+            noisy = np.clip(clean + noise, 0, 1).astype(np.float32)
+            (res,) = model.restore_loop(torch.from_numpy(noisy.transpose(2, 0, 1))[None])
+            out_gains.append(psnr(res.image.numpy().transpose(1, 2, 0), clean) - psnr(noisy, clean))
+        return float(np.mean(out_gains))
+
+    trained, _ = load_model(out / "last")
+    torch.manual_seed(0)
+    untrained = RAR(get_preset("rar-tiny").config).eval()
+    before, after = held_out_gain(untrained), held_out_gain(trained)
+    # Held-out noisy crops get better (2.4 dB here), by far more than the untrained loop (0 dB: it stops at once).
+    assert after > 0.5 and after > before + 1.0, (before, after)
 
 
 def test_time_budget_stops_with_checkpoint_marks_and_decayed_lr(photo_dir, tmp_path):
