@@ -38,6 +38,8 @@ def _add_stop_rule_args(p: argparse.ArgumentParser) -> None:
                    help="decode the best-assessed latent or the last step's (default: the model's own rule)")
     p.add_argument("--min-better", type=float,
                    help="stop when the judge gives a step less than this probability of helping (0: judge off)")
+    p.add_argument("--min-detect", type=float,
+                   help="step only when some degradation is detected with at least this probability (0: off)")
 
 
 def _rule_args(a: argparse.Namespace) -> dict:
@@ -48,8 +50,10 @@ def _rule_args(a: argparse.Namespace) -> dict:
         raise RarEdgeError(f"--min-change must be a fraction of the latent >= 0 (e.g. 0.02; 0: off), got {a.min_change}")
     if a.min_better is not None and not 0 <= a.min_better < 1:
         raise RarEdgeError(f"--min-better must be a probability in [0, 1) (e.g. 0.5; 0: judge off), got {a.min_better}")
+    if a.min_detect is not None and not 0 <= a.min_detect < 1:
+        raise RarEdgeError(f"--min-detect must be a probability in [0, 1) (e.g. 0.6; 0: off), got {a.min_detect}")
     return {"max_steps": a.max_steps, "target_quality": a.target_quality, "min_gain": a.min_gain,
-            "min_change": a.min_change, "keep": a.keep, "min_better": a.min_better}
+            "min_change": a.min_change, "keep": a.keep, "min_better": a.min_better, "min_detect": a.min_detect}
 
 
 #: Largest evaluation crop: the photo folders hold photos of at most 1024 px (smaller ones are upscaled).
@@ -161,12 +165,12 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     if not a.write:
         print(f"next: rar-edge fit-stop ... --write   (stores the fitted rule as {a.checkpoint}'s loop defaults)")
         return 0
+    from dataclasses import asdict
+
     from rar_edge.atomic import atomic_path
 
     r = fitted.rule
-    config["model"].update(max_steps=r.max_steps, target_quality=r.target_quality, min_gain=r.min_gain,
-                           min_change=r.min_change, keep=r.keep, min_better=r.min_better,
-                           judge=[*judge.judge.weights, judge.judge.bias] if judge and r.min_better > 0 else [])
+    config["model"].update(asdict(r), judge=[*judge.judge.weights, judge.judge.bias] if judge and r.min_better > 0 else [])
     config["stop_rule_fit"] = fit_record(current, fitted, data=str(a.data), crop=a.crop, images=a.max_images,
                                          step_cost=a.step_cost, precision=precision, cap=a.max_steps,
                                          clean_pass=a.clean_pass)
@@ -495,9 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dB of PSNR one restore step must be worth (0: quality only; latency breaks ties)")
     p.add_argument("--crop", type=int, default=256,
                    help="crop side: the image or tile size you deploy at (the fitted rule depends on it)")
-    p.add_argument("--max-images", type=int, default=16, help="photos to fit on (each under every case)")
-    p.add_argument("--clean-pass", type=float, default=0.95,
-                   help="share of clean crops the rule must return untouched at 0 steps (0: no constraint)")
+    p.add_argument("--max-images", type=int, default=48,
+                   help="photos to fit on, each under every case (48: about 5 minutes on 2 cores)")
+    p.add_argument("--clean-pass", type=float, default=1.0,
+                   help="share of clean crops the rule must return untouched at 0 steps (default all: unseen "
+                        "photos pass less often than the fit's own; 0: no constraint)")
     p.add_argument("--no-judge", action="store_true",
                    help="do not fit the judge (\"is the new latent better?\"); only the assessor's thresholds")
     p.add_argument("--write", action="store_true",

@@ -90,6 +90,10 @@ class StopRule:
             ``rar-edge fit-stop`` picks the one that does better for a model.
         min_better: with a ``Judge``, stop once it gives a step a probability of being better below this,
             and return the latent before that step (stop reason ``worse``): RAR's own stop rule. 0 turns it off.
+        min_detect: take a first step only when the assessor gives some degradation at least this
+            probability; otherwise return the input as it came (stop reason ``clean``). The degradation
+            detector tells a clean photo from a degraded one better than a quality target does: a target low
+            enough to pass clean photos also passes most degraded ones. 0 turns it off.
     """
 
     max_steps: int = 4
@@ -98,6 +102,7 @@ class StopRule:
     min_change: float = 0.0
     keep: str = "best"
     min_better: float = 0.0
+    min_detect: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_steps < 0:
@@ -106,6 +111,8 @@ class StopRule:
             raise ValueError(f"min_change must be >= 0, got {self.min_change}")
         if not 0 <= self.min_better < 1:
             raise ValueError(f"min_better must be a probability in [0, 1), got {self.min_better}")
+        if not 0 <= self.min_detect < 1:
+            raise ValueError(f"min_detect must be a probability in [0, 1), got {self.min_detect}")
         if self.keep not in KEEP_CHOICES:
             raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {self.keep!r}")
 
@@ -122,6 +129,10 @@ class StopRule:
         if steps_done >= self.max_steps:
             return "max_steps"
         return None
+
+    def nothing_detected(self, probabilities: Sequence[float]) -> bool:
+        """Whether the input's degradation ``probabilities`` are all below ``min_detect`` (stop reason ``clean``)."""
+        return self.min_detect > 0 and max(map(float, probabilities), default=0.0) < self.min_detect
 
     def step_too_small(self, change: float) -> bool:
         """Whether a proposed step of relative size ``change`` ends the loop (stop reason ``small_step``)."""
@@ -149,7 +160,7 @@ class LoopTrace:
     drive their images through it, so they take the same steps, stop for the same reason and keep the
     same latent for the same assessments::
 
-        trace = LoopTrace(rule, quality(z0), judge, assessment_vector(*assess(z0)))
+        trace = LoopTrace(rule, quality(z0), judge, assessment_vector(*assess(z0)), probabilities(z0))
         while trace.running:
             proposed = restore(z)
             if not trace.propose(change(z, proposed)):  # a step too small is not taken
@@ -159,12 +170,13 @@ class LoopTrace:
         kept = trace.kept  # index of the latent to decode (0: pass-through, the input as it came)
 
     The assessment vectors are read only when the rule asks the judge (``rule.min_better > 0`` and a
-    judge given); callers may pass None otherwise. A caller may end the walk for its own reason first
-    (the runtime's budget: ``stop("budget")``).
+    judge given); callers may pass None otherwise. The input's degradation probabilities are read only when
+    the rule has a ``min_detect``. A caller may end the walk for its own reason first (the runtime's budget:
+    ``stop("budget")``).
     """
 
     def __init__(self, rule: StopRule, quality: float, judge: Judge | None = None,
-                 assessment: Sequence[float] | None = None) -> None:
+                 assessment: Sequence[float] | None = None, probabilities: Sequence[float] | None = None) -> None:
         self.rule = rule
         self.judge = judge if rule.min_better > 0 else None
         if self.judge is not None and assessment is None:
@@ -173,7 +185,10 @@ class LoopTrace:
         self.better: list[float] = []  # the judge's probability for each step taken
         self._last = assessment
         self._change = 0.0
-        self.reason: str | None = rule.reason_to_stop(self.qualities)
+        if rule.min_detect > 0 and probabilities is None:
+            raise ValueError("a rule with min_detect > 0 needs the input's degradation probabilities")
+        self.reason: str | None = ("clean" if rule.min_detect > 0 and rule.nothing_detected(probabilities)
+                                   else rule.reason_to_stop(self.qualities))
 
     @property
     def running(self) -> bool:

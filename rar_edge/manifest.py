@@ -63,7 +63,8 @@ def build_manifest(config, preset: str, precision: str, target: str, input_shape
         "quality": {"meaning": QUALITY_MEANING, "cap_db": QUALITY_CAP_DB,
                     "defaults": {"max_steps": config.max_steps, "target_quality": config.target_quality,
                                  "min_gain": config.min_gain, "min_change": config.min_change,
-                                 "keep": config.keep, "min_better": config.min_better},
+                                 "keep": config.keep, "min_better": config.min_better,
+                                 "min_detect": config.min_detect},
                     **({"judge": config.judge_head.to_dict()} if config.judge_head else {})},
         "entry_points": signatures(config),
         "quantization": quantization,
@@ -135,6 +136,9 @@ def check_manifest(manifest, where: str = "manifest") -> dict:
     # The judge came later still (bundles without it never ask it).
     if "min_better" in defaults and not (_number(defaults["min_better"]) and 0 <= defaults["min_better"] < 1):
         bad("quality.defaults.min_better", "a probability in [0, 1)")
+    # And the clean gate after it (bundles without it step on any input the other rules let through).
+    if "min_detect" in defaults and not (_number(defaults["min_detect"]) and 0 <= defaults["min_detect"] < 1):
+        bad("quality.defaults.min_detect", "a probability in [0, 1)")
     judge = manifest["quality"].get("judge")
     if judge is not None and not (isinstance(judge, dict) and isinstance(judge.get("weights"), list)
                                   and all(_number(w) for w in judge["weights"]) and _number(judge.get("bias"))):

@@ -39,7 +39,7 @@ class RestoreResult:
     steps_run: int
     quality: list[float]  # assessed quality (dB) of the input, then after each step
     degradations: dict[str, float]  # probabilities of the input's degradations, by name
-    stop_reason: str  # target | no_gain | small_step | max_steps | budget
+    stop_reason: str  # clean | target | no_gain | small_step | max_steps | worse | budget
     ms: dict[str, float]  # per entry point (summed over tiles and steps), overhead and total
     budget_ms: float | None = None
     budget_bound: bool = False  # the budget, not the stop rule, ended the loop
@@ -281,7 +281,8 @@ class Restorer:
         self.degradations = list(manifest["degradations"])
         loop = manifest["quality"]["defaults"]
         self.rule = StopRule(loop["max_steps"], loop["target_quality"], loop["min_gain"],  # older bundles: off, best
-                             loop.get("min_change", 0.0), loop.get("keep", "best"), loop.get("min_better", 0.0))
+                             loop.get("min_change", 0.0), loop.get("keep", "best"), loop.get("min_better", 0.0),
+                             loop.get("min_detect", 0.0))
         self.judge = Judge.from_dict(manifest["quality"].get("judge"))  # None in bundles made before judges
         self.costs: dict[tuple[int, int], CostModel] = {}
         self._ms: dict[str, float] = {}
@@ -381,16 +382,16 @@ class Restorer:
     def restore(self, image: Any, budget_ms: float | None = None, max_steps: int | None = None,
                 target_quality: float | None = None, min_gain: float | None = None,
                 min_change: float | None = None, keep: str | None = None,
-                min_better: float | None = None, progress: Callable[[int, int], None] | None = None) -> RestoreResult:
+                min_better: float | None = None, min_detect: float | None = None, progress: Callable[[int, int], None] | None = None) -> RestoreResult:
         """Restore one image (numpy array or PIL image); see RestoreResult. The stop rule's fields
         default to the bundle's (its manifest); any of them can be overridden per call (``min_better=0``
-        turns the bundle's judge off). ``progress(done, total)`` is called after every model call (a tile's
+        turns the bundle's judge off, ``min_detect=0`` its clean gate). ``progress(done, total)`` is called after every model call (a tile's
         encode, assess, restore or decode) with the calls so far and the most the loop can make (it may stop
         sooner), and once more with ``done == total`` at the end: a 12 MP photo is hundreds of calls."""
         if budget_ms is not None and not budget_ms > 0:
             raise RarEdgeError(f"budget_ms must be a positive number of milliseconds, got {budget_ms}")
         overrides = dict(max_steps=max_steps, target_quality=target_quality, min_gain=min_gain,
-                         min_change=min_change, keep=keep, min_better=min_better)
+                         min_change=min_change, keep=keep, min_better=min_better, min_detect=min_detect)
         try:
             rule = replace(self.rule, **{k: v for k, v in overrides.items() if v is not None})
         except ValueError as e:

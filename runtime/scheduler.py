@@ -117,7 +117,7 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
         """What the judge reads (the conditioning pooled over the image's tiles); None when it is not asked."""
         return assessment_vector(q, p, np.ravel(c)) if judged else None
 
-    trace = LoopTrace(rule, quality, judge, vector(quality, probs, cond))  # the stop sequence: rar_edge.loop
+    trace = LoopTrace(rule, quality, judge, vector(quality, probs, cond), probs)  # the stop sequence: rar_edge.loop
     # Only the latents the rule can keep are held (memory follows the image): the best-assessed one
     # (keep="best") and the one before the last where a stop can undo the last step (keep="last": no_gain;
     # with a judge: worse). Unused, each stays the input's latent.

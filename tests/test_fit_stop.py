@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,14 +18,15 @@ from rar_edge.train.checkpoint import load_model
 from conftest import cli
 
 
-@pytest.mark.parametrize("rule, change_quantile", [
-    (StopRule(3, 99.0, -10.0), None), (StopRule(3, 38.0, 0.1), None), (StopRule(2, 0.0, 0.0), None),
-    (StopRule(3, 99.0, 0.0), None), (StopRule(3, 99.0, -10.0, keep="last"), None),
-    (StopRule(3, 99.0, 0.0, keep="last"), None), (StopRule(3, 99.0, -10.0), 0.5),
-    (StopRule(3, 99.0, -10.0, keep="last"), 0.3)])
-def test_replay_makes_the_loops_decisions(tiny_checkpoint, photo_dir, rule, change_quantile):
+@pytest.mark.parametrize("rule, change_quantile, detect_quantile", [
+    (StopRule(3, 99.0, -10.0), None, None), (StopRule(3, 38.0, 0.1), None, None), (StopRule(2, 0.0, 0.0), None, None),
+    (StopRule(3, 99.0, 0.0), None, None), (StopRule(3, 99.0, -10.0, keep="last"), None, None),
+    (StopRule(3, 99.0, 0.0, keep="last"), None, None), (StopRule(3, 99.0, -10.0), 0.5, None),
+    (StopRule(3, 99.0, -10.0, keep="last"), 0.3, None), (StopRule(3, 99.0, -10.0), None, 0.5)])
+def test_replay_makes_the_loops_decisions(tiny_checkpoint, photo_dir, rule, change_quantile, detect_quantile):
     """Replaying recorded assessments and step sizes picks the same latent and runs the same steps as
-    model.restore_loop (min_change at a quantile of the recorded steps, so some are refused)."""
+    model.restore_loop (min_change at a quantile of the recorded steps, so some are refused; min_detect at a
+    quantile of the inputs' largest degradation probability, so some inputs pass through as clean)."""
     from dataclasses import replace
 
     from rar_edge.data.folder import PhotoFolder
@@ -35,15 +37,21 @@ def test_replay_makes_the_loops_decisions(tiny_checkpoint, photo_dir, rule, chan
     traj = record_trajectories(model, clean, cap=3, seed=3)
     if change_quantile is not None:
         rule = replace(rule, min_change=float(np.quantile(traj.change, change_quantile)))
+    if detect_quantile is not None:
+        rule = replace(rule, min_detect=float(np.quantile(traj.probabilities.max(1), detect_quantile)))
     batch, names = make_cases(clean, seed=3)
     results = model.restore_loop(batch.degraded, rule)
     assert names == traj.cases
-    for res, q, c in zip(results, traj.quality, traj.change):
-        assert replay(rule, q, c) == (res.steps, res.steps_run)
+    for res, q, c, p in zip(results, traj.quality, traj.change, traj.probabilities):
+        assert replay(rule, q, c, probabilities=p) == (res.steps, res.steps_run)
         np.testing.assert_allclose(res.quality, q[: res.steps_run + 1], atol=1e-4)
+        np.testing.assert_allclose(list(res.degradations.values()), p, atol=1e-5)
+    reasons = {r.stop_reason for r in results}
     if change_quantile is not None:  # the quantile refuses some steps and takes others
-        reasons = {r.stop_reason for r in results}
         assert "small_step" in reasons and any(r.steps_run > 0 for r in results)
+    if detect_quantile is not None:  # the gate passes some inputs through and lets the others step
+        assert "clean" in reasons and any(r.steps_run > 0 for r in results)
+        assert all((r.stop_reason == "clean") == (max(r.degradations.values()) < rule.min_detect) for r in results)
 
 
 def _synthetic() -> Trajectories:
@@ -81,7 +89,7 @@ def test_fit_returns_clean_photos_untouched_even_where_stepping_them_looks_free(
                         np.array([20.0, 20.0, PSNR_CAP_DB, PSNR_CAP_DB]), np.full((4, 3), 0.1))
     free = fit_stop_rule(traj, cap=3, min_clean_pass=0.0)
     assert free.per_case == {"noise": 6.0, "clean": 0.0} and free.clean_pass == 0.0
-    kept = fit_stop_rule(traj, cap=3)  # default: 95 % of clean crops at 0 steps
+    kept = fit_stop_rule(traj, cap=3)  # default: every clean crop at 0 steps
     assert kept.clean_pass == 1.0 and kept.per_case == {"noise": 2.0, "clean": 0.0}
     # No candidate target sits below the first clean crop's rating (targets are quantiles of the ratings):
     # it cannot pass, so the rules passing the other one (half) compete, not all of them.
@@ -91,6 +99,26 @@ def test_fit_returns_clean_photos_untouched_even_where_stepping_them_looks_free(
     assert fit_stop_rule(low, cap=3, min_clean_pass=0.0).clean_pass == 0.0
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         fit_stop_rule(traj, cap=3, min_clean_pass=1.5)
+
+
+def test_the_clean_gate_passes_clean_crops_the_quality_target_cannot():
+    """The assessor rates clean and noisy crops alike (20 dB, +2 dB a step), so no target passes the clean
+    ones without also stopping the noisy ones; the degradation detector tells them apart (noise detected at
+    0.9 and 0.75, nothing above 0.55 on the clean ones): the fit gates at a MIN_DETECT between them."""
+    steps = np.arange(4)
+    quality = np.stack([20.0 + 2 * steps] * 4)
+    psnr = np.stack([20.0 + 2 * steps, 20.0 + 2 * steps, np.full(4, PSNR_CAP_DB), np.full(4, PSNR_CAP_DB)])
+    probabilities = np.array([[0.9, 0.1], [0.75, 0.2], [0.55, 0.3], [0.1, 0.4]])
+    traj = Trajectories(["noise", "noise", "clean", "clean"], quality, psnr,
+                        np.array([20.0, 20.0, PSNR_CAP_DB, PSNR_CAP_DB]), np.full((4, 3), 0.1), None, probabilities)
+    fitted = fit_stop_rule(traj, cap=3)
+    assert 0.55 < fitted.rule.min_detect <= 0.75
+    assert fitted.clean_pass == 1.0 and fitted.per_case == {"noise": 6.0, "clean": 0.0} and fitted.steps_run == 1.5
+    # Without the input probabilities there is no gate to fit: the clean crops cost the noisy ones their steps.
+    blind = fit_stop_rule(replace(traj, probabilities=None), cap=3)
+    assert blind.rule.min_detect == 0.0 and blind.per_case["noise"] < 6.0
+    with pytest.raises(ValueError, match="input probabilities"):
+        score_rule(StopRule(3, 99.0, -10.0, min_detect=0.5), replace(traj, probabilities=None))
 
 
 def test_fit_uses_the_step_size_and_the_last_latent_where_the_assessor_cannot_tell():

@@ -87,8 +87,9 @@ def test_a_checkpoints_judge_travels_into_the_bundle_and_the_runtime_asks_it(tin
     config = json.loads((ckpt / "config.json").read_text())
     model, _ = load_model(ckpt)
     features = 2 * (1 + len(model.config.degradations) + model.config.cond_dim) + 1
+    # A clean gate at 1 % that every input passes (the tiny model's probabilities are near 0.5).
     config["model"].update(judge=[0.0] * features + [-50.0], min_better=0.5, max_steps=3, target_quality=99.0,
-                           min_gain=-10.0)
+                           min_gain=-10.0, min_detect=0.01)
     (ckpt / "config.json").write_text(json.dumps(config))
     model, _ = load_model(ckpt)
     assert model.config.judge_head == Judge((0.0,) * features, -50.0)
@@ -99,7 +100,7 @@ def test_a_checkpoints_judge_travels_into_the_bundle_and_the_runtime_asks_it(tin
     export_here("--checkpoint", ckpt, "--imgsz", "64", "--target", "onnx", "-o", tmp_path)
     bundle = tmp_path / "rar-tiny-fp32-onnx"
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["quality"]["defaults"]["min_better"] == 0.5
+    assert manifest["quality"]["defaults"]["min_better"] == 0.5 and manifest["quality"]["defaults"]["min_detect"] == 0.01
     assert Judge.from_dict(manifest["quality"]["judge"]) == model.config.judge_head
     restorer = Restorer.load(bundle)
     out = restorer.restore(image)
@@ -107,6 +108,15 @@ def test_a_checkpoints_judge_travels_into_the_bundle_and_the_runtime_asks_it(tin
     np.testing.assert_array_equal(out.image, image)  # step 0 kept: the input as it came
     off = restorer.restore(image, min_better=0.0)  # the judge turned off per call: the step cap stops it
     assert (off.stop_reason, off.steps_run) == ("max_steps", 3)
+    # The clean gate raised per call above every probability: nothing is detected, the input comes back as is.
+    gated = restorer.restore(image, min_detect=0.99)
+    assert max(gated.degradations.values()) < 0.99
+    assert (gated.stop_reason, gated.steps_run, gated.steps) == ("clean", 0, 0)
+    np.testing.assert_array_equal(gated.image, image)
+    bad = json.loads(json.dumps(manifest))
+    bad["quality"]["defaults"]["min_detect"] = 1.5
+    with pytest.raises(ValueError, match="quality.defaults.min_detect"):
+        check_manifest(bad)
     manifest["quality"]["judge"] = {"weights": ["x"], "bias": 0}
     with pytest.raises(ValueError, match="quality.judge"):
         check_manifest(manifest)

@@ -21,11 +21,13 @@ trajectories = st.tuples(
     # float32 values: the torch loop's assessments are float32, the others' float64 copies of them
     st.lists(st.floats(10.0, 45.0, width=32), min_size=CAP + 1, max_size=CAP + 1),  # quality after k steps
     st.lists(st.floats(0.0, 0.125, width=32), min_size=CAP, max_size=CAP),        # size of step k+1
+    st.floats(0.0, 1.0, width=32),                                                   # degradation probability
 )
 rules = st.builds(StopRule, max_steps=st.integers(0, CAP), target_quality=st.floats(15.0, 50.0, width=32),
                   min_gain=st.floats(-3.0, 2.0, width=32), min_change=st.sampled_from([0.0, 0.01, 0.04]),
-                  keep=st.sampled_from(["best", "last"]), min_better=st.sampled_from([0.0, 0.3, 0.5, 0.7]))
-#: The scripted assessment vector: [quality, 6 probabilities of 0.5, a 1-d conditioning of 0].
+                  keep=st.sampled_from(["best", "last"]), min_better=st.sampled_from([0.0, 0.3, 0.5, 0.7]),
+                  min_detect=st.sampled_from([0.0, 0.3, 0.6]))
+#: The scripted assessment vector: [quality, 6 probabilities (0.5 unless scripted), a 1-d conditioning of 0].
 FEATURES = 8
 
 
@@ -38,21 +40,22 @@ def judges():
     return st.builds(build, st.floats(-2, 2), st.floats(-1, 1), st.floats(-2, 2)) | st.none()
 
 
-def vectors(quality):
-    return np.array([[q] + [0.5] * 6 + [0.0] for q in quality])
+def vectors(quality, p=0.5):
+    return np.array([[q] + [p] * 6 + [0.0] for q in quality])
 
 
 class ScriptedOps:
-    """The runtime's LoopOps over one scripted trajectory: the state is the step index."""
+    """The runtime's LoopOps over one scripted trajectory: the state is the step index; every assessment
+    gives each degradation the probability ``p``."""
 
-    def __init__(self, quality, change):
-        self.quality, self.change_ = quality, change
+    def __init__(self, quality, change, p=0.5):
+        self.quality, self.change_, self.p = quality, change, p
 
     def encode(self):
         return 0
 
     def assess(self, k):
-        return self.quality[k], [0.5] * 6, np.zeros((1, 1), np.float32)
+        return self.quality[k], [self.p] * 6, np.zeros((1, 1), np.float32)
 
     def restore(self, k, cond):
         return k + 1
@@ -70,14 +73,15 @@ def torch_loop(batch: list[tuple[list[float], list[float]]], rule: StopRule, mon
     if judge is not None:
         model.config = replace(model.config, judge=(*judge.weights, judge.bias))
     n = len(batch)
-    quality = torch.tensor([q for q, _ in batch])
-    change = torch.tensor([c for _, c in batch])
+    quality = torch.tensor([t[0] for t in batch])
+    change = torch.tensor([t[1] for t in batch])
+    probs = torch.tensor([t[2] if len(t) > 2 else 0.5 for t in batch])[:, None].expand(n, 6)
 
     def step_of(z):
         return z[:, 0, 0, 0].round().long()
 
     model.encode = lambda x: torch.zeros(n, 1, 2, 2)
-    model.assess = lambda z: (quality[torch.arange(n), step_of(z)], torch.full((n, 6), 0.5), torch.zeros(n, 1))
+    model.assess = lambda z: (quality[torch.arange(n), step_of(z)], probs, torch.zeros(n, 1))
     model.restore = lambda z, cond: z + 1
     model.decode = lambda z: z[:, :1].expand(z.shape[0], 3, 2, 2).clone() / 100
     monkeypatch.setattr(rar, "step_change", lambda z, z_next: change[torch.arange(n), step_of(z)])
@@ -89,14 +93,15 @@ def torch_loop(batch: list[tuple[list[float], list[float]]], rule: StopRule, mon
 def test_torch_runtime_and_replay_agree(batch, rule, judge):
     with pytest.MonkeyPatch.context() as mp:
         results = torch_loop(batch, rule, mp, judge)
-    for (quality, change), res in zip(batch, results):
-        ran = adaptive_loop(ScriptedOps(quality, change), rule, None, lambda e: 0.0, judge=judge)
-        kept, steps_run = replay(rule, np.array(quality), np.array(change), vectors(quality), judge)
+    for (quality, change, p), res in zip(batch, results):
+        ran = adaptive_loop(ScriptedOps(quality, change, p), rule, None, lambda e: 0.0, judge=judge)
+        kept, steps_run = replay(rule, np.array(quality), np.array(change), vectors(quality, p), judge, [p] * 6)
         assert (res.steps, res.steps_run) == (ran.steps, ran.steps_run) == (kept, steps_run)
         assert res.stop_reason == ran.stop_reason
         assert res.quality == pytest.approx(ran.qualities)
         assert ran.image == (kept if kept > 0 else None)  # the runtime decodes the kept latent, or none
         assert float(res.image[0, 0, 0]) == pytest.approx(kept / 100)  # torch: the kept latent's decode (0: input)
+        assert (res.stop_reason == "clean") == (p < rule.min_detect)  # the gate, and only the gate, says clean
 
 
 def test_revert_on_a_losing_step_keeps_the_previous_latent():
@@ -122,6 +127,26 @@ def test_a_step_the_judge_calls_worse_is_undone_in_all_three_loops():
     # Without its threshold the judge is not asked: the same trajectory runs to the step cap.
     off = adaptive_loop(ScriptedOps(quality, change), replace(rule, min_better=0.0), None, lambda e: 0.0, judge=judge)
     assert (off.stop_reason, off.steps_run) == ("max_steps", 5)
+
+
+def test_the_clean_gate_returns_the_input_when_nothing_is_detected():
+    """min_detect: an input whose degradation probabilities all stay below it is returned at 0 steps (reason
+    "clean") by all three loops, although its quality is far below target; one detected above it steps."""
+    rule = StopRule(max_steps=3, target_quality=99, min_gain=-10, min_detect=0.6)
+    quality, change = [15.0, 20.0, 25.0, 30.0, 31.0, 32.0], [0.1] * 5
+    for p, expected in ((0.4, ("clean", 0, 0)), (0.7, ("max_steps", 3, 3))):
+        ran = adaptive_loop(ScriptedOps(quality, change, p), rule, None, lambda e: 0.0)
+        assert (ran.stop_reason, ran.steps_run, ran.steps) == expected
+        assert replay(rule, np.array(quality), np.array(change), probabilities=[p] * 6) == expected[2:0:-1]
+        with pytest.MonkeyPatch.context() as mp:
+            res = torch_loop([(quality, change, p)], rule, mp)[0]
+        assert (res.stop_reason, res.steps_run, res.steps) == expected
+    # Off (0), it reads no probabilities; on, a caller must give them.
+    assert LoopTrace(replace(rule, min_detect=0.0), 15.0).running
+    with pytest.raises(ValueError, match="degradation probabilities"):
+        LoopTrace(rule, 15.0)
+    with pytest.raises(ValueError, match="min_detect must be a probability"):
+        StopRule(min_detect=1.0)
 
 
 def test_judge_probability_and_its_errors():

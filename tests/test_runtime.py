@@ -539,6 +539,8 @@ def test_cli_restore_skips_images_over_max_megapixels(bundles, tmp_path):
     assert res.returncode == 2 and "--max-megapixels must be a positive number" in res.stderr
     for flag, value, message in (("--min-change", "-0.5", "--min-change must be a fraction"),
                                  ("--max-steps", "-1", "--max-steps must be 0 or more"),
+                                 ("--min-better", "1", "--min-better must be a probability"),
+                                 ("--min-detect", "1.5", "--min-detect must be a probability"),
                                  ("--keep", "first", "invalid choice"),
                                  ("--assess-tiles", "0", "--assess-tiles must be a whole number of tiles >= 1")):
         res = run_cli("restore", str(tmp_path / "small.png"), "-o", str(out), "--bundle", str(bundles["onnx"]),

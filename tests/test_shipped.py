@@ -66,7 +66,8 @@ def test_the_shipped_default_bundle_matches_its_weights():
     restorer = Restorer.load()
     assert restorer.bundle == DEFAULT_BUNDLE
     model, config = load_model(source)
-    assert manifest["quality"]["defaults"]["min_better"] == config["model"]["min_better"]  # its loop rule too
+    for field in ("min_better", "min_detect", "target_quality"):  # its loop rule too
+        assert manifest["quality"]["defaults"][field] == config["model"][field], field
     for name in ("00_brushes_noise.png", "05_coffee_low_light.png"):
         rgb = load_image(Path(__file__).parents[1] / "samples" / "degraded" / name).rgb
         ours = restorer.restore(rgb)

@@ -33,6 +33,7 @@ class RARConfig:
     min_change: float = 0.0
     keep: str = "best"
     min_better: float = 0.0
+    min_detect: float = 0.0
     #: The loop's judge (rar_edge.loop.Judge): its weights, then its bias; empty when none was fitted.
     judge: tuple[float, ...] = ()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -68,9 +68,7 @@ class RAR(nn.Module):
 
     def stop_rule(self, **overrides) -> StopRule:
         """The config's stop rule, with any non-None override applied."""
-        c = self.config
-        kw = dict(max_steps=c.max_steps, target_quality=c.target_quality, min_gain=c.min_gain,
-                  min_change=c.min_change, keep=c.keep, min_better=c.min_better)
+        kw = {f.name: getattr(self.config, f.name) for f in fields(StopRule)}  # the config holds every field
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return StopRule(**kw)
 
@@ -93,8 +91,8 @@ class RAR(nn.Module):
                 return [None] * n
             return [assessment_vector(q[i], p[i].tolist(), c[i].tolist()) for i in range(n)]
 
-        traces = [LoopTrace(rule, float(q), judge, v)  # the stop sequence: rar_edge.loop
-                  for q, v in zip(quality, vectors(quality, probs, cond))]
+        traces = [LoopTrace(rule, float(q), judge, v, p.tolist())  # the stop sequence: rar_edge.loop
+                  for q, v, p in zip(quality, vectors(quality, probs, cond), probs)]
         # latents[k][i] is image i after its k-th step: an image steps on every iteration until it stops.
         latents = [z]
         while any(t.running for t in traces):
