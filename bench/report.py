@@ -168,7 +168,8 @@ def report_one(a: argparse.Namespace, synthesis: str, plot: str | None) -> dict:
         methods["student int8 (ExecuTorch)"] = runtime_restorer(a.student, "executorch", a.crop, Path(tmp))
         # The adaptive loop against always running the step cap and decoding the last step (fixed steps).
         methods["student int8, step cap (onnxruntime)"] = runtime_restorer(
-            a.student, "onnx", a.crop, Path(tmp), target_quality=1e9, min_gain=-1e9, min_change=0.0, keep="last")
+            a.student, "onnx", a.crop, Path(tmp), target_quality=1e9, min_gain=-1e9, min_change=0.0, keep="last",
+            min_better=0.0, min_detect=0.0)
         results = evaluate(methods, clean, degraded, names, index)
     cases = list(dict.fromkeys(names))
     print(markdown(results, cases, list(classical)))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-FIXED = dict(target_quality=1e9, min_gain=-1e9, min_change=0.0, min_better=0.0)  # never stop early: fixed steps
+FIXED = dict(target_quality=1e9, min_gain=-1e9, min_change=0.0, min_better=0.0, min_detect=0.0)  # fixed steps
 
 
 def photo_u8(h: int, w: int) -> np.ndarray:
