@@ -103,6 +103,7 @@ def test_a_checkpoints_judge_travels_into_the_bundle_and_the_runtime_asks_it(tin
     assert manifest["quality"]["defaults"]["min_better"] == 0.5 and manifest["quality"]["defaults"]["min_detect"] == 0.01
     assert Judge.from_dict(manifest["quality"]["judge"]) == model.config.judge_head
     restorer = Restorer.load(bundle)
+    assert restorer.rule.min_detect == 0.01 and restorer.rule.min_better == 0.5  # the manifest's rule, read whole
     out = restorer.restore(image)
     assert (out.stop_reason, out.steps_run, out.steps) == ("worse", 1, 0)
     np.testing.assert_array_equal(out.image, image)  # step 0 kept: the input as it came

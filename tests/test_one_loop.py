@@ -40,13 +40,19 @@ def judges():
     return st.builds(build, st.floats(-2, 2), st.floats(-1, 1), st.floats(-2, 2)) | st.none()
 
 
+def probabilities(p: float, k: int) -> list[float]:
+    """The scripted degradation probabilities after k steps: the input's largest is ``p`` (on the second type),
+    later ones differ (1 - p), so a gate that read another assessment or another statistic would disagree."""
+    return [0.05, p if k == 0 else 1.0 - p, 0.05, 0.0, 0.05, 0.05]
+
+
 def vectors(quality, p=0.5):
-    return np.array([[q] + [p] * 6 + [0.0] for q in quality])
+    return np.array([[q] + probabilities(p, k) + [0.0] for k, q in enumerate(quality)])
 
 
 class ScriptedOps:
-    """The runtime's LoopOps over one scripted trajectory: the state is the step index; every assessment
-    gives each degradation the probability ``p``."""
+    """The runtime's LoopOps over one scripted trajectory: the state is the step index; the input's largest
+    degradation probability is ``p`` (``probabilities``)."""
 
     def __init__(self, quality, change, p=0.5):
         self.quality, self.change_, self.p = quality, change, p
@@ -55,7 +61,7 @@ class ScriptedOps:
         return 0
 
     def assess(self, k):
-        return self.quality[k], [self.p] * 6, np.zeros((1, 1), np.float32)
+        return self.quality[k], probabilities(self.p, k), np.zeros((1, 1), np.float32)
 
     def restore(self, k, cond):
         return k + 1
@@ -75,13 +81,13 @@ def torch_loop(batch: list[tuple[list[float], list[float]]], rule: StopRule, mon
     n = len(batch)
     quality = torch.tensor([t[0] for t in batch])
     change = torch.tensor([t[1] for t in batch])
-    probs = torch.tensor([t[2] if len(t) > 2 else 0.5 for t in batch])[:, None].expand(n, 6)
+    probs = torch.tensor([[probabilities(t[2] if len(t) > 2 else 0.5, k) for k in range(CAP + 1)] for t in batch])
 
     def step_of(z):
         return z[:, 0, 0, 0].round().long()
 
     model.encode = lambda x: torch.zeros(n, 1, 2, 2)
-    model.assess = lambda z: (quality[torch.arange(n), step_of(z)], probs, torch.zeros(n, 1))
+    model.assess = lambda z: (quality[torch.arange(n), step_of(z)], probs[torch.arange(n), step_of(z)], torch.zeros(n, 1))
     model.restore = lambda z, cond: z + 1
     model.decode = lambda z: z[:, :1].expand(z.shape[0], 3, 2, 2).clone() / 100
     monkeypatch.setattr(rar, "step_change", lambda z, z_next: change[torch.arange(n), step_of(z)])
@@ -95,7 +101,8 @@ def test_torch_runtime_and_replay_agree(batch, rule, judge):
         results = torch_loop(batch, rule, mp, judge)
     for (quality, change, p), res in zip(batch, results):
         ran = adaptive_loop(ScriptedOps(quality, change, p), rule, None, lambda e: 0.0, judge=judge)
-        kept, steps_run = replay(rule, np.array(quality), np.array(change), vectors(quality, p), judge, [p] * 6)
+        kept, steps_run = replay(rule, np.array(quality), np.array(change), vectors(quality, p), judge,
+                                 probabilities(p, 0))
         assert (res.steps, res.steps_run) == (ran.steps, ran.steps_run) == (kept, steps_run)
         assert res.stop_reason == ran.stop_reason
         assert res.quality == pytest.approx(ran.qualities)
@@ -137,7 +144,8 @@ def test_the_clean_gate_returns_the_input_when_nothing_is_detected():
     for p, expected in ((0.4, ("clean", 0, 0)), (0.7, ("max_steps", 3, 3))):
         ran = adaptive_loop(ScriptedOps(quality, change, p), rule, None, lambda e: 0.0)
         assert (ran.stop_reason, ran.steps_run, ran.steps) == expected
-        assert replay(rule, np.array(quality), np.array(change), probabilities=[p] * 6) == expected[2:0:-1]
+        assert replay(rule, np.array(quality), np.array(change), probabilities=probabilities(p, 0)) == expected[2:0:-1]
+        assert (ran.image is None) == (expected[0] == "clean")  # nothing detected: the input back, no decode
         with pytest.MonkeyPatch.context() as mp:
             res = torch_loop([(quality, change, p)], rule, mp)[0]
         assert (res.stop_reason, res.steps_run, res.steps) == expected

@@ -225,7 +225,7 @@ def fit_judge_on(traj: Trajectories) -> JudgeFit:
     return JudgeFit(judge, roc_auc(judge_scores(judge, x), better), unseen, float(better.mean()))
 
 
-def fit_from_photos(model, data: str, cap: int, crop: int = 128, max_images: int = 16, step_cost: float = 0.0,
+def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int = 48, step_cost: float = 0.0,
                     seed: int = 7, judge: bool = False, min_clean_pass: float = 1.0,
                     ) -> tuple[RuleScore, RuleScore, Trajectories, JudgeFit | None]:
     """(the model's current rule scored, the fitted rule, the trajectories, the fitted judge or None) on
