@@ -105,7 +105,11 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
         if predicted > 0:
             scale = max(1.0, (clock() - since) * 1000.0 / predicted)
 
-    if not affordable("encode", "assess", "decode", OVERHEAD):
+    # The end of every call: the decode and its own pass of blending and conversion (OVERHEAD), reserved
+    # before each step; without its pass, a photo of many tiles overran its budget by that pass (up to 64 ms
+    # of 2000 for 15 tiles, BENCHMARKS.md "Budgets over a mixed sequence").
+    finish = ("decode", OVERHEAD)
+    if not affordable("encode", "assess", OVERHEAD, *finish):
         return LoopOutcome(image=None, model_skipped=True)
     began = clock()
     state = ops.encode()
@@ -125,7 +129,7 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
     previous, previous_step = state, 0
     undoable = rule.keep == "last" or trace.judge is not None
     while trace.running:
-        if not affordable("restore", "assess", "decode", OVERHEAD):
+        if not affordable("restore", "assess", OVERHEAD, *finish):
             trace.stop("budget")
             break
         began = clock()

@@ -188,6 +188,34 @@ def test_scheduler_charges_the_runtime_overhead_on_every_pass():
     assert out.stop_reason == "budget" and out.steps_run == 2  # 3 if the overhead were charged once
 
 
+class PassOverheadOps(FakeOps):
+    """FakeOps whose runtime spends its overhead as the real one does: once per pass (ending each assess) and
+    once more on the decode's pass (blending the tiles, converting the output)."""
+
+    def assess(self, state):
+        out = super().assess(state)
+        self._tick("overhead")
+        return out
+
+    def decode(self, state):
+        out = super().decode(state)
+        self._tick("overhead")
+        return out
+
+
+def test_scheduler_reserves_the_decodes_own_pass():
+    """Before a step the scheduler reserves the step's pass and the decode with its own pass of overhead: at
+    50 ms a step would end at 80 and the decode with its blending at 95, over a 92 ms budget, so it stops."""
+    rule = StopRule(max_steps=10, target_quality=99, min_gain=-99)
+    costs = {"encode": 10, "assess": 5, "restore": 20, "decode": 10, "overhead": 5}
+    ops = PassOverheadOps(list(range(20, 40)), costs=costs)
+    out = _run(ops, rule, budget=92)
+    assert (out.stop_reason, out.steps_run) == ("budget", 1) and ops.now == 65  # reserving one pass: 95 > 92
+    ops = PassOverheadOps(list(range(20, 40)), costs=costs)  # with 6 ms more the second step fits
+    out = _run(ops, rule, budget=96)
+    assert out.steps_run == 2 and ops.now == 95
+
+
 def test_scheduler_budget_counts_from_the_callers_start():
     ops = FakeOps(list(range(20, 40)))
     ops.now = 60.0  # 60 ms already spent (e.g. waiting for the lock) when the loop starts
