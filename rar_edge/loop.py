@@ -187,7 +187,7 @@ class LoopTrace:
         self._change = 0.0
         if rule.min_detect > 0 and probabilities is None:
             raise ValueError("a rule with min_detect > 0 needs the input's degradation probabilities")
-        self.reason: str | None = ("clean" if rule.min_detect > 0 and rule.nothing_detected(probabilities)
+        self.reason: str | None = ("clean" if rule.nothing_detected(probabilities)
                                    else rule.reason_to_stop(self.qualities))
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -281,9 +281,9 @@ class Restorer:
         self.overlap = overlap
         self.degradations = list(manifest["degradations"])
         loop = manifest["quality"]["defaults"]
-        self.rule = StopRule(loop["max_steps"], loop["target_quality"], loop["min_gain"],  # older bundles: off, best
-                             loop.get("min_change", 0.0), loop.get("keep", "best"), loop.get("min_better", 0.0),
-                             loop.get("min_detect", 0.0))
+        # Fields a bundle predates (min_change, keep, min_better, min_detect) take StopRule's defaults: off,
+        # "best", off, off, the rule such bundles ran.
+        self.rule = StopRule(**{f.name: loop[f.name] for f in fields(StopRule) if f.name in loop})
         self.judge = Judge.from_dict(manifest["quality"].get("judge"))  # None in bundles made before judges
         self.costs: dict[tuple[int, int], CostModel] = {}
         self._ms: dict[str, float] = {}
@@ -383,11 +383,12 @@ class Restorer:
     def restore(self, image: Any, budget_ms: float | None = None, max_steps: int | None = None,
                 target_quality: float | None = None, min_gain: float | None = None,
                 min_change: float | None = None, keep: str | None = None,
-                min_better: float | None = None, min_detect: float | None = None, progress: Callable[[int, int], None] | None = None) -> RestoreResult:
+                min_better: float | None = None, min_detect: float | None = None,
+                progress: Callable[[int, int], None] | None = None) -> RestoreResult:
         """Restore one image (numpy array or PIL image); see RestoreResult. The stop rule's fields
         default to the bundle's (its manifest); any of them can be overridden per call (``min_better=0``
-        turns the bundle's judge off, ``min_detect=0`` its clean gate). ``progress(done, total)`` is called after every model call (a tile's
-        encode, assess, restore or decode) with the calls so far and the most the loop can make (it may stop
+        turns the bundle's judge off, ``min_detect=0`` its clean gate). ``progress(done, total)`` is called
+        after every model call (a tile's encode, assess, restore or decode) with the calls so far and the most the loop can make (it may stop
         sooner), and once more with ``done == total`` at the end: a 12 MP photo is hundreds of calls."""
         if budget_ms is not None and not budget_ms > 0:
             raise RarEdgeError(f"budget_ms must be a positive number of milliseconds, got {budget_ms}")

@@ -27,8 +27,6 @@ def test_replay_makes_the_loops_decisions(tiny_checkpoint, photo_dir, rule, chan
     """Replaying recorded assessments and step sizes picks the same latent and runs the same steps as
     model.restore_loop (min_change at a quantile of the recorded steps, so some are refused; min_detect at a
     quantile of the inputs' largest degradation probability, so some inputs pass through as clean)."""
-    from dataclasses import replace
-
     from rar_edge.data.folder import PhotoFolder
     from rar_edge.eval.cases import make_cases
 
