@@ -126,40 +126,6 @@ def test_transfer_weights_adds_the_global_step():
         torch.testing.assert_close(new.restore(z, cond) - old.restore(z, cond), 2 * projected + 0.25)
 
 
-def test_transfer_weights_adds_the_probabilities_path_to_the_embedding():
-    torch.manual_seed(3)
-    old = _tiny(cond_from_probs=False).eval()
-    for p in old.assessor.parameters():  # a trained-looking assessor: not a fresh one's zero heads
-        p.data.normal_(0, 0.1)
-    new = _tiny(cond_from_probs=True).eval()
-    transfer_weights(new, old)
-    z = old.encode(torch.rand(2, 3, 32, 48))
-    for a, b in zip(old.assess(z), new.assess(z)):
-        torch.testing.assert_close(a, b)
-    # Set, the path adds W @ probabilities to the embedding's pre-activation (cond = 2 sigmoid(x) - 1).
-    w = torch.randn_like(new.assessor.from_probs.weight)
-    with torch.no_grad():
-        new.assessor.from_probs.weight.copy_(w)
-        _, probs, cond_old = old.assess(z)
-        cond_new = new.assess(z)[2]
-    pre = lambda c: torch.logit((c + 1) / 2)  # noqa: E731: the inverse of the bound
-    torch.testing.assert_close(pre(cond_new) - pre(cond_old), probs @ w.T, rtol=1e-4, atol=1e-4)
-
-
-def test_restore_losses_reach_the_probabilities_path_but_not_the_detector():
-    """Training shields the trunk (shield_cond): the embedding's loss trains the map, never the detection."""
-    model = _tiny(cond_from_probs=True)
-    with torch.no_grad():
-        model.assessor.from_probs.weight.normal_(0, 0.5)
-    z = torch.randn(2, model.config.latent_channels, 8, 12)
-    for shield, reaches_detector in ((True, False), (False, True)):
-        model.zero_grad()
-        model.assessor(z, shield_cond=shield)[2].square().sum().backward()
-        assert model.assessor.from_probs.weight.grad.abs().sum() > 0
-        grad = model.assessor.degradation.weight.grad
-        assert (grad is not None and grad.abs().sum() > 0) == reaches_detector
-
-
 def test_transfer_weights_ignores_the_loop_settings_and_the_judge():
     """A fit-stopped checkpoint (its own stop rule and judge) starts a new run: ``--init checkpoints/...``."""
     source = _tiny(max_steps=6, keep="last", min_better=0.6, judge=(0.5,) * 4 + (-1.0,))
@@ -176,8 +142,6 @@ def test_transfer_weights_refuses_other_architectures():
         transfer_weights(_without_detail("rar-tiny"), create_model("rar-tiny"))
     with pytest.raises(ValueError, match="source has global_rank=16 and this model 0"):
         transfer_weights(_tiny(global_rank=0), _tiny(global_rank=16))
-    with pytest.raises(ValueError, match="source has cond_from_probs=True and this model False"):
-        transfer_weights(_tiny(cond_from_probs=False), _tiny(cond_from_probs=True))
 
 
 def test_configs_written_before_detail_statistics_load_without_them():
@@ -185,5 +149,3 @@ def test_configs_written_before_detail_statistics_load_without_them():
     del d["assess_detail"]
     assert RARConfig.from_dict(d).assess_detail is False
     assert get_preset("rar-edge-s").config.assess_detail is True
-    del d["cond_from_probs"]
-    assert RARConfig.from_dict(d).cond_from_probs is False

@@ -17,13 +17,6 @@ can subtract.
 
 The conditioning embedding is bounded to (-1, 1) (2 sigmoid(x) - 1): it scales the restorer's
 features through FiLM, and an unbounded embedding let one bad batch blow the restorer up.
-
-With ``cond_from_probs`` the detected degradation probabilities also enter the embedding, through one
-linear map (zero at first). Why: the embedding head learns from the restore losses alone and is slow to
-turn into a switch per degradation, while the probabilities are one already, trained by the detection
-loss. Fine-tuned on haze alone the restorer dehazed (+2.1 dB) and applied it to every photo; in the
-mixed model the types trade against each other instead of being switched on where detected
-(BENCHMARKS.md, "Recipes at equal CPU time").
 """
 
 from __future__ import annotations
@@ -90,7 +83,7 @@ class Assessor(nn.Module):
     QUALITY_OFFSET, QUALITY_SCALE = 30.0, 10.0
 
     def __init__(self, latent_channels: int, width: int, depth: int, cond_dim: int, num_degradations: int,
-                 detail: bool = False, cond_from_probs: bool = False) -> None:
+                 detail: bool = False) -> None:
         super().__init__()
         # Models trained before the detail statistics existed load with detail=False.
         self.detail = DetailStats(latent_channels) if detail else None
@@ -115,10 +108,6 @@ class Assessor(nn.Module):
         self.quality = nn.Linear(hidden, 1)
         self.degradation = nn.Linear(hidden, num_degradations)
         self.cond = nn.Linear(hidden, cond_dim)
-        # Probabilities -> embedding (module docstring); zero at first, so a model made without it is unchanged.
-        self.from_probs = nn.Linear(num_degradations, cond_dim, bias=False) if cond_from_probs else None
-        if self.from_probs is not None:
-            nn.init.zeros_(self.from_probs.weight)
 
     def trunk_stats(self, z: torch.Tensor) -> torch.Tensor:
         """The learned trunk's pooled statistics (N, 2 * sum(widths)): mean and mean |h| at each scale."""
@@ -152,7 +141,4 @@ class Assessor(nn.Module):
         if detail is not None:
             direct, d = self.direct(detail), logits.shape[1]  # sliced, not split: see blocks.halves
             quality, logits, cond = quality + direct[:, :1], logits + direct[:, 1 : 1 + d], cond + direct[:, 1 + d :]
-        if self.from_probs is not None:  # the restore losses train the map, never the detector (shield_cond)
-            probs = torch.sigmoid(logits.detach() if shield_cond else logits)
-            cond = cond + self.from_probs(probs)
         return self.QUALITY_OFFSET + self.QUALITY_SCALE * quality, logits, 2 * torch.sigmoid(cond) - 1

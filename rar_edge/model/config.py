@@ -25,9 +25,6 @@ class RARConfig:
     #: Rank of the restorer's global path (restorer.GlobalStep); 0 (none) in checkpoints made before it.
     global_rank: int = 0
     cond_dim: int = 32
-    #: The detected degradation probabilities feed the embedding (Assessor.from_probs); False in
-    #: checkpoints made before that path.
-    cond_from_probs: bool = False
     degradations: tuple[str, ...] = field(default=DEGRADATIONS)
     # Loop defaults (see rar_edge.loop.StopRule).
     max_steps: int = 4

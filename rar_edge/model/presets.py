@@ -35,8 +35,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "rar-edge-s",
             RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=16, assess_depth=1,
-                      assess_detail=True, restore_width=32, restore_depths=(1, 1, 2), cond_dim=32, global_rank=40,
-                      cond_from_probs=True),
+                      assess_detail=True, restore_width=32, restore_depths=(1, 1, 2), cond_dim=32, global_rank=40),
             "int8-ready student for phones and Jetsons",
             max_params=1_000_000, max_step_gmac_per_mp=5.0, max_codec_gmac_per_mp=5.0,
         ),

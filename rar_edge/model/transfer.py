@@ -6,9 +6,7 @@ old one did until training uses the new parts):
   by the statistics (appended last), keeps the old weights in its first columns and zeros in the new
   ones, and the direct map from the statistics starts at zero, as in a new model;
 - the restorer's global path (``global_rank`` from 0, restorer.GlobalStep): its tensors keep the new
-  model's initialisation, whose output is zero;
-- the probabilities' path into the embedding (``cond_from_probs``, Assessor.from_probs): zero, as in a new
-  model.
+  model's initialisation, whose output is zero.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from .rar import RAR
 #: The only tensor whose shape the detail statistics change.
 GROWN = "assessor.mlp.0.weight"
 #: Architecture fields a model may add to a source without them (False or 0 there; module docstring).
-_ADDABLE = ("assess_detail", "global_rank", "cond_from_probs")
+_ADDABLE = ("assess_detail", "global_rank")
 
 #: Config fields that are not architecture (the loop's defaults, named as StopRule's fields, and its
 #: fitted judge) or that transfer_weights bridges.
@@ -52,6 +50,4 @@ def transfer_weights(model: RAR, source: RAR) -> None:
             state[key] = torch.zeros_like(target[key])
     if source.config.global_rank != model.config.global_rank:
         state.update({k: v for k, v in target.items() if k.startswith("restorer.global_step.")})
-    if source.config.cond_from_probs != model.config.cond_from_probs:
-        state.update({k: v for k, v in target.items() if k.startswith("assessor.from_probs.")})
     model.load_state_dict(state)

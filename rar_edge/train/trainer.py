@@ -77,7 +77,7 @@ class TrainConfig:
 #: The per-image conditioning paths: the assessor's embedding head and what the restorer's global step reads
 #: from it. Their outputs must move far (a haze offset is ~0.3 of the pixel range) from small weights, so at
 #: one learning rate they learn slowest (rar-edge train --cond-lr-scale; BENCHMARKS.md, "Recipes").
-COND_PATHS = ("assessor.cond.", "assessor.from_probs.", "global_step.gain.", "global_step.offset.")
+COND_PATHS = ("assessor.cond.", "global_step.gain.", "global_step.offset.")
 
 
 def param_groups(task: TrainTask, lr: float, cond_lr_scale: float = 1.0) -> list[dict]:
