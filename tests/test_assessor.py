@@ -126,6 +126,32 @@ def test_transfer_weights_adds_the_global_step():
         torch.testing.assert_close(new.restore(z, cond) - old.restore(z, cond), 2 * projected + 0.25)
 
 
+def test_transfer_weights_grows_a_deeper_restorer():
+    """rar-edge-s weights start a deeper restorer exactly: each stage keeps its blocks first, the new ones
+    are the identity until training moves their residual scales."""
+    old, new, z, cond = _grown(4, "restore_depths", (1, 1, 1), (2, 3, 2))
+    assert [len(new.restorer.mid.blocks), len(new.restorer.dec2.blocks)] == [2, 3]
+    torch.testing.assert_close(new.restorer.enc2.blocks[0].dwconv.weight, old.restorer.enc2.blocks[0].dwconv.weight)
+    new.restore(z, cond).square().sum().backward()
+    assert new.restorer.enc2.blocks[2].gamma.grad.abs().sum() > 0  # an added block learns from the first step
+
+
+def test_trainer_starts_a_deeper_preset_from_a_shallower_checkpoint(tmp_path):
+    """``rar-edge train --preset rar-edge-s-d2 --init <rar-edge-s checkpoint>``: the same function, more blocks."""
+    from rar_edge.train.checkpoint import save_checkpoint
+    from rar_edge.train.trainer import TrainConfig, default_task
+
+    src = RAR(get_preset("rar-edge-s").config)
+    for p in src.restorer.parameters():
+        p.data.normal_(0, 0.05)
+    save_checkpoint(tmp_path / "s", src, "rar-edge-s", step=0)
+    model = default_task(TrainConfig(preset="rar-edge-s-d2", data="unused", out=str(tmp_path / "o"),
+                                     init=str(tmp_path / "s")), torch.device("cpu")).model.eval()
+    z = torch.randn(1, 48, 8, 8)
+    cond = torch.rand(1, 32) * 2 - 1
+    torch.testing.assert_close(model.restore(z, cond), src.eval().restore(z, cond))
+
+
 def test_transfer_weights_ignores_the_loop_settings_and_the_judge():
     """A fit-stopped checkpoint (its own stop rule and judge) starts a new run: ``--init checkpoints/...``."""
     source = _tiny(max_steps=6, keep="last", min_better=0.6, judge=(0.5,) * 4 + (-1.0,))
@@ -142,6 +168,8 @@ def test_transfer_weights_refuses_other_architectures():
         transfer_weights(_without_detail("rar-tiny"), create_model("rar-tiny"))
     with pytest.raises(ValueError, match="source has global_rank=16 and this model 0"):
         transfer_weights(_tiny(global_rank=0), _tiny(global_rank=16))
+    with pytest.raises(ValueError, match=r"the source's restorer is deeper \(\[1, 2, 1\]\) than this model's"):
+        transfer_weights(_tiny(restore_depths=(1, 1, 1)), _tiny(restore_depths=(1, 2, 1)))
 
 
 def test_configs_written_before_detail_statistics_load_without_them():

@@ -40,6 +40,20 @@ PRESETS: dict[str, Preset] = {
             max_params=1_000_000, max_step_gmac_per_mp=5.0, max_codec_gmac_per_mp=5.0,
         ),
         Preset(
+            "rar-edge-s-d2",
+            RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=16, assess_depth=1,
+                      assess_detail=True, restore_width=32, restore_depths=(2, 2, 4), cond_dim=32, global_rank=40),
+            "rar-edge-s with a restorer twice as deep (grows from rar-edge-s checkpoints exactly)",
+            max_params=1_500_000, max_step_gmac_per_mp=10.0, max_codec_gmac_per_mp=5.0,
+        ),
+        Preset(
+            "rar-edge-s-d3",
+            RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=16, assess_depth=1,
+                      assess_detail=True, restore_width=32, restore_depths=(3, 3, 6), cond_dim=32, global_rank=40),
+            "rar-edge-s with a restorer three times as deep (grows from rar-edge-s checkpoints exactly)",
+            max_params=2_000_000, max_step_gmac_per_mp=15.0, max_codec_gmac_per_mp=5.0,
+        ),
+        Preset(
             "rar-edge-m",
             RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=24, assess_depth=1,
                       assess_detail=True, restore_width=48, restore_depths=(2, 2, 4), cond_dim=48, global_rank=48),

@@ -6,7 +6,9 @@ old one did until training uses the new parts):
   by the statistics (appended last), keeps the old weights in its first columns and zeros in the new
   ones, and the direct map from the statistics starts at zero, as in a new model;
 - the restorer's global path (``global_rank`` from 0, restorer.GlobalStep): its tensors keep the new
-  model's initialisation, whose output is zero.
+  model's initialisation, whose output is zero;
+- a deeper restorer (``restore_depths`` at least the source's at every level): each stage keeps the source's
+  blocks first and appends new ones, which start as the identity (NAFBlock's residual scales are zero).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ _ADDABLE = ("assess_detail", "global_rank")
 
 #: Config fields that are not architecture (the loop's defaults, named as StopRule's fields, and its
 #: fitted judge) or that transfer_weights bridges.
-_NOT_COMPARED = set(_ADDABLE) | {f.name for f in fields(StopRule)} | {"judge"}
+_NOT_COMPARED = set(_ADDABLE) | {f.name for f in fields(StopRule)} | {"judge", "restore_depths"}
+#: The restorer's stages and the level (index into restore_depths) of each.
+_STAGES = {"enc1": 0, "dec1": 0, "enc2": 1, "dec2": 1, "mid": 2}
 
 
 def transfer_weights(model: RAR, source: RAR) -> None:
@@ -40,8 +44,14 @@ def transfer_weights(model: RAR, source: RAR) -> None:
         if getattr(source.config, flag) and getattr(source.config, flag) != getattr(model.config, flag):
             raise ValueError(f"the source has {flag}={getattr(source.config, flag)} and this model "
                              f"{getattr(model.config, flag)}")
+    deeper = model.config.restore_depths
+    if any(n < o for n, o in zip(deeper, source.config.restore_depths)):
+        raise ValueError(f"the source's restorer is deeper ({list(source.config.restore_depths)}) than this "
+                         f"model's ({list(deeper)})")
     state = source.state_dict()
     target = model.state_dict()
+    # Blocks past the source's depth keep this model's initialisation: the identity.
+    state.update({k: v for k, v in target.items() if _added_block(k, source.config.restore_depths)})
     if source.config.assess_detail != model.config.assess_detail:
         grown = torch.zeros_like(target[GROWN])
         grown[:, : state[GROWN].shape[1]] = state[GROWN]
@@ -51,3 +61,10 @@ def transfer_weights(model: RAR, source: RAR) -> None:
     if source.config.global_rank != model.config.global_rank:
         state.update({k: v for k, v in target.items() if k.startswith("restorer.global_step.")})
     model.load_state_dict(state)
+
+
+def _added_block(key: str, depths: tuple[int, int, int]) -> bool:
+    """Whether ``key`` is a tensor of a restorer block at or past ``depths`` in its stage."""
+    parts = key.split(".")
+    return (len(parts) > 4 and parts[0] == "restorer" and parts[1] in _STAGES and parts[2] == "blocks"
+            and int(parts[3]) >= depths[_STAGES[parts[1]]])

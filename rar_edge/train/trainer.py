@@ -200,14 +200,11 @@ def default_task(cfg: TrainConfig, device: torch.device) -> TrainTask:
     model = RAR(get_preset(cfg.preset).config).to(device)
     if cfg.init:
         init_model, init_cfg = load_model(cfg.init)
-        if init_cfg["preset"] != cfg.preset:
-            raise RarEdgeError(f"--init checkpoint {cfg.init} is {init_cfg['preset']}, not {cfg.preset}; "
-                               "pass a checkpoint of the same preset")
-        try:
+        try:  # another preset is fine where transfer_weights bridges it (e.g. a deeper restorer)
             transfer_weights(model, init_model)
         except ValueError as e:
-            raise RarEdgeError(f"--init checkpoint {cfg.init} does not fit {cfg.preset}: {e}; "
-                               "start from a checkpoint of the same architecture or drop --init") from None
+            raise RarEdgeError(f"--init checkpoint {cfg.init} ({init_cfg['preset']}) does not fit {cfg.preset}: "
+                               f"{e}; start from a checkpoint of the same architecture or drop --init") from None
     return rar_task(model, RARObjective(model, cfg.weights, cfg.unroll).to(device))
 
 
