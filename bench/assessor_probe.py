@@ -7,7 +7,9 @@ centre crops of the photos, each degraded ``--draws`` times by the training samp
 composite degradations, some clean). Per degradation type, ROC-AUC of (a) the model's own degradation
 probabilities, (b) a logistic-regression probe on the trunk's pooled statistics (``Assessor.trunk_stats``: the
 MLP's input without the detail statistics) and (c) the same probe on the fixed detail statistics (DetailStats),
-both cross-validated over four folds of photos, so a probe never scores a photo it was fitted on.
+both cross-validated over four folds of photos, so a probe never scores a photo it was fitted on; and (d) the
+same probe on the detail statistics joined by their **grid contrast** (``grid_contrast``: the statistics of
+the latent shifted by one position minus those of the aligned one), a candidate cue for JPEG's 8-pixel blocks.
 A float checkpoint's weights are read (a student's ``float/last`` or ``student``).
 """
 
@@ -52,6 +54,18 @@ def probe_auc(x: np.ndarray, y: np.ndarray, photo: np.ndarray, l2: float = 1e-2,
     return roc_auc(scores, y)
 
 
+def grid_contrast(z: torch.Tensor) -> torch.Tensor:
+    """DetailStats of ``z`` shifted by one latent position minus DetailStats of ``z`` (N, 2C).
+
+    With a 4-pixel latent stride, JPEG's 8x8 blocks are the latent's aligned 2x2 blocks (the runtime's tiles
+    start at multiples of 16 pixels, so a photo's JPEG grid stays aligned): the aligned statistics see the
+    smoothed inside of the blocks, the shifted ones straddle the block edges. Shifts of a photo's texture
+    change both alike, so the difference is near zero unless the image has a grid.
+    """
+    stats = DetailStats(z.shape[1])
+    return stats(z[:, :, 1:-1, 1:-1]) - stats(z[:, :, :-2, :-2])
+
+
 @torch.no_grad()
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -64,22 +78,24 @@ def main() -> None:
     torch.manual_seed(0)
     model, _ = load_model(a.checkpoint)
     crops = PhotoFolder(a.data).center_crops(a.crop)[: a.images]
-    own, trunk, detail, labels, photo = [], [], [], [], []
+    own, trunk, detail, grid, labels, photo = [], [], [], [], [], []
     for draw in range(a.draws):
         batch = degrade(crops, seed=100 + draw)
         z = model.encode(batch.degraded)
         own.append(model.assess(z)[1].numpy())
         trunk.append(model.assessor.trunk_stats(z).numpy())
         detail.append(DetailStats(z.shape[1])(z).numpy())
+        grid.append(grid_contrast(z).numpy())
         labels.append(batch.labels.numpy())
         photo.append(np.arange(len(crops)))
-    own, trunk, detail, labels, photo = map(np.concatenate, (own, trunk, detail, labels, photo))
+    own, trunk, detail, grid, labels, photo = map(np.concatenate, (own, trunk, detail, grid, labels, photo))
+    detail_grid = np.concatenate([detail, grid], axis=1)
     print(f"{a.checkpoint}: {len(labels)} crops of {a.crop}² from {len(crops)} photos; ROC-AUC per degradation")
-    print(f"{'degradation':<12} {'share':>6} {'model':>7} {'trunk probe':>12} {'detail probe':>13}")
+    print(f"{'degradation':<12} {'share':>6} {'model':>7} {'trunk probe':>12} {'detail probe':>13} {'+grid probe':>12}")
     for j, name in enumerate(model.config.degradations):
         y = labels[:, j]
         print(f"{name:<12} {y.mean():>6.2f} {roc_auc(own[:, j], y):>7.3f} {probe_auc(trunk, y, photo):>12.3f} "
-              f"{probe_auc(detail, y, photo):>13.3f}")
+              f"{probe_auc(detail, y, photo):>13.3f} {probe_auc(detail_grid, y, photo):>12.3f}")
 
 
 if __name__ == "__main__":
