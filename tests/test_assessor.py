@@ -33,6 +33,27 @@ def test_detail_stats_match_a_numpy_reference():
                                rtol=1e-5, atol=1e-5)
 
 
+def test_grid_contrast_matches_a_numpy_reference():
+    z = torch.randn(2, 5, 12, 8)
+    got = DetailStats(5, grid=True)(z).numpy()
+    ref = _reference(z.numpy().astype(np.float64), DetailStats.SCALES, DetailStats.EPS, DetailStats.OFFSET)
+    shifted = _reference(z.numpy()[:, :, 1:-1, 1:-1].astype(np.float64), 1, DetailStats.EPS, DetailStats.OFFSET)
+    assert got.shape == (2, DetailStats.width(5, grid=True)) == (2, 15)
+    np.testing.assert_allclose(got, np.concatenate([ref, shifted - ref[:, :5]], axis=1), rtol=1e-5, atol=1e-5)
+
+
+def test_grid_contrast_sees_blocks_and_not_texture():
+    """A latent made of flat 2x2 blocks (JPEG's 8x8 pixel blocks at a 4-pixel stride) raises the contrast;
+    a texture without a grid leaves it near zero."""
+    gen = torch.Generator().manual_seed(0)
+    texture = torch.randn(1, 4, 32, 32, generator=gen)
+    blocks = torch.randn(1, 4, 16, 16, generator=gen).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    stats = DetailStats(4, grid=True)
+    contrast = lambda z: stats(z)[:, 2 * 4 :]  # noqa: E731: the last C values
+    assert (contrast(blocks + 0.01 * texture) > 2).all()
+    assert contrast(texture).abs().max() < 0.15
+
+
 def test_trunk_stats_are_the_mean_and_mean_absolute_value_at_each_scale():
     """The trunk computes mean |h| as 2 mean(relu(h)) - mean(h); it must equal the plain definition."""
     a = create_model("rar-tiny").assessor.eval()
@@ -67,7 +88,8 @@ def test_smallest_latent_is_assessed():
 
 def _without_detail(name: str) -> RAR:
     torch.manual_seed(1)
-    return RAR(dataclasses.replace(get_preset(name).config, assess_detail=False, max_steps=6, keep="last"))
+    return RAR(dataclasses.replace(get_preset(name).config, assess_detail=False, assess_grid=False, max_steps=6,
+                                   keep="last"))
 
 
 def test_transfer_weights_keeps_the_old_model_function():
@@ -152,6 +174,25 @@ def test_trainer_starts_a_deeper_preset_from_a_shallower_checkpoint(tmp_path):
     torch.testing.assert_close(model.restore(z, cond), src.eval().restore(z, cond))
 
 
+def test_transfer_weights_adds_the_grid_contrast():
+    torch.manual_seed(5)
+    old = _tiny(assess_grid=False).eval()
+    for p in old.assessor.parameters():  # a trained-looking assessor: its direct map is not zero
+        p.data.normal_(0, 0.1)
+    new = _tiny(assess_grid=True).eval()
+    transfer_weights(new, old)
+    z = old.encode(torch.rand(2, 3, 32, 48))
+    for a, b in zip(old.assess(z), new.assess(z)):
+        torch.testing.assert_close(a, b)
+    quality, probs, cond = new.assess(z)
+    (quality.sum() + probs.sum() + cond.sum()).backward()
+    c = new.config.latent_channels  # the contrast's columns, last in both inputs, learn from the first step
+    assert new.assessor.mlp[0].weight.grad[:, -c:].abs().sum() > 0
+    assert new.assessor.direct.weight.grad[:, -c:].abs().sum() > 0
+    with pytest.raises(ValueError, match="grid contrast .* needs detail=True"):
+        _tiny(assess_detail=False, assess_grid=True)
+
+
 def test_transfer_weights_ignores_the_loop_settings_and_the_judge():
     """A fit-stopped checkpoint (its own stop rule and judge) starts a new run: ``--init checkpoints/...``."""
     source = _tiny(max_steps=6, keep="last", min_better=0.6, judge=(0.5,) * 4 + (-1.0,))
@@ -177,3 +218,5 @@ def test_configs_written_before_detail_statistics_load_without_them():
     del d["assess_detail"]
     assert RARConfig.from_dict(d).assess_detail is False
     assert get_preset("rar-edge-s").config.assess_detail is True
+    del d["assess_grid"]
+    assert RARConfig.from_dict(d).assess_grid is False

@@ -15,6 +15,13 @@ the energy statistic above did not learn what it was meant to), while these fixe
 at 0.76-0.92; the log turns a photo's texture, which scales all of them alike, into an offset the MLP
 can subtract.
 
+With ``grid=True`` the fixed statistics also hold a **grid contrast**: the first scale's statistics of the
+latent shifted by one position minus the aligned ones. With a 4-pixel latent stride, JPEG's 8x8 blocks are
+the latent's aligned 2x2 blocks (and the runtime's tiles start at multiples of 16 pixels, so a photo's JPEG
+grid stays aligned): the aligned statistics see the smoothed inside of the blocks, the shifted ones straddle
+their edges, and a photo's texture changes both alike. A linear probe on the detail statistics found JPEG at
+ROC-AUC 0.77, joined by the contrast 0.88 (BENCHMARKS.md, "What the assessor sees").
+
 The conditioning embedding is bounded to (-1, 1) (2 sigmoid(x) - 1): it scales the restorer's
 features through FiLM, and an unbounded embedding let one bad batch blow the restorer up.
 """
@@ -51,8 +58,9 @@ class DetailStats(nn.Module):
     #: with a mean of -4 made every weight change mostly a bias change and training crawled (measured).
     OFFSET = 4.0
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, grid: bool = False) -> None:
         super().__init__()
+        self.grid = grid
         # Output 4c + i is input channel c minus its 2x2 block mean, at position i of the block.
         deviation = (torch.eye(4) - 0.25).reshape(4, 1, 2, 2).repeat(channels, 1, 1, 1)
         self.register_buffer("deviation", deviation, persistent=False)
@@ -64,14 +72,27 @@ class DetailStats(nn.Module):
         # assess at 512^2 (7.8 -> 6.2 ms; BENCHMARKS.md, Latency).
         self.register_buffer("block_abs", torch.block_diag(*[torch.full((1, 4), 0.5)] * channels), persistent=False)
 
+    @classmethod
+    def width(cls, channels: int, grid: bool = False) -> int:
+        """Length of the statistics vector: per channel, one per scale and one for the grid contrast."""
+        return (cls.SCALES + int(grid)) * channels
+
+    def block_stats(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, C): log mean |z - its 2x2 block mean| per channel, centred by OFFSET."""
+        dev = nn.functional.conv2d(z, self.deviation, stride=2, groups=z.shape[1])
+        energy = nn.functional.linear(spatial_mean(torch.relu(dev)), self.block_abs)
+        return torch.log(energy + self.EPS) + self.OFFSET
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         c = z.shape[1]
-        stats = []
-        for _ in range(self.SCALES):
-            dev = nn.functional.conv2d(z, self.deviation, stride=2, groups=c)
-            energy = nn.functional.linear(spatial_mean(torch.relu(dev)), self.block_abs)
-            stats.append(torch.log(energy + self.EPS) + self.OFFSET)
+        stats = [self.block_stats(z)]
+        if self.grid:  # the blocks shifted by one position (static slices: every backend lowers them)
+            shifted = self.block_stats(z[:, :, 1:-1, 1:-1])
+        for _ in range(self.SCALES - 1):
             z = nn.functional.conv2d(z, self.average, stride=2, groups=c)
+            stats.append(self.block_stats(z))
+        if self.grid:
+            stats.append(shifted - stats[0])
         return torch.cat(stats, dim=1)
 
 
@@ -83,15 +104,18 @@ class Assessor(nn.Module):
     QUALITY_OFFSET, QUALITY_SCALE = 30.0, 10.0
 
     def __init__(self, latent_channels: int, width: int, depth: int, cond_dim: int, num_degradations: int,
-                 detail: bool = False) -> None:
+                 detail: bool = False, grid: bool = False) -> None:
         super().__init__()
-        # Models trained before the detail statistics existed load with detail=False.
-        self.detail = DetailStats(latent_channels) if detail else None
+        # Models trained before the detail statistics (or their grid contrast) existed load without them.
+        if grid and not detail:
+            raise ValueError("the grid contrast is one of the detail statistics: it needs detail=True")
+        self.detail = DetailStats(latent_channels, grid) if detail else None
+        stats_width = DetailStats.width(latent_channels, grid) if detail else 0
         # The detail statistics also reach the quality, the logits and the embedding through one linear
         # map (zero at first): the MLP, shaped by the trunk, learned to use them far slower than a probe.
         self.direct = None
         if detail:
-            self.direct = nn.Linear(DetailStats.SCALES * latent_channels, 1 + num_degradations + cond_dim)
+            self.direct = nn.Linear(stats_width, 1 + num_degradations + cond_dim)
             nn.init.zeros_(self.direct.weight)
             nn.init.zeros_(self.direct.bias)
         self.stem = nn.Conv2d(latent_channels, width, 3, padding=1)
@@ -102,7 +126,7 @@ class Assessor(nn.Module):
             self.scales.append(Stage(w, depth))
             if i + 1 < len(widths):
                 self.downs.append(downsample(w, widths[i + 1]))
-        pooled = 2 * sum(widths) + (DetailStats.SCALES * latent_channels if detail else 0)
+        pooled = 2 * sum(widths) + stats_width
         hidden = max(64, cond_dim * 2)
         self.mlp = nn.Sequential(nn.Linear(pooled, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
         self.quality = nn.Linear(hidden, 1)

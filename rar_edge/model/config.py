@@ -20,6 +20,8 @@ class RARConfig:
     assess_depth: int = 1
     #: Fixed detail statistics in the assessor (Assessor docstring); False in checkpoints made before them.
     assess_detail: bool = False
+    #: The detail statistics' grid contrast (JPEG's blocks; DetailStats); False in checkpoints made before it.
+    assess_grid: bool = False
     restore_width: int = 32
     restore_depths: tuple[int, int, int] = (1, 1, 2)
     #: Rank of the restorer's global path (restorer.GlobalStep); 0 (none) in checkpoints made before it.

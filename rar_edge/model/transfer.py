@@ -7,6 +7,8 @@ old one did until training uses the new parts):
   ones, and the direct map from the statistics starts at zero, as in a new model;
 - the restorer's global path (``global_rank`` from 0, restorer.GlobalStep): its tensors keep the new
   model's initialisation, whose output is zero;
+- the detail statistics' grid contrast (``assess_grid``): appended last to the statistics, so the MLP's first
+  layer and the direct map keep their weights in their first columns and start the new ones at zero;
 - a deeper restorer (``restore_depths`` at least the source's at every level): each stage keeps the source's
   blocks first and appends new ones, which start as the identity (NAFBlock's residual scales are zero).
 """
@@ -21,10 +23,11 @@ from rar_edge.loop import StopRule
 
 from .rar import RAR
 
-#: The only tensor whose shape the detail statistics change.
+#: The tensors whose inputs the detail statistics (and their grid contrast) grow.
 GROWN = "assessor.mlp.0.weight"
+DIRECT = "assessor.direct.weight"
 #: Architecture fields a model may add to a source without them (False or 0 there; module docstring).
-_ADDABLE = ("assess_detail", "global_rank")
+_ADDABLE = ("assess_detail", "assess_grid", "global_rank")
 
 #: Config fields that are not architecture (the loop's defaults, named as StopRule's fields, and its
 #: fitted judge) or that transfer_weights bridges.
@@ -53,11 +56,12 @@ def transfer_weights(model: RAR, source: RAR) -> None:
     # Blocks past the source's depth keep this model's initialisation: the identity.
     state.update({k: v for k, v in target.items() if _added_block(k, source.config.restore_depths)})
     if source.config.assess_detail != model.config.assess_detail:
-        grown = torch.zeros_like(target[GROWN])
-        grown[:, : state[GROWN].shape[1]] = state[GROWN]
-        state[GROWN] = grown
-        for key in ("assessor.direct.weight", "assessor.direct.bias"):
+        state[GROWN] = _grown_columns(state[GROWN], target[GROWN])
+        for key in (DIRECT, "assessor.direct.bias"):
             state[key] = torch.zeros_like(target[key])
+    elif source.config.assess_grid != model.config.assess_grid:
+        for key in (GROWN, DIRECT):
+            state[key] = _grown_columns(state[key], target[key])
     if source.config.global_rank != model.config.global_rank:
         state.update({k: v for k, v in target.items() if k.startswith("restorer.global_step.")})
     model.load_state_dict(state)
@@ -68,3 +72,10 @@ def _added_block(key: str, depths: tuple[int, int, int]) -> bool:
     parts = key.split(".")
     return (len(parts) > 4 and parts[0] == "restorer" and parts[1] in _STAGES and parts[2] == "blocks"
             and int(parts[3]) >= depths[_STAGES[parts[1]]])
+
+
+def _grown_columns(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """``old``'s weights in the first columns of a tensor shaped like ``new``, zeros in the rest."""
+    grown = torch.zeros_like(new)
+    grown[:, : old.shape[1]] = old
+    return grown
