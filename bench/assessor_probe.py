@@ -8,8 +8,9 @@ composite degradations, some clean). Per degradation type, ROC-AUC of (a) the mo
 probabilities, (b) a logistic-regression probe on the trunk's pooled statistics (``Assessor.trunk_stats``: the
 MLP's input without the detail statistics) and (c) the same probe on the fixed detail statistics (DetailStats),
 both cross-validated over four folds of photos, so a probe never scores a photo it was fitted on; and (d) the
-same probe on the detail statistics joined by their **grid contrast** (``grid_contrast``: the statistics of
-the latent shifted by one position minus those of the aligned one), a candidate cue for JPEG's 8-pixel blocks.
+same probe on the detail statistics with their **grid contrast** (``DetailStats(grid=True)``, the assessor's
+``assess_grid``: the first scale's statistics of the latent shifted by one position minus the aligned ones),
+the cue for JPEG's 8-pixel blocks.
 A float checkpoint's weights are read (a student's ``float/last`` or ``student``).
 """
 
@@ -54,18 +55,6 @@ def probe_auc(x: np.ndarray, y: np.ndarray, photo: np.ndarray, l2: float = 1e-2,
     return roc_auc(scores, y)
 
 
-def grid_contrast(z: torch.Tensor) -> torch.Tensor:
-    """DetailStats of ``z`` shifted by one latent position minus DetailStats of ``z`` (N, 2C).
-
-    With a 4-pixel latent stride, JPEG's 8x8 blocks are the latent's aligned 2x2 blocks (the runtime's tiles
-    start at multiples of 16 pixels, so a photo's JPEG grid stays aligned): the aligned statistics see the
-    smoothed inside of the blocks, the shifted ones straddle the block edges. Shifts of a photo's texture
-    change both alike, so the difference is near zero unless the image has a grid.
-    """
-    stats = DetailStats(z.shape[1])
-    return stats(z[:, :, 1:-1, 1:-1]) - stats(z[:, :, :-2, :-2])
-
-
 @torch.no_grad()
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -85,17 +74,16 @@ def main() -> None:
         own.append(model.assess(z)[1].numpy())
         trunk.append(model.assessor.trunk_stats(z).numpy())
         detail.append(DetailStats(z.shape[1])(z).numpy())
-        grid.append(grid_contrast(z).numpy())
+        grid.append(DetailStats(z.shape[1], grid=True)(z).numpy())  # the same statistics, then the contrast
         labels.append(batch.labels.numpy())
         photo.append(np.arange(len(crops)))
     own, trunk, detail, grid, labels, photo = map(np.concatenate, (own, trunk, detail, grid, labels, photo))
-    detail_grid = np.concatenate([detail, grid], axis=1)
     print(f"{a.checkpoint}: {len(labels)} crops of {a.crop}² from {len(crops)} photos; ROC-AUC per degradation")
     print(f"{'degradation':<12} {'share':>6} {'model':>7} {'trunk probe':>12} {'detail probe':>13} {'+grid probe':>12}")
     for j, name in enumerate(model.config.degradations):
         y = labels[:, j]
         print(f"{name:<12} {y.mean():>6.2f} {roc_auc(own[:, j], y):>7.3f} {probe_auc(trunk, y, photo):>12.3f} "
-              f"{probe_auc(detail, y, photo):>13.3f} {probe_auc(detail_grid, y, photo):>12.3f}")
+              f"{probe_auc(detail, y, photo):>13.3f} {probe_auc(grid, y, photo):>12.3f}")
 
 
 if __name__ == "__main__":

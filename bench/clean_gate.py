@@ -1,4 +1,5 @@
-"""Why fit-stop requires every clean fit crop to pass, and what the clean gate adds: fit on some photos, score on others.
+"""Why fit-stop requires every clean fit crop to pass, and what the clean gate adds: fit on some photos, score on
+others.
 
     python bench/clean_gate.py --checkpoint CKPT --fit photos/train --heldout photos/heldout \
         [--fit-images 48] [--heldout-images 24] [--crop 256] [--cap 6] [--json FILE]

@@ -388,8 +388,9 @@ class Restorer:
         """Restore one image (numpy array or PIL image); see RestoreResult. The stop rule's fields
         default to the bundle's (its manifest); any of them can be overridden per call (``min_better=0``
         turns the bundle's judge off, ``min_detect=0`` its clean gate). ``progress(done, total)`` is called
-        after every model call (a tile's encode, assess, restore or decode) with the calls so far and the most the loop can make (it may stop
-        sooner), and once more with ``done == total`` at the end: a 12 MP photo is hundreds of calls."""
+        after every model call (a tile's encode, assess, restore or decode) with the calls so far and the most
+        the loop can make (it may stop sooner), and once more with ``done == total`` at the end: a 12 MP photo
+        is hundreds of calls."""
         if budget_ms is not None and not budget_ms > 0:
             raise RarEdgeError(f"budget_ms must be a positive number of milliseconds, got {budget_ms}")
         overrides = dict(max_steps=max_steps, target_quality=target_quality, min_gain=min_gain,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .config import RARConfig
 
@@ -22,6 +22,12 @@ class Preset:
     max_codec_gmac_per_mp: float | None = None
 
 
+#: rar-edge-s's configuration; its deeper variants change only the restorer's depth, so that ``--init`` from a
+#: rar-edge-s checkpoint grows them exactly (rar_edge.model.transfer).
+_EDGE_S = RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=16, assess_depth=1,
+                    assess_detail=True, assess_grid=True,
+                    restore_width=32, restore_depths=(1, 1, 2), cond_dim=32, global_rank=40)
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -35,25 +41,19 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "rar-edge-s",
-            RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=16, assess_depth=1,
-                      assess_detail=True, assess_grid=True,
-                      restore_width=32, restore_depths=(1, 1, 2), cond_dim=32, global_rank=40),
+            _EDGE_S,
             "int8-ready student for phones and Jetsons",
             max_params=1_000_000, max_step_gmac_per_mp=5.0, max_codec_gmac_per_mp=5.0,
         ),
         Preset(
             "rar-edge-s-d2",
-            RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=16, assess_depth=1,
-                      assess_detail=True, assess_grid=True,
-                      restore_width=32, restore_depths=(2, 2, 4), cond_dim=32, global_rank=40),
+            replace(_EDGE_S, restore_depths=(2, 2, 4)),
             "rar-edge-s with a restorer twice as deep (grows from rar-edge-s checkpoints exactly)",
             max_params=1_500_000, max_step_gmac_per_mp=10.0, max_codec_gmac_per_mp=5.0,
         ),
         Preset(
             "rar-edge-s-d3",
-            RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=16, assess_depth=1,
-                      assess_detail=True, assess_grid=True,
-                      restore_width=32, restore_depths=(3, 3, 6), cond_dim=32, global_rank=40),
+            replace(_EDGE_S, restore_depths=(3, 3, 6)),
             "rar-edge-s with a restorer three times as deep (grows from rar-edge-s checkpoints exactly)",
             max_params=2_000_000, max_step_gmac_per_mp=15.0, max_codec_gmac_per_mp=5.0,
         ),
