@@ -100,7 +100,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                       compile=a.compile, channels_last=a.channels_last, init=a.init, resume=a.resume,
                       degradations=tuple(a.degradations.split(",")), synthesis=a.synthesis, minutes=a.minutes,
                       ckpt_minutes=a.ckpt_minutes, marks=_marks(a.marks), type_weights=_type_weights(a.type_weights),
-                      cond_lr_scale=a.cond_lr_scale)
+                      cond_lr_scale=a.cond_lr_scale, restore_loss=a.restore_loss)
     metrics = train(cfg)
     if metrics:
         print(f"done: {a.out}/last (mean PSNR gain on validation {metrics['mean_gain']:+.2f} dB)")
@@ -425,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cond-lr-scale", type=float, default=1.0,
                    help="learning-rate factor for the per-image conditioning paths (the assessor's embedding head, "
                         "the restorer's global step)")
+    p.add_argument("--restore-loss", default="ratio", choices=("ratio", "log"),
+                   help="how each sample's input-normalised restore error enters the loss: as is, or its log "
+                        "(a PSNR loss: improved samples keep their weight; docs/training.md) (default: %(default)s)")
     p.add_argument("--synthesis", default=DEFAULT_SYNTHESIS, choices=SYNTHESES,
                    help="degradation models to train and validate on (docs/degradations.md; default %(default)s)")
     p.add_argument("--val-data", help="held-out photo folder (default: the training photos)")

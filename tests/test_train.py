@@ -255,3 +255,28 @@ def test_clock_does_not_count_a_stopped_process(monkeypatch):
     assert clock.spent_s == 136.0 and clock.over()
     now[0] += 2.0  # time since the last lap counts as it runs
     assert clock.spent_s == 138.0
+
+
+def test_log_restore_loss_is_the_mean_log_of_each_samples_normalised_error():
+    """--restore-loss log: every sample's input-normalised error enters through log(err + LOG_FLOOR).
+
+    An untrained restorer is the identity, so each unrolled step's error equals the sample's own; run
+    alone (batch of one) the ratio objective returns exactly that error, which the log objective on the
+    whole batch must average through the log."""
+    from rar_edge.train.losses import LOG_FLOOR, RARObjective
+
+    torch.manual_seed(0)
+    model = RAR(get_preset("rar-tiny").config).eval()
+    clean = torch.rand(3, 3, 32, 32)
+    degraded = (clean + 0.1 * torch.randn_like(clean) * torch.tensor([0.5, 1.0, 2.0])[:, None, None, None]).clamp(0, 1)
+    labels = torch.zeros(3, len(model.config.degradations))
+    t = torch.zeros(3)
+    ratio = RARObjective(model, unroll=2)
+    with torch.no_grad():
+        errs = torch.stack([ratio(degraded[i:i + 1], clean[i:i + 1], labels[i:i + 1], t[i:i + 1])["restore"]
+                            for i in range(3)])
+        logged = RARObjective(model, unroll=2, restore_loss="log")(degraded, clean, labels, t)["restore"]
+    assert errs.std() > 0.01  # the three samples differ, so mean(log) != log(mean) is tested
+    torch.testing.assert_close(logged, torch.log(errs + LOG_FLOOR).mean(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="restore_loss"):
+        RARObjective(model, restore_loss="psnr")

@@ -10,7 +10,10 @@ One module whose ``forward`` returns the losses, so DDP can wrap it. What learns
   inference) and which degradations the input has; its embedding head alone learns from the
   restore losses (an adapter on an IQA model, as in RAR).
 Restore losses are normalised per sample by that sample's input error, so mild and severe
-degradations weigh alike and the restorer cannot hide at identity.
+degradations weigh alike and the restorer cannot hide at identity. With ``restore_loss="log"`` each
+sample's normalised error enters through its logarithm (a PSNR loss, floored at ``LOG_FLOOR``): a
+sample's gradient then scales with 1 / its error, so types already improved (noise) keep pulling instead
+of fading against the types whose error stays near their input's (blur, JPEG).
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from rar_edge.model import RAR
 from rar_edge.model.assessor import Assessor
 
 _EPS_MSE = 1e-3  # ~30 dB: keeps the normaliser finite on clean inputs
+#: Added to the normalised error before the log: caps a sample's weight at 10x (an error 10 dB under its
+#: input's weighs like one at its input's, times 10) so clean crops (error ~0) cannot take over the batch.
+LOG_FLOOR = 0.1
+RESTORE_LOSSES = ("ratio", "log")
 
 
 @dataclass(frozen=True)
@@ -51,11 +58,15 @@ def psnr_db(img: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 class RARObjective(nn.Module):
     """Wraps a RAR model; ``forward`` computes every training loss for one batch."""
 
-    def __init__(self, model: RAR, weights: LossWeights = LossWeights(), unroll: int = 3) -> None:
+    def __init__(self, model: RAR, weights: LossWeights = LossWeights(), unroll: int = 3,
+                 restore_loss: str = "ratio") -> None:
         super().__init__()
+        if restore_loss not in RESTORE_LOSSES:
+            raise ValueError(f"restore_loss must be one of {RESTORE_LOSSES}, got {restore_loss!r}")
         self.model = model
         self.weights = weights
         self.unroll = unroll
+        self.restore_loss = restore_loss
 
     def assess(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(quality (N,), degradation logits, embedding), the trunk shielded from the restore losses.
@@ -94,7 +105,8 @@ class RARObjective(nn.Module):
             """Per-sample error normalised by the input's: pixel MSE + a little L1 + latent MSE."""
             pix = per_sample_mse(img, clean) + 0.1 * (img.float() - clean.float()).abs().flatten(1).mean(1)
             lat = per_sample_mse(z, z_clean) / (per_sample_mse(z_deg, z_clean) + _EPS_MSE)
-            return pix / in_err + 0.5 * lat
+            err = pix / in_err + 0.5 * lat
+            return torch.log(err + LOG_FLOOR) if self.restore_loss == "log" else err
 
         # Every latent the assessor reads, with the true quality of its decode as the target.
         assessed_z: list[torch.Tensor] = []

@@ -61,6 +61,8 @@ class TrainConfig:
     type_weights: dict[str, float] = field(default_factory=dict)
     #: Learning-rate factor for the per-image conditioning paths (COND_PATHS); 1: one rate for all.
     cond_lr_scale: float = 1.0
+    #: How a sample's normalised restore error enters the loss: "ratio" (as is) or "log" (a PSNR loss).
+    restore_loss: str = "ratio"
     synthesis: str = DEFAULT_SYNTHESIS  # degradation models (rar_edge/data/degrade.py); validation uses the same
     init: str | None = None  # start from these weights (not a resume: new optimizer and schedule)
     resume: bool = False  # continue OUT/last exactly
@@ -205,7 +207,7 @@ def default_task(cfg: TrainConfig, device: torch.device) -> TrainTask:
         except ValueError as e:
             raise RarEdgeError(f"--init checkpoint {cfg.init} ({init_cfg['preset']}) does not fit {cfg.preset}: "
                                f"{e}; start from a checkpoint of the same architecture or drop --init") from None
-    return rar_task(model, RARObjective(model, cfg.weights, cfg.unroll).to(device))
+    return rar_task(model, RARObjective(model, cfg.weights, cfg.unroll, cfg.restore_loss).to(device))
 
 
 def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], TrainTask] = default_task) -> dict:
