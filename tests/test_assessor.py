@@ -158,26 +158,6 @@ def test_transfer_weights_grows_a_deeper_restorer():
     assert new.restorer.enc2.blocks[2].gamma.grad.abs().sum() > 0  # an added block learns from the first step
 
 
-def test_transfer_weights_adds_conditioned_residual_scales():
-    """cond_scales: every restorer block's residual scales become beta + s(cond), gamma + t(cond); from a model
-    without them the step is unchanged, the maps learn from the first step, and then the scales are per image."""
-    old, new, z, cond = _grown(6, "cond_scales", False, True)
-    assert old.restorer.mid.blocks[0].scales is None
-    block = new.restorer.mid.blocks[0]
-    new.restore(z, cond).square().sum().backward()
-    assert block.scales.weight.grad.abs().sum() > 0
-    with torch.no_grad():  # zero beta and gamma: the block is the identity unless the embedding opens it
-        block.beta.zero_()
-        block.gamma.zero_()
-        block.scales.weight.normal_(0, 0.5)
-        x = torch.randn(2, block.beta.shape[1], 4, 6)
-        c = torch.stack([torch.zeros(cond.shape[1]), torch.ones(cond.shape[1])])
-        block.scales.bias.zero_()
-        out = block(x, c)
-        torch.testing.assert_close(out[0], x[0])  # zero embedding, zero bias: beta and gamma stay zero
-        assert (out[1] - x[1]).abs().max() > 1e-3  # the other image's embedding opens both branches
-
-
 def test_trainer_starts_a_deeper_preset_from_a_shallower_checkpoint(tmp_path):
     """``rar-edge train --preset rar-edge-s-d2 --init <rar-edge-s checkpoint>``: the same function, more blocks."""
     from rar_edge.train.checkpoint import save_checkpoint
@@ -227,8 +207,6 @@ def test_transfer_weights_refuses_other_architectures():
         transfer_weights(create_model("rar-tiny"), _without_detail("rar-edge-s"))
     with pytest.raises(ValueError, match="source has assess_detail=True and this model False"):
         transfer_weights(_without_detail("rar-tiny"), create_model("rar-tiny"))
-    with pytest.raises(ValueError, match="source has cond_scales=True and this model False"):
-        transfer_weights(_tiny(cond_scales=False), _tiny(cond_scales=True))
     with pytest.raises(ValueError, match="source has global_rank=16 and this model 0"):
         transfer_weights(_tiny(global_rank=0), _tiny(global_rank=16))
     with pytest.raises(ValueError, match=r"the source's restorer is deeper \(\[1, 2, 1\]\) than this model's"):

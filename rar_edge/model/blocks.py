@@ -52,7 +52,7 @@ class NAFBlock(nn.Module):
         cond_dim: size of the conditioning embedding; 0 for an unconditioned block.
     """
 
-    def __init__(self, channels: int, cond_dim: int = 0, cond_scales: bool = False) -> None:
+    def __init__(self, channels: int, cond_dim: int = 0) -> None:
         super().__init__()
         c2 = channels * 2
         self.expand = nn.Conv2d(channels, c2, 1)
@@ -70,38 +70,26 @@ class NAFBlock(nn.Module):
         if self.film is not None:
             nn.init.zeros_(self.film.weight)
             nn.init.zeros_(self.film.bias)
-        # Conditioned residual scales: beta + s(cond) and gamma + t(cond). A restorer fine-tuned on one type
-        # moves the residual scales most (noise alone: beta by 80 % on average; BENCHMARKS.md, "Conditioned
-        # residual scales"), and FiLM, which only reaches the feed-forward half's input, cannot set them per
-        # image. Zero-initialised: a model with them starts exactly where one without them was.
-        self.scales = nn.Linear(cond_dim, 2 * channels) if cond_dim and cond_scales else None
-        if self.scales is not None:
-            nn.init.zeros_(self.scales.weight)
-            nn.init.zeros_(self.scales.bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        if self.film is not None and cond is None:
-            raise ValueError("this block is conditioned: pass the assessor's embedding")
-        beta, gamma = self.beta, self.gamma
-        if self.scales is not None:
-            more_beta, more_gamma = halves(self.scales(cond)[:, :, None, None])
-            beta, gamma = beta + more_beta, gamma + more_gamma
         y = self.gate(self.dwconv(self.expand(x)))
-        y = x + self.project(self.attn(y)) * beta
+        y = x + self.project(self.attn(y)) * self.beta
         h = y
         if self.film is not None:
+            if cond is None:
+                raise ValueError("this block is conditioned: pass the assessor's embedding")
             scale, shift = halves(self.film(cond)[:, :, None, None])
             h = h * (1 + scale) + shift
         h = self.ffn_out(self.gate(self.ffn_in(h)))
-        return y + h * gamma
+        return y + h * self.gamma
 
 
 class Stage(nn.Module):
     """A sequence of NAFBlocks at one resolution, all sharing the same conditioning."""
 
-    def __init__(self, channels: int, depth: int, cond_dim: int = 0, cond_scales: bool = False) -> None:
+    def __init__(self, channels: int, depth: int, cond_dim: int = 0) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(NAFBlock(channels, cond_dim, cond_scales) for _ in range(depth))
+        self.blocks = nn.ModuleList(NAFBlock(channels, cond_dim) for _ in range(depth))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         for block in self.blocks:

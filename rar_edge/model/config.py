@@ -26,9 +26,6 @@ class RARConfig:
     restore_depths: tuple[int, int, int] = (1, 1, 2)
     #: Rank of the restorer's global path (restorer.GlobalStep); 0 (none) in checkpoints made before it.
     global_rank: int = 0
-    #: The restorer blocks' residual scales set per image by the embedding (blocks.NAFBlock); False in
-    #: checkpoints made before them.
-    cond_scales: bool = False
     cond_dim: int = 32
     degradations: tuple[str, ...] = field(default=DEGRADATIONS)
     # Loop defaults (see rar_edge.loop.StopRule).

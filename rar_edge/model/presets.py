@@ -26,7 +26,7 @@ class Preset:
 #: rar-edge-s checkpoint grows them exactly (rar_edge.model.transfer).
 _EDGE_S = RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=16, assess_depth=1,
                     assess_detail=True, assess_grid=True,
-                    restore_width=32, restore_depths=(1, 1, 2), cond_dim=32, global_rank=40, cond_scales=True)
+                    restore_width=32, restore_depths=(1, 1, 2), cond_dim=32, global_rank=40)
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -35,7 +35,7 @@ PRESETS: dict[str, Preset] = {
             "rar-teacher",
             RARConfig(latent_channels=64, ae_width=64, ae_depth=2, assess_width=32, assess_depth=2,
                       assess_detail=True, assess_grid=True,
-                      restore_width=64, restore_depths=(2, 2, 4), cond_dim=64, global_rank=64, cond_scales=True),
+                      restore_width=64, restore_depths=(2, 2, 4), cond_dim=64, global_rank=64),
             "full-precision teacher for GPU servers (3-8 M parameters)",
             min_params=3_000_000, max_params=8_000_000,
         ),
@@ -61,7 +61,7 @@ PRESETS: dict[str, Preset] = {
             "rar-edge-m",
             RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=24, assess_depth=1,
                       assess_detail=True, assess_grid=True,
-                      restore_width=48, restore_depths=(2, 2, 4), cond_dim=48, global_rank=48, cond_scales=True),
+                      restore_width=48, restore_depths=(2, 2, 4), cond_dim=48, global_rank=48),
             "larger student: rar-edge-s's codec, a 3x restore step (issue 20's quality/compute comparison)",
             max_params=2_500_000, max_step_gmac_per_mp=20.0, max_codec_gmac_per_mp=5.0,
         ),
@@ -69,7 +69,7 @@ PRESETS: dict[str, Preset] = {
             "rar-tiny",
             RARConfig(latent_channels=48, ae_width=16, ae_depth=1, assess_width=8, assess_depth=1,
                       assess_detail=True, assess_grid=True,
-                      restore_width=16, restore_depths=(1, 1, 1), cond_dim=16, global_rank=16, cond_scales=True),
+                      restore_width=16, restore_depths=(1, 1, 1), cond_dim=16, global_rank=16),
             "for tests: trains in seconds",
             max_params=250_000,
         ),

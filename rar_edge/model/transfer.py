@@ -10,9 +10,7 @@ old one did until training uses the new parts):
 - the detail statistics' grid contrast (``assess_grid``): appended last to the statistics, so the MLP's first
   layer and the direct map keep their weights in their first columns and start the new ones at zero;
 - a deeper restorer (``restore_depths`` at least the source's at every level): each stage keeps the source's
-  blocks first and appends new ones, which start as the identity (NAFBlock's residual scales are zero);
-- conditioned residual scales (``cond_scales``, NAFBlock): their maps keep the new model's initialisation,
-  zero.
+  blocks first and appends new ones, which start as the identity (NAFBlock's residual scales are zero).
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from .rar import RAR
 GROWN = "assessor.mlp.0.weight"
 DIRECT = "assessor.direct.weight"
 #: Architecture fields a model may add to a source without them (False or 0 there; module docstring).
-_ADDABLE = ("assess_detail", "assess_grid", "global_rank", "cond_scales")
+_ADDABLE = ("assess_detail", "assess_grid", "global_rank")
 
 #: Config fields that are not architecture (the loop's defaults, named as StopRule's fields, and its
 #: fitted judge) or that transfer_weights bridges.
@@ -66,8 +64,6 @@ def transfer_weights(model: RAR, source: RAR) -> None:
             state[key] = _grown_columns(state[key], target[key])
     if source.config.global_rank != model.config.global_rank:
         state.update({k: v for k, v in target.items() if k.startswith("restorer.global_step.")})
-    if source.config.cond_scales != model.config.cond_scales:
-        state.update({k: v for k, v in target.items() if k.startswith("restorer.") and ".scales." in k})
     model.load_state_dict(state)
 
 
