@@ -91,6 +91,18 @@ def _type_weights(text: str | None) -> dict[str, float]:
     return weights
 
 
+def _crop_mix(text: str | None) -> tuple[tuple[int, int], ...]:
+    """``--crop-mix 192x4,96x13`` -> ((192, 4), (96, 13))."""
+    pairs = []
+    for item in filter(None, (x.strip() for x in (text or "").split(","))):
+        crop, _, batch = item.partition("x")
+        if not (crop.isdigit() and batch.isdigit() and int(crop) % 16 == 0 and int(crop) > 0 and int(batch) > 0):
+            raise RarEdgeError(f"--crop-mix {text!r}: write CROPxBATCH pairs with crops a multiple of 16, "
+                               "e.g. 192x4,96x13")
+        pairs.append((int(crop), int(batch)))
+    return tuple(pairs)
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from rar_edge.train.trainer import TrainConfig, train
 
@@ -100,7 +112,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                       compile=a.compile, channels_last=a.channels_last, init=a.init, resume=a.resume,
                       degradations=tuple(a.degradations.split(",")), synthesis=a.synthesis, minutes=a.minutes,
                       ckpt_minutes=a.ckpt_minutes, marks=_marks(a.marks), type_weights=_type_weights(a.type_weights),
-                      cond_lr_scale=a.cond_lr_scale, restore_loss=a.restore_loss)
+                      cond_lr_scale=a.cond_lr_scale, restore_loss=a.restore_loss, crop_mix=_crop_mix(a.crop_mix))
     metrics = train(cfg)
     if metrics:
         print(f"done: {a.out}/last (mean PSNR gain on validation {metrics['mean_gain']:+.2f} dB)")
@@ -412,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20000, help="optimizer steps (a cap when --minutes is given)")
     p.add_argument("--batch", type=int, default=16, help="per process")
     p.add_argument("--crop", type=int, default=128, help="training crop side in pixels (a multiple of 16)")
+    p.add_argument("--crop-mix", help="alternate CROPxBATCH pairs step by step instead of --crop and --batch, "
+                                      "e.g. 192x4,96x13 (about equal pixels per step)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW; warm-up, then cosine decay)")
     p.add_argument("--warmup", type=int, default=500, help="linear warm-up steps")
     p.add_argument("--unroll", type=int, default=3, help="restore steps unrolled in training")

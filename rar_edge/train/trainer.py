@@ -41,6 +41,9 @@ class TrainConfig:
     steps: int = 20000
     batch: int = 16  # per process
     crop: int = 128
+    #: Alternate (crop, batch) pairs step by step instead of ``crop`` and ``batch`` (e.g. ((192, 4), (96, 13))):
+    #: large crops for the global types' context, many small ones for the local types (BENCHMARKS.md, "Crop size").
+    crop_mix: tuple[tuple[int, int], ...] = ()
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup: int = 500
@@ -157,11 +160,12 @@ def training_batch(photos: PhotoFolder, cfg: TrainConfig, step: int, rank: int, 
     """The batch of ``step`` on ``rank``: a pure function of (seed, step, rank), so resume replays it."""
     seed = _step_seed(cfg.seed, step, rank)
     gen = torch.Generator().manual_seed(seed)
-    clean = photos.random_crops(cfg.batch, cfg.crop, gen).to(device)
+    crop, n = cfg.crop_mix[step % len(cfg.crop_mix)] if cfg.crop_mix else (cfg.crop, cfg.batch)
+    clean = photos.random_crops(n, crop, gen).to(device)
     dev_gen = torch.Generator(device=device).manual_seed(seed)
-    labels, severity = sample_specs(cfg.batch, gen, types=tuple(cfg.degradations), type_weights=cfg.type_weights)
+    labels, severity = sample_specs(n, gen, types=tuple(cfg.degradations), type_weights=cfg.type_weights)
     batch = apply_degradations(clean, labels, severity, dev_gen, cfg.synthesis)
-    t = torch.rand(cfg.batch, generator=gen).to(device)
+    t = torch.rand(n, generator=gen).to(device)
     return batch, t
 
 
