@@ -74,6 +74,21 @@ def test_data_order_is_a_function_of_step(photo_dir):
     assert not torch.equal(a.clean, c.clean)  # each DDP rank draws its own crops
 
 
+def test_crop_mix_alternates_crop_and_batch_by_step(photo_dir, tmp_path):
+    from dataclasses import replace
+
+    from rar_edge.data.folder import PhotoFolder
+
+    photos = PhotoFolder(photo_dir)
+    cfg = replace(_cfg(photo_dir, "unused"), crop_mix=((48, 2), (32, 3)))
+    shapes = [tuple(trainer.training_batch(photos, cfg, step, 0, torch.device("cpu"))[0].clean.shape)
+              for step in range(3)]
+    assert shapes == [(2, 3, 48, 48), (3, 3, 32, 32), (2, 3, 48, 48)]
+    res = run_cli("train", "--data", str(photo_dir), "--out", str(tmp_path / "run"), "--crop-mix", "192x4,100x2")
+    assert res.returncode == 2 and "CROPxBATCH" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_ddp_two_processes_gloo(photo_dir, tmp_path):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     out = tmp_path / "ddp"
