@@ -29,8 +29,8 @@ from rar_edge.model import RAR
 from rar_edge.model.assessor import Assessor
 
 _EPS_MSE = 1e-3  # ~30 dB: keeps the normaliser finite on clean inputs
-#: Added to the normalised error before the log: caps a sample's weight at 10x (an error 10 dB under its
-#: input's weighs like one at its input's, times 10) so clean crops (error ~0) cannot take over the batch.
+#: Added to the normalised error before the log. A sample's gradient weight is 1 / (err + LOG_FLOOR): about
+#: 0.9 at its input's error, at most 10, so clean crops (error ~0) cannot take over the batch.
 LOG_FLOOR = 0.1
 RESTORE_LOSSES = ("ratio", "log")
 

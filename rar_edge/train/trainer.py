@@ -352,7 +352,7 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                     log.warning("step %d: non-finite gradients, update skipped (%d so far)", step + 1, skipped)
                 clock.lap()  # before the LR follows the clock: a pause must not move it
                 scheduler.step()
-                seen += cfg.batch * info.world_size
+                seen += batch.clean.shape[0] * info.world_size  # --crop-mix varies the batch by step
                 if info.is_main and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
                     rate = seen / (time.perf_counter() - t0)
                     row = {"step": step + 1, "lr": scheduler.get_last_lr()[0], "img_per_s": rate, "skipped": skipped,
