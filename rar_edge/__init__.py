@@ -14,5 +14,8 @@ SYNTHESES: tuple[str, ...] = ("v1", "v2")
 DEFAULT_SYNTHESIS = "v2"
 #: A test synthesis that training never sees (rar_edge/eval/foreign.py): the stand-in for users' photos.
 FOREIGN_SYNTHESIS = "albumentations"
+#: How each sample's restore error enters the loss (rar_edge/train/losses.py): as is, or through its log.
+RESTORE_LOSSES: tuple[str, ...] = ("ratio", "log")
 
-__all__ = ["__version__", "DEGRADATIONS", "SYNTHESES", "DEFAULT_SYNTHESIS", "FOREIGN_SYNTHESIS"]
+__all__ = ["__version__", "DEGRADATIONS", "SYNTHESES", "DEFAULT_SYNTHESIS", "FOREIGN_SYNTHESIS",
+           "RESTORE_LOSSES"]

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from rar_edge import DEFAULT_SYNTHESIS, DEGRADATIONS, FOREIGN_SYNTHESIS, SYNTHESES, __version__
+from rar_edge import DEFAULT_SYNTHESIS, DEGRADATIONS, FOREIGN_SYNTHESIS, RESTORE_LOSSES, SYNTHESES, __version__
 from rar_edge.errors import RarEdgeError, run_guarded
 
 
@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cond-lr-scale", type=float, default=1.0,
                    help="learning-rate factor for the per-image conditioning paths (the assessor's embedding head, "
                         "the restorer's global step)")
-    p.add_argument("--restore-loss", default="ratio", choices=("ratio", "log"),
+    p.add_argument("--restore-loss", default="ratio", choices=RESTORE_LOSSES,
                    help="how each sample's input-normalised restore error enters the loss: as is, or its log "
                         "(a PSNR loss: improved samples keep their weight; docs/training.md) (default: %(default)s)")
     p.add_argument("--synthesis", default=DEFAULT_SYNTHESIS, choices=SYNTHESES,

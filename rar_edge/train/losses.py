@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rar_edge import RESTORE_LOSSES
 from rar_edge.loop import QUALITY_CAP_DB
 from rar_edge.model import RAR
 from rar_edge.model.assessor import Assessor
@@ -32,7 +33,6 @@ _EPS_MSE = 1e-3  # ~30 dB: keeps the normaliser finite on clean inputs
 #: Added to the normalised error before the log. A sample's gradient weight is 1 / (err + LOG_FLOOR): about
 #: 0.9 at its input's error, at most 10, so clean crops (error ~0) cannot take over the batch.
 LOG_FLOOR = 0.1
-RESTORE_LOSSES = ("ratio", "log")
 
 
 @dataclass(frozen=True)
