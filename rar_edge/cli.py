@@ -104,6 +104,7 @@ def _crop_mix(text: str | None) -> tuple[tuple[int, int], ...]:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from rar_edge.train.losses import LossWeights
     from rar_edge.train.trainer import TrainConfig, train
 
     cfg = TrainConfig(preset=a.preset, data=a.data, out=a.out, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
@@ -112,7 +113,8 @@ def cmd_train(a: argparse.Namespace) -> int:
                       compile=a.compile, channels_last=a.channels_last, init=a.init, resume=a.resume,
                       degradations=tuple(a.degradations.split(",")), synthesis=a.synthesis, minutes=a.minutes,
                       ckpt_minutes=a.ckpt_minutes, marks=_marks(a.marks), type_weights=_type_weights(a.type_weights),
-                      cond_lr_scale=a.cond_lr_scale, restore_loss=a.restore_loss, crop_mix=_crop_mix(a.crop_mix))
+                      cond_lr_scale=a.cond_lr_scale, restore_loss=a.restore_loss, crop_mix=_crop_mix(a.crop_mix),
+                      weights=LossWeights(fft=a.fft_weight))
     metrics = train(cfg)
     if metrics:
         print(f"done: {a.out}/last (mean PSNR gain on validation {metrics['mean_gain']:+.2f} dB)")
@@ -442,6 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restore-loss", default="ratio", choices=RESTORE_LOSSES,
                    help="how each sample's input-normalised restore error enters the loss: as is, or its log "
                         "(a PSNR loss: improved samples keep their weight; docs/training.md) (default: %(default)s)")
+    p.add_argument("--fft-weight", type=float, default=0.0,
+                   help="add each sample's spectral error (L1 of the FFT magnitude of out - clean, normalised like "
+                        "the pixel error) at this weight: fine detail counts like energy (docs/training.md) "
+                        "(default: %(default)s, off)")
     p.add_argument("--synthesis", default=DEFAULT_SYNTHESIS, choices=SYNTHESES,
                    help="degradation models to train and validate on (docs/degradations.md; default %(default)s)")
     p.add_argument("--val-data", help="held-out photo folder (default: the training photos)")

@@ -121,6 +121,8 @@ def test_empty_or_bad_data_folder(tmp_path):
     assert res.returncode == 2 and "unknown degradations" in res.stderr
     res = run_cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--cond-lr-scale", "0")
     assert res.returncode == 2 and "--cond-lr-scale must be a positive number" in res.stderr
+    res = run_cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--fft-weight", "-1")
+    assert res.returncode == 2 and "--fft-weight must be a number >= 0" in res.stderr
     for weights, message in (("haze=x", "NAME=WEIGHT"), ("fog=2", "does not train on"), ("haze=0", "positive")):
         res = run_cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--type-weights", weights)
         assert res.returncode == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
@@ -295,3 +297,34 @@ def test_log_restore_loss_is_the_mean_log_of_each_samples_normalised_error():
     torch.testing.assert_close(logged, torch.log(errs + LOG_FLOOR).mean(), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="restore_loss"):
         RARObjective(model, restore_loss="psnr")
+
+
+def test_fft_distance_is_the_mean_spectral_magnitude_of_the_error():
+    """A constant error c over an HxW image has one nonzero orthonormal coefficient, c * sqrt(HW), at DC."""
+    from rar_edge.train.losses import fft_distance
+
+    a = torch.rand(2, 3, 16, 8)
+    offset = torch.tensor([0.1, 0.3])[:, None, None, None]
+    coefficients = 16 * (8 // 2 + 1)  # per channel: rfft2 keeps half the columns
+    torch.testing.assert_close(fft_distance(a + offset, a), offset.flatten() * (16 * 8) ** 0.5 / coefficients)
+    assert torch.equal(fft_distance(a, a), torch.zeros(2))
+
+
+def test_fft_weight_adds_each_samples_normalised_spectral_error():
+    """--fft-weight W: the restore loss grows by W x mean over steps and samples of
+    fft_distance(step image, clean) / (fft_distance(input, clean) + _EPS_FFT); the rest is unchanged."""
+    from rar_edge.train.losses import _EPS_FFT, LossWeights, RARObjective, fft_distance
+
+    torch.manual_seed(0)
+    model = RAR(get_preset("rar-tiny").config).eval()
+    clean = torch.rand(3, 3, 32, 32)
+    degraded = (clean + 0.1 * torch.randn_like(clean)).clamp(0, 1)
+    labels, t = torch.zeros(3, len(model.config.degradations)), torch.zeros(3)
+    with torch.no_grad():
+        plain, aux = RARObjective(model, unroll=2)(degraded, clean, labels, t, return_aux=True)
+        spectral = RARObjective(model, LossWeights(fft=0.7), unroll=2)(degraded, clean, labels, t)
+    in_fft = fft_distance(degraded, clean) + _EPS_FFT
+    added = torch.stack([fft_distance(img, clean) / in_fft for img in aux["step_images"]]).mean()
+    assert added > 0.5  # the identity restorer leaves about the input's spectral error
+    torch.testing.assert_close(spectral["restore"] - plain["restore"], 0.7 * added, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(spectral["quality"], plain["quality"])

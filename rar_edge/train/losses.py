@@ -30,6 +30,7 @@ from rar_edge.model import RAR
 from rar_edge.model.assessor import Assessor
 
 _EPS_MSE = 1e-3  # ~30 dB: keeps the normaliser finite on clean inputs
+_EPS_FFT = 0.03  # fft_distance of an error of ~30 dB (the spectrum's mean magnitude is ~0.9 x the RMS error)
 #: Added to the normalised error before the log. A sample's gradient weight is 1 / (err + LOG_FLOOR): about
 #: 0.9 at its input's error, at most 10, so clean crops (error ~0) cannot take over the batch.
 LOG_FLOOR = 0.1
@@ -43,10 +44,21 @@ class LossWeights:
     step: float = 0.5
     quality: float = 0.1
     degradation: float = 0.5
+    #: Spectral term of each sample's restore error (fft_distance); 0: off (rar-edge train --fft-weight).
+    fft: float = 0.0
 
 
 def per_sample_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.float() - b.float()).pow(2).flatten(1).mean(1)
+
+
+def fft_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean magnitude of the orthonormal 2-D spectrum of ``a - b`` (N,).
+
+    Why a spectral term: pixel MSE weighs an error by its energy, and the fine detail blur and JPEG remove
+    holds little energy; every frequency counts alike here (MIMO-UNet's FFT loss, on the magnitude).
+    """
+    return torch.fft.rfft2(a.float() - b.float(), norm="ortho").abs().flatten(1).mean(1)
 
 
 def psnr_db(img: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -100,12 +112,15 @@ class RARObjective(nn.Module):
         z_clean, z_deg = z_both.detach().chunk(2)
 
         in_err = per_sample_mse(degraded, clean) + _EPS_MSE
+        in_fft = fft_distance(degraded, clean) + _EPS_FFT if w.fft else None
 
         def restore_error(img: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
             """Per-sample error normalised by the input's: pixel MSE + a little L1 + latent MSE."""
             pix = per_sample_mse(img, clean) + 0.1 * (img.float() - clean.float()).abs().flatten(1).mean(1)
             lat = per_sample_mse(z, z_clean) / (per_sample_mse(z_deg, z_clean) + _EPS_MSE)
             err = pix / in_err + 0.5 * lat
+            if in_fft is not None:
+                err = err + w.fft * fft_distance(img, clean) / in_fft
             return torch.log(err + LOG_FLOOR) if self.restore_loss == "log" else err
 
         # Every latent the assessor reads, with the true quality of its decode as the target.

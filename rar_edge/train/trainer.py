@@ -229,6 +229,8 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                            f"choose from {', '.join(cfg.degradations)}")
     if not 0 < cfg.cond_lr_scale < float("inf"):
         raise RarEdgeError(f"--cond-lr-scale must be a positive number, got {cfg.cond_lr_scale}")
+    if not 0 <= cfg.weights.fft < float("inf"):
+        raise RarEdgeError(f"--fft-weight must be a number >= 0, got {cfg.weights.fft}")
     if any(not w > 0 for w in cfg.type_weights.values()):
         raise RarEdgeError(f"--type-weights must be positive numbers, got {cfg.type_weights}")
     check_synthesis(cfg.synthesis)
@@ -293,7 +295,7 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
 
     def checkpoint(step: int, metrics: dict, name: str = "last") -> None:
         if info.is_main:
-            run = {k: v for k, v in cfg.to_dict().items() if k != "weights"}
+            run = {k: v for k, v in cfg.to_dict().items() if k != "weights"} | {"fft_weight": cfg.weights.fft}
             save_checkpoint(out / name, task.float_model(), cfg.preset, step, metrics, optimizer, scheduler,
                             {**run, "spent_s": clock.spent_s, "warmup_s": warmup_s[0]}, task.extras)
         if name == "last":
