@@ -68,6 +68,16 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def publish(rows: list[dict], script: str, argv: list[str] | None, a: argparse.Namespace) -> None:
+    """Print the command, date and machine, then the Markdown table; write the rows to ``a.json`` if given."""
+    print(f"\n`python bench/{script} {shlex.join(sys.argv[1:] if argv is None else argv)}` — "
+          f"{date.today()}, {platform.processor() or platform.machine()}; {a.max_images} held-out photos, "
+          f"{a.crop}² centre crops, {a.steps} steps\n")
+    print(markdown(rows))
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", action="append", default=[], help="a run folder with marks/ and last/ (repeatable)")
@@ -108,12 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(f"{run.name} {label} {synthesis}: single {row['summary']['single']:+.2f} dB, "
                       f"composite {row['summary']['composite']:+.2f} dB", flush=True)
-    print(f"\n`python bench/learning_curve.py {shlex.join(sys.argv[1:] if argv is None else argv)}` — "
-          f"{date.today()}, {platform.processor() or platform.machine()}; {a.max_images} held-out photos, "
-          f"{a.crop}² centre crops, {a.steps} steps\n")
-    print(markdown(rows))
-    if a.json:
-        Path(a.json).write_text(json.dumps(rows, indent=2))
+    publish(rows, "learning_curve.py", argv, a)
     return 0
 
 

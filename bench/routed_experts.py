@@ -1,0 +1,90 @@
+"""Per-type expert restorers routed by the assessor: does a mixture beat one mixed restorer? (issue 20)
+
+Each expert is a checkpoint fine-tuned from the base model with its type drawn far more often
+(``rar-edge train --init BASE --type-weights noise=15 ...``). At every step the base model's assessor
+detects the degradations; ``hard`` routing runs the expert of the most probable type (the deployable form:
+one restore per step, as now), ``hard@P`` only where that type's probability is at least P (the base
+restorer elsewhere), ``soft`` averages all experts' steps weighted by the probabilities (six
+restores per step: an upper-bound probe). Each expert reads its own assessor's embedding. Reported like
+bench/learning_curve.py (fixed steps, held-out photos, each test synthesis), with the base alone first:
+
+    python bench/routed_experts.py --base checkpoints/rar-edge-s-v5 --expert noise=runs/ex_noise/last \\
+        ... --photos photos/heldout --json routed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from learning_curve import fixed_steps, publish, summarise  # noqa: E402
+
+from rar_edge import DEGRADATIONS  # noqa: E402
+from rar_edge.eval.evaluate import evaluate  # noqa: E402
+from rar_edge.train.checkpoint import load_model  # noqa: E402
+
+
+def route(base, experts: list, mode: str, threshold: float = 0.0) -> None:
+    """Replace ``base``'s assess/restore by the routed pair; the base's cond travels behind the probabilities."""
+    d, e = len(DEGRADATIONS), base.config.cond_dim
+    base_assess, base_restore = base.assess, base.restore
+
+    def assess(z):
+        q, probs, cond = base_assess(z)
+        return q, probs, torch.cat([probs, cond, *[x.assess(z)[2] for x in experts]], 1)
+
+    def restore(z, packed):
+        probs, cond = packed[:, :d], packed[:, d:d + e]
+        conds = [packed[:, d + e * (k + 1):d + e * (k + 2)] for k in range(d)]
+        if mode == "soft":
+            w = probs / probs.sum(1, keepdim=True).clamp_min(1e-6)
+            return sum(w[:, k, None, None, None] * x.restore(z, conds[k]) for k, x in enumerate(experts))
+        top, pick = probs.max(1)
+        out = base_restore(z, cond)
+        for k, x in enumerate(experts):
+            sel = (pick == k) & (top >= threshold)
+            if sel.any():
+                out[sel] = x.restore(z[sel], conds[k][sel])
+        return out
+
+    base.assess, base.restore = assess, restore
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", required=True, help="the mixed model: its assessor routes, its codec encodes/decodes")
+    p.add_argument("--expert", action="append", default=[], help="TYPE=CHECKPOINT, one per degradation type")
+    p.add_argument("--modes", default="hard,hard@0.8,soft", help="hard, hard@P (route where p >= P), soft")
+    p.add_argument("--photos", required=True, help="held-out photos")
+    p.add_argument("--syntheses", default="v2,albumentations")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--max-images", type=int, default=24)
+    p.add_argument("--json")
+    a = p.parse_args(argv)
+    given = dict(x.split("=", 1) for x in a.expert)
+    if sorted(given) != sorted(DEGRADATIONS):
+        p.error(f"give one --expert TYPE=CHECKPOINT for each of {', '.join(DEGRADATIONS)}")
+    torch.set_grad_enabled(False)
+    rows = []
+    for mode in ["base", *a.modes.split(",")]:
+        base = load_model(a.base)[0].eval()
+        if mode != "base":
+            kind, _, threshold = mode.partition("@")
+            route(base, [load_model(given[t])[0].eval() for t in DEGRADATIONS], kind, float(threshold or 0))
+        for synthesis in a.syntheses.split(","):
+            report = evaluate(base, a.photos, fixed_steps(a.steps), crop=a.crop, max_images=a.max_images, synthesis=synthesis)
+            rows.append({"run": Path(a.base).name, "snapshot": mode, "step": 0, "synthesis": synthesis,
+                         "summary": summarise(report)})
+            s = rows[-1]["summary"]
+            print(f"{mode} {synthesis}: single {s['single']:+.2f} dB, composite {s['composite']:+.2f} dB", flush=True)
+    publish(rows, "routed_experts.py", argv, a)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
