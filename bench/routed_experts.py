@@ -3,7 +3,8 @@
 Each expert is a checkpoint fine-tuned from the base model with its type drawn far more often
 (``rar-edge train --init BASE --type-weights noise=15 ...``). At every step the base model's assessor
 detects the degradations; ``hard`` routing runs the expert of the most probable type (the deployable form:
-one restore per step, as now), ``hard@P`` only where that type's probability is at least P (the base
+one restore per step, as now; the type is re-detected after every step), ``first`` the same with the type
+detected on the input kept for every step (a denoised image can look blurred), ``hard@P`` only where that type's probability is at least P (the base
 restorer elsewhere), ``soft`` averages all experts' steps weighted by the probabilities (six
 restores per step: an upper-bound probe). Each expert reads its own assessor's embedding. Reported like
 bench/learning_curve.py (fixed steps, held-out photos, each test synthesis), with the base alone first:
@@ -31,11 +32,19 @@ from rar_edge.train.checkpoint import load_model  # noqa: E402
 def route(base, experts: list, mode: str, threshold: float = 0.0) -> None:
     """Replace ``base``'s assess/restore by the routed pair; the base's cond travels behind the probabilities."""
     d, e = len(DEGRADATIONS), base.config.cond_dim
-    base_assess, base_restore = base.assess, base.restore
+    base_encode, base_assess, base_restore = base.encode, base.assess, base.restore
+    first: list[torch.Tensor] = []  # the input's probabilities, for "first": set by the assessment after encode
+
+    def encode(image):
+        first.clear()
+        return base_encode(image)
 
     def assess(z):
         q, probs, cond = base_assess(z)
-        return q, probs, torch.cat([probs, cond, *[x.assess(z)[2] for x in experts]], 1)
+        if not first:
+            first.append(probs)
+        routing = first[0] if mode == "first" else probs
+        return q, probs, torch.cat([routing, cond, *[x.assess(z)[2] for x in experts]], 1)
 
     def restore(z, packed):
         probs, cond = packed[:, :d], packed[:, d:d + e]
@@ -51,14 +60,14 @@ def route(base, experts: list, mode: str, threshold: float = 0.0) -> None:
                 out[sel] = x.restore(z[sel], conds[k][sel])
         return out
 
-    base.assess, base.restore = assess, restore
+    base.encode, base.assess, base.restore = encode, assess, restore
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="the mixed model: its assessor routes, its codec encodes/decodes")
     p.add_argument("--expert", action="append", default=[], help="TYPE=CHECKPOINT, one per degradation type")
-    p.add_argument("--modes", default="hard,hard@0.8,soft", help="hard, hard@P (route where p >= P), soft")
+    p.add_argument("--modes", default="hard,first,hard@0.8,soft", help="hard, first, hard@P (route where p >= P), soft")
     p.add_argument("--photos", required=True, help="held-out photos")
     p.add_argument("--syntheses", default="v2,albumentations")
     p.add_argument("--steps", type=int, default=3)

@@ -48,3 +48,25 @@ def test_soft_routing_averages_every_experts_step_by_probability():
     step = torch.tensor([10.0 * (k + 1) + k for k in range(6)])
     probs = torch.tensor([[0.9, 0.1, 0, 0, 0, 0], [0.1, 0.2, 0.6, 0, 0, 0], [0.3, 0, 0, 0, 0, 0.4]])
     torch.testing.assert_close(out, (probs / probs.sum(1, keepdim=True)) @ step)
+
+
+def test_first_routing_keeps_the_inputs_type_for_every_step_until_the_next_image():
+    re = load_bench("routed_experts")
+    noisy, blurred = torch.tensor([[0.9, 0.2, 0, 0, 0, 0]]), torch.tensor([[0.1, 0.8, 0, 0, 0, 0]])
+    image = torch.rand(1, 3, 16, 16)
+
+    def step_sizes(mode: str) -> list[float]:
+        """Steps of image 1 (detected noisy, then blurred after its first step), then of image 2 (blurred)."""
+        base = RAR(get_preset("rar-tiny").config).eval()
+        e = base.config.cond_dim
+        seen = iter([noisy, blurred, blurred])
+        base.assess = lambda z: (torch.zeros(1), next(seen), torch.zeros(1, e))
+        re.route(base, [_Expert(k, e) for k in range(6)], mode)
+        z = base.encode(image)
+        steps = [base.restore(z, base.assess(z)[2]), base.restore(z, base.assess(z)[2])]
+        base.encode(image)  # the next image: its own first assessment routes it
+        steps.append(base.restore(z, base.assess(z)[2]))
+        return [float((s - z).mean()) for s in steps]
+
+    assert step_sizes("hard") == [10, 21, 21]  # noise's expert, then blur's as the type is re-detected
+    assert step_sizes("first") == [10, 10, 21]  # noise's expert while the input is the noisy one
