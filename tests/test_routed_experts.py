@@ -66,7 +66,7 @@ def test_first_routing_keeps_the_inputs_type_for_every_step_until_the_next_image
         steps = [base.restore(z, base.assess(z)[2]), base.restore(z, base.assess(z)[2])]
         base.encode(image)  # the next image: its own first assessment routes it
         steps.append(base.restore(z, base.assess(z)[2]))
-        return [float((s - z).mean()) for s in steps]
+        return [float((s - z).mean().detach()) for s in steps]
 
     assert step_sizes("hard") == [10, 21, 21]  # noise's expert, then blur's as the type is re-detected
     assert step_sizes("first") == [10, 10, 21]  # noise's expert while the input is the noisy one
