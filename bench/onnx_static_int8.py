@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import sys
 import tempfile
 from datetime import date
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="keep the static int8 graphs here (default: a temporary folder)")
     a = p.parse_args(argv)
     fp32 = Path(a.fp32)
+    if a.out and Path(a.out).resolve() == fp32.resolve():
+        p.error("--out must not be the fp32 bundle: its graphs would be overwritten")
     feeds = calibration(fp32, photo_tiles(a.photos, a.side), a.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             size32, size8 = (fp32 / f"{name}.onnx").stat().st_size, static.stat().st_size
             rows.append(f"| {name} | {t32:.2f} | {t8:.2f} ({t8 / t32:.2f}×) | {shipped} | {size32 / 1e6:.2f} | "
                         f"{size8 / 1e6:.2f} ({size8 / size32:.0%}) | {10 * np.log10(sig / max(err, 1e-30)):.1f} |")
-    print(f"`python bench/onnx_static_int8.py {' '.join(sys.argv[1:] if argv is None else argv)}` — {date.today()}, "
+    print(f"`python bench/onnx_static_int8.py {shlex.join(sys.argv[1:] if argv is None else argv)}` — {date.today()}, "
           f"{platform.processor() or platform.machine()}, {a.threads} threads, {a.side}² tile, median of {a.runs}\n")
-    print("| entry | fp32 ms | static int8 ms | --int8 ms | fp32 MB | static int8 MB | SNR vs fp32 dB |")
+    print("| entry | fp32 ms | static int8 ms | --int8 ms | fp32 MB | static int8 MB | SNR vs fp32 dB (calibration inputs) |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0

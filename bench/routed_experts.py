@@ -4,10 +4,11 @@ Each expert is a checkpoint fine-tuned from the base model with its type drawn f
 (``rar-edge train --init BASE --type-weights noise=15 ...``). At every step the base model's assessor
 detects the degradations; ``hard`` routing runs the expert of the most probable type (the deployable form:
 one restore per step, as now; the type is re-detected after every step), ``first`` the same with the type
-detected on the input kept for every step (a denoised image can look blurred), ``hard@P`` only where that type's probability is at least P (the base
-restorer elsewhere), ``soft`` averages all experts' steps weighted by the probabilities (six
-restores per step: an upper-bound probe). Each expert reads its own assessor's embedding. Reported like
-bench/learning_curve.py (fixed steps, held-out photos, each test synthesis), with the base alone first:
+detected on the input kept for every step (a denoised image can look blurred), ``hard@P`` / ``first@P``
+only where that type's probability is at least P (the base restorer elsewhere), ``soft`` averages all
+experts' steps weighted by the probabilities (six restores per step: an upper-bound probe). Each expert
+reads its own assessor's embedding. Reported like bench/learning_curve.py (fixed steps, held-out photos,
+each test synthesis), with the base alone first and its detection AUC per type:
 
     python bench/routed_experts.py --base checkpoints/rar-edge-s-v5 --expert noise=runs/ex_noise/last \\
         ... --photos photos/heldout --json routed.json
@@ -50,8 +51,10 @@ def route(base, experts: list, mode: str, threshold: float = 0.0) -> None:
         probs, cond = packed[:, :d], packed[:, d:d + e]
         conds = [packed[:, d + e * (k + 1):d + e * (k + 2)] for k in range(d)]
         if mode == "soft":
-            w = probs / probs.sum(1, keepdim=True).clamp_min(1e-6)
-            return sum(w[:, k, None, None, None] * x.restore(z, conds[k]) for k, x in enumerate(experts))
+            total = probs.sum(1, keepdim=True)
+            w = probs / total.clamp_min(1e-6)
+            mixed = sum(w[:, k, None, None, None] * x.restore(z, conds[k]) for k, x in enumerate(experts))
+            return torch.where(total[:, :, None, None] > 0, mixed, base_restore(z, cond))  # nothing detected: base
         top, pick = probs.max(1)
         out = base_restore(z, cond)
         for k, x in enumerate(experts):
@@ -63,11 +66,23 @@ def route(base, experts: list, mode: str, threshold: float = 0.0) -> None:
     base.encode, base.assess, base.restore = encode, assess, restore
 
 
+def parse_mode(mode: str) -> tuple[str, float]:
+    """``hard``, ``first``, ``soft`` or ``hard@P`` / ``first@P`` -> (kind, threshold); ValueError otherwise."""
+    kind, at, value = mode.partition("@")
+    if kind not in ("hard", "first", "soft") or (at and kind == "soft"):
+        raise ValueError(f"unknown routing mode {mode!r}: use hard, first, soft, hard@P or first@P")
+    threshold = float(value) if at else 0.0
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"routing threshold {value} must lie in [0, 1]")
+    return kind, threshold
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="the mixed model: its assessor routes, its codec encodes/decodes")
     p.add_argument("--expert", action="append", default=[], help="TYPE=CHECKPOINT, one per degradation type")
-    p.add_argument("--modes", default="hard,first,hard@0.8,soft", help="hard, first, hard@P (route where p >= P), soft")
+    p.add_argument("--modes", default="hard,first,hard@0.8,soft",
+                   help="hard, first, soft, hard@P / first@P (route where p >= P)")
     p.add_argument("--photos", required=True, help="held-out photos")
     p.add_argument("--syntheses", default="v2,albumentations")
     p.add_argument("--steps", type=int, default=3)
@@ -78,19 +93,30 @@ def main(argv: list[str] | None = None) -> int:
     given = dict(x.split("=", 1) for x in a.expert)
     if sorted(given) != sorted(DEGRADATIONS):
         p.error(f"give one --expert TYPE=CHECKPOINT for each of {', '.join(DEGRADATIONS)}")
+    try:
+        modes = {m: parse_mode(m) for m in a.modes.split(",")}
+    except ValueError as e:
+        p.error(str(e))
     torch.set_grad_enabled(False)
     rows = []
-    for mode in ["base", *a.modes.split(",")]:
+    for mode in ["base", *modes]:
         base = load_model(a.base)[0].eval()
+        if tuple(base.config.degradations) != DEGRADATIONS:
+            p.error(f"{a.base} detects {base.config.degradations}; routing needs {DEGRADATIONS} in that order")
         if mode != "base":
-            kind, _, threshold = mode.partition("@")
-            route(base, [load_model(given[t])[0].eval() for t in DEGRADATIONS], kind, float(threshold or 0))
+            experts = [load_model(given[t])[0].eval() for t in DEGRADATIONS]  # in the detector's column order
+            if any(x.config.cond_dim != base.config.cond_dim for x in experts):
+                p.error("every expert must have the base model's embedding size (cond_dim)")
+            route(base, experts, *modes[mode])
         for synthesis in a.syntheses.split(","):
-            report = evaluate(base, a.photos, fixed_steps(a.steps), crop=a.crop, max_images=a.max_images, synthesis=synthesis)
+            report = evaluate(base, a.photos, fixed_steps(a.steps), crop=a.crop, max_images=a.max_images,
+                              synthesis=synthesis)
             rows.append({"run": Path(a.base).name, "snapshot": mode, "step": 0, "synthesis": synthesis,
-                         "summary": summarise(report)})
+                         "summary": summarise(report), "degradation_auc": report["degradation_auc"]})
             s = rows[-1]["summary"]
             print(f"{mode} {synthesis}: single {s['single']:+.2f} dB, composite {s['composite']:+.2f} dB", flush=True)
+            if mode == "base":  # what routes: the base's detection of the input's types
+                print("  detection AUC: " + ", ".join(f"{k} {v:.2f}" for k, v in report["degradation_auc"].items()))
     publish(rows, "routed_experts.py", argv, a)
     return 0
 

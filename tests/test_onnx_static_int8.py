@@ -26,4 +26,4 @@ def test_static_int8_graphs_are_quantized_smaller_and_close_to_fp32(bundles, pho
     assert [r.split("|")[1].strip() for r in rows] == list(bench.ENTRIES)
     snr = [float(r.rstrip(" |").split("|")[-1]) for r in rows]
     assert all(s > 20 for s in snr), rows  # int8 rounding, not a broken graph (a wrong one is near 0 dB)
-    assert all(r.split("|")[4].strip() != "—" for r in rows)  # --int8 was timed beside (the dynamic bundle fits)
+    assert all(float(r.split("|")[4]) > 0 for r in rows)  # --int8 timed beside (a dynamic bundle fits any tile)

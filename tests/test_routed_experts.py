@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rar_edge.model import RAR, get_preset
@@ -27,8 +28,8 @@ def _routed(mode: str, threshold: float = 0.0):
     base = RAR(get_preset("rar-tiny").config).eval()
     e = base.config.cond_dim
     probs = torch.tensor([[0.9, 0.1, 0, 0, 0, 0], [0.1, 0.2, 0.6, 0, 0, 0], [0.3, 0, 0, 0, 0, 0.4]])
-    base.assess = lambda z: (torch.zeros(3), probs, torch.zeros(3, e))
-    base.restore = lambda z, cond: z - 1  # the base restorer, where nothing routes
+    base.assess = lambda z: (torch.zeros(3), probs, torch.full((3, e), 7.0))
+    base.restore = lambda z, cond: z - 1 + cond[:, :1, None, None]  # the base restorer (own embedding: 7)
     re.route(base, [_Expert(k, e) for k in range(6)], mode, threshold)
     z = torch.zeros(3, 2, 4, 4)
     _, p, packed = base.assess(z)
@@ -40,7 +41,7 @@ def test_hard_routing_runs_the_most_probable_types_expert_with_its_own_embedding
     assert out.tolist() == [10 + 0, 30 + 2, 60 + 5]
     assert torch.equal(p, torch.tensor([[0.9, 0.1, 0, 0, 0, 0], [0.1, 0.2, 0.6, 0, 0, 0], [0.3, 0, 0, 0, 0, 0.4]]))
     out, _ = _routed("hard", threshold=0.5)  # the third image's top type (0.4) is below it: the base restorer
-    assert out.tolist() == [10, 32, -1]
+    assert out.tolist() == [10, 32, -1 + 7]
 
 
 def test_soft_routing_averages_every_experts_step_by_probability():
@@ -70,3 +71,33 @@ def test_first_routing_keeps_the_inputs_type_for_every_step_until_the_next_image
 
     assert step_sizes("hard") == [10, 21, 21]  # noise's expert, then blur's as the type is re-detected
     assert step_sizes("first") == [10, 10, 21]  # noise's expert while the input is the noisy one
+
+
+def test_modes_parse_and_bad_ones_are_refused():
+    re = load_bench("routed_experts")
+    assert [re.parse_mode(m) for m in ("hard", "first@0.5", "soft")] == [("hard", 0.0), ("first", 0.5), ("soft", 0.0)]
+    for bad in ("base", "sotf", "soft@0.5", "hard@2"):
+        with pytest.raises(ValueError):
+            re.parse_mode(bad)
+
+
+def test_main_with_the_base_as_every_expert_reproduces_the_base(tiny_checkpoint, photo_dir, tmp_path):
+    """Routed to experts that are the base model itself, every mode returns the base's own rows (the routing
+    changes which weights step, never the step itself); the base's detection AUC is on record."""
+    import json
+
+    re = load_bench("routed_experts")
+    experts = [f"--expert={t}={tiny_checkpoint}" for t in ("low_light", "haze", "rain", "jpeg", "blur", "noise")]
+    out = tmp_path / "routed.json"
+    assert re.main(["--base", str(tiny_checkpoint), *experts, "--modes", "hard,first@0.3,soft", "--photos",
+                    str(photo_dir), "--syntheses", "v2", "--crop", "64", "--max-images", "2", "--steps", "2",
+                    "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["snapshot"] for r in rows] == ["base", "hard", "first@0.3", "soft"]
+    for r in rows[1:]:
+        for k, v in rows[0]["summary"].items():
+            if k != "per_model":
+                assert v == pytest.approx(r["summary"][k], abs=1e-4), (r["snapshot"], k)
+    assert set(rows[0]["degradation_auc"]) == {"noise", "blur", "jpeg", "rain", "haze", "low_light"}
+    with pytest.raises(SystemExit):
+        re.main(["--base", str(tiny_checkpoint), *experts[1:], "--photos", str(photo_dir)])  # one expert short

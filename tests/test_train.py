@@ -235,6 +235,7 @@ def test_checkpoints_hold_no_machine_path_and_pack_halves_them(photo_dir, tmp_pa
         assert str(tmp_path) not in text and str(photo_dir) not in text, name
     trainer_json = json.loads((tmp_path / "runs" / "a" / "last" / "trainer.json").read_text())
     assert trainer_json["train_config"]["out"] == "runs/a"
+    assert trainer_json["train_config"]["fft_weight"] == 0.0  # the loss terms a run used are on record
     packed = pack_checkpoint(tmp_path / "runs" / "a" / "last", tmp_path / "checkpoints" / "tiny", note="3 steps")
     assert sorted(p.name for p in packed.iterdir()) == ["config.json", "model.safetensors"]
     full, _ = load_model(tmp_path / "runs" / "a" / "last")
@@ -308,6 +309,9 @@ def test_fft_distance_is_the_mean_spectral_magnitude_of_the_error():
     coefficients = 16 * (8 // 2 + 1)  # per channel: rfft2 keeps half the columns
     torch.testing.assert_close(fft_distance(a + offset, a), offset.flatten() * (16 * 8) ** 0.5 / coefficients)
     assert torch.equal(fft_distance(a, a), torch.zeros(2))
+    b = torch.rand(2, 3, 16, 8)  # a random error: complex coefficients, whose magnitude counts (not re or im)
+    expected = np.abs(np.fft.rfft2((a - b).numpy(), norm="ortho")).mean((1, 2, 3))
+    np.testing.assert_allclose(fft_distance(a, b).numpy(), expected, rtol=1e-5)
 
 
 def test_fft_weight_adds_each_samples_normalised_spectral_error():
