@@ -97,26 +97,28 @@ def main(argv: list[str] | None = None) -> int:
         modes = {m: parse_mode(m) for m in a.modes.split(",")}
     except ValueError as e:
         p.error(str(e))
-    torch.set_grad_enabled(False)
-    rows = []
-    for mode in ["base", *modes]:
-        base = load_model(a.base)[0].eval()
-        if tuple(base.config.degradations) != DEGRADATIONS:
-            p.error(f"{a.base} detects {base.config.degradations}; routing needs {DEGRADATIONS} in that order")
-        if mode != "base":
-            experts = [load_model(given[t])[0].eval() for t in DEGRADATIONS]  # in the detector's column order
-            if any(x.config.cond_dim != base.config.cond_dim for x in experts):
-                p.error("every expert must have the base model's embedding size (cond_dim)")
-            route(base, experts, *modes[mode])
-        for synthesis in a.syntheses.split(","):
-            report = evaluate(base, a.photos, fixed_steps(a.steps), crop=a.crop, max_images=a.max_images,
-                              synthesis=synthesis)
-            rows.append({"run": Path(a.base).name, "snapshot": mode, "step": 0, "synthesis": synthesis,
-                         "summary": summarise(report), "degradation_auc": report["degradation_auc"]})
-            s = rows[-1]["summary"]
-            print(f"{mode} {synthesis}: single {s['single']:+.2f} dB, composite {s['composite']:+.2f} dB", flush=True)
-            if mode == "base":  # what routes: the base's detection of the input's types
-                print("  detection AUC: " + ", ".join(f"{k} {v:.2f}" for k, v in report["degradation_auc"].items()))
+    with torch.no_grad():  # not set_grad_enabled: main() may run inside another program (the tests)
+        rows = []
+        for mode in ["base", *modes]:
+            base = load_model(a.base)[0].eval()
+            if tuple(base.config.degradations) != DEGRADATIONS:
+                p.error(f"{a.base} detects {base.config.degradations}; routing needs {DEGRADATIONS} in that order")
+            if mode != "base":
+                experts = [load_model(given[t])[0].eval() for t in DEGRADATIONS]  # in the detector's column order
+                if any(x.config.cond_dim != base.config.cond_dim for x in experts):
+                    p.error("every expert must have the base model's embedding size (cond_dim)")
+                route(base, experts, *modes[mode])
+            for synthesis in a.syntheses.split(","):
+                report = evaluate(base, a.photos, fixed_steps(a.steps), crop=a.crop, max_images=a.max_images,
+                                  synthesis=synthesis)
+                rows.append({"run": Path(a.base).name, "snapshot": mode, "step": 0, "synthesis": synthesis,
+                             "summary": summarise(report), "degradation_auc": report["degradation_auc"]})
+                s = rows[-1]["summary"]
+                print(f"{mode} {synthesis}: single {s['single']:+.2f} dB, composite {s['composite']:+.2f} dB",
+                      flush=True)
+                if mode == "base":  # what routes: the base's detection of the input's types
+                    auc = report["degradation_auc"]
+                    print("  detection AUC: " + ", ".join(f"{k} {v:.2f}" for k, v in auc.items()))
     publish(rows, "routed_experts.py", argv, a)
     return 0
 

@@ -92,6 +92,7 @@ def test_main_with_the_base_as_every_expert_reproduces_the_base(tiny_checkpoint,
     assert re.main(["--base", str(tiny_checkpoint), *experts, "--modes", "hard,first@0.3,soft", "--photos",
                     str(photo_dir), "--syntheses", "v2", "--crop", "64", "--max-images", "2", "--steps", "2",
                     "--json", str(out)]) == 0
+    assert torch.is_grad_enabled()  # evaluated under no_grad, not by switching gradients off for the process
     rows = json.loads(out.read_text())
     assert [r["snapshot"] for r in rows] == ["base", "hard", "first@0.3", "soft"]
     for r in rows[1:]:
