@@ -120,9 +120,12 @@ def main(argv: list[str] | None = None) -> int:
             size32, size8 = (fp32 / f"{name}.onnx").stat().st_size, static.stat().st_size
             rows.append(f"| {name} | {t32:.2f} | {t8:.2f} ({t8 / t32:.2f}×) | {shipped} | {size32 / 1e6:.2f} | "
                         f"{size8 / 1e6:.2f} ({size8 / size32:.0%}) | {10 * np.log10(sig / max(err, 1e-30)):.1f} |")
-    print(f"`python bench/onnx_static_int8.py {shlex.join(sys.argv[1:] if argv is None else argv)}` — {date.today()}, "
-          f"{platform.processor() or platform.machine()}, {a.threads} threads, {a.side}² tile, median of {a.runs}\n")
-    print("| entry | fp32 ms | static int8 ms | --int8 ms | fp32 MB | static int8 MB | SNR vs fp32 dB (calibration inputs) |")
+    command = shlex.join(sys.argv[1:] if argv is None else argv)
+    machine = platform.processor() or platform.machine()
+    print(f"`python bench/onnx_static_int8.py {command}` — {date.today()}, {machine}, {a.threads} threads, "
+          f"{a.side}² tile, median of {a.runs}\n")
+    print("| entry | fp32 ms | static int8 ms | --int8 ms | fp32 MB | static int8 MB "
+          "| SNR vs fp32 dB (calibration inputs) |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0

@@ -71,9 +71,12 @@ def parse_mode(mode: str) -> tuple[str, float]:
     kind, at, value = mode.partition("@")
     if kind not in ("hard", "first", "soft") or (at and kind == "soft"):
         raise ValueError(f"unknown routing mode {mode!r}: use hard, first, soft, hard@P or first@P")
-    threshold = float(value) if at else 0.0
+    try:
+        threshold = float(value) if at else 0.0
+    except ValueError:
+        threshold = -1.0  # refused below with the same message
     if not 0 <= threshold <= 1:
-        raise ValueError(f"routing threshold {value} must lie in [0, 1]")
+        raise ValueError(f"routing mode {mode!r}: the threshold after @ must be a probability in [0, 1]")
     return kind, threshold
 
 
@@ -97,16 +100,16 @@ def main(argv: list[str] | None = None) -> int:
         modes = {m: parse_mode(m) for m in a.modes.split(",")}
     except ValueError as e:
         p.error(str(e))
+    experts = [load_model(given[t])[0].eval() for t in DEGRADATIONS]  # in the detector's column order
     with torch.no_grad():  # not set_grad_enabled: main() may run inside another program (the tests)
         rows = []
         for mode in ["base", *modes]:
-            base = load_model(a.base)[0].eval()
+            base = load_model(a.base)[0].eval()  # afresh per mode: route() rebinds its methods
             if tuple(base.config.degradations) != DEGRADATIONS:
                 p.error(f"{a.base} detects {base.config.degradations}; routing needs {DEGRADATIONS} in that order")
+            if any(x.config.cond_dim != base.config.cond_dim for x in experts):
+                p.error("every expert must have the base model's embedding size (cond_dim)")
             if mode != "base":
-                experts = [load_model(given[t])[0].eval() for t in DEGRADATIONS]  # in the detector's column order
-                if any(x.config.cond_dim != base.config.cond_dim for x in experts):
-                    p.error("every expert must have the base model's embedding size (cond_dim)")
                 route(base, experts, *modes[mode])
             for synthesis in a.syntheses.split(","):
                 report = evaluate(base, a.photos, fixed_steps(a.steps), crop=a.crop, max_images=a.max_images,

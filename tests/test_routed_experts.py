@@ -76,7 +76,7 @@ def test_first_routing_keeps_the_inputs_type_for_every_step_until_the_next_image
 def test_modes_parse_and_bad_ones_are_refused():
     re = load_bench("routed_experts")
     assert [re.parse_mode(m) for m in ("hard", "first@0.5", "soft")] == [("hard", 0.0), ("first", 0.5), ("soft", 0.0)]
-    for bad in ("base", "sotf", "soft@0.5", "hard@2"):
+    for bad in ("base", "sotf", "soft@0.5", "hard@2", "hard@x"):
         with pytest.raises(ValueError):
             re.parse_mode(bad)
 

@@ -56,7 +56,7 @@ def fft_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-sample mean magnitude of the orthonormal 2-D spectrum of ``a - b`` (N,).
 
     Why a spectral term: pixel MSE weighs an error by its energy, and the fine detail blur and JPEG remove
-    holds little energy; every frequency counts alike here (MIMO-UNet's FFT loss, on the magnitude).
+    holds little energy; every frequency counts alike here (after MIMO-UNet's FFT loss, on the magnitude).
     """
     return torch.fft.rfft2(a.float() - b.float(), norm="ortho").abs().flatten(1).mean(1)
 
