@@ -8,8 +8,8 @@ XNNPACK runs on its own thread pool (all cores); ``--threads`` sets onnxruntime'
    restorer's layers): a dense 3x3 conv 64->64, a pointwise 1x1 conv 64->128 (most of a NAF block's MACs)
    and a depthwise 3x3 conv on 128 channels (few MACs, memory-bound), each in fp32 and int8 on
    - XNNPACK through a one-method .pte (int8: the project's PT2E XNNPACK quantizer, post-training);
-   - onnxruntime's CPU provider (int8: ``onnxruntime.quantization.quantize_static``, QDQ, uint8
-     activations, per-channel int8 weights with ``reduce_range`` (7 bits, as export/onnx_int8.py does).
+   - onnxruntime's CPU provider (int8: the int8 ONNX export's ``quantize_graph``, export/onnx_static.py:
+     ``quantize_static``, QDQ, uint8 activations, per-channel 7-bit int8 weights).
 2. Per entry point of the given bundles (fixed tile): conv + linear MACs (rar_edge.model.count_complexity)
    over the median time of one call, against the best int8 kernel throughput of its runtime.
 
@@ -90,19 +90,11 @@ def ort_call(layer: nn.Conv2d, x: torch.Tensor, int8: bool, folder: Path, thread
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
     path = fp32
     if int8:
-        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-        class Reader(CalibrationDataReader):
-            def __init__(self) -> None:
-                self.batches = iter([{"x": np.random.default_rng(i).standard_normal(shape, dtype=np.float32)}
-                                     for i in range(4)])
-
-            def get_next(self):
-                return next(self.batches, None)
+        from rar_edge.export.onnx_static import quantize_graph  # the int8 ONNX export's own settings
 
         path = folder / f"layer_int8_{id(layer)}.onnx"
-        quantize_static(str(fp32), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_graph(fp32, path, [[np.random.default_rng(i).standard_normal(shape, dtype=np.float32)]
+                                    for i in range(4)])
     sess = ort_session(path, threads)
     feed = {"x": x.numpy()}
     return lambda: sess.run(None, feed)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from rar_edge.errors import RarEdgeError, run_guarded
 
+from . import INT8_GRAPHS
+
 TARGETS = ("executorch", "coreml", "onnx")
 ALIASES = {"et": "executorch", "pte": "executorch", "mlpackage": "coreml", "ios": "coreml", "ort": "onnx"}
 #: Precisions each target accepts, and its default.
@@ -39,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and H x W instead of a fixed tile")
     p.add_argument("--calib", metavar="DIR", help="photo folder for post-training int8 of a float checkpoint "
                    "(a distilled student's QAT int8 is more accurate)")
+    p.add_argument("--int8-graph", choices=INT8_GRAPHS,
+                   help="int8 ONNX only: 'ort' quantizes the float graphs with onnxruntime's own quantizer, calibrated "
+                   "on the int8 programs' inputs (faster on onnxruntime); 'qat' exports the int8 programs' own "
+                   "graph (default: ort; docs/export.md)")
     p.add_argument("-o", "--out", default="exports", help="output folder (default: exports)")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p
@@ -66,7 +72,8 @@ def resolve_targets(text: str) -> list[str]:
     return [name]
 
 
-def check_args(targets: list[str], precision: str | None, calib: str | None, dynamic: bool) -> dict[str, str]:
+def check_args(targets: list[str], precision: str | None, calib: str | None, dynamic: bool,
+               int8_graph: str | None = None) -> dict[str, str]:
     """Per-target precision after validation; raises ExportError saying what is allowed."""
     chosen = {}
     for t in targets:
@@ -74,6 +81,9 @@ def check_args(targets: list[str], precision: str | None, calib: str | None, dyn
         if p not in PRECISIONS[t]:
             raise ExportError(f"--precision {p} is not available for {t}; use one of {', '.join(PRECISIONS[t])}")
         chosen[t] = p
+    if int8_graph is not None and chosen.get("onnx") != "int8":
+        raise ExportError("--int8-graph chooses how int8 ONNX graphs are made: use it with --target onnx "
+                          "--precision int8, or drop it")
     if calib is not None and set(chosen.values()) != {"int8"}:
         raise ExportError("--calib calibrates int8 activations: use it with --precision int8")
     if calib is not None and not Path(calib).is_dir():
@@ -87,12 +97,12 @@ def check_args(targets: list[str], precision: str | None, calib: str | None, dyn
 def run(args: argparse.Namespace) -> int:
     targets = resolve_targets(args.target)
     size = parse_imgsz(args.imgsz)
-    precisions = check_args(targets, args.precision, args.calib, args.dynamic)
+    precisions = check_args(targets, args.precision, args.calib, args.dynamic, args.int8_graph)
     from .bundle import export_bundle  # heavy: torch, onnx, coremltools
 
     for target, precision in precisions.items():
         print(export_bundle(target, precision, args.checkpoint, args.preset, size, args.dynamic, Path(args.out),
-                            args.calib))
+                            args.calib, args.int8_graph or INT8_GRAPHS[0]))
     return 0
 
 

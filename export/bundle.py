@@ -9,8 +9,10 @@ from rar_edge.atomic import atomic_dir
 from rar_edge.errors import RarEdgeError
 from rar_edge.manifest import build_manifest, sha256, write_manifest
 
+from . import INT8_GRAPHS
+from .onnx_static import ORT_QUANTIZED
 from .parity import check_parity, photo_crops, torch_runner
-from .source import load_source, torch_programs
+from .source import float_programs, load_source, torch_programs
 
 
 #: The manifest's parity status of a bundle whose format cannot run on the exporting platform.
@@ -38,9 +40,20 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
+def quantized_entries(quantization: dict) -> tuple[str, ...]:
+    """The entry points an int8 bundle quantizes: all but the ones its recipe kept in float."""
+    from rar_edge.model import ENTRY_POINTS
+
+    return tuple(n for n in ENTRY_POINTS if n not in quantization.get("kept_float", ()))
+
+
 def export_bundle(target: str, precision: str, checkpoint: str | None, preset: str | None, size: tuple[int, int],
-                  dynamic: bool, out: Path, calib: str | None = None) -> str:
-    """Export ``target`` at ``precision``; returns a printable summary with the next command to run."""
+                  dynamic: bool, out: Path, calib: str | None = None, int8_graph: str = "ort") -> str:
+    """Export ``target`` at ``precision``; returns a printable summary with the next command to run.
+
+    ``int8_graph`` (INT8_GRAPHS) chooses how an int8 ONNX bundle's graphs are made; other bundles ignore it."""
+    if int8_graph not in INT8_GRAPHS:
+        raise RarEdgeError(f"int8 graph {int8_graph!r} is not one of {', '.join(INT8_GRAPHS)}")
     source = load_source(checkpoint, preset)
     chosen = torch_programs(source, precision, target, calib)
     programs = chosen.parts
@@ -57,10 +70,29 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
     try:
         with atomic_dir(out / name) as tmp:
             if target == "onnx":
-                from .onnx import embed_metadata, export_onnx, ort_runner, slim, unfused
+                from .onnx import embed_metadata, export_onnx, kernel_report, ort_runner, slim, unfused
 
-                files = export_onnx(programs, source.model, tmp, height, width, dynamic)
-                manifest.update(slim(tmp, files, precision == "int8"))
+                # int8: which entry points onnxruntime's quantizer makes from float graphs (export/onnx_static.py);
+                # every other quantized one is its int8 program's graph, re-typed (export/onnx_int8.py)
+                quantized = quantized_entries(chosen.quantization) if precision == "int8" else ()
+                by_ort = [n for n in quantized if n in ORT_QUANTIZED] if int8_graph == "ort" else []
+                graphs = {**programs, **{n: g for n, g in float_programs(source).items() if n in by_ort}}
+                files = export_onnx(graphs, source.model, tmp, height, width, dynamic)
+                retyped = [n for n in quantized if n not in by_ort]
+                slim(tmp, files, retype=retyped)
+                made = {}
+                if by_ort:  # the parity check below holds these graphs to the int8 programs they stand for
+                    from .onnx_static import calibration_images, quantize_bundle
+
+                    made = quantize_bundle(tmp, files, by_ort, torch_runner(programs),
+                                           calibration_images(height, width, calib))
+                if retyped:
+                    qat = f"the int8 programs' QDQ graph, re-typed for onnxruntime ({', '.join(retyped)})"
+                    made["graph"] = f"{made['graph']}; {qat}" if made else qat
+                if quantized:
+                    manifest["quantization"] = {**manifest["quantization"], **made}
+                if precision == "int8":
+                    manifest.update(kernel_report(tmp, files))
                 float_left = unfused(manifest)
                 embed_metadata(tmp, files, manifest)
                 runner = ort_runner(tmp, files)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -47,29 +48,34 @@ def export_onnx(programs: dict, model, bundle: Path, height: int, width: int, dy
     return files
 
 
-def slim(bundle: Path, files: list[str], int8: bool) -> dict:
-    """Drop the exporter's per-node metadata (torch stack traces: over half of an int8 file's bytes) and,
-    for int8, re-type the graphs for onnxruntime's fast integer kernels (export/onnx_int8.py). Returns the
-    manifest's ``onnxruntime`` entry: per int8 graph, the convolutions and linears that run as integer kernels."""
+def slim(bundle: Path, files: list[str], retype: Collection[str] = ()) -> None:
+    """Drop the exporter's per-node metadata (torch stack traces: over half of an int8 file's bytes) and
+    re-type the int8 programs' graphs among them named in ``retype`` (entry points) for onnxruntime's fast
+    integer kernels (export/onnx_int8.py)."""
     import onnx
 
-    from .onnx_int8 import fusion_report, retype_for_onnxruntime
+    from .onnx_int8 import retype_for_onnxruntime
 
     for name in files:
         model = onnx.load(str(bundle / name))
         for node in model.graph.node:
             del node.metadata_props[:]
             node.doc_string = ""
-        if int8:
+        if Path(name).stem in retype:
             retype_for_onnxruntime(model)
         onnx.save(model, str(bundle / name))
-    if not int8:
-        return {}
+
+
+def kernel_report(bundle: Path, files: list[str]) -> dict:
+    """The manifest's ``onnxruntime`` entry of an int8 bundle: per graph, the quantized convolutions and
+    linears that run as integer kernels (export/onnx_int8.py's fusion_report)."""
+    from .onnx_int8 import fusion_report
+
     return {"onnxruntime": {"integer_kernels": {Path(name).stem: fusion_report(bundle / name) for name in files}}}
 
 
 def unfused(report: dict) -> list[str]:
-    """``entry n of m`` for every int8 graph with convolutions or linears left in float (slim's report)."""
+    """``entry n of m`` for every int8 graph with convolutions or linears left in float (kernel_report's)."""
     kernels = report.get("onnxruntime", {}).get("integer_kernels", {})
     return [f"{name} {r['float']} of {r['fusable']}" for name, r in kernels.items() if r["float"]]
 

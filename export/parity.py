@@ -21,22 +21,28 @@ LOOP_STEPS = 2
 Runner = Callable[[str, list[np.ndarray]], list[np.ndarray]]
 
 
-def photo_crops(height: int, width: int, count: int = 2) -> np.ndarray:
-    """``count`` real photo crops (N,3,H,W) float32 in [0,1] from scikit-image's bundled photos."""
-    from PIL import Image
+#: The photos parity checks run on (the first ``count``); int8 calibration keeps off them (export/onnx_static.py).
+PARITY_PHOTOS = ("skimage_astronaut", "skimage_coffee", "skimage_chelsea", "skimage_rocket")
 
+
+def photo_crops(height: int, width: int, count: int = 2, names: tuple[str, ...] = PARITY_PHOTOS) -> np.ndarray:
+    """``count`` real photo crops (N,3,H,W) float32 in [0,1] of scikit-image's bundled photos ``names``."""
     from rar_edge.data.photos import skimage_photos
 
     photos = skimage_photos()
-    out = []
-    for name in ("skimage_astronaut", "skimage_coffee", "skimage_chelsea", "skimage_rocket")[:count]:
-        im = Image.fromarray(photos[name])
-        scale = max(height / im.height, width / im.width, 1.0)
-        if scale > 1:
-            im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.BICUBIC)
-        arr = np.asarray(im, dtype=np.float32)[:height, :width] / 255.0
-        out.append(arr.transpose(2, 0, 1))
-    return np.stack(out)
+    return np.stack([top_left_crop(photos[name], height, width) for name in names[:count]])
+
+
+def top_left_crop(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(3,H,W) float32 in [0,1]: the top-left ``height`` x ``width`` of an RGB uint8 photo, upscaled first
+    (bicubic) where the photo is smaller."""
+    from PIL import Image
+
+    im = Image.fromarray(rgb)
+    scale = max(height / im.height, width / im.width, 1.0)
+    if scale > 1:
+        im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.BICUBIC)
+    return (np.asarray(im, dtype=np.float32)[:height, :width] / 255.0).transpose(2, 0, 1)
 
 
 def _loop(run: Runner, images: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:

@@ -52,13 +52,20 @@ def warn(message: str) -> None:
     print(f"export: warning: {message}", file=sys.stderr)
 
 
+def float_programs(source: Source) -> dict:
+    """The model's four float entry points (torch modules)."""
+    from rar_edge.model import ENTRY_POINTS
+    from rar_edge.model.entry_points import EntryPoint
+
+    return {name: EntryPoint(source.model, name).eval() for name in ENTRY_POINTS}
+
+
 def torch_programs(source: Source, precision: str, target: str = "onnx", calib: str | None = None) -> Programs:
     """The programs for ``precision``: float entry points, the distilled int8 programs, post-training
     int8 calibrated on ``calib``, or (Core ML only) float programs whose weights Core ML quantizes."""
     from rar_edge.model import ENTRY_POINTS
-    from rar_edge.model.entry_points import EntryPoint
 
-    floats = {name: EntryPoint(source.model, name).eval() for name in ENTRY_POINTS}
+    floats = float_programs(source)
     if calib is not None and (precision != "int8" or source.int8_dir is not None):
         raise RarEdgeError("--calib is for an int8 export of a float checkpoint"
                            + ("; this student already holds QAT int8 programs: drop --calib" if source.int8_dir else

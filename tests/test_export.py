@@ -20,26 +20,31 @@ def _export(*args: str):
 
 @pytest.fixture(scope="module")
 def onnx_bundles(bundles, distilled, tmp_path_factory):
-    """fp32 (dynamic; the runtime tests' bundle of the tiny checkpoint) and int8 (the distilled student's QAT
-    programs) ONNX bundles."""
+    """fp32 (dynamic; the runtime tests' bundle of the tiny checkpoint) and int8 ONNX bundles of the distilled
+    student: by default (onnxruntime's quantizer on the float graphs) and from the QAT programs' own graph."""
+    student = str(distilled[0] / "student")
+
     def build(out: Path) -> None:
-        (out / "export.log").write_text(export_here("--target", "ort", "--checkpoint", str(distilled[0] / "student"),
+        (out / "export.log").write_text(export_here("--target", "ort", "--checkpoint", student,
                                                     "--precision", "int8", "--imgsz", "64", "-o", str(out)))
+        export_here("--target", "onnx", "--checkpoint", student, "--precision", "int8", "--int8-graph", "qat",
+                    "--imgsz", "64", "-o", str(out / "qat"))
 
     out = built_once(tmp_path_factory, "onnx_int8", build)
     log = (out / "export.log").read_text()
     assert "parity" in log and "exported" in log
     # Only the exporter's own lines: torch.onnx's stage narration and warnings are silenced (--debug shows them).
     assert "[torch.onnx]" not in log and "torchvision" not in log and len(log.strip().splitlines()) <= 5, log
-    return {"fp32": bundles["dynamic"], "int8": out / "rar-tiny-int8-onnx"}
+    return {"fp32": bundles["dynamic"], "int8": out / "rar-tiny-int8-onnx", "qat": out / "qat" / "rar-tiny-int8-onnx"}
 
 
 @pytest.mark.xdist_group("onnx_int8")
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", "int8", "qat"])
 def test_onnx_bundle(onnx_bundles, precision):
     import onnx
 
     bundle = onnx_bundles[precision]
+    graph_kind, precision = precision, "int8" if precision == "qat" else precision
     manifest = verify_bundle(bundle)
     assert manifest["schema_version"] == SCHEMA_VERSION and manifest["target"] == "onnx"
     assert manifest["precision"] == precision and manifest["preset"] == "rar-tiny"
@@ -59,9 +64,26 @@ def test_onnx_bundle(onnx_bundles, precision):
         ops |= {n.op_type for n in model.graph.node}
         assert not any(n.metadata_props for n in model.graph.node)  # the exporter's stack traces are dropped
     assert ("QuantizeLinear" in ops and "DequantizeLinear" in ops) == (precision == "int8")
-    if precision == "int8":  # re-typed for onnxruntime's fast kernels (export/onnx_int8.py), and all of them fused
+    if precision == "int8":  # every quantized convolution and linear runs as an onnxruntime integer kernel
         kernels = manifest["onnxruntime"]["integer_kernels"]
         assert kernels["restore"]["fusable"] > 0 and all(k["float"] == 0 for k in kernels.values()), kernels
+        # uint8 activations and int8 weights either way (onnxruntime's fast U8S8 path)
+        for name in ("encode", "assess", "restore", "decode"):
+            types = {t.data_type for t in onnx.load(str(bundle / f"{name}.onnx")).graph.initializer}
+            assert {onnx.TensorProto.UINT8, onnx.TensorProto.INT8} <= types, name
+        quant = manifest["quantization"]
+        if graph_kind == "qat":  # the QAT programs' graph, re-typed (export/onnx_int8.py: 7-bit weights renamed)
+            assert quant["graph"].startswith("the int8 programs' QDQ graph")
+            names = {t.name for t in onnx.load(str(bundle / "restore.onnx")).graph.initializer}
+            assert any(n.endswith("_int7") for n in names)
+        else:  # the default: onnxruntime's quantizer, calibrated on the int8 programs' own inputs; an assessor
+            # the recipe quantized (the test student's) keeps its program's graph
+            assert quant["graph"] == ("onnxruntime quantize_static (QDQ) of the float graphs of encode, restore, "
+                                      "decode; the int8 programs' QDQ graph, re-typed for onnxruntime (assess)")
+            assert "7 bits" in quant["onnx_weights"]
+            assert "from 16 photo crops" in quant["onnx_activations"]
+            names = {t.name for t in onnx.load(str(bundle / "restore.onnx")).graph.initializer}
+            assert not any(n.endswith("_int7") for n in names)
 
 
 def test_int8_graphs_are_retyped_for_onnxruntime():
@@ -197,6 +219,18 @@ def test_target_all_and_aliases():
         "executorch": "fp32", "coreml": "fp16", "onnx": "fp32"}
     assert resolve_targets("ET") == ["executorch"] and resolve_targets("mlpackage") == ["coreml"]
     assert resolve_targets("ios") == ["coreml"] and resolve_targets("ort") == ["onnx"]
+
+
+def test_int8_graph_is_for_int8_onnx_only(tiny_checkpoint, tmp_path):
+    from rar_edge.export.__main__ import ExportError, check_args
+
+    assert check_args(["onnx"], "int8", None, False, "qat") == {"onnx": "int8"}
+    for targets, precision in ((["executorch"], "int8"), (["onnx"], "fp32"), (["onnx"], None)):
+        with pytest.raises(ExportError, match="--int8-graph chooses how int8 ONNX graphs are made"):
+            check_args(targets, precision, None, False, "ort")
+    res = _export("--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--int8-graph", "qat", "-o", str(tmp_path))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--precision int8" in res.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_dynamic_coreml_warns_about_the_neural_engine(capsys):

@@ -1,0 +1,91 @@
+"""Held-out quality of exported bundles through the runtime, side by side (e.g. two ways to make int8 graphs).
+
+    python bench/bundle_quality.py BUNDLE [BUNDLE ...] --photos photos/heldout [--crops 1] [--crop 256]
+        [--syntheses v2,albumentations] [--json F]
+
+Every held-out photo gives ``--crops`` random crops, each degraded under every evaluation case (bench/report.py's
+test set: the same crops, cases and seeds). Each bundle restores them with its own loop defaults (the runtime's
+``Restorer.restore``, no budget). Prints, per test synthesis, one row per bundle: mean PSNR gain over the input
+on single degradations, on composites, their mean (the replacement rule's figure, as in
+bench/learning_curve.py), per case, the mean steps and the share of clean crops returned unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from report import evaluate, test_set  # noqa: E402  (the same test set and per-case means)
+
+
+def bundle_method(bundle: Path):
+    """The runtime's Restorer on ``bundle`` as a report method: image -> (restored, steps run)."""
+    from rar_edge.runtime import Restorer
+
+    r = Restorer.load(bundle)
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, int]:
+        res = r.restore(x)
+        return res.image, res.steps_run
+
+    return run
+
+
+def summary(per_case: dict, inputs: dict) -> dict:
+    """Gains over the input: per case, the singles' and composites' means, their mean; steps; clean kept."""
+    gains = {c: per_case[c]["psnr"] - inputs[c]["psnr"] for c in per_case if c != "clean"}
+    single = [g for c, g in gains.items() if "+" not in c]
+    composite = [g for c, g in gains.items() if "+" in c]
+    out = {"single": float(np.mean(single)), "composite": float(np.mean(composite))}
+    out["mean"] = (out["single"] + out["composite"]) / 2
+    out["cases"] = gains
+    out["steps"] = float(np.mean([per_case[c]["steps"] for c in per_case]))
+    if "clean" in per_case:
+        out["clean_unchanged"] = per_case["clean"]["unchanged"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("bundles", nargs="+", type=Path)
+    p.add_argument("--photos", required=True, help="held-out photos")
+    p.add_argument("--crops", type=int, default=1, help="crops per photo")
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--syntheses", default="v2,albumentations", help="test syntheses, comma-separated")
+    p.add_argument("--json")
+    a = p.parse_args(argv)
+    missing = [str(b) for b in a.bundles if not (b / "manifest.json").is_file()]
+    if missing:
+        p.error(f"not a bundle (no manifest.json): {', '.join(missing)}")
+    command = shlex.join(sys.argv[1:] if argv is None else argv)
+    print(f"`python bench/bundle_quality.py {command}` — {date.today()}, "
+          f"{platform.processor() or platform.machine()}")
+    results = {}
+    for synthesis in a.syntheses.split(","):
+        clean, degraded, names, index = test_set(a.photos, a.crops, a.crop, synthesis=synthesis)
+        methods = {"input": lambda x: (x, 0)} | {str(b): bundle_method(b) for b in a.bundles}
+        per = evaluate(methods, clean, degraded, names, index)
+        cases = [c for c in dict.fromkeys(names) if c != "clean"]
+        results[synthesis] = {m: summary(per[m], per["input"]) for m in methods if m != "input"}
+        print(f"\n{synthesis}: {len(clean)} crops of {a.crop}² per case\n")
+        print("| bundle | mean | single | composite | " + " | ".join(cases) + " | steps | clean unchanged |")
+        print("|---" * (len(cases) + 6) + "|")
+        for m, s in results[synthesis].items():
+            print(f"| {Path(m).name} ({Path(m).parent.name}) | {s['mean']:+.2f} | {s['single']:+.2f} | "
+                  f"{s['composite']:+.2f} | " + " | ".join(f"{s['cases'][c]:+.2f}" for c in cases)
+                  + f" | {s['steps']:.2f} | {s.get('clean_unchanged', float('nan')):.0%} |")
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""export/onnx_static.py: what the default int8 ONNX graphs are calibrated on (the export itself: test_export.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from rar_edge.export.onnx_static import CALIB_PHOTOS, calibration_feeds, calibration_images
+from rar_edge.export.parity import PARITY_PHOTOS, photo_crops
+
+
+def test_calibration_images_are_other_photos_than_parity_clean_then_degraded():
+    images = calibration_images(32, 48, count=3)
+    assert images.shape == (6, 3, 32, 48) and images.dtype == np.float32
+    assert 0 <= images.min() and images.max() <= 1
+    np.testing.assert_array_equal(images[:3], photo_crops(32, 48, count=3, names=CALIB_PHOTOS))
+    assert all(np.abs(images[i + 3] - images[i]).mean() > 1e-3 for i in range(3))  # each degraded copy differs
+    parity = photo_crops(32, 48, count=2)  # what the parity check runs on (the first one or two photos)
+    assert not set(CALIB_PHOTOS) & set(PARITY_PHOTOS[:2])
+    assert np.abs(images[:, None] - parity[None]).reshape(6, 2, -1).mean(-1).min() > 1e-3
+    np.testing.assert_array_equal(calibration_images(32, 48, count=3), images)  # a fixed seed: the same bytes
+
+
+def test_calibration_images_from_a_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (80, 90, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    images = calibration_images(64, 64, calib=str(tmp_path), count=8)
+    assert images.shape == (4, 3, 64, 64)  # only the folder's 2 photos, each clean and degraded
+    first = np.asarray(Image.open(tmp_path / "0.png"), np.float32)[:64, :64].transpose(2, 0, 1) / 255
+    np.testing.assert_allclose(images[0], first, atol=1e-6)
+
+
+def test_calibration_feeds_follow_the_loop():
+    """Each entry point gets the inputs the reference programs feed it along a 3-step loop, one image at a time."""
+    calls = []
+
+    def reference(name: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        calls.append(name)
+        x = inputs[0]
+        if name == "encode":
+            return [x[:, :2] * 10]
+        if name == "assess":
+            return [x.mean((1, 2, 3)), x[:, :1, 0, 0], x.sum((2, 3))]
+        return [x + 1]  # restore: one step adds 1
+
+    images = np.random.default_rng(0).random((2, 3, 4, 4), dtype=np.float32)
+    feeds = calibration_feeds(reference, images, steps=3)
+    assert [len(feeds[k]) for k in ("encode", "assess", "restore", "decode")] == [2, 8, 6, 8]
+    assert calls[:8] == ["encode", "assess", "restore", "assess", "restore", "assess", "restore", "encode"]
+    np.testing.assert_array_equal(feeds["encode"][1][0], images[1:2])
+    z0 = images[:1, :2] * 10
+    # assess and decode see the encoded latent and every step's; restore the latent before each step and its
+    # embedding
+    for k in range(4):
+        np.testing.assert_allclose(feeds["decode"][k][0], z0 + k)
+        np.testing.assert_allclose(feeds["assess"][k][0], z0 + k)
+    for k in range(3):
+        z, cond = feeds["restore"][k]
+        np.testing.assert_allclose(z, z0 + k)
+        np.testing.assert_allclose(cond, (z0 + k).sum((2, 3)))
