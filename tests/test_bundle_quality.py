@@ -1,0 +1,45 @@
+"""bench/bundle_quality.py: held-out gains of bundles through the runtime, side by side."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import load_bench
+
+
+def test_summary_gains_are_output_minus_input():
+    bench = load_bench("bundle_quality")
+    cases = {"noise": 25.0, "blur": 30.0, "blur+noise": 22.0, "clean": 100.0}
+    inputs = {c: {"psnr": p, "steps": 0, "unchanged": 1.0} for c, p in cases.items()}
+    out = {"noise": {"psnr": 28.0, "steps": 3}, "blur": {"psnr": 29.0, "steps": 1},
+           "blur+noise": {"psnr": 24.5, "steps": 2}, "clean": {"psnr": 100.0, "steps": 0, "unchanged": 0.75}}
+    s = bench.summary(out, inputs)
+    assert s["cases"] == {"noise": 3.0, "blur": -1.0, "blur+noise": 2.5}  # clean is not a degraded case
+    assert s["single"] == 1.0 and s["composite"] == 2.5 and s["mean"] == 1.75
+    assert s["steps"] == 1.5 and s["clean_unchanged"] == 0.75
+
+
+def test_bundles_side_by_side(bundles, photo_dir, tmp_path, capsys):
+    bench = load_bench("bundle_quality")
+    out = tmp_path / "q.json"
+    same = [str(bundles["dynamic"]), str(bundles["dynamic"])]
+    assert bench.main([*same, "--photos", str(photo_dir), "--crop", "64", "--syntheses", "v2", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["v2"]
+    assert list(results) == [same[0]]  # one row per bundle (the same one twice: one row)
+    row = results[same[0]]
+    assert set(row["cases"]) == {"noise", "blur", "jpeg", "rain", "haze", "low_light", "blur+noise", "noise+jpeg",
+                                 "rain+haze", "blur+noise+jpeg"}
+    assert np.isclose(row["mean"], (row["single"] + row["composite"]) / 2)
+    assert all(np.isfinite(v) for v in row["cases"].values()) and 0 <= row["steps"] <= 4
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| rar-tiny-fp32-onnx")]
+    assert len(table) == 1 and f"{row['mean']:+.2f}" in table[0]
+
+
+def test_not_a_bundle_is_refused(tmp_path):
+    bench = load_bench("bundle_quality")
+    with pytest.raises(SystemExit) as e:
+        bench.main([str(tmp_path), "--photos", str(tmp_path)])
+    assert e.value.code == 2
