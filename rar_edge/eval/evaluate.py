@@ -29,7 +29,6 @@ def trajectory(model, deg: torch.Tensor, clean: torch.Tensor, steps: int,
     ref = clean.cpu().numpy()
     quality, out_psnr, change, vectors = [], [], [], []
     z = model.encode(deg)
-    z_in = z
     for k in range(steps + 1):
         q, p, cond = model.assess(z)
         decoded = model.decode(z).clamp(0, 1).cpu().numpy()
@@ -37,7 +36,7 @@ def trajectory(model, deg: torch.Tensor, clean: torch.Tensor, steps: int,
         vectors.append(torch.cat([q.float()[:, None], p.float(), cond.float()], 1).cpu().numpy())
         out_psnr.append([min(psnr(d, c), psnr_cap) for d, c in zip(decoded, ref)])
         if k < steps:
-            z_next = model.restore(z, cond, z_in)
+            z_next = model.restore(z, cond)
             change.append(step_change(z, z_next).float().cpu().numpy())
             z = z_next
     return np.stack(quality, 1), np.array(out_psnr).T, np.stack(change, 1), np.stack(vectors, 1)

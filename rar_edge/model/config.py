@@ -26,7 +26,6 @@ class RARConfig:
     restore_depths: tuple[int, int, int] = (1, 1, 2)
     #: Rank of the restorer's global path (restorer.GlobalStep); 0 (none) in checkpoints made before it.
     global_rank: int = 0
-    restore_input: bool = False
     cond_dim: int = 32
     degradations: tuple[str, ...] = field(default=DEGRADATIONS)
     # Loop defaults (see rar_edge.loop.StopRule).

@@ -58,12 +58,6 @@ PRESETS: dict[str, Preset] = {
             max_params=2_000_000, max_step_gmac_per_mp=15.0, max_codec_gmac_per_mp=5.0,
         ),
         Preset(
-            "rar-edge-s-z0",
-            replace(_EDGE_S, restore_input=True),
-            "experiment: the restorer sees the encoded input",
-            max_params=1_000_000, max_step_gmac_per_mp=5.5, max_codec_gmac_per_mp=5.0,
-        ),
-        Preset(
             "rar-edge-m",
             RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=24, assess_depth=1,
                       assess_detail=True, assess_grid=True,

@@ -46,8 +46,7 @@ class RAR(nn.Module):
         init_linear_path(self.encoder.skip, self.decoder.skip, [self.encoder.head, self.decoder.head])
         self.assessor = Assessor(c.latent_channels, c.assess_width, c.assess_depth, c.cond_dim, len(c.degradations),
                                  c.assess_detail, c.assess_grid)
-        self.restorer = Restorer(c.latent_channels, c.restore_width, c.restore_depths, c.cond_dim, c.global_rank,
-                                 c.restore_input)
+        self.restorer = Restorer(c.latent_channels, c.restore_width, c.restore_depths, c.cond_dim, c.global_rank)
 
     # --- the four entry points (each exported alone) ---
     def encode(self, image: torch.Tensor) -> torch.Tensor:
@@ -59,9 +58,9 @@ class RAR(nn.Module):
         quality, logits, cond = self.assessor(z)
         return quality[:, 0], torch.sigmoid(logits), cond
 
-    def restore(self, z: torch.Tensor, cond: torch.Tensor, z0: torch.Tensor | None = None) -> torch.Tensor:
+    def restore(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """One restoration step in latent space."""
-        return self.restorer(z, cond, z0)
+        return self.restorer(z, cond)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent -> image (N,3,H,W), not clamped."""
@@ -82,7 +81,6 @@ class RAR(nn.Module):
         """
         rule = rule or self.stop_rule()
         z = self.encode(image)
-        z_in = z
         quality, probs, cond = self.assess(z)
         n = image.shape[0]
         judge = self.config.judge_head
@@ -98,7 +96,7 @@ class RAR(nn.Module):
         # latents[k][i] is image i after its k-th step: an image steps on every iteration until it stops.
         latents = [z]
         while any(t.running for t in traces):
-            z_next = self.restore(z, cond, z_in)
+            z_next = self.restore(z, cond)
             change = step_change(z, z_next) if traces[0].needs_change() else None
             active = [t.running and t.propose(None if change is None else float(change[i]))
                       for i, t in enumerate(traces)]

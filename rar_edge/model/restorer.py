@@ -50,15 +50,11 @@ class Restorer(nn.Module):
     """(latent (N,C,h,w), cond (N,E)) -> next latent (N,C,h,w). h and w must be multiples of 4."""
 
     def __init__(self, latent_channels: int, width: int, depths: tuple[int, int, int], cond_dim: int,
-                 global_rank: int = 0, restore_input: bool = False) -> None:
+                 global_rank: int = 0) -> None:
         super().__init__()
         self.global_step = GlobalStep(latent_channels, global_rank, cond_dim) if global_rank else None
         w1, w2, w3 = width, width * 2, width * 4
         self.stem = nn.Conv2d(latent_channels, w1, 1)  # 1x1: the blocks' depthwise convs give the context
-        self.input_stem = None
-        if restore_input:
-            self.input_stem = nn.Conv2d(latent_channels, w1, 1, bias=False)
-            nn.init.zeros_(self.input_stem.weight)
         self.enc1 = Stage(w1, depths[0], cond_dim)
         self.down1 = downsample(w1, w2)
         self.enc2 = Stage(w2, depths[1], cond_dim)
@@ -73,11 +69,8 @@ class Restorer(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, z: torch.Tensor, cond: torch.Tensor, z0: torch.Tensor | None = None) -> torch.Tensor:
-        h0 = self.stem(z)
-        if self.input_stem is not None:
-            h0 = h0 + self.input_stem(z if z0 is None else z0)
-        h1 = self.enc1(h0, cond)
+    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h1 = self.enc1(self.stem(z), cond)
         h2 = self.enc2(self.down1(h1), cond)
         h3 = self.mid(self.down2(h2), cond)
         d2 = self.dec2(self.up2(h3) + h2, cond)

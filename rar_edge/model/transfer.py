@@ -27,7 +27,7 @@ from .rar import RAR
 GROWN = "assessor.mlp.0.weight"
 DIRECT = "assessor.direct.weight"
 #: Architecture fields a model may add to a source without them (False or 0 there; module docstring).
-_ADDABLE = ("assess_detail", "assess_grid", "global_rank", "restore_input")
+_ADDABLE = ("assess_detail", "assess_grid", "global_rank")
 
 #: Config fields that are not architecture (the loop's defaults, named as StopRule's fields, and its
 #: fitted judge) or that transfer_weights bridges.
@@ -64,8 +64,6 @@ def transfer_weights(model: RAR, source: RAR) -> None:
             state[key] = _grown_columns(state[key], target[key])
     if source.config.global_rank != model.config.global_rank:
         state.update({k: v for k, v in target.items() if k.startswith("restorer.global_step.")})
-    if source.config.restore_input != model.config.restore_input:
-        state.update({k: v for k, v in target.items() if k.startswith("restorer.input_stem.")})
     model.load_state_dict(state)
 
 

@@ -130,7 +130,7 @@ class RARObjective(nn.Module):
         # Flow: one step from a random point on the straight path should reach the clean end.
         z_t = (1 - t[:, None, None, None]) * z_deg + t[:, None, None, None] * z_clean
         q_t, _, cond_t = self.assess(z_t)
-        z_flow = m.restorer(z_t, cond_t, z_deg)
+        z_flow = m.restorer(z_t, cond_t)
         loss_flow = restore_error(self.frozen_decode(z_flow), z_flow).mean()
         assessed_z.append(z_t)
         assessed_q.append(q_t)
@@ -145,7 +145,7 @@ class RARObjective(nn.Module):
             prev_err = per_sample_mse(self.frozen_decode(z_deg), clean)
         step_losses, hinge, step_images = [], [], []
         for _ in range(self.unroll):
-            z = m.restorer(z, cond, z_deg)
+            z = m.restorer(z, cond)
             img = self.frozen_decode(z)
             step_images.append(img)
             step_losses.append(restore_error(img, z))
