@@ -27,11 +27,14 @@ TILE = 256  # the samples' size: one tile each
 
 
 def weights_digest() -> str:
-    """SHA-256 over the shipped student's files: names a bundle's source weights."""
+    """SHA-256 over the shipped student's files and the int8 ONNX export's default graph kind: names what a
+    demo bundle was made from (a bundle exported before the default changed is exported again)."""
     import hashlib
 
+    from rar_edge import export
+
     root = Path(__file__).parent / "weights" / PRESET
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"int8-graph={export.INT8_GRAPHS[0]}\n".encode())
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())

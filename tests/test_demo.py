@@ -3,12 +3,13 @@ report path."""
 
 from __future__ import annotations
 
+import rar_edge.export
 import rar_edge.export.__main__ as export_entry
 import rar_edge.manifest
 from rar_edge import demo
 
 
-def test_demo_reexports_when_the_shipped_weights_change(tmp_path, monkeypatch):
+def test_demo_reexports_when_the_shipped_weights_or_the_int8_graph_change(tmp_path, monkeypatch):
     calls = []
 
     def fake_export(argv):
@@ -27,9 +28,15 @@ def test_demo_reexports_when_the_shipped_weights_change(tmp_path, monkeypatch):
     demo.export_bundles(out, ("onnx", "executorch"))
     assert calls == ["onnx", "executorch"]  # same weights: reused
 
-    monkeypatch.setattr(demo, "weights_digest", lambda: "0" * 64)  # the shipped weights changed
+    before = demo.weights_digest()
+    monkeypatch.setattr(rar_edge.export, "INT8_GRAPHS", ("qat", "ort"))  # the export's default graph changed
+    assert demo.weights_digest() != before
     demo.export_bundles(out, ("onnx",))
     assert calls == ["onnx", "executorch", "onnx"]
+
+    monkeypatch.setattr(demo, "weights_digest", lambda: "0" * 64)  # the shipped weights changed
+    demo.export_bundles(out, ("onnx",))
+    assert calls == ["onnx", "executorch", "onnx", "onnx"]
     assert (out / "rar-edge-s-int8-onnx.weights-sha256").read_text().strip() == "0" * 64
 
 
