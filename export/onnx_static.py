@@ -1,9 +1,9 @@
 """int8 ONNX graphs quantized by onnxruntime's own quantizer, from the float graphs (``--int8-graph ort``).
 
 Why: the QAT programs' QDQ graph (export/onnx_int8.py) keeps quantize/dequantize pairs around every gate, add
-and slice, which onnxruntime runs as separate float nodes: its int8 graphs of rar-edge-s ran 0.84-0.95x the
+and slice, which onnxruntime runs as separate float nodes: its int8 graphs of rar-edge-s ran 0.82-0.88x the
 fp32 time on a 2-core Xeon. ``onnxruntime.quantization.quantize_static`` places them where its QLinear kernels
-want them: 0.68-0.75x (BENCHMARKS.md, "int8 ONNX by onnxruntime's own static quantization").
+want them: 0.65-0.72x (BENCHMARKS.md, "int8 ONNX graphs by onnxruntime's own quantizer").
 
 How: each quantized entry point is exported in float (a distilled student's QAT-trained weights), then
 ``quant_pre_process`` + ``quantize_static``: QDQ, uint8 activations, int8 weights per output channel in 7 bits
