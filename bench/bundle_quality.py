@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"`python bench/bundle_quality.py {command}` — {date.today()}, "
           f"{platform.processor() or platform.machine()}")
     results = {}
+    methods = {"input": lambda x: (x, 0)} | {str(b): bundle_method(b) for b in a.bundles}  # each loaded once
     for synthesis in a.syntheses.split(","):
         clean, degraded, names, index = test_set(a.photos, a.crops, a.crop, synthesis=synthesis)
-        methods = {"input": lambda x: (x, 0)} | {str(b): bundle_method(b) for b in a.bundles}
         per = evaluate(methods, clean, degraded, names, index)
         cases = [c for c in dict.fromkeys(names) if c != "clean"]
         results[synthesis] = {m: summary(per[m], per["input"]) for m in methods if m != "input"}

@@ -22,9 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from bundle_quality import summary  # noqa: E402
 from report import evaluate, test_set  # noqa: E402
+from runtime_bench import FIXED as NO_STOP  # noqa: E402  (no target, gain, change, judge or gate stop)
 
-#: Rule overrides that run exactly max_steps steps and decode the last: no target, gain, judge or gate stop.
-FIXED = dict(target_quality=1e9, min_gain=-1e9, min_change=0.0, min_better=0.0, min_detect=0.0, keep="last")
+#: Rule overrides that run exactly max_steps steps and decode the last.
+FIXED = dict(NO_STOP, keep="last")
 
 
 def loop_method(model, **overrides):

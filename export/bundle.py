@@ -48,7 +48,7 @@ def quantized_entries(quantization: dict) -> tuple[str, ...]:
 
 
 def export_bundle(target: str, precision: str, checkpoint: str | None, preset: str | None, size: tuple[int, int],
-                  dynamic: bool, out: Path, calib: str | None = None, int8_graph: str = "ort") -> str:
+                  dynamic: bool, out: Path, calib: str | None = None, int8_graph: str = INT8_GRAPHS[0]) -> str:
     """Export ``target`` at ``precision``; returns a printable summary with the next command to run.
 
     ``int8_graph`` (INT8_GRAPHS) chooses how an int8 ONNX bundle's graphs are made; other bundles ignore it."""
