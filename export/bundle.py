@@ -85,10 +85,13 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
                     from .onnx_static import calibration_images, quantize_bundle
 
                     made = quantize_bundle(tmp, files, by_ort, torch_runner(programs),
-                                           calibration_images(height, width, calib))
+                                           calibration_images(height, width, calib), calib)
                 if retyped:
                     qat = f"the int8 programs' QDQ graph, re-typed for onnxruntime ({', '.join(retyped)})"
                     made["graph"] = f"{made['graph']}; {qat}" if made else qat
+                    if not by_ort:  # what export/onnx_int8.py does to the programs' int8 (a mixed bundle: see graph)
+                        made["onnx_activations"] = "uint8 asymmetric, per tensor (the programs' int8 ranges, moved by 128)"
+                        made["onnx_weights"] = "int8 symmetric, per output channel, 7 bits (the programs' weights halved)"
                 if quantized:
                     manifest["quantization"] = {**manifest["quantization"], **made}
                 if precision == "int8":
@@ -120,7 +123,10 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
             images = photo_crops(64, 96, count=2) if dynamic else photo_crops(height, width, count=1)
             parity = check_parity(torch_runner(programs), runner, images, precision) if runner is not None else None
             if parity is not None and not parity["passed"]:
-                raise RarEdgeError(f"parity check failed for {name}: {'; '.join(parity['failures'])}; nothing written")
+                hint = ("; --int8-graph qat keeps the int8 programs' own graphs"
+                        if target == "onnx" and precision == "int8" and int8_graph == "ort" else "")
+                raise RarEdgeError(f"parity check failed for {name}: {'; '.join(parity['failures'])}; nothing "
+                                   f"written{hint}")
             if target == "coreml" and not coreml.can_predict():
                 manifest["parity"] = {"status": NOT_RUN, "reason": "Core ML predicts only on macOS: the package was "
                                       "verified by its spec, functions and op list",

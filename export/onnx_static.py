@@ -100,9 +100,10 @@ def quantize_graph(src: Path, dst: Path, feeds: list[list[np.ndarray]]) -> None:
 
 
 def quantize_bundle(bundle: Path, files: list[str], quantized: list[str], reference: Runner,
-                    images: np.ndarray) -> dict:
+                    images: np.ndarray, calib: str | None = None) -> dict:
     """Quantize the ``quantized`` entry points' float graphs in ``bundle`` in place; returns the manifest's
-    ``quantization`` fields that describe it."""
+    ``quantization`` fields that describe it (``calib``: the folder the crops came from, named by its last
+    part only, so that no machine path enters a bundle)."""
     feeds = calibration_feeds(reference, images)
     for name in files:
         entry = Path(name).stem
@@ -111,5 +112,6 @@ def quantize_bundle(bundle: Path, files: list[str], quantized: list[str], refere
             quantize_graph(path, path, feeds[entry])
     return {"graph": f"onnxruntime quantize_static (QDQ) of the float graphs of {', '.join(quantized)}",
             "onnx_activations": "uint8 asymmetric, per tensor (MinMax over the int8 programs' own inputs "
-                                f"along {CALIB_STEPS}-step loops from {len(images)} photo crops)",
+                                f"along {CALIB_STEPS}-step loops from {len(images)} photo crops of "
+                                f"{repr(Path(calib).name) + ' (--calib)' if calib else 'scikit-image sample photos'})",
             "onnx_weights": "int8 symmetric, per output channel, 7 bits (reduce_range)"}

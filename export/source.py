@@ -84,7 +84,7 @@ def torch_programs(source: Source, precision: str, target: str = "onnx", calib: 
         warn(f"post-training int8 calibrated on {calib}: quantization-aware distillation (rar-edge distill) "
              "is more accurate")
         calibrated = calibrate_int8(source.model, calib)
-        quant = {**describe("xnnpack"), "flow": f"PT2E post-training (calibrated on {calib})",
+        quant = {**describe("xnnpack"), "flow": f"PT2E post-training (calibrated on the photos of {Path(calib).name!r})",
                  "quantized": list(calibrated.quantized),
                  "kept_float": [n for n in ENTRY_POINTS if n not in calibrated.quantized]}
         return Programs(dict(calibrated.parts), quant)

@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "jpeg", "rain", "haze", "low_light")
 
 #: Degradation syntheses training can use (rar_edge/data/degrade.py), and the default.
-SYNTHESES: tuple[str, ...] = ("v1", "v2")
+SYNTHESES: tuple[str, ...] = ("v1", "v2", "v3")
 DEFAULT_SYNTHESIS = "v2"
 #: A test synthesis that training never sees (rar_edge/eval/foreign.py): the stand-in for users' photos.
 FOREIGN_SYNTHESIS = "albumentations"

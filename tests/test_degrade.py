@@ -23,7 +23,7 @@ EXPECTED_PARAMS = {
 }
 V2_BLUR_EXTENT = {"gaussian": (1.2, 7), "anisotropic": (1.6, 8), "defocus": (2, 12), "linear_motion": (3, 15),
                   "curved_motion": (3, 15)}
-V2_LOW_LIGHT = {"gamma": (0.5, 0.08), "linear": (0.5, 0.05)}
+V2_LOW_LIGHT = {"gamma": (0.5, 0.08), "linear": (0.5, 0.05), "tone_curve": (0.6, 0.1)}
 #: Models with nothing random but their severity: another seed gives the same image.
 DETERMINISTIC = {("v1", "jpeg", "v1"), ("v2", "jpeg", "jpeg_420"), ("v2", "jpeg", "jpeg_444"),
                  ("v2", "blur", "gaussian"), ("v2", "blur", "defocus")}
@@ -47,7 +47,13 @@ def _run(clean, syn, name, k, s, seed=0):
     return apply_degradations(clean, labels, sev, torch.Generator().manual_seed(seed), syn, models=models)
 
 
+def _base(syn: str) -> str:
+    """v3 is v2 plus models: what v2's models promise, v3's keep."""
+    return "v2" if syn == "v3" else syn
+
+
 def _expected(syn, name, model):
+    syn = _base(syn)
     if (syn, name) in EXPECTED_PARAMS:
         return EXPECTED_PARAMS[(syn, name)]
     lo, hi = V2_BLUR_EXTENT[model] if name == "blur" else V2_LOW_LIGHT[model]
@@ -75,7 +81,7 @@ def test_each_model_is_reproducible_and_severity_orders_damage(clean, syn, name,
     a, b = _run(clean, syn, name, k, 0.6, seed=3), _run(clean, syn, name, k, 0.6, seed=3)
     assert torch.equal(a.degraded, b.degraded)
     other = _run(clean, syn, name, k, 0.6, seed=4).degraded
-    assert torch.equal(a.degraded, other) == ((syn, name, model) in DETERMINISTIC)
+    assert torch.equal(a.degraded, other) == ((_base(syn), name, model) in DETERMINISTIC)
     errs = [float((_run(clean, syn, name, k, s, seed=2).degraded - clean).pow(2).mean()) for s in (0.1, 0.9)]
     assert errs[1] > errs[0]
 
@@ -123,6 +129,23 @@ def test_haze_brightens_and_flattens_and_low_light_darkens_with_every_model(clea
     for k, model in enumerate(model_names(syn, "low_light")):
         b = _run(clean, syn, "low_light", k, 0.8, seed=4)
         assert torch.all(b.degraded.mean(dim=(1, 2, 3)) < mean - 0.05), model
+
+
+def test_v3_tone_curve_meets_its_brightness_ratio_and_overcast_rain_dims_the_scene(clean):
+    """v3's photometric models: the tone curve's mean brightness is its ratio of the clean image's (or
+    darker, where a steep curve needs a gain above 1) and it crushes shadows more than highlights; rain
+    under an overcast sky leaves the scene darker than the clean image, where the other models brighten it."""
+    k = model_names("v3", "low_light").index("tone_curve")
+    for s in (0.2, 0.9):
+        b = _run(clean, "v3", "low_light", k, s, seed=2)
+        ratio = b.degraded.mean(dim=(1, 2, 3)) / clean.mean(dim=(1, 2, 3))
+        want = 0.6 + (0.1 - 0.6) * s
+        assert torch.all(ratio < want + 0.01) and float(ratio.max()) > want - 0.01, (s, ratio)
+    rain = _run(clean, "v3", "rain", model_names("v3", "rain").index("overcast"), 0.1, seed=3)
+    assert torch.all(rain.degraded.mean(dim=(1, 2, 3)) < clean.mean(dim=(1, 2, 3)) - 0.01)
+    streaks = _run(clean, "v3", "rain", model_names("v3", "rain").index("streaks"), 0.1, seed=3)
+    assert torch.all(streaks.degraded.mean(dim=(1, 2, 3)) > clean.mean(dim=(1, 2, 3)))
+    assert model_names("v3", "noise") == model_names("v2", "noise")
 
 
 def test_v2_haze_airlight_is_coloured_and_jpeg_subsampling_differs(clean):
@@ -220,6 +243,11 @@ def test_foreign_synthesis_runs_every_model_and_is_reproducible(clean):
         assert torch.equal(a.degraded, b.degraded)
         assert torch.all((a.degraded - small).abs().mean(dim=(1, 2, 3)) > 1e-3), name
         assert {a.model_name(i, name) for i in range(small.shape[0])} <= set(models[name])
+        # Fog blurs the whole image too: its labels say so (detection is scored with blur present).
+        fog = torch.tensor([a.model_name(i, name) == "fog" for i in range(small.shape[0])])
+        implied = torch.zeros_like(labels)
+        implied[fog, DEGRADATIONS.index("blur")] = 1
+        assert torch.equal(a.labels, labels + implied), name
 
 
 def test_training_never_imports_the_foreign_synthesis():

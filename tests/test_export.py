@@ -42,6 +42,7 @@ def onnx_bundles(bundles, distilled, tmp_path_factory):
 @pytest.mark.parametrize("precision", ["fp32", "int8", "qat"])
 def test_onnx_bundle(onnx_bundles, precision):
     import onnx
+    from onnx import numpy_helper
 
     bundle = onnx_bundles[precision]
     graph_kind, precision = precision, "int8" if precision == "qat" else precision
@@ -76,14 +77,25 @@ def test_onnx_bundle(onnx_bundles, precision):
             assert quant["graph"].startswith("the int8 programs' QDQ graph")
             names = {t.name for t in onnx.load(str(bundle / "restore.onnx")).graph.initializer}
             assert any(n.endswith("_int7") for n in names)
+            assert "7 bits" in quant["onnx_weights"] and "moved by 128" in quant["onnx_activations"]
         else:  # the default: onnxruntime's quantizer, calibrated on the int8 programs' own inputs; an assessor
             # the recipe quantized (the test student's) keeps its program's graph
             assert quant["graph"] == ("onnxruntime quantize_static (QDQ) of the float graphs of encode, restore, "
                                       "decode; the int8 programs' QDQ graph, re-typed for onnxruntime (assess)")
             assert "7 bits" in quant["onnx_weights"]
-            assert "from 16 photo crops" in quant["onnx_activations"]
+            assert "from 16 photo crops of scikit-image sample photos" in quant["onnx_activations"]
             names = {t.name for t in onnx.load(str(bundle / "restore.onnx")).graph.initializer}
             assert not any(n.endswith("_int7") for n in names)
+        # Either way every int8 weight of a convolution or linear keeps to 7 bits (reduce_range): no int16 pair
+        # sum of onnxruntime's U8S8 kernels saturates on AVX2. (Elementwise scales stay 8-bit: they run in float.)
+        for name in ("encode", "restore", "decode"):
+            model = onnx.load(str(bundle / f"{name}.onnx"))
+            feeds = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+            into_kernels = {feeds[i] for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")
+                            for i in n.input[1:2] if i in feeds}
+            weights = [numpy_helper.to_array(t) for t in model.graph.initializer
+                       if t.name in into_kernels and t.data_type == onnx.TensorProto.INT8]
+            assert weights and max(int(np.abs(w.astype(int)).max()) for w in weights) <= 64, name
 
 
 def test_int8_graphs_are_retyped_for_onnxruntime():
@@ -207,9 +219,10 @@ def test_unwritable_output_and_failed_parity_leave_nothing(tiny_checkpoint, tmp_
     from rar_edge.export import bundle, parity
 
     monkeypatch.setitem(parity.BOUNDS, "fp32", {"psnr_db": 1e9, "quality_db": 0.0, "prob": 0.0})
-    with pytest.raises(RarEdgeError, match="parity check failed"):
+    with pytest.raises(RarEdgeError, match="parity check failed") as err:
         bundle.export_bundle("onnx", "fp32", str(tiny_checkpoint), None, (64, 64), False, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
+    assert "--int8-graph" not in str(err.value)  # the hint is for int8 ONNX graphs made by onnxruntime's quantizer
 
 
 def test_target_all_and_aliases():
@@ -318,10 +331,24 @@ def test_coreml_verification_catches_a_wrong_package(coreml_bundles):
         verify_package(package, config, (64, 64), "int8")
 
 
-def test_post_training_int8_with_calib(tiny_checkpoint, photo_dir, tmp_path):
+def test_post_training_int8_with_calib(tiny_checkpoint, photo_dir, tmp_path, monkeypatch):
     log = export_here("--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--precision", "int8",
                        "--calib", str(photo_dir), "--imgsz", "64", "-o", str(tmp_path))
     assert "post-training int8" in log and "more accurate" in log
     manifest = verify_bundle(tmp_path / "rar-tiny-int8-onnx")
     assert "post-training" in manifest["quantization"]["flow"] and manifest["parity"]["passed"]
     assert manifest["quantization"]["kept_float"] == ["assess"]  # as the QAT recipe: the loop's decisions stay float
+    # The default int8 ONNX graphs: onnxruntime's quantizer, calibrated on crops of --calib's photos, which the
+    # manifest names by the folder's name, never its path.
+    quant = manifest["quantization"]
+    assert quant["graph"].startswith("onnxruntime quantize_static") and "re-typed" not in quant["graph"]
+    assert f"of {photo_dir.name!r} (--calib)" in quant["onnx_activations"] and str(photo_dir) not in json.dumps(manifest)
+
+    # Where onnxruntime's graphs miss the bound, the error says how to keep the int8 programs' own graphs instead.
+    from rar_edge.export import bundle, parity
+
+    monkeypatch.setitem(parity.BOUNDS, "int8", {"psnr_db": 1e9, "quality_db": 0.0, "prob": 0.0})
+    with pytest.raises(RarEdgeError, match="parity check failed .*nothing written; --int8-graph qat keeps"):
+        bundle.export_bundle("onnx", "int8", str(tiny_checkpoint), None, (64, 64), False, tmp_path / "failed",
+                             calib=str(photo_dir))
+    assert list((tmp_path / "failed").iterdir()) == []

@@ -3,8 +3,9 @@
 A *synthesis* names, per type, the models that may produce it (``SYNTHESES``). For every image
 and every applied type one model is drawn at random; each maps a severity ``s`` in [0, 1] onto its
 own parameter range and draws its other parameters widely (docs/degradations.md has one table per
-type). ``"v2"`` (the default) has several physical models per type; ``"v1"`` is the single model
-per type that previews 1-6 trained on, kept for comparisons. Composites of 2-3 types are applied
+type). ``"v2"`` (the default) has several physical models per type; ``"v3"`` adds photometric ones
+(a dark tone curve for low light, rain under an overcast sky); ``"v1"`` is the single model per type
+that previews 1-6 trained on, kept for comparisons. Composites of 2-3 types are applied
 in physical order: the scene's atmosphere (haze, rain), the optics (blur), the sensor (low light's
 exposure, noise), the codec (JPEG).
 """
@@ -28,6 +29,8 @@ SYNTHESES: dict[str, dict[str, dict[str, Model]]] = {
            "rain": {"v1": legacy.rain}, "haze": {"v1": legacy.haze}, "low_light": {"v1": legacy.low_light}},
     "v2": {"noise": noise.MODELS, "blur": blur.MODELS, "jpeg": jpeg.MODELS,
            "rain": rain.MODELS, "haze": haze.MODELS, "low_light": low_light.MODELS},
+    "v3": {"noise": noise.MODELS, "blur": blur.MODELS, "jpeg": jpeg.MODELS,
+           "rain": rain.MODELS_V3, "haze": haze.MODELS, "low_light": low_light.MODELS_V3},
 }
 assert tuple(SYNTHESES) == SYNTHESIS_NAMES, "rar_edge.SYNTHESES names the syntheses for torch-free callers"
 

@@ -44,9 +44,17 @@ def _models() -> dict[str, dict[str, object]]:
     }
 
 
+#: Models that also apply another type to the whole image, by (type, model name): albumentations' fog ends
+#: with a Gaussian blur of the whole image (kernel min(H, W) / 30: 9 px at 256², 35 px at 1024²), so a
+#: fogged image is blurred too and detection is scored with blur present (the case keeps its name).
+#: (Its rain blurs only the rain layer; it dims the image by 0.7, less than low light's darkest half.)
+IMPLIED: dict[tuple[str, str], tuple[str, ...]] = {("haze", "fog"): ("blur",)}
+
+
 def apply_foreign(clean: torch.Tensor, labels: torch.Tensor, seed: int) -> DegradedBatch:
     """Degrade ``clean`` (N,3,H,W in [0,1]) by ``labels`` with albumentations, one model per type drawn
-    from ``seed``, types in APPLY_ORDER; 8-bit between stages, as a camera pipeline would."""
+    from ``seed``, types in APPLY_ORDER; 8-bit between stages, as a camera pipeline would. The returned
+    labels add the types a model applies as well (``IMPLIED``)."""
     import albumentations as A
 
     models = _models()
@@ -63,7 +71,13 @@ def apply_foreign(clean: torch.Tensor, labels: torch.Tensor, seed: int) -> Degra
             chosen[i, j] = k
             transform = list(models[name].values())[k]
             images[i] = A.Compose([transform], p=1.0, seed=int(rng.integers(2**31)))(image=images[i])["image"]
+    present = labels.clone()
+    for i in range(n):
+        for name in DEGRADATIONS:
+            k = int(chosen[i, DEGRADATIONS.index(name)])
+            for implied in IMPLIED.get((name, list(models[name])[k]), ()) if k >= 0 else ():
+                present[i, DEGRADATIONS.index(implied)] = 1
     degraded = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).to(clean.device)
     zeros = torch.zeros(labels.shape)
-    return DegradedBatch(degraded, clean, labels.clone(), zeros, zeros, chosen, FOREIGN_SYNTHESIS,
+    return DegradedBatch(degraded, clean, present, zeros, zeros, chosen, FOREIGN_SYNTHESIS,
                          {name: tuple(m) for name, m in models.items()})

@@ -1,7 +1,10 @@
 """Low light. Severity maps the exposure factor from 0.5 to 0.05 (linear model) or 0.5 to 0.08
-(the gamma model of synthesis v1); ``param`` is the exposure factor."""
+(the gamma model of synthesis v1), or the mean brightness ratio from 0.6 to 0.1 (the tone-curve model of
+synthesis v3); ``param`` is that factor."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -40,4 +43,22 @@ def linear(x: torch.Tensor, s: torch.Tensor, gen: torch.Generator) -> tuple[torc
     return _linear_to_srgb(lin), exposure
 
 
+def tone_curve(x: torch.Tensor, s: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A dark global tone curve, as an under-exposed photo's camera response or a darkening edit makes it:
+    a power law (gamma 1-3.5, log-uniform: it crushes shadows and keeps highlights), blacks crushed by an
+    offset of 0-25 % on half the images, then the gain that brings the mean brightness to 0.6 -> 0.1 of
+    the clean image's (capped at 1, so a steep curve may come out darker). No sensor noise: the other two
+    models have it, and composites with noise add it."""
+    n = x.shape[0]
+    ratio = lerp(0.6, 0.1, s)
+    gam = torch.exp(uniform(n, gen, 0.0, math.log(3.5)))
+    y = x.clamp(0, 1) ** bcast(gam)
+    offset = uniform(n, gen, 0.0, 0.25) * (uniform(n, gen) < 0.5).float()
+    y = ((y - bcast(offset)) / bcast(1 - offset)).clamp(min=0)
+    gain = (ratio * x.mean(dim=(1, 2, 3)) / y.mean(dim=(1, 2, 3)).clamp(min=1e-6)).clamp(max=1.0)
+    return y * bcast(gain), ratio
+
+
 MODELS = {"gamma": gamma, "linear": linear}
+#: Synthesis v3 adds the tone curve (global darkening without a linear exposure model).
+MODELS_V3 = {**MODELS, "tone_curve": tone_curve}

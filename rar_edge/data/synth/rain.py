@@ -64,4 +64,15 @@ def kornia_drops(x: torch.Tensor, s: torch.Tensor, gen: torch.Generator) -> tupl
     return torch.stack(out), density
 
 
+def overcast(x: torch.Tensor, s: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rain under an overcast sky: the scene dimmed to 95 -> 60 % of its light (heavier rain, darker sky)
+    and softened by the wet air (Gaussian 0.3-1.2 px), then ``streaks``' rain over it."""
+    n = x.shape[0]
+    soft = uniform(n, gen, 0.3, 1.2)
+    dim = filter2d(x, gaussian_kernels(soft, soft, torch.zeros_like(soft), size=9)) * bcast(lerp(0.95, 0.6, s))
+    return streaks(dim, s, gen)
+
+
 MODELS = {"streaks": streaks, "kornia_drops": kornia_drops}
+#: Synthesis v3 adds rain under an overcast sky (a dimmer, softer scene behind the streaks).
+MODELS_V3 = {**MODELS, "overcast": overcast}
