@@ -11,7 +11,7 @@ from rar_edge.manifest import build_manifest, sha256, write_manifest
 
 from . import INT8_GRAPHS
 from .onnx_static import ORT_QUANTIZED
-from .parity import check_parity, photo_crops, torch_runner
+from .parity import DYNAMIC_PARITY_SIZE, check_parity, photo_crops, torch_runner
 from .source import float_programs, load_source, torch_programs
 
 
@@ -118,9 +118,9 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
                     # fp32 and QAT int8 would compare that graph with itself: no figure is better than a fake one.
                     emulated = "half precision" in manifest["coreml"]["parity_on"]
                     runner = runner if emulated else None
-            # Parity on real photo crops: at the bundle's fixed shape (batch 1), or two 64 x 96 crops
-            # for dynamic bundles (a size other than the one traced, so the dynamic dims are exercised).
-            images = photo_crops(64, 96, count=2) if dynamic else photo_crops(height, width, count=1)
+            # Parity on real photo crops: at the bundle's fixed shape (batch 1), or two crops of another size
+            # for dynamic bundles (parity.DYNAMIC_PARITY_SIZE).
+            images = photo_crops(*DYNAMIC_PARITY_SIZE, count=2) if dynamic else photo_crops(height, width, count=1)
             parity = check_parity(torch_runner(programs), runner, images, precision) if runner is not None else None
             if parity is not None and not parity["passed"]:
                 hint = ("; --int8-graph qat keeps the int8 programs' own graphs"

@@ -33,6 +33,24 @@ CALIB_PHOTOS = ("skimage_chelsea", "skimage_rocket", "skimage_camera", "skimage_
 ORT_QUANTIZED = ("encode", "restore", "decode")
 #: Restore steps run per calibration image (the loop's usual depth; later steps' latents are like these).
 CALIB_STEPS = 3
+#: Elementwise ops that may stand between a graph's last convolution and its output (float_tail).
+TAIL_OPS = ("Add", "Mul", "Sub", "Unsqueeze", "Reshape")
+
+
+def float_tail(graph) -> list[str]:
+    """Names of the nodes between the graph's outputs and the last convolutions/linears before them: the
+    residual adds and gains that write the output. Quantizing them rounds the output itself (a latent to
+    8 bits, once per loop step): on 128-px crops of rar-edge-s that moved the loop's assessed quality by
+    0.60 dB (bound 0.5); in float, 0.29 dB, at the cost of a few elementwise ops at the output's size."""
+    made_by = {o: n for n in graph.node for o in n.output}
+    tail, todo = [], [o.name for o in graph.output]
+    while todo:
+        node = made_by.get(todo.pop())
+        if node is None or node.op_type not in TAIL_OPS or node.name in tail:
+            continue
+        tail.append(node.name)
+        todo.extend(node.input)
+    return tail
 
 
 def calibration_images(height: int, width: int, calib: str | None = None, count: int = 8,
@@ -96,7 +114,7 @@ def quantize_graph(src: Path, dst: Path, feeds: list[list[np.ndarray]]) -> None:
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        reduce_range=True)
+                        reduce_range=True, nodes_to_exclude=float_tail(onnx.load(str(pre)).graph))
 
 
 def quantize_bundle(bundle: Path, files: list[str], quantized: list[str], reference: Runner,
@@ -113,5 +131,6 @@ def quantize_bundle(bundle: Path, files: list[str], quantized: list[str], refere
     return {"graph": f"onnxruntime quantize_static (QDQ) of the float graphs of {', '.join(quantized)}",
             "onnx_activations": "uint8 asymmetric, per tensor (MinMax over the int8 programs' own inputs "
                                 f"along {CALIB_STEPS}-step loops from {len(images)} photo crops of "
-                                f"{repr(Path(calib).name) + ' (--calib)' if calib else 'scikit-image sample photos'})",
+                                f"{repr(Path(calib).name) + ' (--calib)' if calib else 'scikit-image sample photos'}); "
+                                "the elementwise tail that writes each output kept float",
             "onnx_weights": "int8 symmetric, per output channel, 7 bits (reduce_range)"}

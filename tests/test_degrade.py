@@ -141,6 +141,11 @@ def test_v3_tone_curve_meets_its_brightness_ratio_and_overcast_rain_dims_the_sce
         ratio = b.degraded.mean(dim=(1, 2, 3)) / clean.mean(dim=(1, 2, 3))
         want = 0.6 + (0.1 - 0.6) * s
         assert torch.all(ratio < want + 0.01) and float(ratio.max()) > want - 0.01, (s, ratio)
+        # shadows (clean's darkest quarter) keep a smaller share of their brightness than highlights do
+        flat_clean, flat = clean.flatten(1), b.degraded.flatten(1)
+        lo, hi = flat_clean.quantile(0.25, dim=1, keepdim=True), flat_clean.quantile(0.75, dim=1, keepdim=True)
+        kept = [(flat * m).sum(1) / (flat_clean * m).sum(1) for m in ((flat_clean <= lo).float(), (flat_clean >= hi).float())]
+        assert torch.all(kept[0] < kept[1]), (s, kept)
     rain = _run(clean, "v3", "rain", model_names("v3", "rain").index("overcast"), 0.1, seed=3)
     assert torch.all(rain.degraded.mean(dim=(1, 2, 3)) < clean.mean(dim=(1, 2, 3)) - 0.01)
     streaks = _run(clean, "v3", "rain", model_names("v3", "rain").index("streaks"), 0.1, seed=3)

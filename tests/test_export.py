@@ -29,13 +29,45 @@ def onnx_bundles(bundles, distilled, tmp_path_factory):
                                                     "--precision", "int8", "--imgsz", "64", "-o", str(out)))
         export_here("--target", "onnx", "--checkpoint", student, "--precision", "int8", "--int8-graph", "qat",
                     "--imgsz", "64", "-o", str(out / "qat"))
+        export_here("--target", "onnx", "--checkpoint", student, "--precision", "int8", "--dynamic",
+                    "-o", str(out / "dyn"))
 
     out = built_once(tmp_path_factory, "onnx_int8", build)
     log = (out / "export.log").read_text()
     assert "parity" in log and "exported" in log
     # Only the exporter's own lines: torch.onnx's stage narration and warnings are silenced (--debug shows them).
     assert "[torch.onnx]" not in log and "torchvision" not in log and len(log.strip().splitlines()) <= 5, log
-    return {"fp32": bundles["dynamic"], "int8": out / "rar-tiny-int8-onnx", "qat": out / "qat" / "rar-tiny-int8-onnx"}
+    return {"fp32": bundles["dynamic"], "int8": out / "rar-tiny-int8-onnx", "qat": out / "qat" / "rar-tiny-int8-onnx",
+            "int8_dynamic": out / "dyn" / "rar-tiny-int8-onnx"}
+
+
+@pytest.mark.xdist_group("onnx_int8")
+def test_dynamic_int8_onnx_bundle_runs_at_any_size(onnx_bundles):
+    """A --dynamic int8 ONNX export passes parity on two crops of another size than the one traced, and runs."""
+    from rar_edge.export.parity import DYNAMIC_PARITY_SIZE
+    from rar_edge.runtime import Restorer
+
+    manifest = verify_bundle(onnx_bundles["int8_dynamic"])
+    assert manifest["dynamic"] and manifest["precision"] == "int8"
+    assert manifest["parity"]["passed"] and manifest["parity"]["images"] == [2, 3, *DYNAMIC_PARITY_SIZE]
+    assert "quantize_static" in manifest["quantization"]["graph"]
+    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    out = Restorer.load(onnx_bundles["int8_dynamic"], tile=48, warmup=False).restore(image, max_steps=1)
+    assert out.image.shape == image.shape and out.image.dtype == np.uint8
+
+
+@pytest.mark.xdist_group("onnx_int8")
+def test_int8_onnx_restore_writes_its_latent_in_float(onnx_bundles):
+    """onnxruntime's quantizer leaves the restore step's output tail float: the next latent comes from an Add,
+    not a DequantizeLinear (export/onnx_static.py, float_tail); the QAT route's graph rounds it."""
+    import onnx
+
+    def writer(bundle: Path) -> str:
+        graph = onnx.load(str(bundle / "restore.onnx")).graph
+        return next(n.op_type for n in graph.node if graph.output[0].name in n.output)
+
+    assert writer(onnx_bundles["int8"]) == "Add"
+    assert writer(onnx_bundles["qat"]) == "DequantizeLinear"
 
 
 @pytest.mark.xdist_group("onnx_int8")

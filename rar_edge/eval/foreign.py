@@ -62,6 +62,7 @@ def apply_foreign(clean: torch.Tensor, labels: torch.Tensor, seed: int) -> Degra
     n = clean.shape[0]
     images = (clean.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy().copy()
     chosen = torch.full(labels.shape, -1, dtype=torch.long)
+    present = labels.clone()
     for i in range(n):
         for name in APPLY_ORDER:
             j = DEGRADATIONS.index(name)
@@ -69,13 +70,9 @@ def apply_foreign(clean: torch.Tensor, labels: torch.Tensor, seed: int) -> Degra
                 continue
             k = int(rng.integers(len(models[name])))
             chosen[i, j] = k
-            transform = list(models[name].values())[k]
+            model, transform = list(models[name].items())[k]
             images[i] = A.Compose([transform], p=1.0, seed=int(rng.integers(2**31)))(image=images[i])["image"]
-    present = labels.clone()
-    for i in range(n):
-        for name in DEGRADATIONS:
-            k = int(chosen[i, DEGRADATIONS.index(name)])
-            for implied in IMPLIED.get((name, list(models[name])[k]), ()) if k >= 0 else ():
+            for implied in IMPLIED.get((name, model), ()):
                 present[i, DEGRADATIONS.index(implied)] = 1
     degraded = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).to(clean.device)
     zeros = torch.zeros(labels.shape)
