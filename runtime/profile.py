@@ -59,7 +59,7 @@ def parse_profile(data: dict, source: str = "profile") -> DeviceProfile:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise RarEdgeError(f"{source} is not a rar_edge device profile (format {FORMAT!r} missing)")
     if data.get("format_version") != FORMAT_VERSION:
-        raise RarEdgeError(f"{source}: profile format version {data.get('format_version')} is not {FORMAT_VERSION}")
+        raise RarEdgeError(f"{source}: profile format version {data.get('format_version')!r} is not {FORMAT_VERSION}")
     for key in ("device", "backend"):
         if not isinstance(data.get(key), str):
             raise RarEdgeError(f"{source}: '{key}' must be a string naming the {key} measured")

@@ -56,6 +56,16 @@ def test_damaged_config(tmp_path):
         load_model(tmp_path / "ck")
 
 
+@pytest.mark.parametrize("version", ["\n", None, [1], True])
+def test_non_integer_format_version_is_damaged(tmp_path, version):
+    save_checkpoint(tmp_path / "ck", create_model("rar-tiny"), "rar-tiny", step=1)
+    cfg_path = tmp_path / "ck" / "config.json"
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "format_version": version}))
+    with pytest.raises(RarEdgeError, match="is not an integer") as e:
+        load_model(tmp_path / "ck")
+    assert "\n" not in str(e.value)
+
+
 def test_unknown_preset_and_mismatched_weights(tmp_path):
     save_checkpoint(tmp_path / "ck", create_model("rar-tiny"), "rar-tiny", step=1)
     cfg_path = tmp_path / "ck" / "config.json"

@@ -230,6 +230,13 @@ def test_valid_profile_seed_passes():
 
 # --- crashes fuzzing found, kept as regular tests -----------------------------------------------------------
 
+def test_profile_version_with_a_newline_gives_a_one_line_error():
+    bad = {**VALID_PROFILE, "format_version": "\n"}  # CI's fuzz find: the value was printed raw
+    with pytest.raises(RarEdgeError, match=r"format version '\\n' is not 1") as e:
+        parse_profile(bad, "p.json")
+    assert "\n" not in str(e.value)
+
+
 def test_animated_gif_with_a_damaged_later_frame_gives_its_first_frame():
     path = Path(__file__).parent / "data" / "anim_truncated.gif"  # the fuzzer's find, saved as found
     with Image.open(path) as im:

@@ -121,8 +121,12 @@ def read_config(path: str | Path) -> dict:
         raise RarEdgeError(f"checkpoint {path} is damaged (config.json: {e}); re-train or re-download it") from None
     if config.get("format") != FORMAT:
         raise RarEdgeError(f"{path} is not a rar_edge checkpoint (format {config.get('format')!r})")
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise RarEdgeError(f"checkpoint {path} has format version {config['format_version']}; "
+    version = config.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise RarEdgeError(f"checkpoint {path} is damaged (format_version {version!r} is not an integer); "
+                           "re-train or re-download it")
+    if version > FORMAT_VERSION:
+        raise RarEdgeError(f"checkpoint {path} has format version {version}; "
                            f"this rar_edge {__version__} reads up to {FORMAT_VERSION}: upgrade rar_edge")
     if config.get("preset") not in PRESETS:
         raise RarEdgeError(f"checkpoint {path} is of unknown preset {config.get('preset')!r}; "
