@@ -48,10 +48,42 @@ def export_onnx(programs: dict, model, bundle: Path, height: int, width: int, dy
     return files
 
 
+def global_pools(graph) -> int:
+    """Rewrite every ReduceMean over H and W (kept dims) as GlobalAveragePool, the same mean; returns how many.
+
+    Why: the NAF blocks' channel attention pools with ``x.mean((2, 3))``, which the exporter writes as
+    ReduceMean. onnxruntime's quantizer has no integer ReduceMean, so each one ran as dequantize, a float
+    mean and quantize (5 ms of a 24 ms int8 restore step at 512², one thread); GlobalAveragePool becomes
+    QLinearGlobalAveragePool (0.1 ms): restore 0.84x -> 0.64x fp32 at 2 threads (BENCHMARKS.md, "Roofline").
+    """
+    from onnx import helper, numpy_helper
+
+    known = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    known.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                  if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    done = 0
+    for i, node in enumerate(list(graph.node)):
+        if node.op_type != "ReduceMean":
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        axes = attrs.get("axes")  # an attribute up to opset 17, an input from 18
+        if axes is None and len(node.input) > 1 and node.input[1] in known:
+            axes = known[node.input[1]].tolist()
+        if axes is None or sorted(int(a) for a in axes) not in ([2, 3], [-2, -1]) or not attrs.get("keepdims", 1):
+            continue
+        graph.node.remove(node)
+        graph.node.insert(i, helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output), name=node.name))
+        done += 1
+    used = {x for n in graph.node for x in n.input}
+    for t in [t for t in graph.initializer if t.name not in used]:  # the axes the rewrite left unread
+        graph.initializer.remove(t)
+    return done
+
+
 def slim(bundle: Path, files: list[str], retype: Collection[str] = ()) -> None:
-    """Drop the exporter's per-node metadata (torch stack traces: over half of an int8 file's bytes) and
-    re-type the int8 programs' graphs among them named in ``retype`` (entry points) for onnxruntime's fast
-    integer kernels (export/onnx_int8.py)."""
+    """Drop the exporter's per-node metadata (torch stack traces: over half of an int8 file's bytes), pool
+    with GlobalAveragePool (global_pools) and re-type the int8 programs' graphs among them named in
+    ``retype`` (entry points) for onnxruntime's fast integer kernels (export/onnx_int8.py)."""
     import onnx
 
     from .onnx_int8 import retype_for_onnxruntime
@@ -61,6 +93,7 @@ def slim(bundle: Path, files: list[str], retype: Collection[str] = ()) -> None:
         for node in model.graph.node:
             del node.metadata_props[:]
             node.doc_string = ""
+        global_pools(model.graph)
         if Path(name).stem in retype:
             retype_for_onnxruntime(model)
         onnx.save(model, str(bundle / name))

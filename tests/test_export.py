@@ -71,6 +71,25 @@ def test_int8_onnx_restore_writes_its_latent_in_float(onnx_bundles):
 
 
 @pytest.mark.xdist_group("onnx_int8")
+def test_int8_onnx_pools_in_integer(onnx_bundles, tmp_path):
+    """The channel attention's mean runs as onnxruntime's QLinearGlobalAveragePool in the int8 graphs, not as
+    dequantize, float ReduceMean, quantize (export/onnx.py, global_pools); no graph of any bundle keeps a
+    ReduceMean over H and W."""
+    import onnx
+    import onnxruntime as ort
+
+    for bundle in onnx_bundles.values():
+        for path in bundle.glob("*.onnx"):
+            assert "ReduceMean" not in {n.op_type for n in onnx.load(str(path)).graph.node}, path
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "restore.opt.onnx")
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # fusions, no NCHWc layouts
+    ort.InferenceSession(str(onnx_bundles["int8"] / "restore.onnx"), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "restore.opt.onnx")).graph.node]
+    assert "QLinearGlobalAveragePool" in ops and "GlobalAveragePool" not in ops
+
+
+@pytest.mark.xdist_group("onnx_int8")
 @pytest.mark.parametrize("precision", ["fp32", "int8", "qat"])
 def test_onnx_bundle(onnx_bundles, precision):
     import onnx

@@ -59,3 +59,37 @@ def test_calibration_feeds_follow_the_loop():
         z, cond = feeds["restore"][k]
         np.testing.assert_allclose(z, z0 + k)
         np.testing.assert_allclose(cond, (z0 + k).sum((2, 3)))
+
+
+def test_global_pools_rewrites_only_means_over_height_and_width():
+    """ReduceMean over (H, W) with kept dims becomes GlobalAveragePool, the same values; means over channels,
+    or that drop the dims, stay (export/onnx.py, global_pools)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rar_edge.export.onnx import global_pools
+
+    def graph_of(axes: list[int], keepdims: int):
+        nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=keepdims)]
+        out_shape = [1, 3, 1, 1] if axes == [2, 3] and keepdims else None
+        return helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 7])],
+                                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+                                 [numpy_helper.from_array(np.array(axes, np.int64), "axes")])
+
+    x = np.random.default_rng(0).random((1, 3, 5, 7), dtype=np.float32)
+
+    def run(graph) -> np.ndarray:
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+        onnx.checker.check_model(model)
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    graph = graph_of([2, 3], 1)
+    before = run(graph)
+    assert global_pools(graph) == 1
+    assert [n.op_type for n in graph.node] == ["GlobalAveragePool"] and not graph.initializer  # axes dropped
+    np.testing.assert_allclose(run(graph), before, rtol=1e-6)
+    np.testing.assert_allclose(before, x.mean(axis=(2, 3), keepdims=True), rtol=1e-6)
+    for axes, keepdims in (([1], 1), ([2, 3], 0), ([3], 1)):
+        graph = graph_of(axes, keepdims)
+        assert global_pools(graph) == 0 and graph.node[0].op_type == "ReduceMean"
