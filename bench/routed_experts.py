@@ -6,7 +6,9 @@ detects the degradations; ``hard`` routing runs the expert of the most probable 
 one restore per step, as now; the type is re-detected after every step), ``first`` the same with the type
 detected on the input kept for every step (a denoised image can look blurred), ``hard@P`` / ``first@P``
 only where that type's probability is at least P (the base restorer elsewhere), ``soft`` averages all
-experts' steps weighted by the probabilities (six restores per step: an upper-bound probe). Each expert
+experts' steps weighted by the probabilities (six restores per step: an upper-bound probe), ``best`` runs the
+base's and every expert's step and keeps, per image, the one the base's assessor scores highest (routing by
+assessed quality instead of detected type: seven restores and assessments per step). Each expert
 reads its own assessor's embedding. Reported like bench/learning_curve.py (fixed steps, held-out photos,
 each test synthesis), with the base alone first and its detection AUC per type:
 
@@ -55,6 +57,11 @@ def route(base, experts: list, mode: str, threshold: float = 0.0) -> None:
             w = probs / total.clamp_min(1e-6)
             mixed = sum(w[:, k, None, None, None] * x.restore(z, conds[k]) for k, x in enumerate(experts))
             return torch.where(total[:, :, None, None] > 0, mixed, base_restore(z, cond))  # nothing detected: base
+        if mode == "best":  # every candidate's step, kept where the base's assessor scores it highest
+            cands = [base_restore(z, cond), *[x.restore(z, conds[k]) for k, x in enumerate(experts)]]
+            scores = torch.stack([base_assess(c)[0] for c in cands], 1)  # (N, 1 + experts)
+            pick = scores.argmax(1)
+            return torch.stack(cands, 1)[torch.arange(z.shape[0]), pick]
         top, pick = probs.max(1)
         out = base_restore(z, cond)
         for k, x in enumerate(experts):
@@ -67,10 +74,10 @@ def route(base, experts: list, mode: str, threshold: float = 0.0) -> None:
 
 
 def parse_mode(mode: str) -> tuple[str, float]:
-    """``hard``, ``first``, ``soft`` or ``hard@P`` / ``first@P`` -> (kind, threshold); ValueError otherwise."""
+    """``hard``, ``first``, ``soft``, ``best`` or ``hard@P`` / ``first@P`` -> (kind, threshold); ValueError otherwise."""
     kind, at, value = mode.partition("@")
-    if kind not in ("hard", "first", "soft") or (at and kind == "soft"):
-        raise ValueError(f"unknown routing mode {mode!r}: use hard, first, soft, hard@P or first@P")
+    if kind not in ("hard", "first", "soft", "best") or (at and kind in ("soft", "best")):
+        raise ValueError(f"unknown routing mode {mode!r}: use hard, first, soft, best, hard@P or first@P")
     try:
         threshold = float(value) if at else 0.0
     except ValueError:
@@ -85,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", required=True, help="the mixed model: its assessor routes, its codec encodes/decodes")
     p.add_argument("--expert", action="append", default=[], help="TYPE=CHECKPOINT, one per degradation type")
     p.add_argument("--modes", default="hard,first,hard@0.8,soft",
-                   help="hard, first, soft, hard@P / first@P (route where p >= P)")
+                   help="hard, first, soft, best, hard@P / first@P (route where p >= P)")
     p.add_argument("--photos", required=True, help="held-out photos")
     p.add_argument("--syntheses", default="v2,albumentations")
     p.add_argument("--steps", type=int, default=3)

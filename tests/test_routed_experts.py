@@ -51,6 +51,21 @@ def test_soft_routing_averages_every_experts_step_by_probability():
     torch.testing.assert_close(out, (probs / probs.sum(1, keepdim=True)) @ step)
 
 
+def test_best_routing_keeps_each_images_highest_assessed_step():
+    """``best``: the base's step and every expert's, and per image the one the base's assessor scores highest
+    (here: the latent whose mean is nearest 30)."""
+    re = load_bench("routed_experts")
+    base = RAR(get_preset("rar-tiny").config).eval()
+    e = base.config.cond_dim
+    base.assess = lambda z: (-(z.mean((1, 2, 3)) - 30).abs(), torch.zeros(z.shape[0], 6), torch.full((z.shape[0], e), 7.0))
+    base.restore = lambda z, cond: z - 1 + cond[:, :1, None, None]  # the base's step: +6
+    re.route(base, [_Expert(k, e) for k in range(6)], "best")
+    z = torch.tensor([0.0, 20.0, 40.0])[:, None, None, None].expand(3, 2, 4, 4).contiguous()
+    out = base.restore(z, base.assess(z)[2])[:, 0, 0, 0]
+    # candidates z+6 (base), z+10, z+21, z+32, ...: 32 (expert 2), 30 (expert 0), 46 (the base)
+    assert out.tolist() == [32.0, 30.0, 46.0]
+
+
 def test_first_routing_keeps_the_inputs_type_for_every_step_until_the_next_image():
     re = load_bench("routed_experts")
     noisy, blurred = torch.tensor([[0.9, 0.2, 0, 0, 0, 0]]), torch.tensor([[0.1, 0.8, 0, 0, 0, 0]])
@@ -76,7 +91,8 @@ def test_first_routing_keeps_the_inputs_type_for_every_step_until_the_next_image
 def test_modes_parse_and_bad_ones_are_refused():
     re = load_bench("routed_experts")
     assert [re.parse_mode(m) for m in ("hard", "first@0.5", "soft")] == [("hard", 0.0), ("first", 0.5), ("soft", 0.0)]
-    for bad in ("base", "sotf", "soft@0.5", "hard@2", "hard@x"):
+    assert re.parse_mode("best") == ("best", 0.0)
+    for bad in ("base", "sotf", "soft@0.5", "best@0.5", "hard@2", "hard@x"):
         with pytest.raises(ValueError):
             re.parse_mode(bad)
 
