@@ -158,6 +158,20 @@ def test_transfer_weights_grows_a_deeper_restorer():
     assert new.restorer.enc2.blocks[2].gamma.grad.abs().sum() > 0  # an added block learns from the first step
 
 
+def test_transfer_weights_grows_a_wider_restorer():
+    """A wider restorer starts exactly where the narrow one was (each gate's halves kept in their halves, new
+    channels reading old ones but not written back), and its new channels learn from the first step."""
+    old, new, z, cond = _grown(5, "restore_width", 16, 24)
+    block_old, block_new = old.restorer.enc1.blocks[0], new.restorer.enc1.blocks[0]
+    torch.testing.assert_close(block_new.expand.weight[24:40, :16], block_old.expand.weight[16:32])  # 2nd half
+    assert block_new.project.weight[:16, 16:].abs().sum() == 0  # new -> old: zero
+    assert block_new.project.weight[16:, :16].abs().sum() > 0  # old -> new: this model's initialisation
+    new.restore(z, cond).square().sum().backward()
+    assert new.restorer.head.weight.grad[:, 16:].abs().sum() > 0  # the output starts reading the new channels
+    with pytest.raises(ValueError, match="wider"):
+        transfer_weights(_tiny(restore_width=8), old)
+
+
 def test_trainer_starts_a_deeper_preset_from_a_shallower_checkpoint(tmp_path):
     """``rar-edge train --preset rar-edge-s-d2 --init <rar-edge-s checkpoint>``: the same function, more blocks."""
     from rar_edge.train.checkpoint import save_checkpoint

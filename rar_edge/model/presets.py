@@ -22,8 +22,8 @@ class Preset:
     max_codec_gmac_per_mp: float | None = None
 
 
-#: rar-edge-s's configuration; its deeper variants change only the restorer's depth, so that ``--init`` from a
-#: rar-edge-s checkpoint grows them exactly (rar_edge.model.transfer).
+#: rar-edge-s's configuration; its deeper and wider variants change only the restorer's depth or width, so that
+#: ``--init`` from a rar-edge-s checkpoint grows them exactly (rar_edge.model.transfer).
 _EDGE_S = RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=16, assess_depth=1,
                     assess_detail=True, assess_grid=True,
                     restore_width=32, restore_depths=(1, 1, 2), cond_dim=32, global_rank=40)
@@ -56,6 +56,12 @@ PRESETS: dict[str, Preset] = {
             replace(_EDGE_S, restore_depths=(3, 3, 6)),
             "rar-edge-s with a restorer three times as deep (grows from rar-edge-s checkpoints exactly)",
             max_params=2_000_000, max_step_gmac_per_mp=15.0, max_codec_gmac_per_mp=5.0,
+        ),
+        Preset(
+            "rar-edge-s-w48",
+            replace(_EDGE_S, restore_width=48),
+            "rar-edge-s with a restorer 1.5x as wide (grows from rar-edge-s checkpoints exactly)",
+            max_params=2_000_000, max_step_gmac_per_mp=12.0, max_codec_gmac_per_mp=5.0,
         ),
         Preset(
             "rar-edge-m",

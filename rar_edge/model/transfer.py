@@ -10,7 +10,11 @@ old one did until training uses the new parts):
 - the detail statistics' grid contrast (``assess_grid``): appended last to the statistics, so the MLP's first
   layer and the direct map keep their weights in their first columns and start the new ones at zero;
 - a deeper restorer (``restore_depths`` at least the source's at every level): each stage keeps the source's
-  blocks first and appends new ones, which start as the identity (NAFBlock's residual scales are zero).
+  blocks first and appends new ones, which start as the identity (NAFBlock's residual scales are zero);
+- a wider restorer (``restore_width`` at least the source's): every restorer tensor keeps the source's
+  weights on the source's channels (``_widen``) and this model's initialisation on the new ones, except the
+  weights from new channels into old ones, which start at zero, so the new channels change nothing until
+  training uses them. The gated layers' outputs (a NAFBlock's two halves) keep each half in its half.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ _ADDABLE = ("assess_detail", "assess_grid", "global_rank")
 
 #: Config fields that are not architecture (the loop's defaults, named as StopRule's fields, and its
 #: fitted judge) or that transfer_weights bridges.
-_NOT_COMPARED = set(_ADDABLE) | {f.name for f in fields(StopRule)} | {"judge", "restore_depths"}
+_NOT_COMPARED = set(_ADDABLE) | {f.name for f in fields(StopRule)} | {"judge", "restore_depths", "restore_width"}
 #: The restorer's stages and the level (index into restore_depths) of each.
 _STAGES = {"enc1": 0, "dec1": 0, "enc2": 1, "dec2": 1, "mid": 2}
 
@@ -47,6 +51,9 @@ def transfer_weights(model: RAR, source: RAR) -> None:
         if getattr(source.config, flag) and getattr(source.config, flag) != getattr(model.config, flag):
             raise ValueError(f"the source has {flag}={getattr(source.config, flag)} and this model "
                              f"{getattr(model.config, flag)}")
+    if model.config.restore_width < source.config.restore_width:
+        raise ValueError(f"the source's restorer is wider ({source.config.restore_width}) than this model's "
+                         f"({model.config.restore_width})")
     deeper = model.config.restore_depths
     if any(n < o for n, o in zip(deeper, source.config.restore_depths)):
         raise ValueError(f"the source's restorer is deeper ({list(source.config.restore_depths)}) than this "
@@ -64,6 +71,9 @@ def transfer_weights(model: RAR, source: RAR) -> None:
             state[key] = _grown_columns(state[key], target[key])
     if source.config.global_rank != model.config.global_rank:
         state.update({k: v for k, v in target.items() if k.startswith("restorer.global_step.")})
+    for key, value in target.items():
+        if key.startswith("restorer.") and state[key].shape != value.shape:
+            state[key] = _widen(key, state[key], value)
     model.load_state_dict(state)
 
 
@@ -72,6 +82,31 @@ def _added_block(key: str, depths: tuple[int, int, int]) -> bool:
     parts = key.split(".")
     return (len(parts) > 4 and parts[0] == "restorer" and parts[1] in _STAGES and parts[2] == "blocks"
             and int(parts[3]) >= depths[_STAGES[parts[1]]])
+
+
+#: Layers whose output channels a SigmoidGate (or FiLM) splits in halves: widened half by half.
+_GATED = ("expand", "dwconv", "ffn_in", "film")
+
+
+def _widen(key: str, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """``old`` on its channels inside ``new`` (this model's initialisation), the weights from new input
+    channels into old output channels zeroed (transfer_weights' module docstring)."""
+    def index(dim: int) -> torch.Tensor:
+        n_old, n_new = old.shape[dim], new.shape[dim]
+        if dim == 0 and key.split(".")[-2] in _GATED:  # [a | b] -> [a, new a | b, new b]
+            half_old, half_new = n_old // 2, n_new // 2
+            return torch.cat([torch.arange(half_old), torch.arange(half_old) + half_new])
+        return torch.arange(n_old)  # leading channels (a pixel shuffle's groups of 4 are leading too)
+
+    out = new.clone()
+    rows = index(0)
+    if old.dim() == 1:
+        out[rows] = old
+        return out
+    cols = index(1)
+    out[rows] = 0  # an old output reads no new input
+    out[rows[:, None], cols[None, :]] = old
+    return out
 
 
 def _grown_columns(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
