@@ -64,6 +64,12 @@ PRESETS: dict[str, Preset] = {
             max_params=2_000_000, max_step_gmac_per_mp=12.0, max_codec_gmac_per_mp=5.0,
         ),
         Preset(
+            "rar-edge-s-w64",
+            replace(_EDGE_S, restore_width=64),
+            "rar-edge-s with a restorer twice as wide (grows from rar-edge-s checkpoints exactly)",
+            max_params=3_000_000, max_step_gmac_per_mp=20.0, max_codec_gmac_per_mp=5.0,
+        ),
+        Preset(
             "rar-edge-m",
             RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=24, assess_depth=1,
                       assess_detail=True, assess_grid=True,
