@@ -53,8 +53,9 @@ def global_pools(graph) -> int:
 
     Why: the NAF blocks' channel attention pools with ``x.mean((2, 3))``, which the exporter writes as
     ReduceMean. onnxruntime's quantizer has no integer ReduceMean, so each one ran as dequantize, a float
-    mean and quantize (5 ms of a 24 ms int8 restore step at 512², one thread); GlobalAveragePool becomes
-    QLinearGlobalAveragePool (0.1 ms): restore 0.84x -> 0.64x fp32 at 2 threads (BENCHMARKS.md, "Roofline").
+    mean and quantize (about 4 of the 21.6 ms of kernel time of rar-edge-s's int8 restore step at 512², one
+    thread); GlobalAveragePool becomes QLinearGlobalAveragePool (0.1 ms): restore 0.74x -> 0.64x fp32 at 2
+    threads (BENCHMARKS.md, "int8 ONNX: the channel attention's mean in integer").
     """
     from onnx import helper, numpy_helper
 
