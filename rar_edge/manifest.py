@@ -171,7 +171,7 @@ def verify_bundle(bundle: str | Path) -> dict:
     for name, digest in manifest["artifacts"].items():
         art = bundle / name
         if not art.exists():
-            raise ValueError(f"{bundle}: artifact {name} is missing; re-export the bundle")
+            raise ValueError(f"{bundle}: artifact {name!r} is missing; re-export the bundle")
         if sha256(art) != digest:
-            raise ValueError(f"{bundle}: artifact {name} fails its SHA-256 check (damaged or changed); re-export the bundle")
+            raise ValueError(f"{bundle}: artifact {name!r} fails its SHA-256 check (damaged or changed); re-export the bundle")
     return manifest

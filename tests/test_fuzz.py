@@ -237,6 +237,16 @@ def test_profile_version_with_a_newline_gives_a_one_line_error():
     assert "\n" not in str(e.value)
 
 
+def test_artifact_name_with_a_newline_gives_a_one_line_error(tmp_path):
+    """An artifact named with a newline (valid JSON, a legal relative name) is quoted in the error."""
+    manifest = json.loads(json.dumps(VALID_MANIFEST))
+    manifest["artifacts"] = {"a\nb.onnx": "0" * 64}
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"artifact 'a\\nb.onnx' is missing") as e:
+        verify_bundle(tmp_path)
+    assert "\n" not in str(e.value)
+
+
 def test_animated_gif_with_a_damaged_later_frame_gives_its_first_frame():
     path = Path(__file__).parent / "data" / "anim_truncated.gif"  # the fuzzer's find, saved as found
     with Image.open(path) as im:
