@@ -22,24 +22,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).parent))
-from onnx_int8 import graph_ms  # noqa: E402  (the same session options and timing)
+from onnx_int8 import graph_ms, ort_session, random_feed  # noqa: E402  (the same session options and timing)
 
 
 def op_profile(path: Path, threads: int, runs: int = 6) -> dict[str, float]:
     """ms per op type of one run of ``path`` (summed kernel time), from onnxruntime's profiler."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
-        opts.profile_file_prefix = os.path.join(tmp, "prof")
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        rng = np.random.default_rng(0)
-        feed = {i.name: rng.random([d if isinstance(d, int) else 1 for d in i.shape], dtype=np.float32)
-                for i in sess.get_inputs()}
+        sess = ort_session(path, threads, profile_prefix=os.path.join(tmp, "prof"))
+        feed = random_feed(sess)
         for _ in range(runs):
             sess.run(None, feed)
         events = json.loads(Path(sess.end_profiling()).read_text())

@@ -23,13 +23,24 @@ import onnxruntime as ort
 ENTRY_POINTS = ("encode", "assess", "restore", "decode")
 
 
-def ort_session(path: Path, threads: int) -> ort.InferenceSession:
-    """A CPU-provider session as the runtime opens one: ``threads`` intra-op threads, no spinning."""
+def ort_session(path: Path, threads: int, profile_prefix: str | None = None) -> ort.InferenceSession:
+    """A CPU-provider session as the runtime opens one: ``threads`` intra-op threads, no spinning; with
+    ``profile_prefix``, onnxruntime's profiler on (its JSON is written there by ``end_profiling``)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def random_feed(sess: ort.InferenceSession) -> dict[str, np.ndarray]:
+    """Random inputs of the session's signature, dynamic dims as 1 (costs do not depend on values)."""
+    rng = np.random.default_rng(0)
+    return {i.name: rng.random([d if isinstance(d, int) else 1 for d in i.shape], dtype=np.float32)
+            for i in sess.get_inputs()}
 
 
 def median_ms(call: Callable[[], object], runs: int, warmup: int = 3) -> float:
@@ -47,9 +58,7 @@ def median_ms(call: Callable[[], object], runs: int, warmup: int = 3) -> float:
 def graph_ms(path: Path, runs: int, threads: int) -> float:
     """One ONNX graph on random inputs of its signature (costs do not depend on values)."""
     sess = ort_session(path, threads)
-    rng = np.random.default_rng(0)
-    feed = {i.name: rng.random([d if isinstance(d, int) else 1 for d in i.shape], dtype=np.float32)
-            for i in sess.get_inputs()}
+    feed = random_feed(sess)
     return median_ms(lambda: sess.run(None, feed), runs)
 
 

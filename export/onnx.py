@@ -59,9 +59,10 @@ def global_pools(graph) -> int:
     """
     from onnx import helper, numpy_helper
 
-    known = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    wanted = {n.input[1] for n in graph.node if n.op_type == "ReduceMean" and len(n.input) > 1}  # axes inputs
+    known = {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.name in wanted}
     known.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
-                  if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+                  if n.op_type == "Constant" and n.output[0] in wanted and n.attribute[0].name == "value"})
     done = 0
     for i, node in enumerate(list(graph.node)):
         if node.op_type != "ReduceMean":
