@@ -88,13 +88,24 @@ class ExecuTorchBackend:
 
     name = "executorch"
 
-    def __init__(self, bundle: Path, manifest: dict, **_):
+    def __init__(self, bundle: Path, manifest: dict, torch_threads: int | None = 1, **_):
+        """``torch_threads``: torch's intra-op threads in this process (None: leave them as they are).
+
+        Why 1: torch computes nothing here, but its thread pool, once started, competes for the cores with
+        XNNPACK's own; on a 2-core CPU the int8 loop ran 1.4x slower with torch at 2 threads
+        (BENCHMARKS.md, "ExecuTorch per operator"). This sets a process-wide torch setting: pass None when
+        the process also runs torch work of its own.
+        """
         try:
             import torch
             from executorch.runtime import Runtime
         except ImportError as e:
             raise RarEdgeError(f"the executorch backend needs the executorch package ({e.name} is missing); "
                                "use --backend onnx with an ONNX bundle") from None
+        if torch_threads is not None:
+            if torch_threads < 1:
+                raise RarEdgeError(f"torch_threads must be at least 1 (or None to leave torch alone), got {torch_threads}")
+            torch.set_num_threads(torch_threads)
         self._torch = torch
         program = Runtime.get().load_program(str(bundle / "rar.pte"))
         self.methods = {entry: program.load_method(entry) for entry in ENTRY_POINTS}

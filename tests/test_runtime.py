@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -864,3 +865,31 @@ def test_providers_choose_onnxruntime_execution_providers(bundles, tmp_path):
     assert "CPUExecutionProvider" in err.split("available: ")[1] and not (tmp_path / "out" / photo.name).exists()
     status, _, err = cli("assess", photo, "--bundle", bundles["executorch"], "--providers", "cpu")
     assert status == 2 and "pass an ONNX bundle" in err
+
+
+def test_executorch_backend_keeps_torch_at_one_thread_unless_told(bundles):
+    """torch computes nothing in the ExecuTorch backend; its pool would compete with XNNPACK's (backends.py)."""
+    code = f"""
+import torch
+from rar_edge.errors import RarEdgeError
+from rar_edge.runtime import Restorer
+torch.set_num_threads(2)
+Restorer.load({str(bundles["executorch"])!r}, warmup=False, torch_threads=None)
+left = torch.get_num_threads()
+Restorer.load({str(bundles["executorch"])!r}, warmup=False)
+default = torch.get_num_threads()
+Restorer.load({str(bundles["executorch"])!r}, warmup=False, torch_threads=2)
+asked = torch.get_num_threads()
+try:
+    Restorer.load({str(bundles["executorch"])!r}, warmup=False, torch_threads=0)
+    err = "none"
+except RarEdgeError as e:
+    err = str(e)
+print(left, default, asked, err, sep="|")
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    left, default, asked, err = res.stdout.strip().splitlines()[-1].split("|")
+    assert (left, default, asked) == ("2", "1", "2")
+    assert "torch_threads must be at least 1" in err and "\n" not in err

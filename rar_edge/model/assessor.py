@@ -61,16 +61,14 @@ class DetailStats(nn.Module):
     def __init__(self, channels: int, grid: bool = False) -> None:
         super().__init__()
         self.grid = grid
-        # Output 4c + i is input channel c minus its 2x2 block mean, at position i of the block.
-        deviation = (torch.eye(4) - 0.25).reshape(4, 1, 2, 2).repeat(channels, 1, 1, 1)
-        self.register_buffer("deviation", deviation, persistent=False)
+        # deviation{i}: channel c minus its 2x2 block mean, at position i of the block (a depthwise 2x2 conv,
+        # stride 2). Four depthwise convs, not one grouped conv with 4 outputs per channel: XNNPACK runs the
+        # grouped one as a general convolution, 1.1 ms of a 2.0 ms DetailStats at 512^2; the four take 0.1
+        # (BENCHMARKS.md, "ExecuTorch per operator"). Separate buffers: indexing one in the graph would be an
+        # op outside the delegate.
+        for i, kernel in enumerate((torch.eye(4) - 0.25).reshape(4, 1, 1, 2, 2)):
+            self.register_buffer(f"deviation{i}", kernel.repeat(channels, 1, 1, 1), persistent=False)
         self.register_buffer("average", torch.full((channels, 1, 2, 2), 0.25), persistent=False)
-        # The 4 deviations of a block sum to zero, so their mean |dev| is half the sum of their relu: one
-        # elementwise op on the assessor's largest tensor instead of three (relu(x) + relu(-x)). The sum over
-        # the 4 is linear, so it is taken after the spatial mean, on the pooled (N, 4C) vector (a block-diagonal
-        # linear map, weights 1/2): a grouped 1x1 conv over the full-size tensor cost 1.6 ms of an ExecuTorch
-        # assess at 512^2 (7.8 -> 6.2 ms; BENCHMARKS.md, Latency).
-        self.register_buffer("block_abs", torch.block_diag(*[torch.full((1, 4), 0.5)] * channels), persistent=False)
 
     @classmethod
     def width(cls, channels: int, grid: bool = False) -> int:
@@ -78,10 +76,16 @@ class DetailStats(nn.Module):
         return (cls.SCALES + int(grid)) * channels
 
     def block_stats(self, z: torch.Tensor) -> torch.Tensor:
-        """(N, C): log mean |z - its 2x2 block mean| per channel, centred by OFFSET."""
-        dev = nn.functional.conv2d(z, self.deviation, stride=2, groups=z.shape[1])
-        energy = nn.functional.linear(spatial_mean(torch.relu(dev)), self.block_abs)
-        return torch.log(energy + self.EPS) + self.OFFSET
+        """(N, C): log mean |z - its 2x2 block mean| per channel, centred by OFFSET.
+
+        The 4 deviations of a block sum to zero, so their mean |dev| is half the sum of their relu: one
+        elementwise op per deviation instead of three (relu(x) + relu(-x)), and the sum over the 4 taken on
+        the pooled (N, C) vectors.
+        """
+        pooled = [spatial_mean(torch.relu(nn.functional.conv2d(z, getattr(self, f"deviation{i}"), stride=2,
+                                                               groups=z.shape[1]))) for i in range(4)]
+        relu_sum = (pooled[0] + pooled[1]) + (pooled[2] + pooled[3])
+        return torch.log(0.5 * relu_sum + self.EPS) + self.OFFSET
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         c = z.shape[1]
