@@ -2,9 +2,11 @@
 
     python bench/runtime_bench.py --teacher runs/teacher/best --photos photos/heldout --json runtime.json
     python bench/runtime_bench.py --latency rar_edge/weights/rar-edge-s --json latency.json
+    python bench/runtime_bench.py --compare BUNDLE... [--repeats 5] [--torch-threads default,none]
 
 ``--latency CKPT`` measures only the latency table of a (distilled) checkpoint instead: fp32 and int8 on
 ONNX and ExecuTorch at a fixed 512 tile, a 512² photo with 2 steps and a 12 MP photo with 1 step.
+``--compare`` times bundles already exported (fixed tile), alternating processes, medians over ``--repeats``.
 
 Bundles are exported first into a temporary folder: rar-edge-s fp32 at a fixed 512 tile for ONNX and
 ExecuTorch (its initial weights: costs do not depend on training), and the teacher as a dynamic ONNX
@@ -126,13 +128,20 @@ def task_big_photo(bundle: str, *options: str) -> dict:
             "steps": res.steps_run, "shape_ok": res.image.shape == image.shape}
 
 
-def task_latency(bundle: str, runs: int = 10) -> dict:
-    """A 512² photo, 2 fixed steps: median ms per entry point (summed over calls) and in total."""
+def task_latency(bundle: str, runs: int | str = 10, torch_threads: str = "default") -> dict:
+    """A 512² photo, 2 fixed steps: median ms per entry point (summed over calls) and in total.
+
+    ``torch_threads`` (ExecuTorch bundles): "default" loads the backend as users get it, "none" leaves torch's
+    threads alone, a number sets them (runtime/backends.py).
+    """
     from rar_edge.runtime import Restorer
 
-    r = Restorer.load(bundle)
+    executorch = json.loads((Path(bundle) / "manifest.json").read_text())["target"] == "executorch"
+    options = {} if torch_threads == "default" or not executorch else {
+        "torch_threads": None if torch_threads == "none" else int(torch_threads)}
+    r = Restorer.load(bundle, **options)
     image = photo(*r.fixed_tile)
-    results = [r.restore(image, max_steps=2, **FIXED) for _ in range(runs)]
+    results = [r.restore(image, max_steps=2, **FIXED) for _ in range(int(runs))]
     return {"backend": r.backend.name, "tile": list(r.fixed_tile), "steps": 2, "runs": runs,
             "ms": {k: float(np.median([res.ms[k] for res in results])) for k in results[0].ms}}
 
@@ -190,6 +199,30 @@ TASKS = {"overhead": task_overhead_and_budget, "big": task_big_photo, "adaptive"
          "latency": task_latency}
 
 
+def compare(bundles: list[str], repeats: int, settings: list[str]) -> dict:
+    """512² latency of exported bundles: every (bundle, setting) once per round in its own process, ``repeats``
+    rounds, so this host's drift falls on all alike; prints the median per entry point and the total's spread."""
+    keys = [(b, t) for b in bundles for t in settings]
+    runs: dict = {k: [] for k in keys}
+    for _ in range(repeats):
+        for b, t in keys:
+            res = spawn("latency", b, "10", t)
+            if "error" in res:
+                sys.exit(f"latency of {b} failed: {res['error']}")
+            runs[(b, t)].append(res["ms"])
+    entries = ["encode", "assess", "restore", "decode", "overhead", "total"]
+    print("| bundle | torch threads | " + " | ".join(entries) + " | total min–max |")
+    print("|---|---|" + "---|" * (len(entries) + 1))
+    out = {}
+    for b, t in keys:
+        med = {e: float(np.median([r[e] for r in runs[(b, t)]])) for e in entries}
+        totals = [r["total"] for r in runs[(b, t)]]
+        print(f"| {Path(b).parent.name}/{Path(b).name} | {t} | " + " | ".join(f"{med[e]:.1f}" for e in entries)
+              + f" | {min(totals):.1f}–{max(totals):.1f} |", flush=True)
+        out[f"{b}|{t}"] = {"median_ms": med, "totals": totals}
+    return out
+
+
 def spawn(task: str, *args: str) -> dict:
     res = subprocess.run([sys.executable, __file__, "--task", task, *args], capture_output=True, text=True)
     if res.returncode != 0:
@@ -208,6 +241,11 @@ def main() -> None:
     p.add_argument("--teacher", help="trained teacher checkpoint (adaptive savings, seams)")
     p.add_argument("--photos", help="held-out photo folder")
     p.add_argument("--latency", metavar="CKPT", help="only the latency table of this distilled checkpoint")
+    p.add_argument("--compare", nargs="+", metavar="BUNDLE",
+                   help="only the 512² latency of these exported bundles, one process each, alternating")
+    p.add_argument("--repeats", type=int, default=5, help="--compare: processes per bundle and setting (median)")
+    p.add_argument("--torch-threads", default="default",
+                   help="--compare: comma-separated settings for ExecuTorch bundles: default, none or a number")
     p.add_argument("--json")
     p.add_argument("--task", choices=TASKS, help=argparse.SUPPRESS)
     p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
@@ -219,6 +257,11 @@ def main() -> None:
     from export_bench import untrained_checkpoint
 
     results: dict = {}
+    if a.compare:
+        results = compare(a.compare, a.repeats, a.torch_threads.split(","))
+        if a.json:
+            Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
+        return
     if a.latency:
         with tempfile.TemporaryDirectory() as tmp:
             for precision in ("fp32", "int8"):
