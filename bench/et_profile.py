@@ -9,7 +9,7 @@ values). Interleaved: each round times every method of every bundle (median of `
 warm-ups); the figure is the median over rounds, so this host's drift falls on all bundles alike; ratios are
 against the first bundle. ``--profile METHOD`` adds ExecuTorch's own per-operator times of that method in
 each bundle (ETDump + Inspector, ExecuTorch's devtools; the XNNPACK delegate reports each of its operators:
-ms per operator kind, summed over its instances, median over 10 runs). A measurement for BENCHMARKS.md, not a
+ms per operator kind, summed over its instances, each instance's median over 9 runs after a first). A measurement for BENCHMARKS.md, not a
 test.
 """
 
@@ -97,13 +97,22 @@ def main() -> None:
     if missing:
         sys.exit(f"error: no {PTE} in {', '.join(missing)}; pass ExecuTorch bundle folders "
                  "(python -m rar_edge.export --target executorch)")
+    if min(args.rounds, args.runs, args.top) < 1:
+        sys.exit("error: --rounds, --runs and --top must be at least 1")
     import torch
     from executorch.runtime import Runtime
 
     torch.set_num_threads(1)
     methods = args.methods.split(",")
-    programs = [Runtime.get().load_program(str(b / PTE)) for b in args.bundles]
-    loaded = {(i, m): programs[i].load_method(m) for i in range(len(programs)) for m in methods}
+    try:
+        programs = [Runtime.get().load_program(str(b / PTE)) for b in args.bundles]
+        for b, program in zip(args.bundles, programs):
+            unknown = [m for m in methods + ([args.profile] if args.profile else []) if m not in program.method_names]
+            if unknown:
+                sys.exit(f"error: {b / PTE} has no method {', '.join(unknown)}; it has {', '.join(sorted(program.method_names))}")
+        loaded = {(i, m): programs[i].load_method(m) for i in range(len(programs)) for m in methods}
+    except RuntimeError as e:  # a damaged program: ExecuTorch's own message, on one line
+        sys.exit(f"error: ExecuTorch could not load a bundle: {' '.join(str(e).split())}")
     inputs = {key: random_inputs(method) for key, method in loaded.items()}
     times: dict = collections.defaultdict(list)
     for _ in range(args.rounds):

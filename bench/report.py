@@ -84,7 +84,9 @@ def runtime_restorer(student: str, target: str, crop: int, folder: Path, **rule)
                                 "--imgsz", str(crop), "-o", str(folder)])
         if code != 0:
             raise SystemExit(f"export {target} failed: {err.getvalue().strip().splitlines()[-1]}")
-    r = Restorer.load(next(folder.glob(f"*-int8-{target}")))
+    # torch_threads=None: this process runs the teacher and the float student in torch too; the ExecuTorch
+    # backend would otherwise set torch to one thread for all of them (runtime/backends.py).
+    r = Restorer.load(next(folder.glob(f"*-int8-{target}")), **({"torch_threads": None} if target == "executorch" else {}))
 
     def run(x: np.ndarray) -> tuple[np.ndarray, int]:
         res = r.restore(x, **rule)

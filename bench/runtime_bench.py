@@ -142,7 +142,12 @@ def task_latency(bundle: str, runs: int | str = 10, torch_threads: str = "defaul
     r = Restorer.load(bundle, **options)
     image = photo(*r.fixed_tile)
     results = [r.restore(image, max_steps=2, **FIXED) for _ in range(int(runs))]
-    return {"backend": r.backend.name, "tile": list(r.fixed_tile), "steps": 2, "runs": runs,
+    threads = None
+    if executorch:
+        import torch
+
+        threads = torch.get_num_threads()  # what the backend left torch at (the setting measured)
+    return {"backend": r.backend.name, "tile": list(r.fixed_tile), "steps": 2, "runs": runs, "torch_threads": threads,
             "ms": {k: float(np.median([res.ms[k] for res in results])) for k in results[0].ms}}
 
 
@@ -202,14 +207,29 @@ TASKS = {"overhead": task_overhead_and_budget, "big": task_big_photo, "adaptive"
 def compare(bundles: list[str], repeats: int, settings: list[str]) -> dict:
     """512² latency of exported bundles: every (bundle, setting) once per round in its own process, ``repeats``
     rounds, so this host's drift falls on all alike; prints the median per entry point and the total's spread."""
-    keys = [(b, t) for b in bundles for t in settings]
+    if repeats < 1:
+        sys.exit("error: --repeats must be at least 1")
+    bad = [t for t in settings if t not in ("default", "none") and not (t.isdigit() and int(t) >= 1)]
+    if bad:
+        sys.exit(f"error: --torch-threads takes default, none or a thread count >= 1, comma-separated; got {', '.join(map(repr, bad))}")
+    targets = {}
+    for b in bundles:
+        try:
+            targets[b] = json.loads((Path(b) / "manifest.json").read_text())["target"]
+        except (OSError, ValueError, KeyError):
+            sys.exit(f"error: {b} is not an exported bundle (no readable manifest.json); "
+                     "pass folders from python -m rar_edge.export")
+    # The torch-thread settings are the ExecuTorch backend's: other bundles run once, as they are.
+    keys = [(b, t) for b in bundles for t in (settings if targets[b] == "executorch" else ["default"])]
     runs: dict = {k: [] for k in keys}
+    runs_threads: dict = {}
     for _ in range(repeats):
         for b, t in keys:
             res = spawn("latency", b, "10", t)
             if "error" in res:
                 sys.exit(f"latency of {b} failed: {res['error']}")
             runs[(b, t)].append(res["ms"])
+            runs_threads[(b, t)] = res["torch_threads"]
     entries = ["encode", "assess", "restore", "decode", "overhead", "total"]
     print("| bundle | torch threads | " + " | ".join(entries) + " | total min–max |")
     print("|---|---|" + "---|" * (len(entries) + 1))
@@ -219,7 +239,7 @@ def compare(bundles: list[str], repeats: int, settings: list[str]) -> dict:
         totals = [r["total"] for r in runs[(b, t)]]
         print(f"| {Path(b).parent.name}/{Path(b).name} | {t} | " + " | ".join(f"{med[e]:.1f}" for e in entries)
               + f" | {min(totals):.1f}–{max(totals):.1f} |", flush=True)
-        out[f"{b}|{t}"] = {"median_ms": med, "totals": totals}
+        out[f"{b}|{t}"] = {"median_ms": med, "totals": totals, "torch_threads": runs_threads[(b, t)]}
     return out
 
 

@@ -92,7 +92,7 @@ class ExecuTorchBackend:
         """``torch_threads``: torch's intra-op threads in this process (None: leave them as they are).
 
         Why 1: torch computes nothing here, but its thread pool, once started, competes for the cores with
-        XNNPACK's own; on a 2-core CPU the int8 loop ran 1.4x slower with torch at 2 threads
+        XNNPACK's own; on a 2-core CPU the int8 loop ran 1.5x slower with torch at 2 threads
         (BENCHMARKS.md, "ExecuTorch per operator"). This sets a process-wide torch setting: pass None when
         the process also runs torch work of its own.
         """
@@ -103,7 +103,7 @@ class ExecuTorchBackend:
             raise RarEdgeError(f"the executorch backend needs the executorch package ({e.name} is missing); "
                                "use --backend onnx with an ONNX bundle") from None
         if torch_threads is not None:
-            if torch_threads < 1:
+            if isinstance(torch_threads, bool) or not isinstance(torch_threads, int) or torch_threads < 1:
                 raise RarEdgeError(f"torch_threads must be at least 1 (or None to leave torch alone), got {torch_threads}")
             torch.set_num_threads(torch_threads)
         self._torch = torch

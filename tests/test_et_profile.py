@@ -34,11 +34,18 @@ def test_table_has_a_row_per_method_with_ratios_to_the_first(bundles, capsys, mo
         ratios = [float(r) for r in re.findall(r"\(([\d.]+)\)", row)]
         assert len(ratios) == 2 and ratios[0] == 1.0 and ratios[1] > 0  # no timing claim: bench/ makes those
     assert out.count("assess: ") == 2 and out.count(" ms per call (ETDump)") == 2
-    assert len(re.findall(r"^\s+[\d.]+ ms\s+[\d.]+ %\s+x\d+", out, flags=re.M)) <= 6  # --top 3 per bundle
+    assert len(re.findall(r"^\s+[\d.]+ ms\s+[\d.]+ %\s+x\d+", out, flags=re.M)) == 6  # --top 3 per bundle
 
 
 def test_a_folder_without_a_pte_is_a_one_line_error(tmp_path, monkeypatch):
     bench = load_bench("et_profile")
     monkeypatch.setattr(sys, "argv", ["et_profile", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"no rar\.pte in .*pass ExecuTorch bundle folders"):
+        bench.main()
+
+
+def test_an_unknown_method_is_a_one_line_error(bundles, monkeypatch):
+    bench = load_bench("et_profile")
+    monkeypatch.setattr(sys, "argv", ["et_profile", str(bundles["executorch"]), "--methods", "assess,enhance"])
+    with pytest.raises(SystemExit, match=r"has no method enhance; it has assess, decode, encode, restore$"):
         bench.main()
