@@ -104,7 +104,8 @@ class ExecuTorchBackend:
                                "use --backend onnx with an ONNX bundle") from None
         if torch_threads is not None:
             if isinstance(torch_threads, bool) or not isinstance(torch_threads, int) or torch_threads < 1:
-                raise RarEdgeError(f"torch_threads must be at least 1 (or None to leave torch alone), got {torch_threads}")
+                raise RarEdgeError(f"torch_threads must be a whole number of at least 1 (or None to leave torch alone), "
+                                   f"got {torch_threads!r}")
             torch.set_num_threads(torch_threads)
         self._torch = torch
         program = Runtime.get().load_program(str(bundle / "rar.pte"))
@@ -153,4 +154,7 @@ def open_backend(bundle: Path, manifest: dict, backend: str | None = None, **opt
     if options.get("providers") and name != "onnx":
         raise RarEdgeError(f"providers choose onnxruntime's execution providers: {bundle} is a {target} bundle; "
                            "pass an ONNX bundle (python -m rar_edge.export --target onnx)")
+    if "torch_threads" in options and name != "executorch":
+        raise RarEdgeError(f"torch_threads sets torch's threads for the executorch backend; {bundle} runs on {name} "
+                           "(for onnxruntime's own threads pass threads=N)")
     return BACKENDS[name](bundle, manifest, **options)

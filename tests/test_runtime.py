@@ -892,12 +892,14 @@ print(left, default, asked, err, sep="|")
     assert res.returncode == 0, res.stderr[-2000:]
     left, default, asked, err = res.stdout.strip().splitlines()[-1].split("|")
     assert (left, default, asked) == ("2", "1", "2")
-    assert "torch_threads must be at least 1" in err
+    assert "torch_threads must be a whole number of at least 1" in err
 
 
 def test_executorch_torch_threads_must_be_a_whole_number(bundles):
     from rar_edge.runtime import Restorer
 
     for bad in (1.5, "2", True):
-        with pytest.raises(RarEdgeError, match="torch_threads must be at least 1"):
+        with pytest.raises(RarEdgeError, match="torch_threads must be a whole number of at least 1"):
             Restorer.load(bundles["executorch"], warmup=False, torch_threads=bad)
+    with pytest.raises(RarEdgeError, match="torch_threads sets torch's threads for the executorch backend; .* runs on onnx"):
+        Restorer.load(bundles["onnx"], warmup=False, torch_threads=1)

@@ -64,8 +64,8 @@ class DetailStats(nn.Module):
         # deviation{i}: channel c minus its 2x2 block mean, at position i of the block (a depthwise 2x2 conv,
         # stride 2). Four depthwise convs, not one grouped conv with 4 outputs per channel: XNNPACK runs the
         # grouped one as a general convolution (IGEMM, 0.6-0.7 ms per call at 512^2), the four as depthwise
-        # ones; assess 10 % faster on XNNPACK and onnxruntime (BENCHMARKS.md, "ExecuTorch per operator"). Separate buffers: indexing one in the graph would be an
-        # op outside the delegate.
+        # ones; assess 10 % faster on XNNPACK and onnxruntime (BENCHMARKS.md, "ExecuTorch per operator").
+        # Separate buffers: indexing one in the graph would be an op outside the delegate.
         for i, kernel in enumerate((torch.eye(4) - 0.25).reshape(4, 1, 1, 2, 2)):
             self.register_buffer(f"deviation{i}", kernel.repeat(channels, 1, 1, 1), persistent=False)
         self.register_buffer("average", torch.full((channels, 1, 2, 2), 0.25), persistent=False)
