@@ -20,12 +20,13 @@ import collections
 import re
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from onnx_int8 import median_ms  # noqa: E402  (the same timing as the ONNX benchmarks)
 
 PTE = "rar.pte"
 
@@ -37,18 +38,6 @@ def random_inputs(method) -> list:
     meta = method.metadata
     gen = torch.Generator().manual_seed(0)
     return [torch.rand(tuple(meta.input_tensor_meta(i).sizes()), generator=gen) for i in range(meta.num_inputs())]
-
-
-def median_ms(call: Callable[[], object], runs: int, warmup: int = 3) -> float:
-    """Median milliseconds of ``runs`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
 
 
 def op_profile(pte: Path, method_name: str, runs: int = 10) -> tuple[float, dict[str, tuple[float, int]]]:
