@@ -156,6 +156,19 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_syntheses(value: str) -> tuple[str, ...]:
+    """fit-stop's --synthesis: one or more training syntheses, comma-separated, each once."""
+    names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    if FOREIGN_SYNTHESIS in names:
+        raise RarEdgeError(f"--synthesis {FOREIGN_SYNTHESIS} is the independent test synthesis: fit on training "
+                           f"syntheses ({', '.join(SYNTHESES)}) and keep it for `rar-edge eval`")
+    unknown = [n for n in names if n not in SYNTHESES]
+    if unknown or not names:
+        raise RarEdgeError(f"--synthesis takes training syntheses separated by commas ({', '.join(SYNTHESES)}), "
+                           f"got {value!r}")
+    return names
+
+
 def cmd_fit_stop(a: argparse.Namespace) -> int:
     from rar_edge.eval.fit_stop import fit_from_photos, fit_record, format_fit, load_fit_model
 
@@ -165,13 +178,14 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
         raise RarEdgeError(f"--step-cost must be a finite number of dB per step >= 0, got {a.step_cost}")
     if not 0 <= a.clean_pass <= 1:
         raise RarEdgeError(f"--clean-pass must be a share in [0, 1] (e.g. 0.95), got {a.clean_pass}")
+    syntheses = _fit_syntheses(a.synthesis)
     model, config, precision, folder = load_fit_model(a.checkpoint, a.precision)
     _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
     current, fitted, traj, judge = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images,
                                                    step_cost=a.step_cost, judge=not a.no_judge,
-                                                   min_clean_pass=a.clean_pass)
-    print(f"{precision} model, {len(traj.cases)} images ({len(set(traj.cases))} cases), "
-          f"up to {a.max_steps} steps, step cost {a.step_cost} dB")
+                                                   min_clean_pass=a.clean_pass, syntheses=syntheses)
+    print(f"{precision} model, {len(traj.cases)} images ({len(set(traj.cases))} cases, synthesis "
+          f"{'+'.join(syntheses)}), up to {a.max_steps} steps, step cost {a.step_cost} dB")
     if judge is not None:
         print(f"judge (is the new latent better?): helpful-step ROC-AUC {judge.auc_unseen:.3f} on images it was not "
               f"fitted on ({judge.auc_fit:.3f} on all, after refitting); {judge.helpful_share:.0%} of steps helpful")
@@ -187,7 +201,7 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     config["model"].update(asdict(r), judge=[*judge.judge.weights, judge.judge.bias] if judge and r.min_better > 0 else [])
     config["stop_rule_fit"] = fit_record(current, fitted, data=str(a.data), crop=a.crop, images=a.max_images,
                                          step_cost=a.step_cost, precision=precision, cap=a.max_steps,
-                                         clean_pass=a.clean_pass)
+                                         clean_pass=a.clean_pass, syntheses=list(syntheses))
     with atomic_path(folder / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2))
     print(f"wrote the fitted rule into {folder / 'config.json'}")
@@ -527,6 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean-pass", type=float, default=1.0,
                    help="share of clean crops the rule must return untouched at 0 steps (default all: unseen "
                         "photos pass less often than the fit's own; 0: no constraint)")
+    p.add_argument("--synthesis", default=DEFAULT_SYNTHESIS,
+                   help=f"degradation synthesis of the fit, or several separated by commas (e.g. v2,v3: the rule and "
+                        f"judge then fit more than one formula's quirks); one of {', '.join(SYNTHESES)} "
+                        f"(default: {DEFAULT_SYNTHESIS})")
     p.add_argument("--no-judge", action="store_true",
                    help="do not fit the judge (\"is the new latent better?\"); only the assessor's thresholds")
     p.add_argument("--write", action="store_true",

@@ -191,7 +191,10 @@ def test_fit_stop_refuses_bad_arguments(tiny_checkpoint, photo_dir):
                           (("--precision", "int8"), "has no int8/ programs"),
                           (("--crop", 100), "--crop 100: use a multiple of 16"),
                           (("--crop", 4096), "between 16 and 1024"),
-                          (("--max-images", 0), "--max-images must be at least 1")]:
+                          (("--max-images", 0), "--max-images must be at least 1"),
+                          (("--synthesis", "albumentations"), "is the independent test synthesis"),
+                          (("--synthesis", "v2,v9"), "--synthesis takes training syntheses"),
+                          (("--synthesis", ","), "--synthesis takes training syntheses")]:
         status, out, err = cli("fit-stop", "--checkpoint", tiny_checkpoint, "--data", photo_dir, *args)
         assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
     status, out, err = cli("eval", "--checkpoint", tiny_checkpoint, "--data", photo_dir, "--crop", 100)
@@ -206,3 +209,33 @@ def test_fit_stop_on_int8_programs(distilled, photo_dir):
     assert status == 0, err
     assert stdout.startswith("int8 model, 22 images (11 cases)")
 
+
+
+def test_fit_on_several_syntheses_records_each_degraded_case_once_per_synthesis(tiny_checkpoint, photo_dir, tmp_path):
+    """Every degraded case is recorded under each synthesis (different pixels, so different trajectories) and the
+    clean crops once; the CLI stores which syntheses the rule was fitted on."""
+    from rar_edge.data.folder import PhotoFolder
+    from rar_edge.eval.fit_stop import concat_trajectories, fit_from_photos
+
+    model, _ = load_model(tiny_checkpoint)
+    _, _, traj, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"))
+    names = [n for n in traj.cases if n != "clean"]
+    assert traj.cases.count("clean") == 2 and len(names) == 2 * 2 * 10
+    assert all(names.count(n) == 4 for n in set(names))
+    clean = PhotoFolder(str(photo_dir)).center_crops(64)[:2]
+    v2, v3 = (record_trajectories(model, clean, cap=2, synthesis=s) for s in ("v2", "v3"))
+    np.testing.assert_array_equal(traj.psnr_in[: len(v2.cases)], v2.psnr_in)  # the first synthesis, clean included
+    noisy = [i for i, n in enumerate(v2.cases) if n == "noise"]
+    assert not np.allclose(v2.psnr_in[noisy], v3.psnr_in[noisy])  # the two syntheses made different images
+    both = concat_trajectories([v2, v3])
+    assert both.cases == v2.cases + v3.cases and both.vectors.shape[0] == len(both.cases)
+    with pytest.raises(ValueError, match="at least one synthesis"):
+        fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=())
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    status, out, err = cli("fit-stop", "--checkpoint", ckpt, "--data", photo_dir, "--crop", 64, "--max-images", 2,
+                           "--max-steps", 2, "--synthesis", "v2,v3,v2", "--write")
+    assert status == 0, err
+    assert "42 images (11 cases, synthesis v2+v3)" in out
+    assert json.loads((ckpt / "config.json").read_text())["stop_rule_fit"]["how"]["syntheses"] == ["v2", "v3"]

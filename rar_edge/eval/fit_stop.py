@@ -45,10 +45,11 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
+from rar_edge import DEFAULT_SYNTHESIS
 from rar_edge.data.folder import PhotoFolder
 from rar_edge.loop import KEEP_CHOICES, QUALITY_CAP_DB, Judge, LoopTrace, StopRule
 
-from .cases import make_cases
+from .cases import CASES, make_cases
 from .evaluate import trajectory
 from .judge import fit_judge, judge_scores, step_examples
 from .metrics import psnr
@@ -96,9 +97,12 @@ class RuleScore:
 
 
 @torch.no_grad()
-def record_trajectories(model, clean: torch.Tensor, cap: int, seed: int = 7, batch_size: int = 8) -> Trajectories:
-    """Run ``cap`` fixed steps on every evaluation case of ``clean`` (N,3,H,W) and record each step."""
-    batch, names = make_cases(clean, seed=seed)
+def record_trajectories(model, clean: torch.Tensor, cap: int, seed: int = 7, batch_size: int = 8,
+                        synthesis: str = DEFAULT_SYNTHESIS,
+                        cases: tuple[tuple[str, ...], ...] = CASES) -> Trajectories:
+    """Run ``cap`` fixed steps on every evaluation case of ``clean`` (N,3,H,W), degraded by ``synthesis``,
+    and record each step."""
+    batch, names = make_cases(clean, seed=seed, cases=cases, synthesis=synthesis)
     runs = [trajectory(model, batch.degraded[i : i + batch_size], batch.clean[i : i + batch_size], cap, PSNR_CAP_DB)
             for i in range(0, len(names), batch_size)]
     psnr_in = np.array([min(psnr(d, c), PSNR_CAP_DB)
@@ -107,6 +111,16 @@ def record_trajectories(model, clean: torch.Tensor, cap: int, seed: int = 7, bat
     # An assessment vector is [quality, *probabilities, *conditioning] (rar_edge.loop.assessment_vector).
     probabilities = vectors[:, 0, 1 : 1 + len(model.config.degradations)]
     return Trajectories(names, quality, out, psnr_in, change, vectors, probabilities)
+
+
+def concat_trajectories(parts: list[Trajectories]) -> Trajectories:
+    """One set of trajectories from several recordings of the same cap (e.g. one per synthesis)."""
+    def cat(field: str) -> np.ndarray | None:
+        arrays = [getattr(t, field) for t in parts]
+        return None if any(a is None for a in arrays) else np.concatenate(arrays)
+
+    return Trajectories([c for t in parts for c in t.cases], *(cat(f) for f in
+                        ("quality", "psnr", "psnr_in", "change", "vectors", "probabilities")))
 
 
 def replay(rule: StopRule, quality: np.ndarray, change: np.ndarray, vectors: np.ndarray | None = None,
@@ -228,11 +242,22 @@ def fit_judge_on(traj: Trajectories) -> JudgeFit:
 
 def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int = 48, step_cost: float = 0.0,
                     seed: int = 7, judge: bool = False, min_clean_pass: float = 1.0,
+                    syntheses: tuple[str, ...] = (DEFAULT_SYNTHESIS,),
                     ) -> tuple[RuleScore, RuleScore, Trajectories, JudgeFit | None]:
     """(the model's current rule scored, the fitted rule, the trajectories, the fitted judge or None) on
-    centre crops of ``data``."""
+    centre crops of ``data``, every degraded case made once by each of ``syntheses``.
+
+    Why several syntheses: the rule and the judge read the assessor, whose outputs shift with the code that
+    made a degradation (OpenCV's JPEG is not Pillow's); fitted on one formula they learn its quirks. The
+    clean crops are the same under every synthesis, so they are recorded once.
+    """
+    if not syntheses:
+        raise ValueError("fit on at least one synthesis")
     clean = PhotoFolder(data).center_crops(crop)[:max_images]
-    traj = record_trajectories(model, clean, cap, seed=seed)
+    degraded_cases = tuple(c for c in CASES if c)
+    traj = concat_trajectories([record_trajectories(model, clean, cap, seed=seed, synthesis=name,
+                                                    cases=CASES if i == 0 else degraded_cases)
+                                for i, name in enumerate(syntheses)])
     current = score_rule(model.stop_rule(max_steps=min(model.config.max_steps, cap)), traj, step_cost,
                          model.config.judge_head)
     try:
