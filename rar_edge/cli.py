@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from rar_edge import DEFAULT_SYNTHESIS, DEGRADATIONS, FOREIGN_SYNTHESIS, RESTORE_LOSSES, SYNTHESES, __version__
+from rar_edge import DEFAULT_SYNTHESIS, DEGRADATIONS, FIT_CLEAN_CROPS, FOREIGN_SYNTHESIS, RESTORE_LOSSES, SYNTHESES, __version__
 from rar_edge.errors import RarEdgeError, run_guarded
 
 
@@ -178,12 +178,15 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
         raise RarEdgeError(f"--step-cost must be a finite number of dB per step >= 0, got {a.step_cost}")
     if not 0 <= a.clean_pass <= 1:
         raise RarEdgeError(f"--clean-pass must be a share in [0, 1] (e.g. 0.95), got {a.clean_pass}")
+    if a.clean_crops < 1:
+        raise RarEdgeError(f"--clean-crops counts the centre crop of each photo: at least 1, got {a.clean_crops}")
     syntheses = _fit_syntheses(a.synthesis)
     model, config, precision, folder = load_fit_model(a.checkpoint, a.precision)
     _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
     current, fitted, traj, judge = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images,
                                                    step_cost=a.step_cost, judge=not a.no_judge,
-                                                   min_clean_pass=a.clean_pass, syntheses=syntheses)
+                                                   min_clean_pass=a.clean_pass, syntheses=syntheses,
+                                                   clean_crops=a.clean_crops)
     print(f"{precision} model, {len(traj.cases)} images ({len(set(traj.cases))} cases, synthesis "
           f"{'+'.join(syntheses)}), up to {a.max_steps} steps, step cost {a.step_cost} dB")
     if judge is not None:
@@ -201,7 +204,8 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     config["model"].update(asdict(r), judge=[*judge.judge.weights, judge.judge.bias] if judge and r.min_better > 0 else [])
     config["stop_rule_fit"] = fit_record(current, fitted, data=str(a.data), crop=a.crop, images=a.max_images,
                                          step_cost=a.step_cost, precision=precision, cap=a.max_steps,
-                                         clean_pass=a.clean_pass, syntheses=list(syntheses))
+                                         clean_pass=a.clean_pass, syntheses=list(syntheses),
+                                         clean_crops=a.clean_crops)
     with atomic_path(folder / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2))
     print(f"wrote the fitted rule into {folder / 'config.json'}")
@@ -541,6 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean-pass", type=float, default=1.0,
                    help="share of clean crops the rule must return untouched at 0 steps (default all: unseen "
                         "photos pass less often than the fit's own; 0: no constraint)")
+    p.add_argument("--clean-crops", type=int, default=FIT_CLEAN_CROPS,
+                   help="crops of each photo that --clean-pass is held on: the centre one and random others "
+                        "(random crops of unseen photos pass less often than centre crops)")
     p.add_argument("--synthesis", default=DEFAULT_SYNTHESIS,
                    help=f"degradation synthesis of the fit, or several separated by commas (e.g. v2,v3: the rule and "
                         f"judge then fit more than one formula's quirks); one of {', '.join(SYNTHESES)} "

@@ -194,7 +194,8 @@ def test_fit_stop_refuses_bad_arguments(tiny_checkpoint, photo_dir):
                           (("--max-images", 0), "--max-images must be at least 1"),
                           (("--synthesis", "albumentations"), "is the independent test synthesis"),
                           (("--synthesis", "v2,v9"), "--synthesis takes training syntheses"),
-                          (("--synthesis", ","), "--synthesis takes training syntheses")]:
+                          (("--synthesis", ","), "--synthesis takes training syntheses"),
+                          (("--clean-crops", 0), "--clean-crops counts the centre crop")]:
         status, out, err = cli("fit-stop", "--checkpoint", tiny_checkpoint, "--data", photo_dir, *args)
         assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
     status, out, err = cli("eval", "--checkpoint", tiny_checkpoint, "--data", photo_dir, "--crop", 100)
@@ -207,7 +208,7 @@ def test_fit_stop_on_int8_programs(distilled, photo_dir):
     status, stdout, err = cli("fit-stop", "--checkpoint", out / "student", "--data", photo_dir, "--crop", 32,
                               "--max-images", 2, "--max-steps", 2)
     assert status == 0, err
-    assert stdout.startswith("int8 model, 22 images (11 cases)")
+    assert stdout.startswith("int8 model, 28 images (11 cases, synthesis v2)")  # 2 x 10 degraded, 2 x 4 clean
 
 
 
@@ -218,7 +219,8 @@ def test_fit_on_several_syntheses_records_each_degraded_case_once_per_synthesis(
     from rar_edge.eval.fit_stop import concat_trajectories, fit_from_photos
 
     model, _ = load_model(tiny_checkpoint)
-    _, _, traj, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"))
+    _, _, traj, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
+                                    clean_crops=1)
     names = [n for n in traj.cases if n != "clean"]
     assert traj.cases.count("clean") == 2 and len(names) == 2 * 2 * 10
     assert all(names.count(n) == 4 for n in set(names))
@@ -231,11 +233,29 @@ def test_fit_on_several_syntheses_records_each_degraded_case_once_per_synthesis(
     assert both.cases == v2.cases + v3.cases and both.vectors.shape[0] == len(both.cases)
     with pytest.raises(ValueError, match="at least one synthesis"):
         fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=())
+    with pytest.raises(ValueError, match="clean_crops counts the centre crop"):
+        fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, clean_crops=0)
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoint, ckpt)
     status, out, err = cli("fit-stop", "--checkpoint", ckpt, "--data", photo_dir, "--crop", 64, "--max-images", 2,
                            "--max-steps", 2, "--synthesis", "v2,v3,v2", "--write")
     assert status == 0, err
-    assert "42 images (11 cases, synthesis v2+v3)" in out
-    assert json.loads((ckpt / "config.json").read_text())["stop_rule_fit"]["how"]["syntheses"] == ["v2", "v3"]
+    assert "48 images (11 cases, synthesis v2+v3)" in out  # 2 x 10 degraded cases x 2 syntheses + 2 x 4 clean crops
+    how = json.loads((ckpt / "config.json").read_text())["stop_rule_fit"]["how"]
+    assert how["syntheses"] == ["v2", "v3"] and how["clean_crops"] == 4
+
+
+def test_the_clean_pass_through_is_held_on_random_crops_too(tiny_checkpoint, photo_dir):
+    """clean_crops=3: each photo's centre crop and two random ones are recorded clean (so a rule must pass all of
+    them), the degraded cases stay on the centre crops."""
+    from rar_edge.eval.fit_stop import fit_from_photos
+
+    model, _ = load_model(tiny_checkpoint)
+    _, _, one, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, clean_crops=1)
+    _, _, three, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, clean_crops=3)
+    assert one.cases.count("clean") == 2 and three.cases.count("clean") == 6
+    assert three.cases[: len(one.cases)] == one.cases and set(three.cases[len(one.cases):]) == {"clean"}
+    np.testing.assert_array_equal(three.psnr[: len(one.cases)], one.psnr)  # the centre-crop recording unchanged
+    extra = three.quality[len(one.cases):, 0]
+    assert not np.isin(extra, one.quality[[i for i, n in enumerate(one.cases) if n == "clean"], 0]).all()

@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from rar_edge import DEFAULT_SYNTHESIS
+from rar_edge import DEFAULT_SYNTHESIS, FIT_CLEAN_CROPS
 from rar_edge.data.folder import PhotoFolder
 from rar_edge.loop import KEEP_CHOICES, QUALITY_CAP_DB, Judge, LoopTrace, StopRule
 
@@ -242,7 +242,7 @@ def fit_judge_on(traj: Trajectories) -> JudgeFit:
 
 def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int = 48, step_cost: float = 0.0,
                     seed: int = 7, judge: bool = False, min_clean_pass: float = 1.0,
-                    syntheses: tuple[str, ...] = (DEFAULT_SYNTHESIS,),
+                    syntheses: tuple[str, ...] = (DEFAULT_SYNTHESIS,), clean_crops: int = FIT_CLEAN_CROPS,
                     ) -> tuple[RuleScore, RuleScore, Trajectories, JudgeFit | None]:
     """(the model's current rule scored, the fitted rule, the trajectories, the fitted judge or None) on
     centre crops of ``data``, every degraded case made once by each of ``syntheses``.
@@ -250,14 +250,24 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
     Why several syntheses: the rule and the judge read the assessor, whose outputs shift with the code that
     made a degradation (OpenCV's JPEG is not Pillow's); fitted on one formula they learn its quirks. The
     clean crops are the same under every synthesis, so they are recorded once.
+
+    The clean pass-through is held on ``clean_crops`` crops of each photo: its centre crop and random ones
+    (seeded). Why: centre crops hold a photo's subject, and the loop's quality target, fitted to pass them,
+    let through fewer of the flatter random crops of unseen photos (sky, walls) that its assessor rates lower.
     """
     if not syntheses:
         raise ValueError("fit on at least one synthesis")
-    clean = PhotoFolder(data).center_crops(crop)[:max_images]
+    if clean_crops < 1:
+        raise ValueError(f"clean_crops counts the centre crop: at least 1, got {clean_crops}")
+    folder = PhotoFolder(data)
+    clean = folder.center_crops(crop)[:max_images]
     degraded_cases = tuple(c for c in CASES if c)
-    traj = concat_trajectories([record_trajectories(model, clean, cap, seed=seed, synthesis=name,
-                                                    cases=CASES if i == 0 else degraded_cases)
-                                for i, name in enumerate(syntheses)])
+    parts = [record_trajectories(model, clean, cap, seed=seed, synthesis=name, cases=CASES if i == 0 else degraded_cases)
+             for i, name in enumerate(syntheses)]
+    if clean_crops > 1:
+        more = folder.random_crops((clean_crops - 1) * len(clean), crop, torch.Generator().manual_seed(seed))
+        parts.append(record_trajectories(model, more, cap, seed=seed, cases=((),)))
+    traj = concat_trajectories(parts)
     current = score_rule(model.stop_rule(max_steps=min(model.config.max_steps, cap)), traj, step_cost,
                          model.config.judge_head)
     try:
