@@ -17,7 +17,7 @@ FOREIGN_SYNTHESIS = "albumentations"
 #: How each sample's restore error enters the loss (rar_edge/train/losses.py): as is, or through its log.
 RESTORE_LOSSES: tuple[str, ...] = ("ratio", "log")
 #: Crops of each photo ``rar-edge fit-stop`` holds the clean pass-through on (rar_edge/eval/fit_stop.py).
-FIT_CLEAN_CROPS = 4
+FIT_CLEAN_CROPS = 8
 
 __all__ = ["__version__", "DEGRADATIONS", "SYNTHESES", "DEFAULT_SYNTHESIS", "FOREIGN_SYNTHESIS",
            "RESTORE_LOSSES", "FIT_CLEAN_CROPS"]

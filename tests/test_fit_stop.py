@@ -208,7 +208,7 @@ def test_fit_stop_on_int8_programs(distilled, photo_dir):
     status, stdout, err = cli("fit-stop", "--checkpoint", out / "student", "--data", photo_dir, "--crop", 32,
                               "--max-images", 2, "--max-steps", 2)
     assert status == 0, err
-    assert stdout.startswith("int8 model, 28 images (11 cases, synthesis v2)")  # 2 x 10 degraded, 2 x 4 clean
+    assert stdout.startswith("int8 model, 36 images (11 cases, synthesis v2)")  # 2 x 10 degraded, 2 x 8 clean
 
 
 
@@ -241,9 +241,9 @@ def test_fit_on_several_syntheses_records_each_degraded_case_once_per_synthesis(
     status, out, err = cli("fit-stop", "--checkpoint", ckpt, "--data", photo_dir, "--crop", 64, "--max-images", 2,
                            "--max-steps", 2, "--synthesis", "v2,v3,v2", "--write")
     assert status == 0, err
-    assert "48 images (11 cases, synthesis v2+v3)" in out  # 2 x 10 degraded cases x 2 syntheses + 2 x 4 clean crops
+    assert "56 images (11 cases, synthesis v2+v3)" in out  # 2 x 10 degraded cases x 2 syntheses + 2 x 8 clean crops
     how = json.loads((ckpt / "config.json").read_text())["stop_rule_fit"]["how"]
-    assert how["syntheses"] == ["v2", "v3"] and how["clean_crops"] == 4
+    assert how["syntheses"] == ["v2", "v3"] and how["clean_crops"] == 8
 
 
 def test_the_clean_pass_through_is_held_on_random_crops_too(tiny_checkpoint, photo_dir):
