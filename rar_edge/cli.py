@@ -541,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=256,
                    help="crop side: the image or tile size you deploy at (the fitted rule depends on it)")
     p.add_argument("--max-images", type=int, default=48,
-                   help="photos to fit on, each under every case (48: about 5 minutes on 2 cores)")
+                   help="photos to fit on, each under every case (48 under two syntheses: about 15 minutes on 2 cores)")
     p.add_argument("--clean-pass", type=float, default=1.0,
                    help="share of clean crops the rule must return untouched at 0 steps (default all: unseen "
                         "photos pass less often than the fit's own; 0: no constraint)")
