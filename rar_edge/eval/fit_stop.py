@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -119,8 +119,8 @@ def concat_trajectories(parts: list[Trajectories]) -> Trajectories:
         arrays = [getattr(t, field) for t in parts]
         return None if any(a is None for a in arrays) else np.concatenate(arrays)
 
-    return Trajectories([c for t in parts for c in t.cases], *(cat(f) for f in
-                        ("quality", "psnr", "psnr_in", "change", "vectors", "probabilities")))
+    return Trajectories([c for t in parts for c in t.cases],
+                        *(cat(f.name) for f in fields(Trajectories) if f.name != "cases"))
 
 
 def replay(rule: StopRule, quality: np.ndarray, change: np.ndarray, vectors: np.ndarray | None = None,
