@@ -15,11 +15,12 @@ def test_summary_gains_are_output_minus_input():
     cases = {"noise": 25.0, "blur": 30.0, "blur+noise": 22.0, "clean": 100.0}
     inputs = {c: {"psnr": p, "steps": 0, "unchanged": 1.0} for c, p in cases.items()}
     out = {"noise": {"psnr": 28.0, "steps": 3}, "blur": {"psnr": 29.0, "steps": 1},
-           "blur+noise": {"psnr": 24.5, "steps": 2}, "clean": {"psnr": 100.0, "steps": 0, "unchanged": 0.75}}
+           "blur+noise": {"psnr": 24.5, "steps": 2}, "clean": {"psnr": 90.0, "steps": 0, "unchanged": 0.75, "psnr_min": 31.5}}
     s = bench.summary(out, inputs)
     assert s["cases"] == {"noise": 3.0, "blur": -1.0, "blur+noise": 2.5}  # clean is not a degraded case
     assert s["single"] == 1.0 and s["composite"] == 2.5 and s["mean"] == 1.75
     assert s["steps"] == 1.5 and s["clean_unchanged"] == 0.75
+    assert s["clean_psnr_min"] == 31.5  # how far the changed clean crop fell
 
 
 def test_bundles_side_by_side(bundles, photo_dir, tmp_path, capsys):
@@ -37,12 +38,15 @@ def test_bundles_side_by_side(bundles, photo_dir, tmp_path, capsys):
                                      "noise+jpeg", "rain+haze", "blur+noise+jpeg"}
         assert np.isclose(row["mean"], (row["single"] + row["composite"]) / 2)
         assert all(np.isfinite(v) for v in row["cases"].values()) and 0 <= row["steps"] <= 4
+        # the worst clean crop: the cap (100 dB) when every one came back unchanged, below it otherwise
+        assert (row["clean_psnr_min"] == 100.0) == (row["clean_unchanged"] == 1.0)
     a, b = results[onnx], results[pte]
     assert abs(a["steps"] - b["steps"]) <= 0.1 and all(abs(a["cases"][c] - b["cases"][c]) < 0.1 for c in a["cases"])
     table = capsys.readouterr().out.splitlines()
     for name, row in (("rar-tiny-fp32-onnx (dyn)", a), ("rar-tiny-fp32-executorch", b)):
         lines = [line for line in table if line.startswith(f"| {name}")]
         assert len(lines) == 1 and f"{row['mean']:+.2f}" in lines[0], name
+        assert lines[0].endswith(f" | {row['clean_psnr_min']:.1f} |"), name
 
 
 def test_not_a_bundle_is_refused(tmp_path):
