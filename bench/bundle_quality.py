@@ -7,8 +7,10 @@ Every held-out photo gives ``--crops`` random crops, each degraded under every e
 test set: the same crops, cases and seeds). Each bundle restores them with its own loop defaults (the runtime's
 ``Restorer.restore``, no budget). Prints, per test synthesis, one row per bundle: mean PSNR gain over the input
 on single degradations, on composites, their mean (the replacement rule's figure, as in
-bench/learning_curve.py), per case, the mean steps, the share of clean crops returned unchanged and the
-lowest PSNR among the clean crops (how far a changed one fell; 100 dB when every one came back unchanged).
+bench/learning_curve.py), per case, the mean steps, the share of degraded crops the loop made at least 1 dB
+worse than their input and the worst such loss (a mean hides a few ruined photos), the share of clean crops
+returned unchanged and the lowest PSNR among them (how far a changed one fell; 100 dB when every one came back
+unchanged).
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ def bundle_method(bundle: Path):
 
 
 def summary(per_case: dict, inputs: dict) -> dict:
-    """Gains over the input: per case, the singles' and composites' means, their mean; steps; clean kept and
-    the lowest clean PSNR (capped as in bench/report.py, so an untouched set reads as the cap)."""
+    """Gains over the input: per case, the singles' and composites' means, their mean; steps; the share of
+    degraded crops harmed (bench/report.py's HARM_DB) and the lowest gain of any; clean kept and the lowest
+    clean PSNR (capped as in bench/report.py, so an untouched set reads as the cap)."""
     gains = {c: per_case[c]["psnr"] - inputs[c]["psnr"] for c in per_case if c != "clean"}
     single = [g for c, g in gains.items() if "+" not in c]
     composite = [g for c, g in gains.items() if "+" in c]
@@ -50,6 +53,8 @@ def summary(per_case: dict, inputs: dict) -> dict:
     out["mean"] = (out["single"] + out["composite"]) / 2
     out["cases"] = gains
     out["steps"] = float(np.mean([per_case[c]["steps"] for c in per_case]))
+    out["harmed"] = float(np.mean([per_case[c]["harmed"] for c in gains]))  # every case has as many crops
+    out["worst_gain"] = float(min(per_case[c]["gain_min"] for c in gains))
     if "clean" in per_case:
         out["clean_unchanged"] = per_case["clean"]["unchanged"]
         out["clean_psnr_min"] = per_case["clean"]["psnr_min"]
@@ -79,12 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in dict.fromkeys(names) if c != "clean"]
         results[synthesis] = {m: summary(per[m], per["input"]) for m in methods if m != "input"}
         print(f"\n{synthesis}: {len(clean)} crops of {a.crop}² per case\n")
-        print("| bundle | mean | single | composite | " + " | ".join(cases) + " | steps | clean unchanged | worst clean dB |")
-        print("|---" * (len(cases) + 7) + "|")
+        print("| bundle | mean | single | composite | " + " | ".join(cases) + " | steps | harmed | worst dB | clean unchanged | worst clean dB |")
+        print("|---" * (len(cases) + 9) + "|")
         for m, s in results[synthesis].items():
             print(f"| {Path(m).name} ({Path(m).parent.name}) | {s['mean']:+.2f} | {s['single']:+.2f} | "
                   f"{s['composite']:+.2f} | " + " | ".join(f"{s['cases'][c]:+.2f}" for c in cases)
-                  + f" | {s['steps']:.2f} | {s.get('clean_unchanged', float('nan')):.0%}"
+                  + f" | {s['steps']:.2f} | {s['harmed']:.0%} | {s['worst_gain']:+.1f}"
+                  + f" | {s.get('clean_unchanged', float('nan')):.0%}"
                   + f" | {s.get('clean_psnr_min', float('nan')):.1f} |")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1) + "\n")

@@ -37,6 +37,8 @@ from baselines import METHODS, apply, ffdnet_method  # noqa: E402
 
 #: Per-image PSNR ceiling (dB) for the means: an exact copy counts as this, not as infinity.
 PSNR_CAP_DB = 100.0
+#: A crop counts as harmed when its output is this many dB below its input (``harmed`` in evaluate's results).
+HARM_DB = 1.0
 
 
 def test_set(photos: str, crops: int, crop: int, seed: int = 0, synthesis: str = "v2"):
@@ -97,7 +99,8 @@ def runtime_restorer(student: str, target: str, crop: int, folder: Path, **rule)
 
 def evaluate(methods: dict, clean, degraded, names, index) -> dict:
     """Per method and case: mean PSNR (capped at PSNR_CAP_DB per image), SSIM, steps, ms; the share of
-    crops returned unchanged and the lowest PSNR."""
+    crops returned unchanged and the lowest PSNR; each crop's gain over its input: the lowest (``gain_min``)
+    and the share at least HARM_DB below the input (``harmed``: a mean hides a few ruined photos)."""
     from rar_edge.eval.metrics import psnr, ssim
 
     out: dict = {}
@@ -111,10 +114,12 @@ def evaluate(methods: dict, clean, degraded, names, index) -> dict:
             unchanged = float(np.array_equal(y, x))
             y = np.clip(y, 0, 1)
             p = min(psnr(y, clean[i]), PSNR_CAP_DB)
+            gain = p - min(psnr(np.clip(x, 0, 1), clean[i]), PSNR_CAP_DB)
             for k, v in (("psnr", p), ("ssim", ssim(y, clean[i])), ("steps", steps), ("ms", ms),
-                         ("unchanged", unchanged)):
+                         ("unchanged", unchanged), ("harmed", float(gain <= -HARM_DB)), ("gain", gain)):
                 acc[case][k].append(v)
-        out[mname] = {case: {k: float(np.mean(v)) for k, v in d.items()} | {"psnr_min": float(min(d["psnr"]))}
+        out[mname] = {case: {k: float(np.mean(v)) for k, v in d.items()}
+                      | {"psnr_min": float(min(d["psnr"])), "gain_min": float(min(d["gain"]))}
                       for case, d in acc.items()}
         print(f"{mname}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     return out

@@ -14,13 +14,28 @@ def test_summary_gains_are_output_minus_input():
     bench = load_bench("bundle_quality")
     cases = {"noise": 25.0, "blur": 30.0, "blur+noise": 22.0, "clean": 100.0}
     inputs = {c: {"psnr": p, "steps": 0, "unchanged": 1.0} for c, p in cases.items()}
-    out = {"noise": {"psnr": 28.0, "steps": 3}, "blur": {"psnr": 29.0, "steps": 1},
-           "blur+noise": {"psnr": 24.5, "steps": 2}, "clean": {"psnr": 90.0, "steps": 0, "unchanged": 0.75, "psnr_min": 31.5}}
+    out = {"noise": {"psnr": 28.0, "steps": 3, "harmed": 0.0, "gain_min": 1.5},
+           "blur": {"psnr": 29.0, "steps": 1, "harmed": 0.5, "gain_min": -9.0},
+           "blur+noise": {"psnr": 24.5, "steps": 2, "harmed": 0.25, "gain_min": -2.0}, "clean": {"psnr": 90.0, "steps": 0, "unchanged": 0.75, "psnr_min": 31.5}}
     s = bench.summary(out, inputs)
     assert s["cases"] == {"noise": 3.0, "blur": -1.0, "blur+noise": 2.5}  # clean is not a degraded case
     assert s["single"] == 1.0 and s["composite"] == 2.5 and s["mean"] == 1.75
     assert s["steps"] == 1.5 and s["clean_unchanged"] == 0.75
     assert s["clean_psnr_min"] == 31.5  # how far the changed clean crop fell
+    assert s["harmed"] == 0.25 and s["worst_gain"] == -9.0  # over the degraded cases only
+
+
+def test_evaluate_counts_harmed_crops():
+    """bench/report.py's evaluate: per case, the share of crops left >= HARM_DB below their input and the lowest
+    gain; a method that returns its input harms nothing (gain 0), one that ruins one crop of two is caught."""
+    report = load_bench("report")
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0.2, 0.8, (2, 16, 16, 3)).astype(np.float32)
+    degraded = np.clip(clean + rng.normal(0, 0.05, clean.shape), 0, 1).astype(np.float32)
+    methods = {"input": lambda x: (x, 0), "ruin": lambda x: (1 - x if x[0, 0, 0] == degraded[0, 0, 0, 0] else x, 1)}
+    per = report.evaluate(methods, clean, degraded, ["noise", "noise"], [0, 1])
+    assert per["input"]["noise"]["harmed"] == 0.0 and per["input"]["noise"]["gain_min"] == 0.0
+    assert per["ruin"]["noise"]["harmed"] == 0.5 and per["ruin"]["noise"]["gain_min"] < -report.HARM_DB
 
 
 def test_bundles_side_by_side(bundles, photo_dir, tmp_path, capsys):
@@ -40,6 +55,7 @@ def test_bundles_side_by_side(bundles, photo_dir, tmp_path, capsys):
         assert all(np.isfinite(v) for v in row["cases"].values()) and 0 <= row["steps"] <= 4
         # the worst clean crop: the cap (100 dB) when every one came back unchanged, below it otherwise
         assert (row["clean_psnr_min"] == 100.0) == (row["clean_unchanged"] == 1.0)
+        assert 0 <= row["harmed"] <= 1 and row["worst_gain"] <= min(row["cases"].values())
     a, b = results[onnx], results[pte]
     assert abs(a["steps"] - b["steps"]) <= 0.1 and all(abs(a["cases"][c] - b["cases"][c]) < 0.1 for c in a["cases"])
     table = capsys.readouterr().out.splitlines()
