@@ -1,11 +1,12 @@
 """Held-out quality of exported bundles through the runtime, side by side (e.g. two ways to make int8 graphs).
 
     python bench/bundle_quality.py BUNDLE [BUNDLE ...] --photos photos/heldout [--crops 1] [--crop 256]
-        [--syntheses v2,albumentations] [--json F]
+        [--syntheses v2,albumentations] [--rule max_steps=3,min_better=0,min_detect=0,target_quality=40] [--json F]
 
 Every held-out photo gives ``--crops`` random crops, each degraded under every evaluation case (bench/report.py's
 test set: the same crops, cases and seeds). Each bundle restores them with its own loop defaults (the runtime's
-``Restorer.restore``, no budget). Prints, per test synthesis, one row per bundle: mean PSNR gain over the input
+``Restorer.restore``, no budget), or with the stop rule's fields that ``--rule`` overrides (the same for every
+bundle: e.g. a fixed number of steps, to compare what the restore steps do apart from where a loop stops). Prints, per test synthesis, one row per bundle: mean PSNR gain over the input
 on single degradations, on composites, their mean (the replacement rule's figure, as in
 bench/learning_curve.py), per case, the mean steps, the share of degraded crops the loop made at least 1 dB
 worse than their input and the worst such loss (a mean hides a few ruined photos), the share of clean crops
@@ -29,14 +30,34 @@ sys.path.insert(0, str(Path(__file__).parent))
 from report import evaluate, test_set  # noqa: E402  (the same test set and per-case means)
 
 
-def bundle_method(bundle: Path):
-    """The runtime's Restorer on ``bundle`` as a report method: image -> (restored, steps run)."""
+#: The stop rule's fields ``--rule`` may override (Restorer.restore's keywords) and how each is read.
+RULE_FIELDS = {"max_steps": int, "target_quality": float, "min_gain": float, "min_change": float, "keep": str,
+               "min_better": float, "min_detect": float}
+
+
+def parse_rule(text: str) -> dict:
+    """``max_steps=3,min_detect=0`` -> {"max_steps": 3, "min_detect": 0.0}; ValueError names a bad field."""
+    rule = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in RULE_FIELDS:
+            raise ValueError(f"--rule {item!r}: use FIELD=VALUE with FIELD one of {', '.join(RULE_FIELDS)}")
+        try:
+            rule[key] = RULE_FIELDS[key](value)
+        except ValueError:
+            raise ValueError(f"--rule {item!r}: {value!r} is not a {RULE_FIELDS[key].__name__}") from None
+    return rule
+
+
+def bundle_method(bundle: Path, rule: dict | None = None):
+    """The runtime's Restorer on ``bundle`` as a report method: image -> (restored, steps run); ``rule``
+    overrides the bundle's stop-rule fields."""
     from rar_edge.runtime import Restorer
 
     r = Restorer.load(bundle)
 
     def run(x: np.ndarray) -> tuple[np.ndarray, int]:
-        res = r.restore(x)
+        res = r.restore(x, **(rule or {}))
         return res.image, res.steps_run
 
     return run
@@ -68,8 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crops", type=int, default=1, help="crops per photo")
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--syntheses", default="v2,albumentations", help="test syntheses, comma-separated")
+    p.add_argument("--rule", default="", help="stop-rule fields for every bundle instead of its own, e.g. "
+                   "max_steps=3,min_better=0,min_detect=0,target_quality=40 (3 steps on every image)")
     p.add_argument("--json")
     a = p.parse_args(argv)
+    try:
+        rule = parse_rule(a.rule)
+    except ValueError as e:
+        p.error(str(e))
     missing = [str(b) for b in a.bundles if not (b / "manifest.json").is_file()]
     if missing:
         p.error(f"not a bundle (no manifest.json): {', '.join(missing)}")
@@ -77,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"`python bench/bundle_quality.py {command}` — {date.today()}, "
           f"{platform.processor() or platform.machine()}")
     results = {}
-    methods = {"input": lambda x: (x, 0)} | {str(b): bundle_method(b) for b in a.bundles}  # each loaded once
+    methods = {"input": lambda x: (x, 0)} | {str(b): bundle_method(b, rule) for b in a.bundles}  # each loaded once
     for synthesis in a.syntheses.split(","):
         clean, degraded, names, index = test_set(a.photos, a.crops, a.crop, synthesis=synthesis)
         per = evaluate(methods, clean, degraded, names, index)

@@ -65,6 +65,30 @@ def test_bundles_side_by_side(bundles, photo_dir, tmp_path, capsys):
         assert lines[0].endswith(f" | {row['clean_psnr_min']:.1f} |"), name
 
 
+def test_rule_overrides_parse_and_refuse():
+    bench = load_bench("bundle_quality")
+    assert bench.parse_rule("max_steps=3, min_detect=0,keep=last") == {"max_steps": 3, "min_detect": 0.0, "keep": "last"}
+    assert bench.parse_rule("") == {}
+    for bad in ("steps=3", "max_steps", "max_steps=three"):
+        with pytest.raises(ValueError, match="--rule"):
+            bench.parse_rule(bad)
+
+
+def test_rule_forces_steps_on_every_bundle(bundles, photo_dir, tmp_path):
+    """--rule overrides each bundle's own loop: every crop, clean ones too, takes exactly the forced steps."""
+    bench = load_bench("bundle_quality")
+    out = tmp_path / "q.json"
+    onnx = str(bundles["dynamic"])
+    forced = "max_steps=2,min_better=0,min_detect=0,target_quality=100,min_gain=-100,min_change=0"
+    assert bench.main([onnx, "--photos", str(photo_dir), "--crop", "64", "--syntheses", "v2", "--rule", forced,
+                       "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["v2"][onnx]
+    assert row["steps"] == 2.0 and row["clean_unchanged"] < 1.0  # the clean gate is off too
+    with pytest.raises(SystemExit) as e:
+        bench.main([onnx, "--photos", str(photo_dir), "--rule", "steps=2"])
+    assert e.value.code == 2
+
+
 def test_not_a_bundle_is_refused(tmp_path):
     bench = load_bench("bundle_quality")
     with pytest.raises(SystemExit) as e:
