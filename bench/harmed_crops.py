@@ -1,13 +1,14 @@
 """The held-out crops a bundle's loop made worse, one row each: what the loop saw and what it did to them.
 
     python bench/harmed_crops.py BUNDLE --photos photos/heldout [--crops 1] [--crop 256]
-        [--syntheses v2,albumentations] [--harm-db 1.0] [--json F]
+        [--syntheses v2,albumentations] [--harm-db 1.0] [--rule FIELD=VALUE,...] [--json F]
 
 bench/bundle_quality.py gives the share of degraded crops left at least ``--harm-db`` below their input;
 this lists them (same test set: bench/report.py's crops, cases and seeds) with the input's mean brightness,
 the change of mean brightness the loop made, the most probable degradation the assessor saw, the steps kept
 and why the loop stopped — enough to tell, say, dark photos brightened as if under-exposed from steps that
-add artefacts. Ends with a count per most probable degradation.
+add artefacts. Ends with a count per most probable degradation. ``--rule`` overrides stop-rule fields as in
+bench/bundle_quality.py.
 """
 
 from __future__ import annotations
@@ -21,19 +22,21 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bundle_quality import parse_rule  # noqa: E402
 from report import HARM_DB, PSNR_CAP_DB, test_set  # noqa: E402  (the same test set as bundle_quality)
 
 
 def harmed_rows(restorer, clean: np.ndarray, degraded: np.ndarray, names: list[str], index: list[int],
-                harm_db: float = HARM_DB) -> list[dict]:
-    """One dict per degraded crop whose restored PSNR is at least ``harm_db`` below its input's, worst first."""
+                harm_db: float = HARM_DB, rule: dict | None = None) -> list[dict]:
+    """One dict per degraded crop whose restored PSNR is at least ``harm_db`` below its input's, worst first
+    (``rule``: stop-rule fields passed to every restore)."""
     from rar_edge.eval.metrics import psnr
 
     rows = []
     for k, (x, case, i) in enumerate(zip(degraded, names, index)):
         if case == "clean":
             continue
-        res = restorer.restore(x)
+        res = restorer.restore(x, **(rule or {}))
         y = np.clip(res.image, 0, 1)
         gain = min(psnr(y, clean[i]), PSNR_CAP_DB) - min(psnr(x, clean[i]), PSNR_CAP_DB)
         if gain > -harm_db:
@@ -54,8 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--syntheses", default="v2,albumentations", help="test syntheses, comma-separated")
     p.add_argument("--harm-db", type=float, default=HARM_DB, help="dB below the input that counts as harmed")
+    p.add_argument("--rule", default="", help="stop-rule fields instead of the bundle's (bench/bundle_quality.py)")
     p.add_argument("--json")
     a = p.parse_args(argv)
+    try:
+        rule = parse_rule(a.rule)
+    except ValueError as e:
+        p.error(str(e))
     if not (a.bundle / "manifest.json").is_file():
         p.error(f"not a bundle (no manifest.json): {a.bundle}")
     from rar_edge.runtime import Restorer
@@ -64,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for synthesis in a.syntheses.split(","):
         clean, degraded, names, index = test_set(a.photos, a.crops, a.crop, synthesis=synthesis)
-        rows = harmed_rows(restorer, clean, degraded, names, index, a.harm_db)
+        rows = harmed_rows(restorer, clean, degraded, names, index, a.harm_db, rule)
         results[synthesis] = rows
         total = sum(c != "clean" for c in names)
         print(f"\n{synthesis}: {len(rows)} of {total} degraded crops at least {a.harm_db:g} dB below their input\n")

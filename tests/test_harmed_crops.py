@@ -15,7 +15,7 @@ class Brightener:
     """A stand-in restorer: brightens crops whose mean is under 0.3 (as a loop that takes dark photos for
     under-exposed ones), returns the others as they came."""
 
-    def restore(self, x):
+    def restore(self, x, **rule):
         dark = float(x.mean()) < 0.3
         return SimpleNamespace(image=np.clip(x + 0.3, 0, 1) if dark else x, steps=2 if dark else 0,
                                degradations={"noise": 0.1, "low_light": 0.9 if dark else 0.2},
@@ -47,6 +47,18 @@ def test_cli_lists_rows_of_a_bundle(bundles, photo_dir, tmp_path, capsys):
     assert rows, "the tiny test model's loop changes some crops for the worse"
     assert all(r["gain_db"] <= 0 and r["case"] != "clean" for r in rows)
     assert [r["gain_db"] for r in rows] == sorted(r["gain_db"] for r in rows)
+
+
+def test_rule_reaches_every_restore(bundles, photo_dir, tmp_path):
+    bench = load_bench("harmed_crops")
+    out = tmp_path / "h.json"
+    assert bench.main([str(bundles["dynamic"]), "--photos", str(photo_dir), "--crop", "64", "--syntheses", "v2",
+                       "--harm-db", "-100", "--rule", "max_steps=1,min_better=0,min_detect=0,target_quality=100,"
+                       "min_gain=-100,min_change=0,keep=last", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["v2"]
+    assert rows and all(r["steps"] == 1 for r in rows)  # every degraded crop listed (-100 dB), each one step
+    with pytest.raises(SystemExit):
+        bench.main([str(bundles["dynamic"]), "--photos", str(photo_dir), "--rule", "cap=1"])
 
 
 def test_not_a_bundle_is_refused(tmp_path):
