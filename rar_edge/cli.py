@@ -180,13 +180,15 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
         raise RarEdgeError(f"--clean-pass must be a share in [0, 1] (e.g. 0.95), got {a.clean_pass}")
     if a.clean_crops < 1:
         raise RarEdgeError(f"--clean-crops counts the centre crop of each photo: at least 1, got {a.clean_crops}")
+    if not 0 <= a.harm_weight < float("inf"):
+        raise RarEdgeError(f"--harm-weight must be a finite number >= 0 (e.g. 1), got {a.harm_weight}")
     syntheses = _fit_syntheses(a.synthesis)
     model, config, precision, folder = load_fit_model(a.checkpoint, a.precision)
     _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
     current, fitted, traj, judge = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images,
                                                    step_cost=a.step_cost, judge=not a.no_judge,
                                                    min_clean_pass=a.clean_pass, syntheses=syntheses,
-                                                   clean_crops=a.clean_crops)
+                                                   clean_crops=a.clean_crops, harm_weight=a.harm_weight)
     print(f"{precision} model, {len(traj.cases)} images ({len(set(traj.cases))} cases, synthesis "
           f"{'+'.join(syntheses)}), up to {a.max_steps} steps, step cost {a.step_cost} dB")
     if judge is not None:
@@ -205,7 +207,7 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     config["stop_rule_fit"] = fit_record(current, fitted, data=str(a.data), crop=a.crop, images=a.max_images,
                                          step_cost=a.step_cost, precision=precision, cap=a.max_steps,
                                          clean_pass=a.clean_pass, syntheses=list(syntheses),
-                                         clean_crops=a.clean_crops)
+                                         clean_crops=a.clean_crops, harm_weight=a.harm_weight)
     with atomic_path(folder / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2))
     print(f"wrote the fitted rule into {folder / 'config.json'}")
@@ -538,6 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=6, help="the largest step cap to consider")
     p.add_argument("--step-cost", type=float, default=0.0,
                    help="dB of PSNR one restore step must be worth (0: quality only; latency breaks ties)")
+    p.add_argument("--harm-weight", type=float, default=0.0,
+                   help="extra weight of the dB a rule leaves degraded photos below their input (0: the mean "
+                        "PSNR alone; 1: a loss counts twice, so a rule that ruins a few photos for gains on "
+                        "others loses)")
     p.add_argument("--crop", type=int, default=256,
                    help="crop side: the image or tile size you deploy at (the fitted rule depends on it)")
     p.add_argument("--max-images", type=int, default=48,

@@ -159,6 +159,24 @@ def test_step_cost_and_ties_prefer_fewer_steps():
         fit_stop_rule(flat, cap=0)
 
 
+def test_harm_weight_prefers_the_rule_that_ruins_no_photo():
+    """Five noisy images the assessor cannot tell apart (same assessments), so a rule steps all or none: a step
+    gains 3 dB on four and ruins the fifth (-9 dB). The mean alone says step (+0.6 dB); with the loss counted
+    twice (harm weight 1) stepping scores -1.2 dB, and the fit leaves them all."""
+    gains = np.array([3.0, 3.0, 3.0, 3.0, -9.0])
+    psnr_in = np.full(5, 20.0)
+    quality = np.tile([20.0, 25.0], (5, 1))  # the assessor cannot tell the ruined one apart
+    traj = Trajectories(["noise"] * 5, quality, np.stack([psnr_in, psnr_in + gains], 1), psnr_in, np.full((5, 1), 0.1))
+    stepped = score_rule(StopRule(1, 99.0, -10.0, keep="last"), traj, harm_weight=1.0)
+    assert stepped.harm == pytest.approx(9.0 / 5) and stepped.psnr_out == pytest.approx(20.6)
+    assert stepped.score == pytest.approx(20.6 - 1.8)
+    assert fit_stop_rule(traj, cap=1).steps_run == 1.0  # the mean alone: +0.6 dB, step
+    safe = fit_stop_rule(traj, cap=1, harm_weight=1.0)
+    assert safe.steps_run == 0.0 and safe.harm == 0.0  # the loss counted twice: -1.2, leave them
+    with pytest.raises(ValueError, match="harm weight"):
+        fit_stop_rule(traj, cap=1, harm_weight=-1.0)
+
+
 def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo_dir, tmp_path):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoint, ckpt)
@@ -174,7 +192,7 @@ def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo
     assert status == 0, err
     after = json.loads((ckpt / "config.json").read_text())
     record = after["stop_rule_fit"]
-    assert record["how"]["precision"] == "fp32" and record["how"]["cap"] == 2
+    assert record["how"]["precision"] == "fp32" and record["how"]["cap"] == 2 and record["how"]["harm_weight"] == 0
     fitted = record["after"]["rule"]
     assert {k: after["model"][k] for k in fitted} == fitted
     assert 1 <= fitted["max_steps"] <= 2
@@ -195,7 +213,8 @@ def test_fit_stop_refuses_bad_arguments(tiny_checkpoint, photo_dir):
                           (("--synthesis", "albumentations"), "is the independent test synthesis"),
                           (("--synthesis", "v2,v9"), "--synthesis takes training syntheses"),
                           (("--synthesis", ","), "--synthesis takes training syntheses"),
-                          (("--clean-crops", 0), "--clean-crops counts the centre crop")]:
+                          (("--clean-crops", 0), "--clean-crops counts the centre crop"),
+                          (("--harm-weight", -1), "--harm-weight must be a finite number >= 0")]:
         status, out, err = cli("fit-stop", "--checkpoint", tiny_checkpoint, "--data", photo_dir, *args)
         assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
     status, out, err = cli("eval", "--checkpoint", tiny_checkpoint, "--data", photo_dir, "--crop", 100)

@@ -16,8 +16,10 @@ Fitting is cheap because the rule only reads assessments and step sizes: each im
 rule is replayed on the recorded trajectories with the same ``StopRule`` the runtime applies. The score of a rule
 is the mean output PSNR over the evaluation cases (every case weighs alike; PSNR is capped at
 ``PSNR_CAP_DB`` so an untouched clean photo counts as perfect and damaging it costs), minus
-``step_cost`` dB per restore step run. Of the rules within ``tolerance`` dB of the best score
-the one with the fewest mean steps wins: latency is the tie-breaker.
+``step_cost`` dB per restore step run, minus ``harm_weight`` times the mean loss of the degraded images a rule
+returns worse than they came (dB below their input, 0 for the others): with a weight above 0 a ruined photo
+costs more than the gains on others make up for, as it does to a user. Of the rules within ``tolerance`` dB of
+the best score the one with the fewest mean steps wins: latency is the tie-breaker.
 
 Clean photos weigh in two ways. Their output PSNR is capped like every case's, so stepping a clean photo
 that the decode keeps above the cap looks free to the score; but a photo app wants it back untouched
@@ -89,11 +91,12 @@ class RuleScore:
     """How one stop rule does on recorded trajectories."""
 
     rule: StopRule
-    score: float  # mean output PSNR minus step_cost per step run
+    score: float  # mean output PSNR minus step_cost per step run and harm_weight times the mean harm
     psnr_out: float  # mean output PSNR (capped)
     steps_run: float  # mean restore steps executed
     per_case: dict[str, float]  # mean output PSNR gain per case (clean: output PSNR minus the cap)
     clean_pass: float = float("nan")  # share of the clean crops returned at 0 steps (NaN: no clean case)
+    harm: float = 0.0  # mean dB below their input of the degraded images (0 for those not made worse)
 
 
 @torch.no_grad()
@@ -137,7 +140,8 @@ def replay(rule: StopRule, quality: np.ndarray, change: np.ndarray, vectors: np.
     return trace.kept, trace.steps_run
 
 
-def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0, judge: Judge | None = None) -> RuleScore:
+def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0, judge: Judge | None = None,
+               harm_weight: float = 0.0) -> RuleScore:
     """Replay ``rule`` (with ``judge``, if its min_better asks one) on every trajectory and score it."""
     judged = judge is not None and rule.min_better > 0 and traj.vectors is not None
     vectors = traj.vectors if judged else [None] * len(traj.quality)
@@ -155,9 +159,11 @@ def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0, judge
     steps = float(np.mean(ran))
     mean_out = float(np.mean(out))
     kept_clean = [k == 0 for k, name in zip(picked, traj.cases) if name == "clean"]
-    return RuleScore(rule, mean_out - step_cost * steps, mean_out, steps,
+    degraded = np.array([name != "clean" for name in traj.cases])
+    harm = float(np.maximum(traj.psnr_in - out, 0)[degraded].mean()) if degraded.any() else 0.0
+    return RuleScore(rule, mean_out - step_cost * steps - harm_weight * harm, mean_out, steps,
                      {k: float(np.mean(v)) for k, v in per_case.items()},
-                     float(np.mean(kept_clean)) if kept_clean else float("nan"))
+                     float(np.mean(kept_clean)) if kept_clean else float("nan"), harm)
 
 
 def candidate_rules(traj: Trajectories, cap: int, judged: bool = False) -> list[StopRule]:
@@ -178,7 +184,7 @@ def candidate_rules(traj: Trajectories, cap: int, judged: bool = False) -> list[
 
 
 def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, tolerance: float = 0.02,
-                  judge: Judge | None = None, min_clean_pass: float = 1.0) -> RuleScore:
+                  judge: Judge | None = None, min_clean_pass: float = 1.0, harm_weight: float = 0.0) -> RuleScore:
     """The best-scoring candidate rule (with ``judge``: rules asking it compete too) among those that return
     at least ``min_clean_pass`` of the clean crops at 0 steps (or, if none does, those that return the most);
     among those within ``tolerance`` dB of it, the fewest steps."""
@@ -186,7 +192,10 @@ def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, toleranc
         raise ValueError(f"the step cap must be at least 1, got {cap}")
     if not 0 <= min_clean_pass <= 1:
         raise ValueError(f"the clean pass-through share must be in [0, 1], got {min_clean_pass}")
-    scores = [score_rule(rule, traj, step_cost, judge) for rule in candidate_rules(traj, cap, judge is not None)]
+    if not harm_weight >= 0:
+        raise ValueError(f"the harm weight must be 0 or more, got {harm_weight}")
+    scores = [score_rule(rule, traj, step_cost, judge, harm_weight)
+              for rule in candidate_rules(traj, cap, judge is not None)]
     if "clean" in traj.cases:
         most = max(s.clean_pass for s in scores)
         scores = [s for s in scores if s.clean_pass >= min(min_clean_pass, most)]
@@ -243,7 +252,7 @@ def fit_judge_on(traj: Trajectories) -> JudgeFit:
 def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int = 48, step_cost: float = 0.0,
                     seed: int = 7, judge: bool = False, min_clean_pass: float = 1.0,
                     syntheses: tuple[str, ...] = (DEFAULT_SYNTHESIS,), clean_crops: int = FIT_CLEAN_CROPS,
-                    ) -> tuple[RuleScore, RuleScore, Trajectories, JudgeFit | None]:
+                    harm_weight: float = 0.0) -> tuple[RuleScore, RuleScore, Trajectories, JudgeFit | None]:
     """(the model's current rule scored, the fitted rule, the trajectories, the fitted judge or None) on
     centre crops of ``data``, every degraded case made once by each of ``syntheses``.
 
@@ -269,14 +278,14 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
         parts.append(record_trajectories(model, more, cap, seed=seed, cases=((),)))
     traj = concat_trajectories(parts)
     current = score_rule(model.stop_rule(max_steps=min(model.config.max_steps, cap)), traj, step_cost,
-                         model.config.judge_head)
+                         model.config.judge_head, harm_weight)
     try:
         fitted_judge = fit_judge_on(traj) if judge else None
     except ValueError as e:  # e.g. every recorded step helped: nothing to tell apart
         logging.getLogger("rar_edge").warning("no judge fitted: %s", e)
         fitted_judge = None
     fitted = fit_stop_rule(traj, cap, step_cost, judge=fitted_judge.judge if fitted_judge else None,
-                           min_clean_pass=min_clean_pass)
+                           min_clean_pass=min_clean_pass, harm_weight=harm_weight)
     return current, fitted, traj, fitted_judge
 
 
