@@ -188,9 +188,11 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     current, fitted, traj, judge = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images,
                                                    step_cost=a.step_cost, judge=not a.no_judge,
                                                    min_clean_pass=a.clean_pass, syntheses=syntheses,
-                                                   clean_crops=a.clean_crops, harm_weight=a.harm_weight)
+                                                   clean_crops=a.clean_crops, harm_weight=a.harm_weight,
+                                                   dark_originals=a.dark_originals)
     print(f"{precision} model, {len(traj.cases)} images ({len(set(traj.cases))} cases, synthesis "
-          f"{'+'.join(syntheses)}), up to {a.max_steps} steps, step cost {a.step_cost} dB")
+          f"{'+'.join(syntheses)}{', with dark originals' if a.dark_originals else ''}), up to {a.max_steps} steps, "
+          f"step cost {a.step_cost} dB")
     if judge is not None:
         print(f"judge (is the new latent better?): helpful-step ROC-AUC {judge.auc_unseen:.3f} on images it was not "
               f"fitted on ({judge.auc_fit:.3f} on all, after refitting); {judge.helpful_share:.0%} of steps helpful")
@@ -207,7 +209,8 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     config["stop_rule_fit"] = fit_record(current, fitted, data=str(a.data), crop=a.crop, images=a.max_images,
                                          step_cost=a.step_cost, precision=precision, cap=a.max_steps,
                                          clean_pass=a.clean_pass, syntheses=list(syntheses),
-                                         clean_crops=a.clean_crops, harm_weight=a.harm_weight)
+                                         clean_crops=a.clean_crops, harm_weight=a.harm_weight,
+                                         dark_originals=a.dark_originals)
     with atomic_path(folder / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2))
     print(f"wrote the fitted rule into {folder / 'config.json'}")
@@ -544,6 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra weight of the dB a rule leaves degraded photos below their input (0: the mean "
                         "PSNR alone; 1: a loss counts twice, so a rule that ruins a few photos for gains on "
                         "others loses)")
+    p.add_argument("--dark-originals", action="store_true",
+                   help="also fit on the photos darkened and taken as originals (dark by nature), so that the rule "
+                        "weighs brightening a dark photo that was meant to be dark (more cautious on low light)")
     p.add_argument("--crop", type=int, default=256,
                    help="crop side: the image or tile size you deploy at (the fitted rule depends on it)")
     p.add_argument("--max-images", type=int, default=48,

@@ -265,6 +265,42 @@ def test_fit_on_several_syntheses_records_each_degraded_case_once_per_synthesis(
     assert how["syntheses"] == ["v2", "v3"] and how["clean_crops"] == 8
 
 
+def test_dark_originals_add_every_case_on_darkened_crops_taken_as_originals(tiny_checkpoint, photo_dir, tmp_path):
+    """--dark-originals records each centre crop once more, scaled into DARK_SCALE, under every case and synthesis,
+    with the darkened crop as the original: its clean case is recorded at the cap (untouched = perfect)."""
+    from rar_edge.eval.fit_stop import DARK_SCALE, fit_from_photos
+
+    model, _ = load_model(tiny_checkpoint)
+    _, _, plain, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
+                                     clean_crops=1)
+    _, _, dark, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
+                                    clean_crops=1, dark_originals=True)
+    n = len(plain.cases)
+    assert dark.cases[:n] == plain.cases and len(dark.cases) == 2 * n  # 2 x 11 + 2 x 10, twice
+    np.testing.assert_array_equal(dark.psnr_in[:n], plain.psnr_in)
+    extra = dark.cases[n:]
+    assert extra.count("clean") == 2 and all(p == PSNR_CAP_DB for c, p in zip(extra, dark.psnr_in[n:]) if c == "clean")
+    # the same as recording the centre crops scaled into DARK_SCALE by hand (the fit's seed 7: scales from seed 5,
+    # degradations from seed 9), each case's input PSNR measured against the darkened crop
+    from rar_edge.data.folder import PhotoFolder
+
+    low, high = DARK_SCALE
+    assert 0 < low < high < 1
+    scale = low + (high - low) * torch.rand(2, generator=torch.Generator().manual_seed(5))
+    clean = PhotoFolder(str(photo_dir)).center_crops(64)[:2]
+    by_hand = record_trajectories(model, clean * scale[:, None, None, None], cap=2, seed=9, synthesis="v2")
+    assert extra[: len(by_hand.cases)] == by_hand.cases
+    np.testing.assert_allclose(dark.psnr_in[n : n + len(by_hand.cases)], by_hand.psnr_in)
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    status, out, err = cli("fit-stop", "--checkpoint", ckpt, "--data", photo_dir, "--crop", 64, "--max-images", 2,
+                           "--max-steps", 2, "--dark-originals", "--write")
+    assert status == 0, err
+    assert "58 images (11 cases, synthesis v2, with dark originals)" in out  # 36 as before + 2 x 11 darkened
+    assert json.loads((ckpt / "config.json").read_text())["stop_rule_fit"]["how"]["dark_originals"] is True
+
+
 def test_the_clean_pass_through_is_held_on_random_crops_too(tiny_checkpoint, photo_dir):
     """clean_crops=3: each photo's centre crop and two random ones are recorded clean (so a rule must pass all of
     them), the degraded cases stay on the centre crops."""

@@ -71,6 +71,8 @@ MIN_BETTER: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_DETECT: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.8)
 #: Assessor gain that never stops a loop: rules with a judge leave "is it better?" to it.
 NO_MIN_GAIN = -10.0
+#: Exposure range of the dark originals (fit_from_photos' ``dark_originals``): each fit crop scaled by a factor in it.
+DARK_SCALE: tuple[float, float] = (0.2, 0.5)
 
 
 @dataclass
@@ -252,7 +254,8 @@ def fit_judge_on(traj: Trajectories) -> JudgeFit:
 def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int = 48, step_cost: float = 0.0,
                     seed: int = 7, judge: bool = False, min_clean_pass: float = 1.0,
                     syntheses: tuple[str, ...] = (DEFAULT_SYNTHESIS,), clean_crops: int = FIT_CLEAN_CROPS,
-                    harm_weight: float = 0.0) -> tuple[RuleScore, RuleScore, Trajectories, JudgeFit | None]:
+                    harm_weight: float = 0.0, dark_originals: bool = False,
+                    ) -> tuple[RuleScore, RuleScore, Trajectories, JudgeFit | None]:
     """(the model's current rule scored, the fitted rule, the trajectories, the fitted judge or None) on
     centre crops of ``data``, every degraded case made once by each of ``syntheses``.
 
@@ -263,6 +266,12 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
     The clean pass-through is held on ``clean_crops`` crops of each photo: its centre crop and random ones
     (seeded). Why: centre crops hold a photo's subject, and the loop's quality target, fitted to pass them,
     let through fewer of the flatter random crops of unseen photos (sky, walls) that its assessor rates lower.
+
+    With ``dark_originals``, each centre crop also comes darkened (scaled by a seeded factor in DARK_SCALE) and
+    *taken as the original*, under every case and synthesis: photos that are dark by nature. Why: the model has
+    learned the training photos' exposure, so on them its loop almost never harms, while unseen dark photos are
+    brightened as if under-exposed (BENCHMARKS.md, "Where the shipped loop harms"); the fit can only weigh that
+    where it sees it. The price: the rule then treats a dark photo as dark by nature as often as under-exposed.
     """
     if not syntheses:
         raise ValueError("fit on at least one synthesis")
@@ -276,6 +285,12 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
     if clean_crops > 1:
         more = folder.random_crops((clean_crops - 1) * len(clean), crop, torch.Generator().manual_seed(seed))
         parts.append(record_trajectories(model, more, cap, seed=seed, cases=((),)))
+    if dark_originals:  # seeds: any fixed pair (these, with the default seed 7, made BENCHMARKS.md's figures)
+        low, high = DARK_SCALE
+        scale = low + (high - low) * torch.rand(len(clean), generator=torch.Generator().manual_seed(seed - 2))
+        dark = clean * scale[:, None, None, None]
+        parts += [record_trajectories(model, dark, cap, seed=seed + 2, synthesis=name,
+                                      cases=CASES if i == 0 else degraded_cases) for i, name in enumerate(syntheses)]
     traj = concat_trajectories(parts)
     current = score_rule(model.stop_rule(max_steps=min(model.config.max_steps, cap)), traj, step_cost,
                          model.config.judge_head, harm_weight)
