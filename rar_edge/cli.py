@@ -180,6 +180,8 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
         raise RarEdgeError(f"--clean-pass must be a share in [0, 1] (e.g. 0.95), got {a.clean_pass}")
     if a.clean_crops < 1:
         raise RarEdgeError(f"--clean-crops counts the centre crop of each photo: at least 1, got {a.clean_crops}")
+    if not 0 <= a.dark_originals <= 1:
+        raise RarEdgeError(f"--dark-originals is a share in [0, 1] (e.g. 0.25), got {a.dark_originals}")
     if not 0 <= a.harm_weight < float("inf"):
         raise RarEdgeError(f"--harm-weight must be a finite number >= 0 (e.g. 1), got {a.harm_weight}")
     syntheses = _fit_syntheses(a.synthesis)
@@ -191,7 +193,7 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
                                                    clean_crops=a.clean_crops, harm_weight=a.harm_weight,
                                                    dark_originals=a.dark_originals)
     print(f"{precision} model, {len(traj.cases)} images ({len(set(traj.cases))} cases, synthesis "
-          f"{'+'.join(syntheses)}{', with dark originals' if a.dark_originals else ''}), up to {a.max_steps} steps, "
+          f"{'+'.join(syntheses)}{f', dark originals {a.dark_originals:g}' if a.dark_originals else ''}), up to {a.max_steps} steps, "
           f"step cost {a.step_cost} dB")
     if judge is not None:
         print(f"judge (is the new latent better?): helpful-step ROC-AUC {judge.auc_unseen:.3f} on images it was not "
@@ -547,9 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra weight of the dB a rule leaves degraded photos below their input (0: the mean "
                         "PSNR alone; 1: a loss counts twice, so a rule that ruins a few photos for gains on "
                         "others loses)")
-    p.add_argument("--dark-originals", action="store_true",
-                   help="also fit on the photos darkened and taken as originals (dark by nature), so that the rule "
-                        "weighs brightening a dark photo that was meant to be dark (more cautious on low light)")
+    p.add_argument("--dark-originals", type=float, default=0.0, metavar="SHARE",
+                   help="also fit on the photos darkened and taken as originals (dark by nature), this share of "
+                        "them (0-1; 0: none), so that the rule weighs brightening a dark photo meant to be dark "
+                        "(the larger, the more cautious on low light; 0.25 fitted the shipped rule)")
     p.add_argument("--crop", type=int, default=256,
                    help="crop side: the image or tile size you deploy at (the fitted rule depends on it)")
     p.add_argument("--max-images", type=int, default=48,

@@ -214,7 +214,8 @@ def test_fit_stop_refuses_bad_arguments(tiny_checkpoint, photo_dir):
                           (("--synthesis", "v2,v9"), "--synthesis takes training syntheses"),
                           (("--synthesis", ","), "--synthesis takes training syntheses"),
                           (("--clean-crops", 0), "--clean-crops counts the centre crop"),
-                          (("--harm-weight", -1), "--harm-weight must be a finite number >= 0")]:
+                          (("--harm-weight", -1), "--harm-weight must be a finite number >= 0"),
+                          (("--dark-originals", 1.5), "--dark-originals is a share in [0, 1]")]:
         status, out, err = cli("fit-stop", "--checkpoint", tiny_checkpoint, "--data", photo_dir, *args)
         assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
     status, out, err = cli("eval", "--checkpoint", tiny_checkpoint, "--data", photo_dir, "--crop", 100)
@@ -274,7 +275,7 @@ def test_dark_originals_add_every_case_on_darkened_crops_taken_as_originals(tiny
     _, _, plain, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
                                      clean_crops=1)
     _, _, dark, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
-                                    clean_crops=1, dark_originals=True)
+                                    clean_crops=1, dark_originals=1.0)
     n = len(plain.cases)
     assert dark.cases[:n] == plain.cases and len(dark.cases) == 2 * n  # 2 x 11 + 2 x 10, twice
     np.testing.assert_array_equal(dark.psnr_in[:n], plain.psnr_in)
@@ -291,14 +292,22 @@ def test_dark_originals_add_every_case_on_darkened_crops_taken_as_originals(tiny
     by_hand = record_trajectories(model, clean * scale[:, None, None, None], cap=2, seed=9, synthesis="v2")
     assert extra[: len(by_hand.cases)] == by_hand.cases
     np.testing.assert_allclose(dark.psnr_in[n : n + len(by_hand.cases)], by_hand.psnr_in)
+    # a share keeps that part of the darkened recordings (the same rows for the same share), never the others
+    _, _, half, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
+                                    clean_crops=1, dark_originals=0.5)
+    kept = np.random.default_rng(0).random(n) < 0.5
+    assert half.cases[n:] == [c for c, k in zip(extra, kept) if k] and 0 < kept.sum() < n
+    np.testing.assert_allclose(half.psnr_in[n:], dark.psnr_in[n:][kept])
+    with pytest.raises(ValueError, match="share of dark originals"):
+        fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, dark_originals=1.5)
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoint, ckpt)
     status, out, err = cli("fit-stop", "--checkpoint", ckpt, "--data", photo_dir, "--crop", 64, "--max-images", 2,
-                           "--max-steps", 2, "--dark-originals", "--write")
+                           "--max-steps", 2, "--dark-originals", 1, "--write")
     assert status == 0, err
-    assert "58 images (11 cases, synthesis v2, with dark originals)" in out  # 36 as before + 2 x 11 darkened
-    assert json.loads((ckpt / "config.json").read_text())["stop_rule_fit"]["how"]["dark_originals"] is True
+    assert "58 images (11 cases, synthesis v2, dark originals 1)" in out  # 36 as before + 2 x 11 darkened
+    assert json.loads((ckpt / "config.json").read_text())["stop_rule_fit"]["how"]["dark_originals"] == 1
 
 
 def test_the_clean_pass_through_is_held_on_random_crops_too(tiny_checkpoint, photo_dir):

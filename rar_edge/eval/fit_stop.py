@@ -128,6 +128,13 @@ def concat_trajectories(parts: list[Trajectories]) -> Trajectories:
                         *(cat(f.name) for f in fields(Trajectories) if f.name != "cases"))
 
 
+def subset(traj: Trajectories, keep: np.ndarray) -> Trajectories:
+    """The trajectories where ``keep`` (a boolean per image) is true."""
+    return Trajectories([c for c, k in zip(traj.cases, keep) if k],
+                        *(None if getattr(traj, f.name) is None else getattr(traj, f.name)[keep]
+                          for f in fields(Trajectories) if f.name != "cases"))
+
+
 def replay(rule: StopRule, quality: np.ndarray, change: np.ndarray, vectors: np.ndarray | None = None,
            judge: Judge | None = None, probabilities: np.ndarray | None = None) -> tuple[int, int]:
     """(index of the latent the loop returns, steps it ran) for one recorded trajectory.
@@ -254,7 +261,7 @@ def fit_judge_on(traj: Trajectories) -> JudgeFit:
 def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int = 48, step_cost: float = 0.0,
                     seed: int = 7, judge: bool = False, min_clean_pass: float = 1.0,
                     syntheses: tuple[str, ...] = (DEFAULT_SYNTHESIS,), clean_crops: int = FIT_CLEAN_CROPS,
-                    harm_weight: float = 0.0, dark_originals: bool = False,
+                    harm_weight: float = 0.0, dark_originals: float = 0.0,
                     ) -> tuple[RuleScore, RuleScore, Trajectories, JudgeFit | None]:
     """(the model's current rule scored, the fitted rule, the trajectories, the fitted judge or None) on
     centre crops of ``data``, every degraded case made once by each of ``syntheses``.
@@ -267,11 +274,13 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
     (seeded). Why: centre crops hold a photo's subject, and the loop's quality target, fitted to pass them,
     let through fewer of the flatter random crops of unseen photos (sky, walls) that its assessor rates lower.
 
-    With ``dark_originals``, each centre crop also comes darkened (scaled by a seeded factor in DARK_SCALE) and
-    *taken as the original*, under every case and synthesis: photos that are dark by nature. Why: the model has
-    learned the training photos' exposure, so on them its loop almost never harms, while unseen dark photos are
-    brightened as if under-exposed (BENCHMARKS.md, "Where the shipped loop harms"); the fit can only weigh that
-    where it sees it. The price: the rule then treats a dark photo as dark by nature as often as under-exposed.
+    With ``dark_originals`` > 0, each centre crop also comes darkened (scaled by a seeded factor in DARK_SCALE)
+    and *taken as the original*, under every case and synthesis: photos that are dark by nature; that share of
+    those recordings (drawn with a fixed generator; 1: all) joins the fit. Why: the model has learned the training
+    photos' exposure, so on them its loop almost never harms, while unseen dark photos are brightened as if
+    under-exposed (BENCHMARKS.md, "Where the shipped loop harms"); the fit can only weigh that where it sees it.
+    The share is the prior: at 1 a dark photo is as likely dark by nature as under-exposed, and the fitted rule
+    gives up most of its low-light gain.
     """
     if not syntheses:
         raise ValueError("fit on at least one synthesis")
@@ -285,12 +294,16 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
     if clean_crops > 1:
         more = folder.random_crops((clean_crops - 1) * len(clean), crop, torch.Generator().manual_seed(seed))
         parts.append(record_trajectories(model, more, cap, seed=seed, cases=((),)))
-    if dark_originals:  # seeds: any fixed pair (these, with the default seed 7, made BENCHMARKS.md's figures)
+    if not 0 <= dark_originals <= 1:
+        raise ValueError(f"the share of dark originals must be in [0, 1], got {dark_originals}")
+    if dark_originals > 0:  # seeds: any fixed ones (these, with the default seed 7, made BENCHMARKS.md's figures)
         low, high = DARK_SCALE
         scale = low + (high - low) * torch.rand(len(clean), generator=torch.Generator().manual_seed(seed - 2))
-        dark = clean * scale[:, None, None, None]
-        parts += [record_trajectories(model, dark, cap, seed=seed + 2, synthesis=name,
-                                      cases=CASES if i == 0 else degraded_cases) for i, name in enumerate(syntheses)]
+        dark = concat_trajectories([record_trajectories(model, clean * scale[:, None, None, None], cap, seed=seed + 2,
+                                                        synthesis=name, cases=CASES if i == 0 else degraded_cases)
+                                    for i, name in enumerate(syntheses)])
+        parts.append(dark if dark_originals == 1 else subset(dark, np.random.default_rng(0).random(len(dark.cases))
+                                                              < dark_originals))
     traj = concat_trajectories(parts)
     current = score_rule(model.stop_rule(max_steps=min(model.config.max_steps, cap)), traj, step_cost,
                          model.config.judge_head, harm_weight)
