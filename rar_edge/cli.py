@@ -552,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dark-originals", type=float, default=0.0, metavar="SHARE",
                    help="also fit on the photos darkened and taken as originals (dark by nature), this share of "
                         "them (0-1; 0: none), so that the rule weighs brightening a dark photo meant to be dark "
-                        "(the larger, the more cautious on low light; 0.25 fitted the shipped rule)")
+                        "(the larger, the more cautious on low light)")
     p.add_argument("--crop", type=int, default=256,
                    help="crop side: the image or tile size you deploy at (the fitted rule depends on it)")
     p.add_argument("--max-images", type=int, default=48,
