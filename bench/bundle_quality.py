@@ -49,6 +49,26 @@ def parse_rule(text: str) -> dict:
     return rule
 
 
+def add_test_set_args(p: argparse.ArgumentParser) -> None:
+    """The test set's options (bench/report.py's crops, cases and seeds), ``--rule`` and ``--json``: the same
+    for every script that restores the held-out crops through bundles."""
+    p.add_argument("--photos", required=True, help="held-out photos")
+    p.add_argument("--crops", type=int, default=1, help="crops per photo")
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--syntheses", default="v2,albumentations", help="test syntheses, comma-separated")
+    p.add_argument("--rule", default="", help="stop-rule fields for every bundle instead of its own, e.g. "
+                   "max_steps=3,min_better=0,min_detect=0,target_quality=40 (3 steps on every image)")
+    p.add_argument("--json")
+
+
+def parsed_rule(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict:
+    """``--rule`` parsed (parse_rule); a bad field exits with the parser's one-line usage error."""
+    try:
+        return parse_rule(a.rule)
+    except ValueError as e:
+        p.error(str(e))
+
+
 def bundle_method(bundle: Path, rule: dict | None = None):
     """The runtime's Restorer on ``bundle`` as a report method: image -> (restored, steps run); ``rule``
     overrides the bundle's stop-rule fields."""
@@ -85,18 +105,9 @@ def summary(per_case: dict, inputs: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("bundles", nargs="+", type=Path)
-    p.add_argument("--photos", required=True, help="held-out photos")
-    p.add_argument("--crops", type=int, default=1, help="crops per photo")
-    p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--syntheses", default="v2,albumentations", help="test syntheses, comma-separated")
-    p.add_argument("--rule", default="", help="stop-rule fields for every bundle instead of its own, e.g. "
-                   "max_steps=3,min_better=0,min_detect=0,target_quality=40 (3 steps on every image)")
-    p.add_argument("--json")
+    add_test_set_args(p)
     a = p.parse_args(argv)
-    try:
-        rule = parse_rule(a.rule)
-    except ValueError as e:
-        p.error(str(e))
+    rule = parsed_rule(p, a)
     missing = [str(b) for b in a.bundles if not (b / "manifest.json").is_file()]
     if missing:
         p.error(f"not a bundle (no manifest.json): {', '.join(missing)}")

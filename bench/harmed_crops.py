@@ -22,23 +22,21 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bundle_quality import parse_rule  # noqa: E402
-from report import HARM_DB, PSNR_CAP_DB, test_set  # noqa: E402  (the same test set as bundle_quality)
+from bundle_quality import add_test_set_args, parsed_rule  # noqa: E402
+from report import HARM_DB, gain_db, test_set  # noqa: E402  (the same test set as bundle_quality)
 
 
 def harmed_rows(restorer, clean: np.ndarray, degraded: np.ndarray, names: list[str], index: list[int],
                 harm_db: float = HARM_DB, rule: dict | None = None) -> list[dict]:
     """One dict per degraded crop whose restored PSNR is at least ``harm_db`` below its input's, worst first
     (``rule``: stop-rule fields passed to every restore)."""
-    from rar_edge.eval.metrics import psnr
-
     rows = []
     for k, (x, case, i) in enumerate(zip(degraded, names, index)):
         if case == "clean":
             continue
         res = restorer.restore(x, **(rule or {}))
         y = np.clip(res.image, 0, 1)
-        gain = min(psnr(y, clean[i]), PSNR_CAP_DB) - min(psnr(x, clean[i]), PSNR_CAP_DB)
+        gain = gain_db(y, x, clean[i])[1]
         if gain > -harm_db:
             continue
         top = max(res.degradations, key=res.degradations.get)
@@ -52,18 +50,10 @@ def harmed_rows(restorer, clean: np.ndarray, degraded: np.ndarray, names: list[s
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("bundle", type=Path)
-    p.add_argument("--photos", required=True, help="held-out photos")
-    p.add_argument("--crops", type=int, default=1, help="crops per photo")
-    p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--syntheses", default="v2,albumentations", help="test syntheses, comma-separated")
+    add_test_set_args(p)
     p.add_argument("--harm-db", type=float, default=HARM_DB, help="dB below the input that counts as harmed")
-    p.add_argument("--rule", default="", help="stop-rule fields instead of the bundle's (bench/bundle_quality.py)")
-    p.add_argument("--json")
     a = p.parse_args(argv)
-    try:
-        rule = parse_rule(a.rule)
-    except ValueError as e:
-        p.error(str(e))
+    rule = parsed_rule(p, a)
     if not (a.bundle / "manifest.json").is_file():
         p.error(f"not a bundle (no manifest.json): {a.bundle}")
     from rar_edge.runtime import Restorer

@@ -41,6 +41,15 @@ PSNR_CAP_DB = 100.0
 HARM_DB = 1.0
 
 
+def gain_db(restored: np.ndarray, degraded: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """(capped PSNR of ``restored``, its gain over ``degraded``'s capped PSNR) against ``clean``; both clipped
+    to [0, 1] first. One rule for every figure that says how much a method helped or harmed a crop."""
+    from rar_edge.eval.metrics import psnr
+
+    p = min(psnr(np.clip(restored, 0, 1), clean), PSNR_CAP_DB)
+    return p, p - min(psnr(np.clip(degraded, 0, 1), clean), PSNR_CAP_DB)
+
+
 def test_set(photos: str, crops: int, crop: int, seed: int = 0, synthesis: str = "v2"):
     """(clean crops (N,H,W,3), degraded (N*cases,H,W,3), case name per degraded row, clean index per row)."""
     import torch
@@ -101,7 +110,7 @@ def evaluate(methods: dict, clean, degraded, names, index) -> dict:
     """Per method and case: mean PSNR (capped at PSNR_CAP_DB per image), SSIM, steps, ms; the share of
     crops returned unchanged and the lowest PSNR; each crop's gain over its input: the lowest (``gain_min``)
     and the share at least HARM_DB below the input (``harmed``: a mean hides a few ruined photos)."""
-    from rar_edge.eval.metrics import psnr, ssim
+    from rar_edge.eval.metrics import ssim
 
     out: dict = {}
     for mname, fn in methods.items():
@@ -113,8 +122,7 @@ def evaluate(methods: dict, clean, degraded, names, index) -> dict:
             ms = (time.perf_counter() - t) * 1000
             unchanged = float(np.array_equal(y, x))
             y = np.clip(y, 0, 1)
-            p = min(psnr(y, clean[i]), PSNR_CAP_DB)
-            gain = p - min(psnr(np.clip(x, 0, 1), clean[i]), PSNR_CAP_DB)
+            p, gain = gain_db(y, x, clean[i])
             for k, v in (("psnr", p), ("ssim", ssim(y, clean[i])), ("steps", steps), ("ms", ms),
                          ("unchanged", unchanged), ("harmed", float(gain <= -HARM_DB)), ("gain", gain)):
                 acc[case][k].append(v)

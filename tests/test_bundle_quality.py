@@ -25,6 +25,19 @@ def test_summary_gains_are_output_minus_input():
     assert s["harmed"] == 0.25 and s["worst_gain"] == -9.0  # over the degraded cases only
 
 
+def test_gain_db_caps_and_clips():
+    """bench/report.py's gain_db: an exact copy of the clean crop reads as the cap, the gain is output minus input
+    after both are clipped to [0, 1] (an out-of-range output is judged as the runtime would save it)."""
+    report = load_bench("report")
+    clean = np.full((8, 8, 3), 0.5, np.float32)
+    noisy = clean + 0.1 * (np.indices((8, 8, 3)).sum(0) % 2 * 2 - 1).astype(np.float32)  # +-0.1: 20 dB
+    assert report.gain_db(clean, noisy, clean) == pytest.approx((report.PSNR_CAP_DB, report.PSNR_CAP_DB - 20.0))
+    p, gain = report.gain_db(noisy, clean, clean)  # a restore that harms a clean crop by that much
+    assert p == pytest.approx(20.0) and gain == pytest.approx(20.0 - report.PSNR_CAP_DB)
+    p_clip, _ = report.gain_db(noisy + 5.0, noisy, clean)  # everything clipped to 1: 0.5 off everywhere
+    assert p_clip == pytest.approx(-20 * np.log10(0.5))
+
+
 def test_evaluate_counts_harmed_crops():
     """bench/report.py's evaluate: per case, the share of crops left >= HARM_DB below their input and the lowest
     gain; a method that returns its input harms nothing (gain 0), one that ruins one crop of two is caught."""
