@@ -187,18 +187,17 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     syntheses = _fit_syntheses(a.synthesis)
     model, config, precision, folder = load_fit_model(a.checkpoint, a.precision)
     _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
-    current, fitted, traj, judge = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images,
-                                                   step_cost=a.step_cost, judge=not a.no_judge,
-                                                   min_clean_pass=a.clean_pass, syntheses=syntheses,
-                                                   clean_crops=a.clean_crops, harm_weight=a.harm_weight,
-                                                   dark_originals=a.dark_originals)
+    fit = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images, step_cost=a.step_cost,
+                          judge=not a.no_judge, min_clean_pass=a.clean_pass, syntheses=syntheses,
+                          clean_crops=a.clean_crops, harm_weight=a.harm_weight, dark_originals=a.dark_originals)
+    current, fitted, traj, judge = fit.current, fit.fitted, fit.traj, fit.judge
     print(f"{precision} model, {len(traj.cases)} images ({len(set(traj.cases))} cases, synthesis "
           f"{'+'.join(syntheses)}{f', dark originals {a.dark_originals:g}' if a.dark_originals else ''}), up to {a.max_steps} steps, "
           f"step cost {a.step_cost} dB")
     if judge is not None:
         print(f"judge (is the new latent better?): helpful-step ROC-AUC {judge.auc_unseen:.3f} on images it was not "
               f"fitted on ({judge.auc_fit:.3f} on all, after refitting); {judge.helpful_share:.0%} of steps helpful")
-    print(format_fit(current, fitted))
+    print(format_fit(current, fitted, fit.on_dark))
     if not a.write:
         print(f"next: rar-edge fit-stop ... --write   (stores the fitted rule as {a.checkpoint}'s loop defaults)")
         return 0

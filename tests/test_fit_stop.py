@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from rar_edge.eval.fit_stop import (PSNR_CAP_DB, Trajectories, fit_stop_rule, record_trajectories,
-                                    replay, score_rule)
+from rar_edge.eval.fit_stop import (PSNR_CAP_DB, Trajectories, fit_record, fit_stop_rule, format_fit,
+                                    record_trajectories, replay, score_rule)
 from rar_edge.loop import StopRule
 from rar_edge.train.checkpoint import load_model
 
@@ -173,6 +173,9 @@ def test_harm_weight_prefers_the_rule_that_ruins_no_photo():
     assert fit_stop_rule(traj, cap=1).steps_run == 1.0  # the mean alone: +0.6 dB, step
     safe = fit_stop_rule(traj, cap=1, harm_weight=1.0)
     assert safe.steps_run == 0.0 and safe.harm == 0.0  # the loss counted twice: -1.2, leave them
+    table = format_fit(stepped, safe).splitlines()  # the harm is printed and recorded with each rule
+    assert table[1].split()[11:13] == ["1.800", "+0.60"] and table[2].split()[11] == "0.000"
+    assert fit_record(stepped, safe)["before"]["harm"] == 1.8
     with pytest.raises(ValueError, match="harm weight"):
         fit_stop_rule(traj, cap=1, harm_weight=-1.0)
 
@@ -239,8 +242,8 @@ def test_fit_on_several_syntheses_records_each_degraded_case_once_per_synthesis(
     from rar_edge.eval.fit_stop import concat_trajectories, fit_from_photos
 
     model, _ = load_model(tiny_checkpoint)
-    _, _, traj, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
-                                    clean_crops=1)
+    traj = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
+                           clean_crops=1).traj
     names = [n for n in traj.cases if n != "clean"]
     assert traj.cases.count("clean") == 2 and len(names) == 2 * 2 * 10
     assert all(names.count(n) == 4 for n in set(names))
@@ -272,10 +275,12 @@ def test_dark_originals_add_every_case_on_darkened_crops_taken_as_originals(tiny
     from rar_edge.eval.fit_stop import DARK_SCALE, fit_from_photos
 
     model, _ = load_model(tiny_checkpoint)
-    _, _, plain, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
-                                     clean_crops=1)
-    _, _, dark, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
-                                    clean_crops=1, dark_originals=1.0)
+    plain_fit = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
+                                clean_crops=1)
+    plain = plain_fit.traj
+    dark_fit = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
+                               clean_crops=1, dark_originals=1.0)
+    dark = dark_fit.traj
     n = len(plain.cases)
     assert dark.cases[:n] == plain.cases and len(dark.cases) == 2 * n  # 2 x 11 + 2 x 10, twice
     np.testing.assert_array_equal(dark.psnr_in[:n], plain.psnr_in)
@@ -293,11 +298,20 @@ def test_dark_originals_add_every_case_on_darkened_crops_taken_as_originals(tiny
     assert extra[: len(by_hand.cases)] == by_hand.cases
     np.testing.assert_allclose(dark.psnr_in[n : n + len(by_hand.cases)], by_hand.psnr_in)
     # a share keeps that part of the darkened recordings (the same rows for the same share), never the others
-    _, _, half, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
-                                    clean_crops=1, dark_originals=0.5)
+    half_fit = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, syntheses=("v2", "v3"),
+                               clean_crops=1, dark_originals=0.5)
+    half = half_fit.traj
     kept = np.random.default_rng(0).random(n) < 0.5
     assert half.cases[n:] == [c for c, k in zip(extra, kept) if k] and 0 < kept.sum() < n
     np.testing.assert_allclose(half.psnr_in[n:], dark.psnr_in[n:][kept])
+    # on_dark scores both rules on every dark original, whatever the share: the same rows for 1 and 0.5
+    from rar_edge.eval.fit_stop import score_rule, subset
+
+    assert plain_fit.on_dark is None and half_fit.on_dark[0] == dark_fit.on_dark[0]
+    only_dark = subset(dark, np.arange(len(dark.cases)) >= n)
+    assert dark_fit.on_dark[0] == score_rule(dark_fit.current.rule, only_dark, judge=model.config.judge_head)
+    assert dark_fit.on_dark[1].rule == dark_fit.fitted.rule
+    assert dark_fit.on_dark[1].per_case.keys() == set(only_dark.cases)
     with pytest.raises(ValueError, match="share of dark originals"):
         fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, dark_originals=1.5)
 
@@ -307,6 +321,9 @@ def test_dark_originals_add_every_case_on_darkened_crops_taken_as_originals(tiny
                            "--max-steps", 2, "--dark-originals", 1, "--write")
     assert status == 0, err
     assert "58 images (11 cases, synthesis v2, dark originals 1)" in out  # 36 as before + 2 x 11 darkened
+    rows = {line.split("  ")[0].strip(): line for line in out.splitlines()
+            if line.startswith(("current", "fitted"))}
+    assert set(rows) == {"current", "fitted", "current dark", "fitted dark"} and "harm" in out
     assert json.loads((ckpt / "config.json").read_text())["stop_rule_fit"]["how"]["dark_originals"] == 1
 
 
@@ -316,8 +333,8 @@ def test_the_clean_pass_through_is_held_on_random_crops_too(tiny_checkpoint, pho
     from rar_edge.eval.fit_stop import fit_from_photos
 
     model, _ = load_model(tiny_checkpoint)
-    _, _, one, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, clean_crops=1)
-    _, _, three, _ = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, clean_crops=3)
+    one = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, clean_crops=1).traj
+    three = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, clean_crops=3).traj
     assert one.cases.count("clean") == 2 and three.cases.count("clean") == 6
     assert three.cases[: len(one.cases)] == one.cases and set(three.cases[len(one.cases):]) == {"clean"}
     np.testing.assert_array_equal(three.psnr[: len(one.cases)], one.psnr)  # the centre-crop recording unchanged

@@ -43,6 +43,7 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import asdict, dataclass, fields, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -258,12 +259,23 @@ def fit_judge_on(traj: Trajectories) -> JudgeFit:
     return JudgeFit(judge, roc_auc(judge_scores(judge, x), better), unseen, float(better.mean()))
 
 
+class StopFit(NamedTuple):
+    """What fit_from_photos found."""
+
+    current: RuleScore  # the model's own rule, scored on the fit's trajectories
+    fitted: RuleScore  # the best candidate
+    traj: Trajectories  # every recording the fit scored
+    judge: JudgeFit | None  # the judge fitted alongside (None: not asked for, or nothing to tell apart)
+    #: (current, fitted) scored on every dark original alone (None without dark originals): how each rule
+    #: treats photos that are dark by nature, whatever share of them joined the fit.
+    on_dark: tuple[RuleScore, RuleScore] | None = None
+
+
 def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int = 48, step_cost: float = 0.0,
                     seed: int = 7, judge: bool = False, min_clean_pass: float = 1.0,
                     syntheses: tuple[str, ...] = (DEFAULT_SYNTHESIS,), clean_crops: int = FIT_CLEAN_CROPS,
-                    harm_weight: float = 0.0, dark_originals: float = 0.0,
-                    ) -> tuple[RuleScore, RuleScore, Trajectories, JudgeFit | None]:
-    """(the model's current rule scored, the fitted rule, the trajectories, the fitted judge or None) on
+                    harm_weight: float = 0.0, dark_originals: float = 0.0) -> StopFit:
+    """The model's current rule scored and the fitted rule (with the trajectories and the fitted judge) on
     centre crops of ``data``, every degraded case made once by each of ``syntheses``.
 
     Why several syntheses: the rule and the judge read the assessor, whose outputs shift with the code that
@@ -305,34 +317,47 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
         parts.append(dark if dark_originals == 1 else subset(dark, np.random.default_rng(0).random(len(dark.cases))
                                                               < dark_originals))
     traj = concat_trajectories(parts)
-    current = score_rule(model.stop_rule(max_steps=min(model.config.max_steps, cap)), traj, step_cost,
-                         model.config.judge_head, harm_weight)
+    rule_now = model.stop_rule(max_steps=min(model.config.max_steps, cap))
+    current = score_rule(rule_now, traj, step_cost, model.config.judge_head, harm_weight)
     try:
         fitted_judge = fit_judge_on(traj) if judge else None
     except ValueError as e:  # e.g. every recorded step helped: nothing to tell apart
         logging.getLogger("rar_edge").warning("no judge fitted: %s", e)
         fitted_judge = None
-    fitted = fit_stop_rule(traj, cap, step_cost, judge=fitted_judge.judge if fitted_judge else None,
-                           min_clean_pass=min_clean_pass, harm_weight=harm_weight)
-    return current, fitted, traj, fitted_judge
+    new_judge = fitted_judge.judge if fitted_judge else None
+    fitted = fit_stop_rule(traj, cap, step_cost, judge=new_judge, min_clean_pass=min_clean_pass,
+                           harm_weight=harm_weight)
+    on_dark = None
+    if dark_originals > 0:
+        on_dark = (score_rule(rule_now, dark, step_cost, model.config.judge_head, harm_weight),
+                   score_rule(fitted.rule, dark, step_cost, new_judge, harm_weight))
+    return StopFit(current, fitted, traj, fitted_judge, on_dark)
 
 
-def format_fit(current: RuleScore, fitted: RuleScore) -> str:
-    """A table: both rules' thresholds, mean PSNR, mean steps and gain per case."""
+def format_fit(current: RuleScore, fitted: RuleScore, on_dark: tuple[RuleScore, RuleScore] | None = None) -> str:
+    """A table: both rules' thresholds, mean PSNR, mean steps, clean pass-through, harm and gain per case; with
+    ``on_dark`` (StopFit.on_dark), two more rows: the same rules on the dark originals alone."""
     cases = list(fitted.per_case)
     widths = [max(6, len(c)) for c in cases]
-    lines = [f"{'rule':<8} {'max':>4} {'target':>7} {'min_gain':>8} {'min_chg':>7} {'keep':>4} {'min_better':>10} "
+    lines = [f"{'rule':<12} {'max':>4} {'target':>7} {'min_gain':>8} {'min_chg':>7} {'keep':>4} {'min_better':>10} "
              f"{'min_detect':>10} "
-             f"{'PSNR out':>9} {'steps':>6} {'clean 0':>7}  "
+             f"{'PSNR out':>9} {'steps':>6} {'clean 0':>7} {'harm':>6}  "
              + " ".join(f"{c:>{w}}" for c, w in zip(cases, widths))]
-    for label, s in (("current", current), ("fitted", fitted)):
+    rows = [("current", current), ("fitted", fitted)]
+    if on_dark is not None:
+        rows += [("current dark", on_dark[0]), ("fitted dark", on_dark[1])]
+    for label, s in rows:
         r = s.rule
         target = "none" if r.target_quality >= NO_TARGET_DB else f"{r.target_quality:.2f}"
-        lines.append(f"{label:<8} {r.max_steps:>4} {target:>7} {r.min_gain:>8.2f} {r.min_change:>7.4f} {r.keep:>4} "
+        lines.append(f"{label:<12} {r.max_steps:>4} {target:>7} {r.min_gain:>8.2f} {r.min_change:>7.4f} {r.keep:>4} "
                      f"{r.min_better:>10.2f} {r.min_detect:>10.2f} {s.psnr_out:>9.2f} "
-                     f"{s.steps_run:>6.2f} {s.clean_pass:>7.0%}  " + " ".join(f"{s.per_case[c]:>+{w}.2f}" for c, w in zip(cases, widths)))
+                     f"{s.steps_run:>6.2f} {s.clean_pass:>7.0%} {s.harm:>6.3f}  "
+                     + " ".join(f"{s.per_case.get(c, float('nan')):>+{w}.2f}" for c, w in zip(cases, widths)))
     lines.append(f"(gain in dB per case; 'clean' is the loss against a perfect {PSNR_CAP_DB:.0f} dB; "
-                 "'clean 0': clean crops returned at 0 steps)")
+                 "'clean 0': clean crops returned at 0 steps; 'harm': mean dB of the degraded images below their "
+                 "input"
+                 + ("; 'dark' rows: the same rules on the dark originals alone, each against its darkened original"
+                    if on_dark is not None else "") + ")")
     return "\n".join(lines)
 
 
@@ -340,7 +365,7 @@ def fit_record(current: RuleScore, fitted: RuleScore, **how) -> dict:
     """What ``--write`` stores in the checkpoint's config.json next to the new defaults."""
     def row(s: RuleScore) -> dict:
         return {"rule": asdict(s.rule), "psnr_out": round(s.psnr_out, 3), "steps_run": round(s.steps_run, 3),
-                "clean_pass": round(s.clean_pass, 4),
+                "clean_pass": round(s.clean_pass, 4), "harm": round(s.harm, 4),
                 "gain_per_case": {k: round(v, 3) for k, v in s.per_case.items()}}
 
     return {"how": how, "before": row(current), "after": row(fitted)}
