@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -184,12 +185,15 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
         raise RarEdgeError(f"--dark-originals is a share in [0, 1] (e.g. 0.25), got {a.dark_originals}")
     if not 0 <= a.harm_weight < float("inf"):
         raise RarEdgeError(f"--harm-weight must be a finite number >= 0 (e.g. 1), got {a.harm_weight}")
+    if a.workers is not None and a.workers < 1:
+        raise RarEdgeError(f"--workers counts processes for the replay: at least 1, got {a.workers}")
     syntheses = _fit_syntheses(a.synthesis)
     model, config, precision, folder = load_fit_model(a.checkpoint, a.precision)
     _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
     fit = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images, step_cost=a.step_cost,
                           judge=not a.no_judge, min_clean_pass=a.clean_pass, syntheses=syntheses,
-                          clean_crops=a.clean_crops, harm_weight=a.harm_weight, dark_originals=a.dark_originals)
+                          clean_crops=a.clean_crops, harm_weight=a.harm_weight, dark_originals=a.dark_originals,
+                          workers=a.workers or os.cpu_count() or 1)
     current, fitted, traj, judge = fit.current, fit.fitted, fit.traj, fit.judge
     print(f"{precision} model, {len(traj.cases)} images ({len(set(traj.cases))} cases, synthesis "
           f"{'+'.join(syntheses)}{f', dark originals {a.dark_originals:g}' if a.dark_originals else ''}), up to {a.max_steps} steps, "
@@ -552,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also fit on the photos darkened and taken as originals (dark by nature), this share of "
                         "them (0-1; 0: none), so that the rule weighs brightening a dark photo meant to be dark "
                         "(the larger, the more cautious on low light)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes that replay the candidate rules (default: one per CPU core)")
     p.add_argument("--crop", type=int, default=256,
                    help="crop side: the image or tile size you deploy at (the fitted rule depends on it)")
     p.add_argument("--max-images", type=int, default=48,

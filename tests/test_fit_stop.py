@@ -180,6 +180,24 @@ def test_harm_weight_prefers_the_rule_that_ruins_no_photo():
         fit_stop_rule(traj, cap=1, harm_weight=-1.0)
 
 
+def test_rules_replayed_on_several_processes_score_as_on_one():
+    """score_rules splits the candidates over worker processes: the same scores, in the same order."""
+    from rar_edge.eval.fit_stop import MIN_RULES_PER_WORKER, candidate_rules, score_rules
+
+    rng = np.random.default_rng(1)
+    n, cap = 12, 3
+    quality = np.cumsum(rng.normal(0.5, 1.0, (n, cap + 1)), axis=1) + 25
+    psnr = np.cumsum(rng.normal(0.3, 1.5, (n, cap + 1)), axis=1) + 22
+    traj = Trajectories(["noise", "blur", "clean"] * 4, quality, psnr, psnr[:, 0], rng.uniform(0.01, 0.2, (n, cap)))
+    rules = candidate_rules(traj, cap)
+    assert len(rules) >= 2 * MIN_RULES_PER_WORKER  # enough to be split
+    one = score_rules(rules, traj, 0.05, harm_weight=1.0)
+    assert score_rules(rules, traj, 0.05, harm_weight=1.0, workers=2) == one
+    assert fit_stop_rule(traj, cap, 0.05, harm_weight=1.0, workers=2) == fit_stop_rule(traj, cap, 0.05, harm_weight=1.0)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        score_rules(rules, traj, workers=0)
+
+
 def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo_dir, tmp_path):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoint, ckpt)
@@ -218,7 +236,8 @@ def test_fit_stop_refuses_bad_arguments(tiny_checkpoint, photo_dir):
                           (("--synthesis", ","), "--synthesis takes training syntheses"),
                           (("--clean-crops", 0), "--clean-crops counts the centre crop"),
                           (("--harm-weight", -1), "--harm-weight must be a finite number >= 0"),
-                          (("--dark-originals", 1.5), "--dark-originals is a share in [0, 1]")]:
+                          (("--dark-originals", 1.5), "--dark-originals is a share in [0, 1]"),
+                          (("--workers", 0), "--workers counts processes for the replay")]:
         status, out, err = cli("fit-stop", "--checkpoint", tiny_checkpoint, "--data", photo_dir, *args)
         assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
     status, out, err = cli("eval", "--checkpoint", tiny_checkpoint, "--data", photo_dir, "--crop", 100)

@@ -13,7 +13,8 @@ best-assessed one is often not the best).
 
 Fitting is cheap because the rule only reads assessments and step sizes: each image's trajectory
 (assessed quality, true PSNR and step size over 0..cap steps) is computed once, then every candidate
-rule is replayed on the recorded trajectories with the same ``StopRule`` the runtime applies. The score of a rule
+rule is replayed on the recorded trajectories with the same ``StopRule`` the runtime applies (on several
+processes: the replay is plain Python). The score of a rule
 is the mean output PSNR over the evaluation cases (every case weighs alike; PSNR is capped at
 ``PSNR_CAP_DB`` so an untouched clean photo counts as perfect and damaging it costs), minus
 ``step_cost`` dB per restore step run, minus ``harm_weight`` times the mean loss of the degraded images a rule
@@ -72,6 +73,9 @@ MIN_BETTER: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_DETECT: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.8)
 #: Assessor gain that never stops a loop: rules with a judge leave "is it better?" to it.
 NO_MIN_GAIN = -10.0
+#: Fewest candidate rules worth a worker process of their own (fit_stop_rule's ``workers``): below this the
+#: process start (an import of torch, ~2 s) costs more than the replay it saves.
+MIN_RULES_PER_WORKER = 2000
 #: Exposure range of the dark originals (fit_from_photos' ``dark_originals``): each fit crop scaled by a factor in it.
 DARK_SCALE: tuple[float, float] = (0.2, 0.5)
 
@@ -193,19 +197,47 @@ def candidate_rules(traj: Trajectories, cap: int, judged: bool = False) -> list[
     return [replace(r, min_detect=g) for g in gates for r in rules]
 
 
+def _score_chunk(rules: list[StopRule], traj: Trajectories, step_cost: float, judge: Judge | None,
+                 harm_weight: float) -> list[RuleScore]:
+    return [score_rule(rule, traj, step_cost, judge, harm_weight) for rule in rules]
+
+
+def score_rules(rules: list[StopRule], traj: Trajectories, step_cost: float = 0.0, judge: Judge | None = None,
+                harm_weight: float = 0.0, workers: int = 1) -> list[RuleScore]:
+    """``score_rule`` for each of ``rules``, in order, on ``workers`` processes.
+
+    Why processes: the replay is plain Python, one core per process, and a fit replays ~100 k rules on ~2 k
+    trajectories (minutes per core). Each worker gets contiguous chunks of the rules with its own copy of the
+    trajectories; the scores are the same as in one process. Workers are spawned (not forked): the parent
+    holds torch's thread pools, which a forked child must not touch.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers == 1 or len(rules) < MIN_RULES_PER_WORKER * 2:
+        return _score_chunk(rules, traj, step_cost, judge, harm_weight)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = max(MIN_RULES_PER_WORKER, -(-len(rules) // (workers * 4)))  # a few chunks per worker: even finish
+    chunks = [rules[i : i + size] for i in range(0, len(rules), size)]
+    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = pool.map(_score_chunk, chunks, *([x] * len(chunks) for x in (traj, step_cost, judge, harm_weight)))
+        return [s for part in parts for s in part]
+
+
 def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, tolerance: float = 0.02,
-                  judge: Judge | None = None, min_clean_pass: float = 1.0, harm_weight: float = 0.0) -> RuleScore:
+                  judge: Judge | None = None, min_clean_pass: float = 1.0, harm_weight: float = 0.0,
+                  workers: int = 1) -> RuleScore:
     """The best-scoring candidate rule (with ``judge``: rules asking it compete too) among those that return
     at least ``min_clean_pass`` of the clean crops at 0 steps (or, if none does, those that return the most);
-    among those within ``tolerance`` dB of it, the fewest steps."""
+    among those within ``tolerance`` dB of it, the fewest steps. ``workers``: processes that replay the rules."""
     if cap < 1:
         raise ValueError(f"the step cap must be at least 1, got {cap}")
     if not 0 <= min_clean_pass <= 1:
         raise ValueError(f"the clean pass-through share must be in [0, 1], got {min_clean_pass}")
     if not harm_weight >= 0:
         raise ValueError(f"the harm weight must be 0 or more, got {harm_weight}")
-    scores = [score_rule(rule, traj, step_cost, judge, harm_weight)
-              for rule in candidate_rules(traj, cap, judge is not None)]
+    scores = score_rules(candidate_rules(traj, cap, judge is not None), traj, step_cost, judge, harm_weight, workers)
     if "clean" in traj.cases:
         most = max(s.clean_pass for s in scores)
         scores = [s for s in scores if s.clean_pass >= min(min_clean_pass, most)]
@@ -274,7 +306,7 @@ class StopFit(NamedTuple):
 def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int = 48, step_cost: float = 0.0,
                     seed: int = 7, judge: bool = False, min_clean_pass: float = 1.0,
                     syntheses: tuple[str, ...] = (DEFAULT_SYNTHESIS,), clean_crops: int = FIT_CLEAN_CROPS,
-                    harm_weight: float = 0.0, dark_originals: float = 0.0) -> StopFit:
+                    harm_weight: float = 0.0, dark_originals: float = 0.0, workers: int = 1) -> StopFit:
     """The model's current rule scored and the fitted rule (with the trajectories and the fitted judge) on
     centre crops of ``data``, every degraded case made once by each of ``syntheses``.
 
@@ -292,7 +324,7 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
     photos' exposure, so on them its loop almost never harms, while unseen dark photos are brightened as if
     under-exposed (BENCHMARKS.md, "Where the shipped loop harms"); the fit can only weigh that where it sees it.
     The share is the prior: at 1 a dark photo is as likely dark by nature as under-exposed, and the fitted rule
-    gives up most of its low-light gain.
+    gives up most of its low-light gain. ``workers``: processes that replay the candidate rules (score_rules).
     """
     if not syntheses:
         raise ValueError("fit on at least one synthesis")
@@ -326,7 +358,7 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
         fitted_judge = None
     new_judge = fitted_judge.judge if fitted_judge else None
     fitted = fit_stop_rule(traj, cap, step_cost, judge=new_judge, min_clean_pass=min_clean_pass,
-                           harm_weight=harm_weight)
+                           harm_weight=harm_weight, workers=workers)
     on_dark = None
     if dark_originals > 0:
         on_dark = (score_rule(rule_now, dark, step_cost, model.config.judge_head, harm_weight),
