@@ -193,7 +193,7 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     fit = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images, step_cost=a.step_cost,
                           judge=not a.no_judge, min_clean_pass=a.clean_pass, syntheses=syntheses,
                           clean_crops=a.clean_crops, harm_weight=a.harm_weight, dark_originals=a.dark_originals,
-                          workers=a.workers or os.cpu_count() or 1)
+                          workers=a.workers or os.cpu_count() or 1, progress=True)
     current, fitted, traj, judge = fit.current, fit.fitted, fit.traj, fit.judge
     print(f"{precision} model, {len(traj.cases)} images ({len(set(traj.cases))} cases, synthesis "
           f"{'+'.join(syntheses)}{f', dark originals {a.dark_originals:g}' if a.dark_originals else ''}), up to {a.max_steps} steps, "

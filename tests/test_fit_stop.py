@@ -359,3 +359,20 @@ def test_the_clean_pass_through_is_held_on_random_crops_too(tiny_checkpoint, pho
     np.testing.assert_array_equal(three.psnr[: len(one.cases)], one.psnr)  # the centre-crop recording unchanged
     extra = three.quality[len(one.cases):, 0]
     assert not np.isin(extra, one.quality[[i for i, n in enumerate(one.cases) if n == "clean"], 0]).all()
+
+
+def test_fit_progress_counts_every_recording_and_rule(tiny_checkpoint, photo_dir, capsys):
+    """progress=True: a recording bar that ends at the number of images recorded (two syntheses, extra clean
+    crops and dark originals all counted) and a replay bar; nothing on stderr without it."""
+    from rar_edge.eval.fit_stop import candidate_rules, fit_from_photos
+
+    model, _ = load_model(tiny_checkpoint)
+    fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, clean_crops=1)
+    assert capsys.readouterr().err == ""
+    traj = fit_from_photos(model, str(photo_dir), cap=2, crop=64, max_images=2, clean_crops=3, syntheses=("v2", "v3"),
+                           dark_originals=1.0, progress=True).traj
+    err = capsys.readouterr().err
+    n, rules = len(traj.cases), len(candidate_rules(traj, 2))
+    assert n == 2 * (11 + 10) + 4 + 2 * (11 + 10)
+    assert "recording trajectories: 100%" in err and f"| {n}/{n} " in err
+    assert "replaying rules: 100%" in err and f"| {rules}/{rules} " in err

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 from dataclasses import asdict, dataclass, fields, replace
 from typing import NamedTuple
 
@@ -109,12 +110,16 @@ class RuleScore:
 @torch.no_grad()
 def record_trajectories(model, clean: torch.Tensor, cap: int, seed: int = 7, batch_size: int = 8,
                         synthesis: str = DEFAULT_SYNTHESIS,
-                        cases: tuple[tuple[str, ...], ...] = CASES) -> Trajectories:
+                        cases: tuple[tuple[str, ...], ...] = CASES, bar=None) -> Trajectories:
     """Run ``cap`` fixed steps on every evaluation case of ``clean`` (N,3,H,W), degraded by ``synthesis``,
-    and record each step."""
+    and record each step (``bar``: a tqdm bar advanced by the images recorded)."""
     batch, names = make_cases(clean, seed=seed, cases=cases, synthesis=synthesis)
-    runs = [trajectory(model, batch.degraded[i : i + batch_size], batch.clean[i : i + batch_size], cap, PSNR_CAP_DB)
-            for i in range(0, len(names), batch_size)]
+    runs = []
+    for i in range(0, len(names), batch_size):
+        runs.append(trajectory(model, batch.degraded[i : i + batch_size], batch.clean[i : i + batch_size], cap,
+                               PSNR_CAP_DB))
+        if bar is not None:
+            bar.update(len(runs[-1][0]))
     psnr_in = np.array([min(psnr(d, c), PSNR_CAP_DB)
                         for d, c in zip(batch.degraded.cpu().numpy(), batch.clean.cpu().numpy())])
     quality, out, change, vectors = (np.concatenate([r[i] for r in runs]) for i in range(4))
@@ -203,8 +208,8 @@ def _score_chunk(rules: list[StopRule], traj: Trajectories, step_cost: float, ju
 
 
 def score_rules(rules: list[StopRule], traj: Trajectories, step_cost: float = 0.0, judge: Judge | None = None,
-                harm_weight: float = 0.0, workers: int = 1) -> list[RuleScore]:
-    """``score_rule`` for each of ``rules``, in order, on ``workers`` processes.
+                harm_weight: float = 0.0, workers: int = 1, progress: bool = False) -> list[RuleScore]:
+    """``score_rule`` for each of ``rules``, in order, on ``workers`` processes (``progress``: a bar on stderr).
 
     Why processes: the replay is plain Python, one core per process, and a fit replays ~100 k rules on ~2 k
     trajectories (minutes per core). Each worker gets contiguous chunks of the rules with its own copy of the
@@ -213,21 +218,32 @@ def score_rules(rules: list[StopRule], traj: Trajectories, step_cost: float = 0.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if workers == 1 or len(rules) < MIN_RULES_PER_WORKER * 2:
-        return _score_chunk(rules, traj, step_cost, judge, harm_weight)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from tqdm import tqdm
 
-    size = max(MIN_RULES_PER_WORKER, -(-len(rules) // (workers * 4)))  # a few chunks per worker: even finish
+    pooled = workers > 1 and len(rules) >= MIN_RULES_PER_WORKER * 2
+    size = max(MIN_RULES_PER_WORKER, -(-len(rules) // (workers * 4))) if pooled else 500  # chunks: even finish
     chunks = [rules[i : i + size] for i in range(0, len(rules), size)]
-    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = pool.map(_score_chunk, chunks, *([x] * len(chunks) for x in (traj, step_cost, judge, harm_weight)))
-        return [s for part in parts for s in part]
+    bar = tqdm(total=len(rules), desc="replaying rules", unit="rule", disable=not progress, file=sys.stderr)
+    scores: list[RuleScore] = []
+    with bar:
+        if not pooled:
+            for chunk in chunks:
+                scores += _score_chunk(chunk, traj, step_cost, judge, harm_weight)
+                bar.update(len(chunk))
+            return scores
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for part in pool.map(_score_chunk, chunks, *([x] * len(chunks) for x in (traj, step_cost, judge, harm_weight))):
+                scores += part
+                bar.update(len(part))
+    return scores
 
 
 def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, tolerance: float = 0.02,
                   judge: Judge | None = None, min_clean_pass: float = 1.0, harm_weight: float = 0.0,
-                  workers: int = 1) -> RuleScore:
+                  workers: int = 1, progress: bool = False) -> RuleScore:
     """The best-scoring candidate rule (with ``judge``: rules asking it compete too) among those that return
     at least ``min_clean_pass`` of the clean crops at 0 steps (or, if none does, those that return the most);
     among those within ``tolerance`` dB of it, the fewest steps. ``workers``: processes that replay the rules."""
@@ -237,7 +253,8 @@ def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, toleranc
         raise ValueError(f"the clean pass-through share must be in [0, 1], got {min_clean_pass}")
     if not harm_weight >= 0:
         raise ValueError(f"the harm weight must be 0 or more, got {harm_weight}")
-    scores = score_rules(candidate_rules(traj, cap, judge is not None), traj, step_cost, judge, harm_weight, workers)
+    scores = score_rules(candidate_rules(traj, cap, judge is not None), traj, step_cost, judge, harm_weight, workers,
+                         progress)
     if "clean" in traj.cases:
         most = max(s.clean_pass for s in scores)
         scores = [s for s in scores if s.clean_pass >= min(min_clean_pass, most)]
@@ -306,7 +323,8 @@ class StopFit(NamedTuple):
 def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int = 48, step_cost: float = 0.0,
                     seed: int = 7, judge: bool = False, min_clean_pass: float = 1.0,
                     syntheses: tuple[str, ...] = (DEFAULT_SYNTHESIS,), clean_crops: int = FIT_CLEAN_CROPS,
-                    harm_weight: float = 0.0, dark_originals: float = 0.0, workers: int = 1) -> StopFit:
+                    harm_weight: float = 0.0, dark_originals: float = 0.0, workers: int = 1,
+                    progress: bool = False) -> StopFit:
     """The model's current rule scored and the fitted rule (with the trajectories and the fitted judge) on
     centre crops of ``data``, every degraded case made once by each of ``syntheses``.
 
@@ -324,30 +342,38 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
     photos' exposure, so on them its loop almost never harms, while unseen dark photos are brightened as if
     under-exposed (BENCHMARKS.md, "Where the shipped loop harms"); the fit can only weigh that where it sees it.
     The share is the prior: at 1 a dark photo is as likely dark by nature as under-exposed, and the fitted rule
-    gives up most of its low-light gain. ``workers``: processes that replay the candidate rules (score_rules).
+    gives up most of its low-light gain. ``workers``: processes that replay the candidate rules (score_rules); ``progress``: bars on stderr for
+    the recording and the replay.
     """
     if not syntheses:
         raise ValueError("fit on at least one synthesis")
     if clean_crops < 1:
         raise ValueError(f"clean_crops counts the centre crop: at least 1, got {clean_crops}")
+    if not 0 <= dark_originals <= 1:
+        raise ValueError(f"the share of dark originals must be in [0, 1], got {dark_originals}")
+    from tqdm import tqdm
+
     folder = PhotoFolder(data)
     clean = folder.center_crops(crop)[:max_images]
     degraded_cases = tuple(c for c in CASES if c)
-    parts = [record_trajectories(model, clean, cap, seed=seed, synthesis=name, cases=CASES if i == 0 else degraded_cases)
-             for i, name in enumerate(syntheses)]
+    per_photo = len(CASES) + len(degraded_cases) * (len(syntheses) - 1)  # recordings of one photo, all syntheses
+    total = len(clean) * (per_photo * (2 if dark_originals > 0 else 1) + clean_crops - 1)
+    bar = tqdm(total=total, desc="recording trajectories", unit="img", disable=not progress, file=sys.stderr)
+    parts = [record_trajectories(model, clean, cap, seed=seed, synthesis=name, bar=bar,
+                                 cases=CASES if i == 0 else degraded_cases) for i, name in enumerate(syntheses)]
     if clean_crops > 1:
         more = folder.random_crops((clean_crops - 1) * len(clean), crop, torch.Generator().manual_seed(seed))
-        parts.append(record_trajectories(model, more, cap, seed=seed, cases=((),)))
-    if not 0 <= dark_originals <= 1:
-        raise ValueError(f"the share of dark originals must be in [0, 1], got {dark_originals}")
+        parts.append(record_trajectories(model, more, cap, seed=seed, cases=((),), bar=bar))
     if dark_originals > 0:  # seeds: any fixed ones (these, with the default seed 7, made BENCHMARKS.md's figures)
         low, high = DARK_SCALE
         scale = low + (high - low) * torch.rand(len(clean), generator=torch.Generator().manual_seed(seed - 2))
         dark = concat_trajectories([record_trajectories(model, clean * scale[:, None, None, None], cap, seed=seed + 2,
-                                                        synthesis=name, cases=CASES if i == 0 else degraded_cases)
+                                                        synthesis=name, cases=CASES if i == 0 else degraded_cases,
+                                                        bar=bar)
                                     for i, name in enumerate(syntheses)])
         parts.append(dark if dark_originals == 1 else subset(dark, np.random.default_rng(0).random(len(dark.cases))
                                                               < dark_originals))
+    bar.close()
     traj = concat_trajectories(parts)
     rule_now = model.stop_rule(max_steps=min(model.config.max_steps, cap))
     current = score_rule(rule_now, traj, step_cost, model.config.judge_head, harm_weight)
@@ -358,7 +384,7 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
         fitted_judge = None
     new_judge = fitted_judge.judge if fitted_judge else None
     fitted = fit_stop_rule(traj, cap, step_cost, judge=new_judge, min_clean_pass=min_clean_pass,
-                           harm_weight=harm_weight, workers=workers)
+                           harm_weight=harm_weight, workers=workers, progress=progress)
     on_dark = None
     if dark_originals > 0:
         on_dark = (score_rule(rule_now, dark, step_cost, model.config.judge_head, harm_weight),
