@@ -235,7 +235,8 @@ def score_rules(rules: list[StopRule], traj: Trajectories, step_cost: float = 0.
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            for part in pool.map(_score_chunk, chunks, *([x] * len(chunks) for x in (traj, step_cost, judge, harm_weight))):
+            same = ([x] * len(chunks) for x in (traj, step_cost, judge, harm_weight))  # every chunk's other arguments
+            for part in pool.map(_score_chunk, chunks, *same):
                 scores += part
                 bar.update(len(part))
     return scores
