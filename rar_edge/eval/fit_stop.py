@@ -343,8 +343,8 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
     photos' exposure, so on them its loop almost never harms, while unseen dark photos are brightened as if
     under-exposed (BENCHMARKS.md, "Where the shipped loop harms"); the fit can only weigh that where it sees it.
     The share is the prior: at 1 a dark photo is as likely dark by nature as under-exposed, and the fitted rule
-    gives up most of its low-light gain. ``workers``: processes that replay the candidate rules (score_rules); ``progress``: bars on stderr for
-    the recording and the replay.
+    gives up most of its low-light gain. ``workers``: processes that replay the candidate rules (score_rules);
+    ``progress``: bars on stderr for the recording and the replay.
     """
     if not syntheses:
         raise ValueError("fit on at least one synthesis")
@@ -360,18 +360,20 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
     per_photo = len(CASES) + len(degraded_cases) * (len(syntheses) - 1)  # recordings of one photo, all syntheses
     total = len(clean) * (per_photo * (2 if dark_originals > 0 else 1) + clean_crops - 1)
     bar = tqdm(total=total, desc="recording trajectories", unit="img", disable=not progress, file=sys.stderr)
-    parts = [record_trajectories(model, clean, cap, seed=seed, synthesis=name, bar=bar,
-                                 cases=CASES if i == 0 else degraded_cases) for i, name in enumerate(syntheses)]
+
+    def every_case(crops: torch.Tensor, case_seed: int) -> list[Trajectories]:
+        """``crops`` under every case of the first synthesis and every degraded case of the others."""
+        return [record_trajectories(model, crops, cap, seed=case_seed, synthesis=name, bar=bar,
+                                    cases=CASES if i == 0 else degraded_cases) for i, name in enumerate(syntheses)]
+
+    parts = every_case(clean, seed)
     if clean_crops > 1:
         more = folder.random_crops((clean_crops - 1) * len(clean), crop, torch.Generator().manual_seed(seed))
         parts.append(record_trajectories(model, more, cap, seed=seed, cases=((),), bar=bar))
     if dark_originals > 0:  # seeds: any fixed ones (these, with the default seed 7, made BENCHMARKS.md's figures)
         low, high = DARK_SCALE
         scale = low + (high - low) * torch.rand(len(clean), generator=torch.Generator().manual_seed(seed - 2))
-        dark = concat_trajectories([record_trajectories(model, clean * scale[:, None, None, None], cap, seed=seed + 2,
-                                                        synthesis=name, cases=CASES if i == 0 else degraded_cases,
-                                                        bar=bar)
-                                    for i, name in enumerate(syntheses)])
+        dark = concat_trajectories(every_case(clean * scale[:, None, None, None], seed + 2))
         parts.append(dark if dark_originals == 1 else subset(dark, np.random.default_rng(0).random(len(dark.cases))
                                                               < dark_originals))
     bar.close()
