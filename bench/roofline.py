@@ -48,27 +48,31 @@ def conv_macs(layer: nn.Conv2d, side: int) -> int:
 
 # --- XNNPACK through ExecuTorch ---
 
-def xnnpack_call(layer: nn.Module, x: torch.Tensor, int8: bool, folder: Path) -> Callable[[], object]:
+def xnnpack_call(module: nn.Module, args: tuple[torch.Tensor, ...], int8: bool, folder: Path,
+                 quantizer=None) -> Callable[[], object]:
+    """``module`` on ``args`` as a one-method .pte through XNNPACK; int8: post-training PT2E quantization with
+    ``quantizer`` (default: the project's XNNPACK quantizer), calibrated on four perturbed copies of ``args``."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
     from executorch.runtime import Runtime
 
     from rar_edge.quantize.quantizers import make_quantizer
 
-    module = layer.eval()
+    module = module.eval()
     if int8:
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        prepared = prepare_pt2e(torch.export.export(module, (x,)).module(), make_quantizer("xnnpack", qat=False))
+        quantizer = quantizer if quantizer is not None else make_quantizer("xnnpack", qat=False)
+        prepared = prepare_pt2e(torch.export.export(module, args).module(), quantizer)
         for _ in range(4):
-            prepared(torch.randn_like(x))
+            prepared(*(a + 0.1 * a.std() * torch.randn_like(a) for a in args))
         module = convert_pt2e(prepared)
-    program = to_edge_transform_and_lower(torch.export.export(module, (x,)),
+    program = to_edge_transform_and_lower(torch.export.export(module, args),
                                           partitioner=[XnnpackPartitioner()]).to_executorch()
-    path = folder / f"layer_{'int8' if int8 else 'fp32'}_{id(layer)}.pte"
+    path = folder / f"xnnpack_{'int8' if int8 else 'fp32'}_{id(module)}.pte"
     path.write_bytes(program.buffer)
     method = Runtime.get().load_program(str(path)).load_method("forward")
-    return lambda: method.execute([x])
+    return lambda: method.execute(list(args))
 
 
 # --- onnxruntime ---
@@ -116,7 +120,7 @@ def kernel_table(runs: int, threads: int) -> dict:
             row = {}
             for runtime in ("xnnpack", "onnxruntime"):
                 for int8 in (False, True):
-                    call = (xnnpack_call(layer, x, int8, folder) if runtime == "xnnpack"
+                    call = (xnnpack_call(layer, (x,), int8, folder) if runtime == "xnnpack"
                             else ort_call(layer, x, int8, folder, threads))
                     ms = median_ms(call, runs)
                     row[f"{runtime} {'int8' if int8 else 'fp32'}"] = {"ms": ms, "gmac_s": gmac / (ms / 1000)}

@@ -234,3 +234,33 @@ def test_configs_written_before_detail_statistics_load_without_them():
     assert get_preset("rar-edge-s").config.assess_detail is True
     del d["assess_grid"]
     assert RARConfig.from_dict(d).assess_grid is False
+
+
+def test_transfer_weights_gives_a_restorer_of_another_kind_a_fresh_start():
+    """``--init`` of rar-edge-s-conv from a NAF checkpoint: codec and assessor come over, the restorer is new
+    (the identity); ``fresh`` restarts a same-kind restorer the same way, for the control run."""
+    torch.manual_seed(6)
+    old = _tiny().eval()
+    for p in old.parameters():  # trained-looking everywhere
+        p.data.add_(0.05 * torch.randn_like(p))
+    z = old.encode(torch.rand(2, 3, 32, 48))
+    cond = old.assess(z)[2]
+    for new, fresh in ((_tiny(restore_block="conv").eval(), ()), (_tiny().eval(), ("restorer",))):
+        transfer_weights(new, old, fresh)
+        torch.testing.assert_close(new.encode(torch.ones(1, 3, 16, 16)), old.encode(torch.ones(1, 3, 16, 16)))
+        for a, b in zip(old.assess(z), new.assess(z)):
+            torch.testing.assert_close(a, b)
+        assert torch.equal(new.restore(z, cond), z)  # a new restorer: the identity
+        assert not torch.equal(old.restore(z, cond), z)
+    with pytest.raises(ValueError, match="unknown parts \\['head'\\]"):
+        transfer_weights(_tiny(), old, ("head",))
+
+
+def test_trainer_refuses_bad_init_fresh(tmp_path):
+    from rar_edge.errors import RarEdgeError
+    from rar_edge.train.trainer import TrainConfig, train
+
+    with pytest.raises(RarEdgeError, match="--init-fresh names \\['codec'\\]"):
+        train(TrainConfig(preset="rar-tiny", data="unused", out=str(tmp_path / "o"), init="x", init_fresh=("codec",)))
+    with pytest.raises(RarEdgeError, match="--init-fresh needs --init"):
+        train(TrainConfig(preset="rar-tiny", data="unused", out=str(tmp_path / "o"), init_fresh=("restorer",)))

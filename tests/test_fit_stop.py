@@ -192,7 +192,26 @@ def test_rules_replayed_on_several_processes_score_as_on_one():
     rules = candidate_rules(traj, cap)
     assert len(rules) >= 2 * MIN_RULES_PER_WORKER  # enough to be split
     one = score_rules(rules, traj, 0.05, harm_weight=1.0)
-    assert score_rules(rules, traj, 0.05, harm_weight=1.0, workers=2) == one
+    import concurrent.futures
+
+    pools = []
+
+    class SpyPool(concurrent.futures.ProcessPoolExecutor):  # the real pool, recording what it was given
+        def __init__(self, max_workers, **kw):
+            super().__init__(max_workers, **kw)
+            pools.append({"workers": max_workers, "chunks": 0})
+
+        def map(self, fn, *iterables, **kw):
+            chunks = list(iterables[0])
+            pools[-1]["chunks"] = len(chunks)
+            return super().map(fn, chunks, *iterables[1:], **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(concurrent.futures, "ProcessPoolExecutor", SpyPool)
+        assert score_rules(rules, traj, 0.05, harm_weight=1.0, workers=2) == one
+        assert pools == [{"workers": 2, "chunks": pools[0]["chunks"]}] and pools[0]["chunks"] >= 2  # it ran pooled
+        score_rules(rules[:MIN_RULES_PER_WORKER], traj, 0.05, workers=2)
+        assert len(pools) == 1  # too few rules to be worth a pool: one process
     assert fit_stop_rule(traj, cap, 0.05, harm_weight=1.0, workers=2) == fit_stop_rule(traj, cap, 0.05, harm_weight=1.0)
     with pytest.raises(ValueError, match="workers must be at least 1"):
         score_rules(rules, traj, workers=0)

@@ -62,7 +62,7 @@ def test_untrained_restorer_is_identity():
     assert torch.equal(m.restore(z, torch.randn(1, m.config.cond_dim)), z)
 
 
-@pytest.mark.parametrize("name", ["rar-tiny", "rar-edge-s", "rar-teacher"])
+@pytest.mark.parametrize("name", ["rar-tiny", "rar-edge-s", "rar-edge-s-conv", "rar-teacher"])
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_entry_points_export_fixed_and_dynamic(name, entry):
     torch.manual_seed(0)
@@ -109,3 +109,30 @@ def test_bad_sizes_rejected():
         example_inputs(m, "encode", 50, 64)
     with pytest.raises(KeyError, match="known presets"):
         create_model("rar-huge")
+
+
+def test_conv_blocks_start_as_the_identity_and_follow_the_embedding():
+    """A ConvBlock is x until its output conv moves from zero; then its embedding shift changes the output."""
+    from rar_edge.model.blocks import ConvBlock, Stage
+
+    torch.manual_seed(0)
+    block = ConvBlock(8, cond_dim=4).eval()
+    x, cond = torch.randn(2, 8, 6, 6), torch.randn(2, 4)
+    assert torch.equal(block(x, cond), x)
+    with torch.no_grad():
+        block.out.weight.normal_(0, 0.1)
+        base = block(x, cond)
+        block.shift.bias.fill_(5.0)  # every hidden feature pushed above the relu's knee
+    assert not torch.allclose(block(x, cond), base)
+    with pytest.raises(ValueError, match="conditioned"):
+        block(x)
+    with pytest.raises(ValueError, match="unknown block kind 'dense'.*naf, conv"):
+        Stage(8, 1, 4, block="dense")
+
+
+def test_conv_preset_holds_no_naf_block():
+    m = create_model("rar-edge-s-conv")
+    kinds = {type(b).__name__ for stage in (m.restorer.enc1, m.restorer.enc2, m.restorer.mid, m.restorer.dec2,
+                                            m.restorer.dec1) for b in stage.blocks}
+    assert kinds == {"ConvBlock"}
+    assert {type(b).__name__ for b in m.assessor.modules()} >= {"NAFBlock"}  # the assessor is rar-edge-s's

@@ -24,6 +24,8 @@ class RARConfig:
     assess_grid: bool = False
     restore_width: int = 32
     restore_depths: tuple[int, int, int] = (1, 1, 2)
+    #: The restorer's block kind (blocks.BLOCKS): "naf", or "conv" (dense convolutions, fast in int8).
+    restore_block: str = "naf"
     #: Rank of the restorer's global path (restorer.GlobalStep); 0 (none) in checkpoints made before it.
     global_rank: int = 0
     cond_dim: int = 32

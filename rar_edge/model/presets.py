@@ -70,6 +70,12 @@ PRESETS: dict[str, Preset] = {
             max_params=3_000_000, max_step_gmac_per_mp=20.0, max_codec_gmac_per_mp=5.0,
         ),
         Preset(
+            "rar-edge-s-conv",
+            replace(_EDGE_S, restore_block="conv"),
+            "rar-edge-s with a restorer of dense conv blocks, fast in int8 (--init from rar-edge-s: a new restorer)",
+            max_params=1_000_000, max_step_gmac_per_mp=7.5, max_codec_gmac_per_mp=5.0,
+        ),
+        Preset(
             "rar-edge-m",
             RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=24, assess_depth=1,
                       assess_detail=True, assess_grid=True,

@@ -46,7 +46,8 @@ class RAR(nn.Module):
         init_linear_path(self.encoder.skip, self.decoder.skip, [self.encoder.head, self.decoder.head])
         self.assessor = Assessor(c.latent_channels, c.assess_width, c.assess_depth, c.cond_dim, len(c.degradations),
                                  c.assess_detail, c.assess_grid)
-        self.restorer = Restorer(c.latent_channels, c.restore_width, c.restore_depths, c.cond_dim, c.global_rank)
+        self.restorer = Restorer(c.latent_channels, c.restore_width, c.restore_depths, c.cond_dim, c.global_rank,
+                                 c.restore_block)
 
     # --- the four entry points (each exported alone) ---
     def encode(self, image: torch.Tensor) -> torch.Tensor:

@@ -47,23 +47,26 @@ class GlobalStep(nn.Module):
 
 
 class Restorer(nn.Module):
-    """(latent (N,C,h,w), cond (N,E)) -> next latent (N,C,h,w). h and w must be multiples of 4."""
+    """(latent (N,C,h,w), cond (N,E)) -> next latent (N,C,h,w). h and w must be multiples of 4.
+
+    ``block`` picks the stages' block kind (blocks.BLOCKS): NAF blocks, or dense conv blocks for int8.
+    """
 
     def __init__(self, latent_channels: int, width: int, depths: tuple[int, int, int], cond_dim: int,
-                 global_rank: int = 0) -> None:
+                 global_rank: int = 0, block: str = "naf") -> None:
         super().__init__()
         self.global_step = GlobalStep(latent_channels, global_rank, cond_dim) if global_rank else None
         w1, w2, w3 = width, width * 2, width * 4
         self.stem = nn.Conv2d(latent_channels, w1, 1)  # 1x1: the blocks' depthwise convs give the context
-        self.enc1 = Stage(w1, depths[0], cond_dim)
+        self.enc1 = Stage(w1, depths[0], cond_dim, block)
         self.down1 = downsample(w1, w2)
-        self.enc2 = Stage(w2, depths[1], cond_dim)
+        self.enc2 = Stage(w2, depths[1], cond_dim, block)
         self.down2 = downsample(w2, w3)
-        self.mid = Stage(w3, depths[2], cond_dim)
+        self.mid = Stage(w3, depths[2], cond_dim, block)
         self.up2 = Upsample(w3, w2)
-        self.dec2 = Stage(w2, depths[1], cond_dim)
+        self.dec2 = Stage(w2, depths[1], cond_dim, block)
         self.up1 = Upsample(w2, w1)
-        self.dec1 = Stage(w1, depths[0], cond_dim)
+        self.dec1 = Stage(w1, depths[0], cond_dim, block)
         self.head = nn.Conv2d(w1, latent_channels, 3, padding=1)
         # Zero velocity at start: an untrained restorer is the identity, never a corruption.
         nn.init.zeros_(self.head.weight)

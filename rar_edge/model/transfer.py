@@ -15,6 +15,11 @@ old one did until training uses the new parts):
   weights on the source's channels (``_widen``) and this model's initialisation on the new ones, except the
   weights from new channels into old ones, which start at zero, so the new channels change nothing until
   training uses them. The gated layers' outputs (a NAFBlock's two halves) keep each half in its half.
+
+A restorer of another block kind (``restore_block``) has no weights to take over: it keeps this model's
+initialisation in full (the identity: its head starts at zero), and only the codec and the assessor come
+from the source. ``fresh`` does the same for named parts of a model of the same architecture: a control
+run that restarts a restorer from scratch beside one of another kind.
 """
 
 from __future__ import annotations
@@ -35,33 +40,48 @@ _ADDABLE = ("assess_detail", "assess_grid", "global_rank")
 
 #: Config fields that are not architecture (the loop's defaults, named as StopRule's fields, and its
 #: fitted judge) or that transfer_weights bridges.
-_NOT_COMPARED = set(_ADDABLE) | {f.name for f in fields(StopRule)} | {"judge", "restore_depths", "restore_width"}
+_NOT_COMPARED = (set(_ADDABLE) | {f.name for f in fields(StopRule)}
+                 | {"judge", "restore_depths", "restore_width", "restore_block"})
+#: The parts ``transfer_weights`` may leave at this model's initialisation (``fresh``).
+PARTS = ("encoder", "decoder", "assessor", "restorer")
 #: The restorer's stages and the level (index into restore_depths) of each.
 _STAGES = {"enc1": 0, "dec1": 0, "enc2": 1, "dec2": 1, "mid": 2}
 
 
-def transfer_weights(model: RAR, source: RAR) -> None:
-    """Load ``source``'s weights into ``model``; raises ValueError if their architectures differ otherwise."""
+def transfer_weights(model: RAR, source: RAR, fresh: tuple[str, ...] = ()) -> None:
+    """Load ``source``'s weights into ``model``, except the parts named in ``fresh`` (``PARTS``), which keep
+    this model's initialisation; raises ValueError if their architectures differ otherwise."""
     def architecture(m: RAR) -> dict:
         return {k: v for k, v in m.config.to_dict().items() if k not in _NOT_COMPARED}
 
+    unknown = set(fresh) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)} to start fresh; choose from {', '.join(PARTS)}")
     if architecture(model) != architecture(source):
         raise ValueError("the two models' architectures differ")
+    if model.config.restore_block != source.config.restore_block:
+        fresh = tuple(set(fresh) | {"restorer"})
+    state = source.state_dict()
+    target = model.state_dict()
+    if "restorer" in fresh:  # nothing of the source's restorer is read: no width or depth to bridge
+        state = {k: v for k, v in state.items() if not k.startswith("restorer.")}
+        state.update({k: v for k, v in target.items() if k.startswith("restorer.")})
+        source_depths, source_width = model.config.restore_depths, model.config.restore_width
+    else:
+        source_depths, source_width = source.config.restore_depths, source.config.restore_width
     for flag in _ADDABLE:
         if getattr(source.config, flag) and getattr(source.config, flag) != getattr(model.config, flag):
             raise ValueError(f"the source has {flag}={getattr(source.config, flag)} and this model "
                              f"{getattr(model.config, flag)}")
-    if model.config.restore_width < source.config.restore_width:
-        raise ValueError(f"the source's restorer is wider ({source.config.restore_width}) than this model's "
+    if model.config.restore_width < source_width:
+        raise ValueError(f"the source's restorer is wider ({source_width}) than this model's "
                          f"({model.config.restore_width})")
     deeper = model.config.restore_depths
-    if any(n < o for n, o in zip(deeper, source.config.restore_depths)):
-        raise ValueError(f"the source's restorer is deeper ({list(source.config.restore_depths)}) than this "
+    if any(n < o for n, o in zip(deeper, source_depths)):
+        raise ValueError(f"the source's restorer is deeper ({list(source_depths)}) than this "
                          f"model's ({list(deeper)})")
-    state = source.state_dict()
-    target = model.state_dict()
     # Blocks past the source's depth keep this model's initialisation: the identity.
-    state.update({k: v for k, v in target.items() if _added_block(k, source.config.restore_depths)})
+    state.update({k: v for k, v in target.items() if _added_block(k, source_depths)})
     if source.config.assess_detail != model.config.assess_detail:
         state[GROWN] = _grown_columns(state[GROWN], target[GROWN])
         for key in (DIRECT, "assessor.direct.bias"):
@@ -69,6 +89,8 @@ def transfer_weights(model: RAR, source: RAR) -> None:
     elif source.config.assess_grid != model.config.assess_grid:
         for key in (GROWN, DIRECT):
             state[key] = _grown_columns(state[key], target[key])
+    for part in fresh:
+        state.update({k: v for k, v in target.items() if k.startswith(part + ".")})
     if source.config.global_rank != model.config.global_rank:
         state.update({k: v for k, v in target.items() if k.startswith("restorer.global_step.")})
     for key, value in target.items():

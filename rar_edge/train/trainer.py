@@ -23,6 +23,7 @@ from rar_edge.data.folder import PhotoFolder
 from rar_edge.errors import RarEdgeError
 from rar_edge.eval.cases import cases_within, make_cases
 from rar_edge.model import RAR, get_preset, transfer_weights
+from rar_edge.model.transfer import PARTS
 
 from . import distributed
 from .checkpoint import load_model, load_training_state, read_config, save_checkpoint
@@ -68,6 +69,7 @@ class TrainConfig:
     restore_loss: str = "ratio"
     synthesis: str = DEFAULT_SYNTHESIS  # degradation models (rar_edge/data/degrade.py); validation uses the same
     init: str | None = None  # start from these weights (not a resume: new optimizer and schedule)
+    init_fresh: tuple[str, ...] = ()  # parts that keep their new initialisation under --init (transfer.PARTS)
     resume: bool = False  # continue OUT/last exactly
     minutes: float | None = None  # a time budget: the LR schedule follows elapsed time, the run stops at it
     ckpt_minutes: float | None = None  # also checkpoint OUT/last this often (default 1 with --minutes)
@@ -207,7 +209,7 @@ def default_task(cfg: TrainConfig, device: torch.device) -> TrainTask:
     if cfg.init:
         init_model, init_cfg = load_model(cfg.init)
         try:  # another preset is fine where transfer_weights bridges it (e.g. a deeper restorer)
-            transfer_weights(model, init_model)
+            transfer_weights(model, init_model, cfg.init_fresh)
         except ValueError as e:
             raise RarEdgeError(f"--init checkpoint {cfg.init} ({init_cfg['preset']}) does not fit {cfg.preset}: "
                                f"{e}; start from a checkpoint of the same architecture or drop --init") from None
@@ -234,6 +236,11 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     if any(not w > 0 for w in cfg.type_weights.values()):
         raise RarEdgeError(f"--type-weights must be positive numbers, got {cfg.type_weights}")
     check_synthesis(cfg.synthesis)
+    unknown = set(cfg.init_fresh) - set(PARTS)
+    if unknown:
+        raise RarEdgeError(f"--init-fresh names {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    if cfg.init_fresh and not cfg.init:
+        raise RarEdgeError("--init-fresh needs --init: without it every part starts from scratch already")
     for flag, value in (("--minutes", cfg.minutes), ("--ckpt-minutes", cfg.ckpt_minutes)):
         if value is not None and not 0 < value < float("inf"):
             raise RarEdgeError(f"{flag} must be a positive number of minutes, got {value}")
