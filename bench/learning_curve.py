@@ -31,7 +31,10 @@ from rar_edge.train.checkpoint import load_model
 
 
 def snapshots(run: Path) -> list[tuple[str, Path]]:
-    """(label, folder) of a run's time marks in order, then its last checkpoint."""
+    """(label, folder) of a run's time marks in order, then its last checkpoint; a checkpoint folder given
+    as the run is its own one snapshot (a baseline, e.g. a committed checkpoint beside the runs)."""
+    if (run / "config.json").is_file():
+        return [("checkpoint", run)]
     marks = sorted((run / "marks").iterdir(), key=lambda p: float(p.name.removesuffix("min"))) \
         if (run / "marks").is_dir() else []
     out = [(p.name, p) for p in marks]
@@ -49,8 +52,10 @@ def summarise(report: dict) -> dict:
     cases = report["cases"]
     gain = {k: v["psnr_out"] - v["psnr_in"] for k, v in cases.items()}
     composites = [case_name(c) for c in COMPOSITES]
-    return {"single": sum(gain[d] for d in DEGRADATIONS) / len(DEGRADATIONS),
-            "composite": sum(gain[c] for c in composites) / len(composites),
+    single = sum(gain[d] for d in DEGRADATIONS) / len(DEGRADATIONS)
+    composite = sum(gain[c] for c in composites) / len(composites)
+    return {"mean": (single + composite) / 2,  # the replacement rule's figure (checkpoints/README.md)
+            "single": single, "composite": composite,
             **{k: gain[k] for k in list(DEGRADATIONS) + composites},
             # A clean input has infinite PSNR (capped at 100): what counts is what the steps leave of it.
             "clean_psnr_out": cases["clean"]["psnr_out"],
@@ -58,12 +63,13 @@ def summarise(report: dict) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ["run", "snapshot", "step", "test synthesis", "single", "composite", *DEGRADATIONS, "clean (PSNR out)"]
+    head = ["run", "snapshot", "step", "test synthesis", "mean", "single", "composite", *DEGRADATIONS,
+            "clean (PSNR out)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         s = r["summary"]
         lines.append("| " + " | ".join([r["run"], r["snapshot"], str(r["step"]), r["synthesis"]]
-                                       + [f"{s[k]:+.2f}" for k in ["single", "composite", *DEGRADATIONS]]
+                                       + [f"{s[k]:+.2f}" for k in ["mean", "single", "composite", *DEGRADATIONS]]
                                        + [f"{s['clean_psnr_out']:.1f}"]) + " |")
     return "\n".join(lines)
 
@@ -80,7 +86,8 @@ def publish(rows: list[dict], script: str, argv: list[str] | None, a: argparse.N
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", action="append", default=[], help="a run folder with marks/ and last/ (repeatable)")
+    p.add_argument("--run", action="append", default=[],
+                   help="a run folder with marks/ and last/, or a checkpoint folder (repeatable)")
     p.add_argument("--train", help="rar-edge train arguments of a recipe to train first (with --out, --marks)")
     p.add_argument("--out", help="run folder for --train")
     p.add_argument("--marks", default="15,30,60", help="minutes (for --train): snapshots; the last is the budget")

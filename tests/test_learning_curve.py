@@ -36,6 +36,10 @@ def test_learning_curve_trains_to_marks_and_evaluates_each(photo_dir, tmp_path, 
     gains = {d: ref["cases"][d]["psnr_out"] - ref["cases"][d]["psnr_in"] for d in DEGRADATIONS}
     np.testing.assert_allclose([rows[5]["summary"][d] for d in DEGRADATIONS], [gains[d] for d in DEGRADATIONS])
     assert abs(rows[5]["summary"]["single"] - np.mean(list(gains.values()))) < 1e-9
+    assert rows[5]["summary"]["mean"] == pytest.approx((rows[5]["summary"]["single"] + rows[5]["summary"]["composite"]) / 2)
+    # A checkpoint folder given as a run is its own one snapshot (a baseline beside the runs).
+    assert lc.snapshots(out / "last") == [("checkpoint", out / "last")]
+    assert [label for label, _ in lc.snapshots(out)] == ["0.03min", "0.1min", "last"]
     assert rows[5]["summary"]["clean_psnr_out"] == pytest.approx(ref["cases"]["clean"]["psnr_out"])
     assert all(res["steps"] == 1 for res in ref["cases"].values())
     assert "| run | snapshot | step | test synthesis |" in capsys.readouterr().out
