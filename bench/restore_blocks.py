@@ -26,31 +26,21 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from onnx_int8 import median_ms, ort_session  # noqa: E402
 from roofline import xnnpack_call  # noqa: E402
 
+from rar_edge.export.onnx import OPSET  # noqa: E402
+from rar_edge.export.onnx_static import quantize_graph  # noqa: E402
 from rar_edge.model import RAR, create_model  # noqa: E402
 from rar_edge.model.complexity import entry_macs  # noqa: E402
-
-
-class RestoreStep(nn.Module):
-    """The restore entry point alone, as the exports run it."""
-
-    def __init__(self, model: RAR) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.model.restore(z, cond)
+from rar_edge.model.entry_points import EntryPoint, example_inputs  # noqa: E402
+from rar_edge.train.checkpoint import load_model  # noqa: E402
 
 
 def load(preset: str, checkpoint: str | None) -> RAR:
     if checkpoint:
-        from rar_edge.train.checkpoint import load_model
-
         model, cfg = load_model(checkpoint)
         if cfg["preset"] != preset:
             raise SystemExit(f"{checkpoint} holds a {cfg['preset']} model, not {preset}")
@@ -63,12 +53,8 @@ def load(preset: str, checkpoint: str | None) -> RAR:
     return model
 
 
-def ort_calls(step: RestoreStep, args: tuple[torch.Tensor, ...], folder: Path, threads: int) -> dict[str, Callable]:
-    from rar_edge.export.onnx_static import quantize_graph
-
+def ort_calls(step: EntryPoint, args: tuple[torch.Tensor, ...], folder: Path, threads: int) -> dict[str, Callable]:
     fp32 = folder / f"restore_fp32_{id(step)}.onnx"
-    from rar_edge.export.onnx import OPSET
-
     program = torch.onnx.export(step, args, dynamo=True, opset_version=OPSET, input_names=["z", "cond"],
                                 output_names=["z_next"], verbose=False)
     program.save(str(fp32))  # as the ONNX export writes its graphs: weights inside the file
@@ -83,11 +69,10 @@ def ort_calls(step: RestoreStep, args: tuple[torch.Tensor, ...], folder: Path, t
 
 
 def measure(model: RAR, size: int, runs: int, rounds: int, threads: int) -> dict:
-    c = model.config
-    side = size // c.stride
     torch.manual_seed(1)
-    args = (0.3 * torch.randn(1, c.latent_channels, side, side), torch.rand(1, c.cond_dim) * 2 - 1)
-    step = RestoreStep(model).eval()
+    z, cond = example_inputs(model, "restore", size, size)
+    args = (0.3 * (2 * z - 1), cond.clamp(-1, 1))  # about the ranges a trained model's latents and embeddings have
+    step = EntryPoint(model, "restore").eval()
     row: dict = {"gmac": entry_macs(model, "restore", size, size) / 1e9,
                  "params": sum(p.numel() for p in model.restorer.parameters())}
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,9 +97,17 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # the exporter narrates every stage
+    if any("=" not in x for x in a.checkpoint):
+        raise SystemExit(f"--checkpoint takes PRESET=DIR, got {a.checkpoint}")
     checkpoints = dict(x.split("=", 1) for x in a.checkpoint)
-    rows = {name: measure(load(name, checkpoints.get(name)), a.size, a.runs, a.rounds, a.threads)
-            for name in a.presets.split(",")}
+    presets = a.presets.split(",")
+    if set(checkpoints) - set(presets):
+        raise SystemExit(f"--checkpoint names presets not in --presets: {sorted(set(checkpoints) - set(presets))}")
+    try:
+        rows = {name: measure(load(name, checkpoints.get(name)), a.size, a.runs, a.rounds, a.threads)
+                for name in presets}
+    except (KeyError, ValueError) as e:  # an unknown preset, a size that is not a multiple of 16
+        raise SystemExit(str(e.args[0])) from None
     print(f"restore step, {a.size}² tile: ms (best of {a.rounds} medians of {a.runs} calls); fp32 / int8 time")
     print("| preset | restorer params | GMAC | XNNPACK fp32 | XNNPACK int8 | × | onnxruntime fp32 | onnxruntime int8 | × |")
     print("|---|---|---|---|---|---|---|---|---|")

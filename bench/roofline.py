@@ -48,10 +48,10 @@ def conv_macs(layer: nn.Conv2d, side: int) -> int:
 
 # --- XNNPACK through ExecuTorch ---
 
-def xnnpack_call(module: nn.Module, args: tuple[torch.Tensor, ...], int8: bool, folder: Path,
-                 quantizer=None) -> Callable[[], object]:
+def xnnpack_call(module: nn.Module, args: tuple[torch.Tensor, ...], int8: bool, folder: Path) -> Callable[[], object]:
     """``module`` on ``args`` as a one-method .pte through XNNPACK; int8: post-training PT2E quantization with
-    ``quantizer`` (default: the project's XNNPACK quantizer), calibrated on four perturbed copies of ``args``."""
+    the project's XNNPACK quantizer, calibrated on four perturbed copies of ``args`` (the calibration sets
+    scales, not the kernels run: the timings do not depend on it)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
     from executorch.runtime import Runtime
@@ -62,8 +62,7 @@ def xnnpack_call(module: nn.Module, args: tuple[torch.Tensor, ...], int8: bool, 
     if int8:
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        quantizer = quantizer if quantizer is not None else make_quantizer("xnnpack", qat=False)
-        prepared = prepare_pt2e(torch.export.export(module, args).module(), quantizer)
+        prepared = prepare_pt2e(torch.export.export(module, args).module(), make_quantizer("xnnpack", qat=False))
         for _ in range(4):
             prepared(*(a + 0.1 * a.std() * torch.randn_like(a) for a in args))
         module = convert_pt2e(prepared)

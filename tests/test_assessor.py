@@ -238,22 +238,55 @@ def test_configs_written_before_detail_statistics_load_without_them():
 
 def test_transfer_weights_gives_a_restorer_of_another_kind_a_fresh_start():
     """``--init`` of rar-edge-s-conv from a NAF checkpoint: codec and assessor come over, the restorer is new
-    (the identity); ``fresh`` restarts a same-kind restorer the same way, for the control run."""
+    (the identity), whatever its width; ``fresh`` restarts a same-kind part the same way, for the control run."""
     torch.manual_seed(6)
     old = _tiny().eval()
     for p in old.parameters():  # trained-looking everywhere
         p.data.add_(0.05 * torch.randn_like(p))
-    z = old.encode(torch.rand(2, 3, 32, 48))
+    image = torch.rand(2, 3, 32, 48)
+    z = old.encode(image)
     cond = old.assess(z)[2]
-    for new, fresh in ((_tiny(restore_block="conv").eval(), ()), (_tiny().eval(), ("restorer",))):
+    for new, fresh in ((_tiny(restore_block="conv", restore_width=8).eval(), ()),
+                       (_tiny(restore_block="conv", restore_width=24, restore_depths=(2, 1, 1)).eval(), ()),
+                       (_tiny().eval(), ("restorer",))):
         transfer_weights(new, old, fresh)
-        torch.testing.assert_close(new.encode(torch.ones(1, 3, 16, 16)), old.encode(torch.ones(1, 3, 16, 16)))
+        torch.testing.assert_close(new.encode(image), z)
+        torch.testing.assert_close(new.decode(z), old.decode(z))
         for a, b in zip(old.assess(z), new.assess(z)):
             torch.testing.assert_close(a, b)
         assert torch.equal(new.restore(z, cond), z)  # a new restorer: the identity
         assert not torch.equal(old.restore(z, cond), z)
     with pytest.raises(ValueError, match="unknown parts \\['head'\\]"):
         transfer_weights(_tiny(), old, ("head",))
+    with pytest.raises(TypeError, match="tuple of part names"):
+        transfer_weights(_tiny(), old, "restorer")
+
+
+def test_a_fresh_part_takes_nothing_of_the_source_and_bridges_nothing():
+    """A fresh assessor keeps this model's initialisation even where the source's has statistics this model
+    lacks (no bridging, no refusal); the other parts still come over."""
+    torch.manual_seed(7)
+    old = _tiny(assess_detail=True, assess_grid=True).eval()
+    for p in old.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    new = _tiny(assess_detail=False, assess_grid=False).eval()
+    with pytest.raises(ValueError, match="assess_detail=True"):
+        transfer_weights(new, old)
+    init = {k: v.clone() for k, v in new.assessor.state_dict().items()}
+    transfer_weights(new, old, ("assessor",))
+    assert all(torch.equal(v, init[k]) for k, v in new.assessor.state_dict().items())
+    z = old.encode(torch.rand(1, 3, 32, 32))
+    cond = torch.rand(1, new.config.cond_dim)
+    torch.testing.assert_close(new.restore(z, cond), old.restore(z, cond))
+
+
+def test_a_naf_models_json_reads_without_the_block_field():
+    """NAF configs leave ``restore_block`` out (versions before it reject unknown keys); conv ones carry it."""
+    from rar_edge.model.config import RARConfig
+
+    naf, conv = get_preset("rar-edge-s").config, get_preset("rar-edge-s-conv").config
+    assert "restore_block" not in naf.to_dict() and conv.to_dict()["restore_block"] == "conv"
+    assert RARConfig.from_dict(naf.to_dict()) == naf and RARConfig.from_dict(conv.to_dict()) == conv
 
 
 def test_trainer_refuses_bad_init_fresh(tmp_path):

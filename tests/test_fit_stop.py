@@ -209,7 +209,8 @@ def test_rules_replayed_on_several_processes_score_as_on_one():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(concurrent.futures, "ProcessPoolExecutor", SpyPool)
         assert score_rules(rules, traj, 0.05, harm_weight=1.0, workers=2) == one
-        assert pools == [{"workers": 2, "chunks": pools[0]["chunks"]}] and pools[0]["chunks"] >= 2  # it ran pooled
+        size = max(MIN_RULES_PER_WORKER, -(-len(rules) // 8))  # score_rules' chunks: 4 per worker, at least this
+        assert pools == [{"workers": 2, "chunks": -(-len(rules) // size)}] and pools[0]["chunks"] >= 2  # pooled
         score_rules(rules[:MIN_RULES_PER_WORKER], traj, 0.05, workers=2)
         assert len(pools) == 1  # too few rules to be worth a pool: one process
     assert fit_stop_rule(traj, cap, 0.05, harm_weight=1.0, workers=2) == fit_stop_rule(traj, cap, 0.05, harm_weight=1.0)

@@ -112,27 +112,30 @@ def test_bad_sizes_rejected():
 
 
 def test_conv_blocks_start_as_the_identity_and_follow_the_embedding():
-    """A ConvBlock is x until its output conv moves from zero; then its embedding shift changes the output."""
+    """A ConvBlock is x until its output conv moves from zero; then each image's embedding shifts its output."""
     from rar_edge.model.blocks import ConvBlock, Stage
 
     torch.manual_seed(0)
     block = ConvBlock(8, cond_dim=4).eval()
-    x, cond = torch.randn(2, 8, 6, 6), torch.randn(2, 4)
+    x = torch.randn(1, 8, 6, 6).repeat(2, 1, 1, 1)  # the same features for two images
+    cond = torch.randn(2, 4)  # two different embeddings
     assert torch.equal(block(x, cond), x)
     with torch.no_grad():
         block.out.weight.normal_(0, 0.1)
-        base = block(x, cond)
-        block.shift.bias.fill_(5.0)  # every hidden feature pushed above the relu's knee
-    assert not torch.allclose(block(x, cond), base)
+        unconditioned = block(x, cond)
+        assert torch.equal(unconditioned[0], unconditioned[1])  # shift still zero: the embedding does nothing
+        block.shift.weight.normal_(0, 1.0)
+        y = block(x, cond)
+    assert not torch.allclose(y[0], y[1])  # each image follows its own embedding
+    torch.testing.assert_close(y[1], block(x[1:], cond[1:])[0])  # and only its own
     with pytest.raises(ValueError, match="conditioned"):
         block(x)
     with pytest.raises(ValueError, match="unknown block kind 'dense'.*naf, conv"):
         Stage(8, 1, 4, block="dense")
 
 
-def test_conv_preset_holds_no_naf_block():
+def test_conv_preset_holds_no_naf_block_in_its_restorer():
     m = create_model("rar-edge-s-conv")
-    kinds = {type(b).__name__ for stage in (m.restorer.enc1, m.restorer.enc2, m.restorer.mid, m.restorer.dec2,
-                                            m.restorer.dec1) for b in stage.blocks}
-    assert kinds == {"ConvBlock"}
-    assert {type(b).__name__ for b in m.assessor.modules()} >= {"NAFBlock"}  # the assessor is rar-edge-s's
+    kinds = {type(b).__name__ for b in m.restorer.modules()}
+    assert "ConvBlock" in kinds and "NAFBlock" not in kinds
+    assert "NAFBlock" in {type(b).__name__ for b in m.assessor.modules()}  # the assessor is rar-edge-s's

@@ -89,10 +89,10 @@ class ConvBlock(nn.Module):
 
     Why a second block kind: int8 pays for dense convolutions and not for elementwise work. A NAFBlock is
     pointwise and depthwise convs between gates, channel attention, FiLM and residual scales, and XNNPACK's
-    int8 multiply costs twice its fp32 one, so rar-edge-s's int8 restore step runs only 1.4x its fp32 time;
-    this block is two convolutions, one add and a relu that fuses into the add, and at rar-edge-s's layout
-    it runs 1.9x faster in int8 than in fp32 and faster than the NAF restorer in both precisions although
-    it holds 1.3x the MACs (BENCHMARKS.md, "A restorer of dense convolutions"). The embedding shifts the
+    int8 multiply costs twice its fp32 one, so rar-edge-s's restore step runs only 1.4x faster in int8 than
+    in fp32; this block is two convolutions, a relu and two adds (the embedding's shift, the residual), and
+    at rar-edge-s's layout it runs 1.9x faster in int8 than in fp32 and faster than the NAF restorer in both
+    precisions although it holds 1.3x the MACs (BENCHMARKS.md, "A restorer of dense convolutions"). The embedding shifts the
     hidden features before the relu (an additive FiLM: it selects which features fire, with no multiply).
     W2 starts at zero: the block begins as the identity.
     """

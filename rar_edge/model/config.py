@@ -56,6 +56,8 @@ class RARConfig:
         d["restore_depths"] = list(self.restore_depths)
         d["degradations"] = list(self.degradations)
         d["judge"] = list(self.judge)
+        if self.restore_block == "naf":  # the default: NAF models' JSON stays readable by versions before the field
+            del d["restore_block"]
         return d
 
     @classmethod

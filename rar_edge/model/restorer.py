@@ -1,9 +1,9 @@
 """The latent restorer (UIR): one restoration step, shared across iterations.
 
-A 3-level U-Net of conditioned NAFBlocks on the latent. It predicts a velocity ``v`` and the
-step is ``z + v``: trained flow-style (see rar_edge/train/losses.py), ``v`` points from any
-latent on the straight path degraded -> clean toward the clean end, so every intermediate
-latent is a valid latent the assessor can re-read.
+A 3-level U-Net of conditioned blocks on the latent (NAF blocks, or dense conv blocks: blocks.BLOCKS).
+It predicts a velocity ``v`` and the step is ``z + v``: trained flow-style (see
+rar_edge/train/losses.py), ``v`` points from any latent on the straight path degraded -> clean toward
+the clean end, so every intermediate latent is a valid latent the assessor can re-read.
 
 Optionally a global path adds a per-image linear map of the latent, set by the assessor's
 embedding (GlobalStep): a map over the whole image that a U-Net of local blocks only builds slowly.

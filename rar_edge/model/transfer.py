@@ -10,7 +10,8 @@ old one did until training uses the new parts):
 - the detail statistics' grid contrast (``assess_grid``): appended last to the statistics, so the MLP's first
   layer and the direct map keep their weights in their first columns and start the new ones at zero;
 - a deeper restorer (``restore_depths`` at least the source's at every level): each stage keeps the source's
-  blocks first and appends new ones, which start as the identity (NAFBlock's residual scales are zero);
+  blocks first and appends new ones, which start as the identity (a NAFBlock's residual scales and a
+  ConvBlock's output conv are zero);
 - a wider restorer (``restore_width`` at least the source's): every restorer tensor keeps the source's
   weights on the source's channels (``_widen``) and this model's initialisation on the new ones, except the
   weights from new channels into old ones, which start at zero, so the new channels change nothing until
@@ -24,6 +25,7 @@ run that restarts a restorer from scratch beside one of another kind.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import fields
 
 import torch
@@ -32,11 +34,14 @@ from rar_edge.loop import StopRule
 
 from .rar import RAR
 
+log = logging.getLogger(__name__)
+
 #: The tensors whose inputs the detail statistics (and their grid contrast) grow.
 GROWN = "assessor.mlp.0.weight"
 DIRECT = "assessor.direct.weight"
-#: Architecture fields a model may add to a source without them (False or 0 there; module docstring).
-_ADDABLE = ("assess_detail", "assess_grid", "global_rank")
+#: Architecture fields a model may add to a source without them (False or 0 there; module docstring), and
+#: the part each belongs to (a part that starts fresh takes none of the source's, so any value fits).
+_ADDABLE = {"assess_detail": "assessor", "assess_grid": "assessor", "global_rank": "restorer"}
 
 #: Config fields that are not architecture (the loop's defaults, named as StopRule's fields, and its
 #: fitted judge) or that transfer_weights bridges.
@@ -54,12 +59,16 @@ def transfer_weights(model: RAR, source: RAR, fresh: tuple[str, ...] = ()) -> No
     def architecture(m: RAR) -> dict:
         return {k: v for k, v in m.config.to_dict().items() if k not in _NOT_COMPARED}
 
+    if isinstance(fresh, str):
+        raise TypeError(f"fresh must be a tuple of part names, got the string {fresh!r}")
     unknown = set(fresh) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)} to start fresh; choose from {', '.join(PARTS)}")
     if architecture(model) != architecture(source):
         raise ValueError("the two models' architectures differ")
     if model.config.restore_block != source.config.restore_block:
+        log.info("the source's restorer is of another block kind (%s, this model %s): the restorer starts fresh",
+                 source.config.restore_block, model.config.restore_block)
         fresh = tuple(set(fresh) | {"restorer"})
     state = source.state_dict()
     target = model.state_dict()
@@ -69,10 +78,10 @@ def transfer_weights(model: RAR, source: RAR, fresh: tuple[str, ...] = ()) -> No
         source_depths, source_width = model.config.restore_depths, model.config.restore_width
     else:
         source_depths, source_width = source.config.restore_depths, source.config.restore_width
-    for flag in _ADDABLE:
-        if getattr(source.config, flag) and getattr(source.config, flag) != getattr(model.config, flag):
-            raise ValueError(f"the source has {flag}={getattr(source.config, flag)} and this model "
-                             f"{getattr(model.config, flag)}")
+    for flag, part in _ADDABLE.items():
+        theirs, ours = getattr(source.config, flag), getattr(model.config, flag)
+        if part not in fresh and theirs and theirs != ours:
+            raise ValueError(f"the source has {flag}={theirs} and this model {ours}")
     if model.config.restore_width < source_width:
         raise ValueError(f"the source's restorer is wider ({source_width}) than this model's "
                          f"({model.config.restore_width})")
@@ -82,14 +91,16 @@ def transfer_weights(model: RAR, source: RAR, fresh: tuple[str, ...] = ()) -> No
                          f"model's ({list(deeper)})")
     # Blocks past the source's depth keep this model's initialisation: the identity.
     state.update({k: v for k, v in target.items() if _added_block(k, source_depths)})
-    if source.config.assess_detail != model.config.assess_detail:
+    bridged = "assessor" not in fresh  # a fresh assessor is replaced in full below: nothing to bridge
+    if bridged and source.config.assess_detail != model.config.assess_detail:
         state[GROWN] = _grown_columns(state[GROWN], target[GROWN])
         for key in (DIRECT, "assessor.direct.bias"):
             state[key] = torch.zeros_like(target[key])
-    elif source.config.assess_grid != model.config.assess_grid:
+    elif bridged and source.config.assess_grid != model.config.assess_grid:
         for key in (GROWN, DIRECT):
             state[key] = _grown_columns(state[key], target[key])
-    for part in fresh:
+    for part in fresh:  # the source's tensors of the part out (it may hold others), this model's in
+        state = {k: v for k, v in state.items() if not k.startswith(part + ".")}
         state.update({k: v for k, v in target.items() if k.startswith(part + ".")})
     if source.config.global_rank != model.config.global_rank:
         state.update({k: v for k, v in target.items() if k.startswith("restorer.global_step.")})
