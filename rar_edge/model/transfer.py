@@ -72,9 +72,7 @@ def transfer_weights(model: RAR, source: RAR, fresh: tuple[str, ...] = ()) -> No
         fresh = tuple(set(fresh) | {"restorer"})
     state = source.state_dict()
     target = model.state_dict()
-    if "restorer" in fresh:  # nothing of the source's restorer is read: no width or depth to bridge
-        state = {k: v for k, v in state.items() if not k.startswith("restorer.")}
-        state.update({k: v for k, v in target.items() if k.startswith("restorer.")})
+    if "restorer" in fresh:  # nothing of the source's restorer is read (swapped below): no width or depth to bridge
         source_depths, source_width = model.config.restore_depths, model.config.restore_width
     else:
         source_depths, source_width = source.config.restore_depths, source.config.restore_width
