@@ -10,7 +10,8 @@ Every snapshot runs a fixed number of restore steps (``--steps``, default 3: the
 curve measures what the restorer learned, not how well an unfitted stop rule stops. Prints one Markdown
 row per (run, snapshot, synthesis): the mean of the next two (the replacement rule's figure), mean gain
 over the single types, over the composites, per type, and the PSNR a clean photo keeps after the steps.
-A checkpoint folder given as ``--run`` is evaluated as one snapshot (a baseline beside the runs). Machine, date and command go with the table into BENCHMARKS.md.
+A checkpoint folder given as ``--run`` is evaluated as one snapshot (a baseline beside the runs).
+Machine, date and command go with the table into BENCHMARKS.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""bench/restore_blocks.py: the restore step of each block kind, lowered fp32 and int8 for XNNPACK and onnxruntime."""
+"""bench/restore_blocks.py: entry points of each block kind, lowered fp32 and int8 for XNNPACK and onnxruntime."""
 
 from __future__ import annotations
 
@@ -10,24 +10,78 @@ import pytest
 from conftest import load_bench
 
 
-def test_a_row_per_preset_with_every_runtime_and_precision(capsys, monkeypatch, tmp_path):
+def test_a_row_per_preset_and_entry_with_every_runtime_and_precision(capsys, monkeypatch, tmp_path):
     bench = load_bench("restore_blocks")
     monkeypatch.setattr(sys, "argv", ["restore_blocks", "--presets", "rar-tiny", "--size", "32", "--runs", "1",
-                                      "--rounds", "1", "--json", str(tmp_path / "r.json")])
-    bench.main()
-    row = json.loads((tmp_path / "r.json").read_text())["rar-tiny"]
-    runtimes = ["xnnpack fp32", "xnnpack int8", "onnxruntime fp32", "onnxruntime int8"]
-    assert all(row[k] > 0 for k in runtimes)  # no timing claim: bench/ makes those
+                                      "--rounds", "1", "--entries", "restore,assess", "--json", str(tmp_path / "r.json")])
+    bench.main()  # restore (two inputs) and assess (three outputs), each lowered four ways
+    rows = json.loads((tmp_path / "r.json").read_text())["rar-tiny"]
+    assert list(rows) == ["restore", "assess"]  # no loop row without all four entries
     from rar_edge.model import create_model
     from rar_edge.model.complexity import entry_macs
 
     model = create_model("rar-tiny")
-    assert row["gmac"] == pytest.approx(entry_macs(model, "restore", 32, 32) / 1e9, rel=1e-9)
-    assert row["params"] == sum(p.numel() for p in model.restorer.parameters())
-    printed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| rar-tiny |"))
-    cells = [c.strip() for c in printed.strip("|").split("|")]
-    assert float(cells[5]) == pytest.approx(row["xnnpack fp32"] / row["xnnpack int8"], abs=0.006)
-    assert float(cells[8]) == pytest.approx(row["onnxruntime fp32"] / row["onnxruntime int8"], abs=0.006)
+    printed = capsys.readouterr().out.splitlines()
+    for name, part in (("restore", model.restorer), ("assess", model.assessor)):
+        row = rows[name]
+        assert all(row[k] > 0 for k in bench.LOWERINGS)  # no timing claim: bench/ makes those
+        assert row["gmac"] == pytest.approx(entry_macs(model, name, 32, 32) / 1e9, rel=1e-9)
+        assert row["params"] == sum(p.numel() for p in part.parameters())
+        line = next(x for x in printed if x.startswith(f"| rar-tiny | {name} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert float(cells[6]) == pytest.approx(row["xnnpack fp32"] / row["xnnpack int8"], abs=0.006)
+        assert float(cells[9]) == pytest.approx(row["onnxruntime fp32"] / row["onnxruntime int8"], abs=0.006)
+    assert not any("2-step loop" in x for x in printed)
+
+
+def test_every_entry_and_the_loop_for_the_model_and_its_dense_what_if(capsys, monkeypatch, tmp_path):
+    # Lowering is covered above; here each call's figures are made up (distinct per entry, lowering and model)
+    # to check what the loop sums and which models the what-if times.
+    bench = load_bench("restore_blocks")
+    from rar_edge.model.blocks import ConvBlock
+
+    seen = []
+
+    def fake_measure(model, name, size, runs, rounds, threads):
+        dense = isinstance(model.assessor.scales[0].blocks[0], ConvBlock)
+        seen.append((name, dense))
+        base = {"encode": 1.0, "assess": 10.0, "restore": 100.0, "decode": 1000.0}[name] * (2 if dense else 1)
+        return {"gmac": 0.0, "params": 0, **{k: base * (i + 1) for i, k in enumerate(bench.LOWERINGS)}}
+
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    monkeypatch.setattr(sys, "argv", ["restore_blocks", "--presets", "rar-tiny", "--entries",
+                                      "encode,assess,restore,decode", "--dense-codec-assessor",
+                                      "--json", str(tmp_path / "r.json")])
+    bench.main()
+    assert sorted(seen) == sorted((e, d) for e in ("encode", "assess", "restore", "decode") for d in (False, True))
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert list(rows) == ["rar-tiny", "rar-tiny" + bench.WHAT_IF]
+    for label, factor in (("rar-tiny", 1), ("rar-tiny" + bench.WHAT_IF, 2)):
+        loop = rows[label]["loop"]
+        for i, lowering in enumerate(bench.LOWERINGS):  # 1 encode, 3 assess, 2 restore, 1 decode
+            assert loop[lowering] == pytest.approx(factor * (i + 1) * (1 + 30 + 200 + 1000))
+        # int8 with the assessor's fp32 calls: xnnpack int8 is lowering 2, its fp32 lowering 1; ort 4 and 3
+        assert loop["xnnpack int8, float assess"] == pytest.approx(factor * (2 * 1201 + 30))
+        assert loop["onnxruntime int8, float assess"] == pytest.approx(factor * (4 * 1201 + 3 * 30))
+    out = capsys.readouterr().out
+    # the XNNPACK loop row of the plain model: fp32 1231, int8 with float assess 2432, all int8 2462
+    assert "| rar-tiny | XNNPACK | 1231.0 | 2432.0 | 0.51 | 2462.0 | 0.50 |" in out
+
+
+def test_the_dense_what_if_swaps_codec_and_assessor_blocks_only():
+    bench = load_bench("restore_blocks")
+    from rar_edge.model.blocks import ConvBlock, NAFBlock
+
+    model = bench.dense_codec_assessor(bench.load("rar-tiny", None))
+    swapped = [model.encoder.body, model.decoder.body, *model.assessor.scales]
+    assert all(isinstance(b, ConvBlock) for s in swapped for b in s.blocks)
+    assert all(isinstance(b, NAFBlock) for b in model.restorer.modules() if isinstance(b, (NAFBlock, ConvBlock)))
+    import torch
+
+    image = torch.rand(1, 3, 32, 32)
+    z = model.encode(image)
+    quality, logits, cond = model.assess(z)
+    assert model.decode(model.restore(z, cond)).shape == image.shape and torch.isfinite(quality).all()
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, monkeypatch):
@@ -41,7 +95,8 @@ def test_bad_arguments_are_one_line_errors(tmp_path, monkeypatch):
     for argv, message in ((["--checkpoint", "rar-tiny"], "takes PRESET=DIR"),
                           (["--presets", "rar-tiny", "--checkpoint", "rar-edge-s=x"], "not in --presets"),
                           (["--presets", "rar-tiny", "--size", "40"], "multiple of 16"),
-                          (["--presets", "rar-nope"], "unknown preset 'rar-nope'")):
+                          (["--presets", "rar-nope"], "unknown preset 'rar-nope'"),
+                          (["--presets", "rar-tiny", "--entries", "assess,squash"], "--entries takes entry points")):
         monkeypatch.setattr(sys, "argv", ["restore_blocks", *argv])
         with pytest.raises(SystemExit, match=message):
             bench.main()

@@ -91,9 +91,10 @@ class ConvBlock(nn.Module):
     pointwise and depthwise convs between gates, channel attention, FiLM and residual scales, and XNNPACK's
     int8 multiply costs twice its fp32 one, so rar-edge-s's restore step runs only 1.4x faster in int8 than
     in fp32; this block is two convolutions, a relu and two adds (the embedding's shift, the residual), and
-    at rar-edge-s's layout it runs about 2x faster in int8 than in fp32 and faster than the NAF restorer in both
-    precisions although it holds 1.3x the MACs (BENCHMARKS.md, "A restorer of dense convolutions"). The embedding shifts the
-    hidden features before the relu (an additive FiLM: it selects which features fire, with no multiply).
+    at rar-edge-s's layout it runs about 2x faster in int8 than in fp32 and faster than the NAF restorer in
+    both precisions although it holds 1.3x the MACs (BENCHMARKS.md, "A restorer of dense convolutions").
+    The embedding shifts the hidden features before the relu (an additive FiLM: it selects which features
+    fire, with no multiply).
     W2 starts at zero: the block begins as the identity.
     """
 
