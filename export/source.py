@@ -24,7 +24,7 @@ class Source:
 def load_source(checkpoint: str | None, preset: str | None) -> Source:
     """Resolve --checkpoint / --preset into a model; with neither, the shipped default student."""
     if checkpoint is None:
-        name = preset or "rar-edge-s"
+        name = preset or rar_edge.SHIPPED_STUDENT
         weights = Path(rar_edge.__file__).parent / "weights" / name
         if not (weights / "config.json").exists():
             raise RarEdgeError(f"no shipped weights for {name} in this version of rar_edge yet: pass --checkpoint "

@@ -16,8 +16,11 @@ DEFAULT_SYNTHESIS = "v2"
 FOREIGN_SYNTHESIS = "albumentations"
 #: How each sample's restore error enters the loss (rar_edge/train/losses.py): as is, or through its log.
 RESTORE_LOSSES: tuple[str, ...] = ("ratio", "log")
+#: The preset of the int8 student that ships in rar_edge/weights/<preset> (``make demo``, exports with no
+#: checkpoint); changing it means shipping that preset's weights there.
+SHIPPED_STUDENT = "rar-edge-s"
 #: Crops of each photo ``rar-edge fit-stop`` holds the clean pass-through on (rar_edge/eval/fit_stop.py).
 FIT_CLEAN_CROPS = 8
 
 __all__ = ["__version__", "DEGRADATIONS", "SYNTHESES", "DEFAULT_SYNTHESIS", "FOREIGN_SYNTHESIS",
-           "RESTORE_LOSSES", "FIT_CLEAN_CROPS"]
+           "RESTORE_LOSSES", "SHIPPED_STUDENT", "FIT_CLEAN_CROPS"]

@@ -1,6 +1,6 @@
 """``make demo`` / ``python -m rar_edge.demo``: the shipped int8 student, exported and run by the runtime.
 
-1. exports the shipped rar-edge-s int8 student (rar_edge/weights/) to ExecuTorch and ONNX bundles, and to
+1. exports the shipped int8 student (rar_edge/weights/SHIPPED_STUDENT) to ExecuTorch and ONNX bundles, and to
    Core ML (verified by its spec on Linux, where Core ML cannot predict);
 2. restores every photo in samples/degraded through the torch-free runtime under a latency budget, with
    the ONNX bundle and with the ExecuTorch bundle;
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rar_edge import SHIPPED_STUDENT as PRESET
 from rar_edge.errors import RarEdgeError
 
 REPO = Path(__file__).resolve().parents[1]
-PRESET = "rar-edge-s"
 TILE = 256  # the samples' size: one tile each
 
 
@@ -121,7 +121,7 @@ def write_pictures(rows: list[dict], work: Path) -> None:
                     [f"{r['name']}: {r['psnr_in']:.1f} -> {r['psnr_out']:.1f} dB, {r['steps']} steps" for r in rows],
                     ["degraded", "restored (int8, runtime)", "clean original"], work / "before_after.png")
     line_plot({r["name"].split(".")[0]: r["quality"] for r in rows}, work / "quality_per_step.png",
-              "assessed quality per step (rar-edge-s int8, ONNX runtime)", "step", "quality (dB)")
+              f"assessed quality per step ({PRESET} int8, ONNX runtime)", "step", "quality (dB)")
 
 
 def main(argv: list[str] | None = None) -> int:

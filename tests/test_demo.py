@@ -23,7 +23,7 @@ def test_demo_reexports_when_the_shipped_weights_or_the_int8_graph_change(tmp_pa
 
     demo.export_bundles(out, ("onnx", "executorch"))
     assert calls == ["onnx", "executorch"]  # no stamp yet: exported
-    assert (out / "rar-edge-s-int8-onnx.weights-sha256").read_text().strip() == demo.weights_digest()
+    assert (out / f"{demo.PRESET}-int8-onnx.weights-sha256").read_text().strip() == demo.weights_digest()
 
     demo.export_bundles(out, ("onnx", "executorch"))
     assert calls == ["onnx", "executorch"]  # same weights: reused
@@ -37,7 +37,7 @@ def test_demo_reexports_when_the_shipped_weights_or_the_int8_graph_change(tmp_pa
     monkeypatch.setattr(demo, "weights_digest", lambda: "0" * 64)  # the shipped weights changed
     demo.export_bundles(out, ("onnx",))
     assert calls == ["onnx", "executorch", "onnx", "onnx"]
-    assert (out / "rar-edge-s-int8-onnx.weights-sha256").read_text().strip() == "0" * 64
+    assert (out / f"{demo.PRESET}-int8-onnx.weights-sha256").read_text().strip() == "0" * 64
 
 
 def test_demo_restores_every_sample_and_reports_what_the_runtime_did(tmp_path, capsys):

@@ -16,9 +16,9 @@ WEIGHTS = Path(rar_edge.__file__).parent / "weights"
 def test_shipped_weights_are_small_and_complete():
     files = [p for p in WEIGHTS.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) <= 15e6
-    student = WEIGHTS / "rar-edge-s"
+    student = WEIGHTS / rar_edge.SHIPPED_STUDENT
     config = json.loads((student / "config.json").read_text())
-    assert config["preset"] == "rar-edge-s" and config["quantization"]
+    assert config["preset"] == rar_edge.SHIPPED_STUDENT and config["quantization"]
     assert sorted(p.name for p in (student / "int8").glob("*.pt2")) == [
         "assess.pt2", "decode.pt2", "encode.pt2", "restore.pt2"]
     assert not any(p.suffix in (".pt", ".pth", ".pkl", ".bin") for p in files)  # no pickles
@@ -42,8 +42,8 @@ def test_shipped_files_name_no_machine_path():
 def test_headline_export_needs_no_other_argument(tmp_path):
     res = run_cli("export", "--target", "coreml", "-o", str(tmp_path))
     assert res.returncode == 0, res.stderr[-2000:]
-    manifest = verify_bundle(tmp_path / "rar-edge-s-fp16-coreml")
-    assert manifest["source"].endswith("weights/rar-edge-s") and manifest["input_shape"] == [512, 512]
+    manifest = verify_bundle(tmp_path / f"{rar_edge.SHIPPED_STUDENT}-fp16-coreml")
+    assert manifest["source"].endswith(f"weights/{rar_edge.SHIPPED_STUDENT}") and manifest["input_shape"] == [512, 512]
     assert "next:" in res.stdout
 
 
