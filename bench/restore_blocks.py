@@ -1,8 +1,8 @@
 """Each entry point per block kind: fp32 and int8 time on XNNPACK (ExecuTorch) and onnxruntime.
 
     python bench/restore_blocks.py [--presets rar-edge-s,rar-edge-s-conv] [--checkpoint rar-edge-s=DIR ...]
-                                   [--entries restore] [--dense-codec-assessor] [--size 512] [--runs 20]
-                                   [--rounds 3] [--threads 2] [--json OUT]
+                                   [--entries restore] [--size 512] [--runs 20] [--rounds 3] [--threads 2]
+                                   [--json OUT]
 
 Issue 23 asks why int8 gains so little over fp32; this measures the answer the blocks' design gives. Each
 preset's entry points (``--entries``, default the restore step; inputs of a ``--size`` tile) are lowered four
@@ -15,10 +15,9 @@ zero-initialised layers would let onnxruntime's optimiser drop them). The best o
 XNNPACK's: roofline.py).
 
 With all four entries, a "loop" row adds them up as the runtime calls them in a 2-step loop (1 encode, 3
-assess, 2 restore, 1 decode), int8 with the assessor float (as students ship) and all int8.
-``--dense-codec-assessor`` adds, per preset, an untrained what-if: its codec's and assessor's NAF blocks
-swapped for dense conv blocks (``ConvBlock``), to see what a model of dense blocks throughout would cost
-before training one. A measurement for BENCHMARKS.md ("A restorer of dense convolutions"), not a test.
+assess, 2 restore, 1 decode), int8 with the assessor float (as students ship) and all int8: e.g. what
+``rar-edge-s-dense`` (dense blocks throughout) would cost before one is trained. A measurement for
+BENCHMARKS.md ("A restorer of dense convolutions"), not a test.
 """
 
 from __future__ import annotations
@@ -43,7 +42,6 @@ from rar_edge.export.onnx import OPSET  # noqa: E402
 from rar_edge.export.onnx_static import quantize_graph  # noqa: E402
 from rar_edge.manifest import signatures  # noqa: E402
 from rar_edge.model import ENTRY_POINTS, RAR, create_model  # noqa: E402
-from rar_edge.model.blocks import ConvBlock, NAFBlock  # noqa: E402
 from rar_edge.model.complexity import entry_macs  # noqa: E402
 from rar_edge.model.entry_points import EntryPoint, example_inputs  # noqa: E402
 from rar_edge.train.checkpoint import load_model  # noqa: E402
@@ -53,7 +51,6 @@ PARTS = {"encode": "encoder", "assess": "assessor", "restore": "restorer", "deco
 #: Calls per entry point in a 2-step loop, as the runtime makes them.
 LOOP_CALLS = {"encode": 1, "assess": 3, "restore": 2, "decode": 1}
 LOWERINGS = ("xnnpack fp32", "xnnpack int8", "onnxruntime fp32", "onnxruntime int8")
-WHAT_IF = " + dense codec and assessor (untrained)"
 
 
 def load(preset: str, checkpoint: str | None) -> RAR:
@@ -68,22 +65,6 @@ def load(preset: str, checkpoint: str | None) -> RAR:
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return model
-
-
-def dense_codec_assessor(model: RAR) -> RAR:
-    """``model`` with every NAF block of its codec and assessor replaced by a dense ``ConvBlock`` (perturbed
-    from its identity start); the restorer is left as it is."""
-    torch.manual_seed(2)
-    stages = [model.encoder.body, model.decoder.body, *model.assessor.scales]
-    for stage in stages:
-        for i, block in enumerate(stage.blocks):
-            if isinstance(block, NAFBlock):
-                stage.blocks[i] = ConvBlock(block.expand.in_channels)
-    with torch.no_grad():
-        for stage in stages:
-            for p in stage.parameters():
-                p.add_(0.05 * torch.randn_like(p))
-    return model.eval()
 
 
 def entry_args(model: RAR, name: str, size: int) -> tuple[torch.Tensor, ...]:
@@ -167,8 +148,6 @@ def main() -> None:
     ap.add_argument("--checkpoint", action="append", default=[], metavar="PRESET=DIR",
                     help="take this preset's weights from a checkpoint (repeatable)")
     ap.add_argument("--entries", default="restore", help=f"comma-separated entry points ({', '.join(ENTRY_POINTS)})")
-    ap.add_argument("--dense-codec-assessor", action="store_true",
-                    help="also time each preset with its codec's and assessor's blocks dense (untrained what-if)")
     ap.add_argument("--size", type=int, default=512, help="tile side in pixels")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
@@ -190,13 +169,10 @@ def main() -> None:
     rows: dict[str, dict[str, dict]] = {}
     try:
         for name in presets:
-            models = {name: load(name, checkpoints.get(name))}
-            if a.dense_codec_assessor:
-                models[name + WHAT_IF] = dense_codec_assessor(load(name, checkpoints.get(name)))
-            for label, model in models.items():
-                rows[label] = {e: measure(model, e, a.size, a.runs, a.rounds, a.threads) for e in entries}
-                if set(entries) == set(ENTRY_POINTS):
-                    rows[label]["loop"] = loop_ms(rows[label])
+            model = load(name, checkpoints.get(name))
+            rows[name] = {e: measure(model, e, a.size, a.runs, a.rounds, a.threads) for e in entries}
+            if set(entries) == set(ENTRY_POINTS):
+                rows[name]["loop"] = loop_ms(rows[name])
     except (KeyError, ValueError) as e:  # an unknown preset, a size that is not a multiple of 16
         raise SystemExit(str(e.args[0])) from None
     print_tables(rows, a.size, a.runs, a.rounds)

@@ -281,12 +281,36 @@ def test_a_fresh_part_takes_nothing_of_the_source_and_bridges_nothing():
 
 
 def test_a_naf_models_json_reads_without_the_block_field():
-    """NAF configs leave ``restore_block`` out (versions before it reject unknown keys); conv ones carry it."""
-    from rar_edge.model.config import RARConfig
+    """NAF configs leave the block fields out (versions before them reject unknown keys); others carry theirs."""
+    from rar_edge.model.config import BLOCK_FIELDS, RARConfig
 
     naf, conv = get_preset("rar-edge-s").config, get_preset("rar-edge-s-conv").config
-    assert "restore_block" not in naf.to_dict() and conv.to_dict()["restore_block"] == "conv"
-    assert RARConfig.from_dict(naf.to_dict()) == naf and RARConfig.from_dict(conv.to_dict()) == conv
+    dense = get_preset("rar-edge-s-dense").config
+    assert not set(BLOCK_FIELDS) & set(naf.to_dict())
+    assert conv.to_dict()["restore_block"] == "conv" and not {"ae_block", "assess_block"} & set(conv.to_dict())
+    assert all(dense.to_dict()[name] == "conv" for name in BLOCK_FIELDS)
+    for c in (naf, conv, dense):
+        assert RARConfig.from_dict(c.to_dict()) == c
+
+
+def test_transfer_weights_starts_a_codec_or_assessor_of_another_kind_fresh():
+    """Each part whose block kind differs from the source's keeps this model's initialisation; the others
+    come over."""
+    torch.manual_seed(8)
+    old = _tiny().eval()
+    for p in old.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    image = torch.rand(2, 3, 32, 48)
+    z = old.encode(image)
+    cond = old.assess(z)[2]
+    for changed, parts in (("ae_block", ("encoder", "decoder")), ("assess_block", ("assessor",))):
+        new = _tiny(**{changed: "conv"}).eval()
+        init = {k: v.clone() for k, v in new.state_dict().items()}
+        transfer_weights(new, old)
+        for key, value in new.state_dict().items():
+            expected = init[key] if key.split(".")[0] in parts else old.state_dict()[key]
+            assert torch.equal(value, expected), key
+        torch.testing.assert_close(new.restore(z, cond), old.restore(z, cond))
 
 
 def test_trainer_refuses_bad_init_fresh(tmp_path):

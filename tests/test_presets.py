@@ -62,7 +62,7 @@ def test_untrained_restorer_is_identity():
     assert torch.equal(m.restore(z, torch.randn(1, m.config.cond_dim)), z)
 
 
-@pytest.mark.parametrize("name", ["rar-tiny", "rar-edge-s", "rar-edge-s-conv", "rar-teacher"])
+@pytest.mark.parametrize("name", ["rar-tiny", "rar-edge-s", "rar-edge-s-conv", "rar-edge-s-dense", "rar-teacher"])
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_entry_points_export_fixed_and_dynamic(name, entry):
     torch.manual_seed(0)
@@ -139,3 +139,10 @@ def test_conv_preset_holds_no_naf_block_in_its_restorer():
     kinds = {type(b).__name__ for b in m.restorer.modules()}
     assert "ConvBlock" in kinds and "NAFBlock" not in kinds
     assert "NAFBlock" in {type(b).__name__ for b in m.assessor.modules()}  # the assessor is rar-edge-s's
+
+
+def test_dense_preset_holds_no_naf_block_anywhere():
+    m = create_model("rar-edge-s-dense")
+    for part in (m.encoder, m.decoder, m.assessor, m.restorer):
+        kinds = {type(b).__name__ for b in part.modules()}
+        assert "ConvBlock" in kinds and "NAFBlock" not in kinds, part

@@ -34,9 +34,9 @@ def test_a_row_per_preset_and_entry_with_every_runtime_and_precision(capsys, mon
     assert not any("2-step loop" in x for x in printed)
 
 
-def test_every_entry_and_the_loop_for_the_model_and_its_dense_what_if(capsys, monkeypatch, tmp_path):
+def test_every_entry_and_the_loop_per_preset(capsys, monkeypatch, tmp_path):
     # Lowering is covered above; here each call's figures are made up (distinct per entry, lowering and model)
-    # to check what the loop sums and which models the what-if times.
+    # to check what the loop sums and that each preset's own model is timed.
     bench = load_bench("restore_blocks")
     from rar_edge.model.blocks import ConvBlock
 
@@ -49,14 +49,13 @@ def test_every_entry_and_the_loop_for_the_model_and_its_dense_what_if(capsys, mo
         return {"gmac": 0.0, "params": 0, **{k: base * (i + 1) for i, k in enumerate(bench.LOWERINGS)}}
 
     monkeypatch.setattr(bench, "measure", fake_measure)
-    monkeypatch.setattr(sys, "argv", ["restore_blocks", "--presets", "rar-tiny", "--entries",
-                                      "encode,assess,restore,decode", "--dense-codec-assessor",
-                                      "--json", str(tmp_path / "r.json")])
+    monkeypatch.setattr(sys, "argv", ["restore_blocks", "--presets", "rar-tiny,rar-edge-s-dense", "--entries",
+                                      "encode,assess,restore,decode", "--json", str(tmp_path / "r.json")])
     bench.main()
     assert sorted(seen) == sorted((e, d) for e in ("encode", "assess", "restore", "decode") for d in (False, True))
     rows = json.loads((tmp_path / "r.json").read_text())
-    assert list(rows) == ["rar-tiny", "rar-tiny" + bench.WHAT_IF]
-    for label, factor in (("rar-tiny", 1), ("rar-tiny" + bench.WHAT_IF, 2)):
+    assert list(rows) == ["rar-tiny", "rar-edge-s-dense"]
+    for label, factor in (("rar-tiny", 1), ("rar-edge-s-dense", 2)):
         loop = rows[label]["loop"]
         for i, lowering in enumerate(bench.LOWERINGS):  # 1 encode, 3 assess, 2 restore, 1 decode
             assert loop[lowering] == pytest.approx(factor * (i + 1) * (1 + 30 + 200 + 1000))
@@ -64,24 +63,8 @@ def test_every_entry_and_the_loop_for_the_model_and_its_dense_what_if(capsys, mo
         assert loop["xnnpack int8, float assess"] == pytest.approx(factor * (2 * 1201 + 30))
         assert loop["onnxruntime int8, float assess"] == pytest.approx(factor * (4 * 1201 + 3 * 30))
     out = capsys.readouterr().out
-    # the XNNPACK loop row of the plain model: fp32 1231, int8 with float assess 2432, all int8 2462
+    # the XNNPACK loop row of rar-tiny: fp32 1231, int8 with float assess 2432, all int8 2462
     assert "| rar-tiny | XNNPACK | 1231.0 | 2432.0 | 0.51 | 2462.0 | 0.50 |" in out
-
-
-def test_the_dense_what_if_swaps_codec_and_assessor_blocks_only():
-    bench = load_bench("restore_blocks")
-    from rar_edge.model.blocks import ConvBlock, NAFBlock
-
-    model = bench.dense_codec_assessor(bench.load("rar-tiny", None))
-    swapped = [model.encoder.body, model.decoder.body, *model.assessor.scales]
-    assert all(isinstance(b, ConvBlock) for s in swapped for b in s.blocks)
-    assert all(isinstance(b, NAFBlock) for b in model.restorer.modules() if isinstance(b, (NAFBlock, ConvBlock)))
-    import torch
-
-    image = torch.rand(1, 3, 32, 32)
-    z = model.encode(image)
-    quality, logits, cond = model.assess(z)
-    assert model.decode(model.restore(z, cond)).shape == image.shape and torch.isfinite(quality).all()
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, monkeypatch):

@@ -108,7 +108,7 @@ class Assessor(nn.Module):
     QUALITY_OFFSET, QUALITY_SCALE = 30.0, 10.0
 
     def __init__(self, latent_channels: int, width: int, depth: int, cond_dim: int, num_degradations: int,
-                 detail: bool = False, grid: bool = False) -> None:
+                 detail: bool = False, grid: bool = False, block: str = "naf") -> None:
         super().__init__()
         # Models trained before the detail statistics (or their grid contrast) existed load without them.
         if grid and not detail:
@@ -127,7 +127,7 @@ class Assessor(nn.Module):
         self.downs = nn.ModuleList()
         widths = [width, width * 2, width * 4]
         for i, w in enumerate(widths):
-            self.scales.append(Stage(w, depth))
+            self.scales.append(Stage(w, depth, block=block))
             if i + 1 < len(widths):
                 self.downs.append(downsample(w, widths[i + 1]))
         pooled = 2 * sum(widths) + stats_width

@@ -36,13 +36,13 @@ def init_linear_path(encoder_skip: nn.Conv2d, decoder_skip: nn.Conv2d, body_head
 class Encoder(nn.Module):
     """Image (N,3,H,W) in [0,1] -> latent (N,latent_channels,H/stride,W/stride)."""
 
-    def __init__(self, latent_channels: int, width: int, depth: int, stride: int = 4) -> None:
+    def __init__(self, latent_channels: int, width: int, depth: int, stride: int = 4, block: str = "naf") -> None:
         super().__init__()
         packed = 3 * stride * stride
         self.unshuffle = nn.PixelUnshuffle(stride)
         self.skip = nn.Conv2d(packed, latent_channels, 1)
         self.stem = nn.Conv2d(packed, width, 3, padding=1)
-        self.body = Stage(width, depth)
+        self.body = Stage(width, depth, block=block)
         self.head = nn.Conv2d(width, latent_channels, 3, padding=1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -53,12 +53,12 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Latent -> image (N,3,H,W), nominally in [0,1] (not clamped: clamp after the graph)."""
 
-    def __init__(self, latent_channels: int, width: int, depth: int, stride: int = 4) -> None:
+    def __init__(self, latent_channels: int, width: int, depth: int, stride: int = 4, block: str = "naf") -> None:
         super().__init__()
         packed = 3 * stride * stride
         self.skip = nn.Conv2d(latent_channels, packed, 1)
         self.stem = nn.Conv2d(latent_channels, width, 3, padding=1)
-        self.body = Stage(width, depth)
+        self.body = Stage(width, depth, block=block)
         self.head = nn.Conv2d(width, packed, 3, padding=1)
         self.shuffle = nn.PixelShuffle(stride)
 

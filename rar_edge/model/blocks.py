@@ -118,7 +118,7 @@ class ConvBlock(nn.Module):
         return x + self.out(torch.relu(h))
 
 
-#: Block kinds a restorer may be built of (RARConfig.restore_block).
+#: Block kinds a part may be built of (RARConfig's ae_block, assess_block, restore_block).
 BLOCKS: dict[str, type[nn.Module]] = {"naf": NAFBlock, "conv": ConvBlock}
 
 

@@ -8,6 +8,11 @@ from rar_edge import DEGRADATIONS
 from rar_edge.loop import Judge
 
 
+#: The block-kind fields, and the parts each builds.
+BLOCK_FIELDS: dict[str, tuple[str, ...]] = {"ae_block": ("encoder", "decoder"), "assess_block": ("assessor",),
+                                            "restore_block": ("restorer",)}
+
+
 @dataclass(frozen=True)
 class RARConfig:
     """Sizes of the four parts, and the loop's default stop rule."""
@@ -16,8 +21,12 @@ class RARConfig:
     stride: int = 4
     ae_width: int = 32
     ae_depth: int = 1
+    #: The codec's block kind (blocks.BLOCKS), as ``restore_block`` for the restorer.
+    ae_block: str = "naf"
     assess_width: int = 16
     assess_depth: int = 1
+    #: The assessor trunk's block kind (blocks.BLOCKS).
+    assess_block: str = "naf"
     #: Fixed detail statistics in the assessor (Assessor docstring); False in checkpoints made before them.
     assess_detail: bool = False
     #: The detail statistics' grid contrast (JPEG's blocks; DetailStats); False in checkpoints made before it.
@@ -56,8 +65,9 @@ class RARConfig:
         d["restore_depths"] = list(self.restore_depths)
         d["degradations"] = list(self.degradations)
         d["judge"] = list(self.judge)
-        if self.restore_block == "naf":  # the default: NAF models' JSON stays readable by versions before the field
-            del d["restore_block"]
+        for name in BLOCK_FIELDS:  # "naf", the default, is left out: NAF models' JSON stays readable by versions
+            if d[name] == "naf":  # before these fields
+                del d[name]
         return d
 
     @classmethod

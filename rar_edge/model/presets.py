@@ -76,6 +76,13 @@ PRESETS: dict[str, Preset] = {
             max_params=1_000_000, max_step_gmac_per_mp=7.5, max_codec_gmac_per_mp=5.0,
         ),
         Preset(
+            "rar-edge-s-dense",
+            replace(_EDGE_S, restore_block="conv", ae_block="conv", assess_block="conv"),
+            "rar-edge-s of dense conv blocks throughout: an all-int8 candidate (issue 23), trained from scratch "
+            "(--init carries only parts of the same block kind)",
+            max_params=1_000_000, max_step_gmac_per_mp=7.5, max_codec_gmac_per_mp=5.5,
+        ),
+        Preset(
             "rar-edge-m",
             RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=24, assess_depth=1,
                       assess_detail=True, assess_grid=True,

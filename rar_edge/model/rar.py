@@ -41,11 +41,11 @@ class RAR(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = Encoder(c.latent_channels, c.ae_width, c.ae_depth, c.stride)
-        self.decoder = Decoder(c.latent_channels, c.ae_width, c.ae_depth, c.stride)
+        self.encoder = Encoder(c.latent_channels, c.ae_width, c.ae_depth, c.stride, c.ae_block)
+        self.decoder = Decoder(c.latent_channels, c.ae_width, c.ae_depth, c.stride, c.ae_block)
         init_linear_path(self.encoder.skip, self.decoder.skip, [self.encoder.head, self.decoder.head])
         self.assessor = Assessor(c.latent_channels, c.assess_width, c.assess_depth, c.cond_dim, len(c.degradations),
-                                 c.assess_detail, c.assess_grid)
+                                 c.assess_detail, c.assess_grid, c.assess_block)
         self.restorer = Restorer(c.latent_channels, c.restore_width, c.restore_depths, c.cond_dim, c.global_rank,
                                  c.restore_block)
 

@@ -17,10 +17,11 @@ old one did until training uses the new parts):
   weights from new channels into old ones, which start at zero, so the new channels change nothing until
   training uses them. The gated layers' outputs (a NAFBlock's two halves) keep each half in its half.
 
-A restorer of another block kind (``restore_block``) has no weights to take over: it keeps this model's
-initialisation in full (the identity: its head starts at zero), and only the codec and the assessor come
-from the source. ``fresh`` does the same for named parts of a model of the same architecture: a control
-run that restarts a restorer from scratch beside one of another kind.
+A part of another block kind (``ae_block`` for the encoder and decoder, ``assess_block``, ``restore_block``;
+config.BLOCK_FIELDS) has no weights to take over: it keeps this model's initialisation in full (a restorer
+starts as the identity: its head is zero), and only the other parts come from the source. ``fresh`` does the
+same for named parts of a model of the same architecture: a control run that restarts a restorer from
+scratch beside one of another kind.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 
 from rar_edge.loop import StopRule
 
+from .config import BLOCK_FIELDS
 from .rar import RAR
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ _ADDABLE = {"assess_detail": "assessor", "assess_grid": "assessor", "global_rank
 #: Config fields that are not architecture (the loop's defaults, named as StopRule's fields, and its
 #: fitted judge) or that transfer_weights bridges.
 _NOT_COMPARED = (set(_ADDABLE) | {f.name for f in fields(StopRule)}
-                 | {"judge", "restore_depths", "restore_width", "restore_block"})
+                 | {"judge", "restore_depths", "restore_width"} | set(BLOCK_FIELDS))
 #: The parts ``transfer_weights`` may leave at this model's initialisation (``fresh``).
 PARTS = ("encoder", "decoder", "assessor", "restorer")
 #: The restorer's stages and the level (index into restore_depths) of each.
@@ -66,10 +68,12 @@ def transfer_weights(model: RAR, source: RAR, fresh: tuple[str, ...] = ()) -> No
         raise ValueError(f"unknown parts {sorted(unknown)} to start fresh; choose from {', '.join(PARTS)}")
     if architecture(model) != architecture(source):
         raise ValueError("the two models' architectures differ")
-    if model.config.restore_block != source.config.restore_block:
-        log.info("the source's restorer is of another block kind (%s, this model %s): the restorer starts fresh",
-                 source.config.restore_block, model.config.restore_block)
-        fresh = tuple(set(fresh) | {"restorer"})
+    for name, parts in BLOCK_FIELDS.items():
+        theirs, ours = getattr(source.config, name), getattr(model.config, name)
+        if theirs != ours:
+            log.info("the source's %s is of another block kind (%s, this model %s): it starts fresh",
+                     " and ".join(parts), theirs, ours)
+            fresh = tuple(set(fresh) | set(parts))
     state = source.state_dict()
     target = model.state_dict()
     if "restorer" in fresh:  # nothing of the source's restorer is read (swapped below): no width or depth to bridge
