@@ -26,7 +26,7 @@ DEFAULT_TILE = 512  # for dynamic bundles
 #: committed rar-edge-s (its manifest's ``source``) exported to fp32 ONNX with dynamic sizes (torch-free; on CPUs
 #: onnxruntime runs its fp32 graphs faster than its int8 ones: BENCHMARKS.md). tests/test_shipped.py checks it
 #: still matches those weights.
-DEFAULT_BUNDLE = Path(rar_edge.__file__).resolve().parent / "weights" / "bundles" / "rar-edge-s-fp32-onnx"
+DEFAULT_BUNDLE = Path(rar_edge.__file__).resolve().parent / "weights" / "bundles" / "rar-edge-s-conv-fp32-onnx"
 #: A rule that takes exactly one step and decodes it (warm-up and profiling: every entry point runs).
 FORCED_STEP = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, min_change=0.0, keep="last", min_better=0.0,
                    min_detect=0.0)
