@@ -17,7 +17,7 @@ FOREIGN_SYNTHESIS = "albumentations"
 #: How each sample's restore error enters the loss (rar_edge/train/losses.py): as is, or through its log.
 RESTORE_LOSSES: tuple[str, ...] = ("ratio", "log")
 #: The preset of the int8 student that ships in rar_edge/weights/<preset> (``make demo``, exports with no
-#: checkpoint); changing it means shipping that preset's weights there.
+#: checkpoint); changing it means shipping that preset's weights there (and the Makefile's STUDENT, README).
 SHIPPED_STUDENT = "rar-edge-s"
 #: Crops of each photo ``rar-edge fit-stop`` holds the clean pass-through on (rar_edge/eval/fit_stop.py).
 FIT_CLEAN_CROPS = 8

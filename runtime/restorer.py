@@ -23,8 +23,8 @@ from .tiling import Blender, grid, pad_to
 
 DEFAULT_TILE = 512  # for dynamic bundles
 #: The bundle ``Restorer.load()``, ``rar-edge restore`` and ``rar-edge assess`` use when none is named: the
-#: committed rar-edge-s (its manifest's ``source``) exported to fp32 ONNX with dynamic sizes (torch-free; on CPUs
-#: onnxruntime runs its fp32 graphs faster than its int8 ones: BENCHMARKS.md). tests/test_shipped.py checks it
+#: committed rar-edge-s-conv weights (its manifest's ``source``: checkpoints/rar-edge-s-conv-v2) exported to fp32
+#: ONNX with dynamic sizes (torch-free; on CPUs without VNNI onnxruntime runs fp32 faster than int8: BENCHMARKS.md). tests/test_shipped.py checks it
 #: still matches those weights.
 DEFAULT_BUNDLE = Path(rar_edge.__file__).resolve().parent / "weights" / "bundles" / "rar-edge-s-conv-fp32-onnx"
 #: A rule that takes exactly one step and decodes it (warm-up and profiling: every entry point runs).

@@ -293,9 +293,9 @@ def test_a_naf_models_json_reads_without_the_block_field():
         assert RARConfig.from_dict(c.to_dict()) == c
 
 
-def test_transfer_weights_starts_a_codec_or_assessor_of_another_kind_fresh():
-    """Each part whose block kind differs from the source's keeps this model's initialisation; the others
-    come over."""
+def test_transfer_weights_starts_a_part_of_another_kind_fresh():
+    """An assessor of another block kind keeps this model's initialisation and the other parts come over; a
+    codec of another kind is a new latent space, so every part keeps this model's initialisation."""
     torch.manual_seed(8)
     old = _tiny().eval()
     for p in old.parameters():
@@ -303,14 +303,19 @@ def test_transfer_weights_starts_a_codec_or_assessor_of_another_kind_fresh():
     image = torch.rand(2, 3, 32, 48)
     z = old.encode(image)
     cond = old.assess(z)[2]
-    for changed, parts in (("ae_block", ("encoder", "decoder")), ("assess_block", ("assessor",))):
+    everything = ("encoder", "decoder", "assessor", "restorer")
+    for changed, parts in (("ae_block", everything), ("assess_block", ("assessor",)),
+                           ("restore_block", ("restorer",))):
         new = _tiny(**{changed: "conv"}).eval()
         init = {k: v.clone() for k, v in new.state_dict().items()}
         transfer_weights(new, old)
         for key, value in new.state_dict().items():
             expected = init[key] if key.split(".")[0] in parts else old.state_dict()[key]
-            assert torch.equal(value, expected), key
-        torch.testing.assert_close(new.restore(z, cond), old.restore(z, cond))
+            assert torch.equal(value, expected), (changed, key)
+        if "restorer" in parts:  # a fresh restorer is the identity
+            assert torch.equal(new.restore(z, cond), z)
+        else:
+            torch.testing.assert_close(new.restore(z, cond), old.restore(z, cond))
 
 
 def test_trainer_refuses_bad_init_fresh(tmp_path):

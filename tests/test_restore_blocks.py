@@ -13,7 +13,8 @@ from conftest import load_bench
 def test_a_row_per_preset_and_entry_with_every_runtime_and_precision(capsys, monkeypatch, tmp_path):
     bench = load_bench("restore_blocks")
     monkeypatch.setattr(sys, "argv", ["restore_blocks", "--presets", "rar-tiny", "--size", "32", "--runs", "1",
-                                      "--rounds", "1", "--entries", "restore,assess", "--json", str(tmp_path / "r.json")])
+                                      "--rounds", "1", "--entries", "restore,assess",
+                                      "--json", str(tmp_path / "r.json")])
     bench.main()  # restore (two inputs) and assess (three outputs), each lowered four ways
     rows = json.loads((tmp_path / "r.json").read_text())["rar-tiny"]
     assert list(rows) == ["restore", "assess"]  # no loop row without all four entries

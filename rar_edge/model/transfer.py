@@ -17,9 +17,10 @@ old one did until training uses the new parts):
   weights from new channels into old ones, which start at zero, so the new channels change nothing until
   training uses them. The gated layers' outputs (a NAFBlock's two halves) keep each half in its half.
 
-A part of another block kind (``ae_block`` for the encoder and decoder, ``assess_block``, ``restore_block``;
-config.BLOCK_FIELDS) has no weights to take over: it keeps this model's initialisation in full (a restorer
-starts as the identity: its head is zero), and only the other parts come from the source. ``fresh`` does the
+A part of another block kind (``assess_block``, ``restore_block``; config.BLOCK_FIELDS) has no weights to take
+over: it keeps this model's initialisation in full (a restorer starts as the identity: its head is zero), and
+only the other parts come from the source. A codec of another kind (``ae_block``) makes a new latent space
+(its own random basis), which the source's assessor and restorer never saw: every part starts fresh. ``fresh`` does the
 same for named parts of a model of the same architecture: a control run that restarts a restorer from
 scratch beside one of another kind.
 """
@@ -71,8 +72,11 @@ def transfer_weights(model: RAR, source: RAR, fresh: tuple[str, ...] = ()) -> No
     for name, parts in BLOCK_FIELDS.items():
         theirs, ours = getattr(source.config, name), getattr(model.config, name)
         if theirs != ours:
-            log.info("the source's %s is of another block kind (%s, this model %s): it starts fresh",
-                     " and ".join(parts), theirs, ours)
+            # A new codec draws its own latent basis (init_linear_path): the source's assessor and restorer
+            # were trained on another latent space, so nothing of the source carries over.
+            parts = PARTS if name == "ae_block" else parts
+            log.info("%s differs (the source's %s, this model's %s): %s start fresh", name, theirs, ours,
+                     ", ".join(parts))
             fresh = tuple(set(fresh) | set(parts))
     state = source.state_dict()
     target = model.state_dict()
