@@ -24,8 +24,8 @@ from .tiling import Blender, grid, pad_to
 DEFAULT_TILE = 512  # for dynamic bundles
 #: The bundle ``Restorer.load()``, ``rar-edge restore`` and ``rar-edge assess`` use when none is named: the
 #: committed rar-edge-s-conv weights (its manifest's ``source``: checkpoints/rar-edge-s-conv-v2) exported to fp32
-#: ONNX with dynamic sizes (torch-free; on CPUs without VNNI onnxruntime runs fp32 faster than int8: BENCHMARKS.md). tests/test_shipped.py checks it
-#: still matches those weights.
+#: ONNX with dynamic sizes (torch-free; on CPUs without VNNI onnxruntime runs fp32 faster than int8:
+#: BENCHMARKS.md). tests/test_shipped.py checks it still matches those weights.
 DEFAULT_BUNDLE = Path(rar_edge.__file__).resolve().parent / "weights" / "bundles" / "rar-edge-s-conv-fp32-onnx"
 #: A rule that takes exactly one step and decodes it (warm-up and profiling: every entry point runs).
 FORCED_STEP = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, min_change=0.0, keep="last", min_better=0.0,

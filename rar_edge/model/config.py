@@ -8,9 +8,8 @@ from rar_edge import DEGRADATIONS
 from rar_edge.loop import Judge
 
 
-#: The block-kind fields, and the parts each builds.
-BLOCK_FIELDS: dict[str, tuple[str, ...]] = {"ae_block": ("encoder", "decoder"), "assess_block": ("assessor",),
-                                            "restore_block": ("restorer",)}
+#: The block-kind fields (blocks.BLOCKS names): the codec's, the assessor trunk's, the restorer's.
+BLOCK_FIELDS: tuple[str, ...] = ("ae_block", "assess_block", "restore_block")
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ old one did until training uses the new parts):
 A part of another block kind (``assess_block``, ``restore_block``; config.BLOCK_FIELDS) has no weights to take
 over: it keeps this model's initialisation in full (a restorer starts as the identity: its head is zero), and
 only the other parts come from the source. A codec of another kind (``ae_block``) makes a new latent space
-(its own random basis), which the source's assessor and restorer never saw: every part starts fresh. ``fresh`` does the
-same for named parts of a model of the same architecture: a control run that restarts a restorer from
-scratch beside one of another kind.
+(its own random basis), which the source's assessor and restorer never saw: every part starts fresh
+(``_FRESH_WHEN_CHANGED``). ``fresh`` does the same for named parts of a model of the same architecture: a
+control run that restarts a restorer from scratch beside one of another kind.
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ _NOT_COMPARED = (set(_ADDABLE) | {f.name for f in fields(StopRule)}
                  | {"judge", "restore_depths", "restore_width"} | set(BLOCK_FIELDS))
 #: The parts ``transfer_weights`` may leave at this model's initialisation (``fresh``).
 PARTS = ("encoder", "decoder", "assessor", "restorer")
+#: Per block-kind field, the parts that start fresh when the source's differs: a new codec draws its own
+#: latent basis (init_linear_path), so the source's assessor and restorer, trained on another latent space,
+#: carry nothing over either.
+_FRESH_WHEN_CHANGED = {"ae_block": PARTS, "assess_block": ("assessor",), "restore_block": ("restorer",)}
+assert set(_FRESH_WHEN_CHANGED) == set(BLOCK_FIELDS), "every block-kind field says what a change of it resets"
 #: The restorer's stages and the level (index into restore_depths) of each.
 _STAGES = {"enc1": 0, "dec1": 0, "enc2": 1, "dec2": 1, "mid": 2}
 
@@ -69,12 +74,9 @@ def transfer_weights(model: RAR, source: RAR, fresh: tuple[str, ...] = ()) -> No
         raise ValueError(f"unknown parts {sorted(unknown)} to start fresh; choose from {', '.join(PARTS)}")
     if architecture(model) != architecture(source):
         raise ValueError("the two models' architectures differ")
-    for name, parts in BLOCK_FIELDS.items():
+    for name, parts in _FRESH_WHEN_CHANGED.items():
         theirs, ours = getattr(source.config, name), getattr(model.config, name)
         if theirs != ours:
-            # A new codec draws its own latent basis (init_linear_path): the source's assessor and restorer
-            # were trained on another latent space, so nothing of the source carries over.
-            parts = PARTS if name == "ae_block" else parts
             log.info("%s differs (the source's %s, this model's %s): %s start fresh", name, theirs, ours,
                      ", ".join(parts))
             fresh = tuple(set(fresh) | set(parts))
