@@ -140,6 +140,21 @@ def cmd_distill(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reblock(a: argparse.Namespace) -> int:
+    from rar_edge.train.reblock import ReblockConfig, reblock
+
+    cfg = ReblockConfig(source=a.source, preset=a.preset, data=a.data, out=a.out, steps=a.steps, minutes=a.minutes,
+                        batch=a.batch, crop=a.crop, lr=a.lr, seed=a.seed, synthesis=a.synthesis,
+                        val_data=a.val_data, val_every=a.val_every, device=a.device, resume=a.resume)
+    metrics = reblock(cfg)
+    if metrics:  # the loss: the new blocks' mean error relative to the source blocks' residuals (1: the identity)
+        print(f"done: {a.out}/last (on validation: block error / residual {metrics['loss']:.3f}, "
+              f"the reblocked loop's mean PSNR gain {metrics['mean_gain']:+.2f} dB)")
+    print(f"next: rar-edge distill --preset {a.preset} --teacher {a.source} --init {a.out}/last --data {a.data} "
+          "--out DIST   (closes what the block fits compound, then quantizes)")
+    return 0
+
+
 def cmd_eval(a: argparse.Namespace) -> int:
     from rar_edge.eval.evaluate import evaluate, format_report
     from rar_edge.train.checkpoint import load_model
@@ -527,6 +542,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda if available; QAT runs where the quantizer runs)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted distillation exactly")
     p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("reblock", parents=[common],
+                       help="carry a trained model into another block kind (e.g. rar-edge-s-conv -> rar-edge-s-dense), "
+                            "fitting each new block to the one it replaces")
+    p.add_argument("--source", required=True, help="trained checkpoint folder to carry over")
+    p.add_argument("--preset", required=True, help="the model to carry it into: the source's architecture with "
+                                                   "other block kinds (rar-edge presets lists them)")
+    p.add_argument("--data", required=True, help="folder of clean photos (the source's loop runs on their crops)")
+    p.add_argument("--out", required=True, help="run folder: the reblocked model in OUT/last")
+    p.add_argument("--steps", type=int, default=2000, help="optimizer steps (a cap when --minutes is given)")
+    p.add_argument("--minutes", type=float, help="time budget (the LR decays over it)")
+    p.add_argument("--batch", type=int, default=8, help="degraded crops per step (their clean crops run too)")
+    p.add_argument("--crop", type=int, default=128, help="crop side in pixels (a multiple of 16)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW; warm-up, then cosine decay)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the crops and degradations")
+    p.add_argument("--synthesis", default=DEFAULT_SYNTHESIS, choices=SYNTHESES,
+                   help="degradation models of the crops (default %(default)s)")
+    p.add_argument("--val-data", help="held-out photos: the reblocked model's own loop is validated on them")
+    p.add_argument("--val-every", type=int, default=500, help="validate every this many steps")
+    p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT/last exactly")
+    p.set_defaults(func=cmd_reblock)
 
     p = sub.add_parser("eval", parents=[common],
                        help="evaluate a checkpoint per degradation type")

@@ -8,8 +8,10 @@ from rar_edge import DEGRADATIONS
 from rar_edge.loop import Judge
 
 
-#: The block-kind fields (blocks.BLOCKS names): the codec's, the assessor trunk's, the restorer's.
-BLOCK_FIELDS: tuple[str, ...] = ("ae_block", "assess_block", "restore_block")
+#: The block-kind fields (blocks.BLOCKS names) and the parts built of each one's blocks.
+BLOCK_PARTS: dict[str, tuple[str, ...]] = {"ae_block": ("encoder", "decoder"), "assess_block": ("assessor",),
+                                           "restore_block": ("restorer",)}
+BLOCK_FIELDS: tuple[str, ...] = tuple(BLOCK_PARTS)
 
 
 @dataclass(frozen=True)

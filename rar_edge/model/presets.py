@@ -27,6 +27,9 @@ class Preset:
 _EDGE_S = RARConfig(latent_channels=48, ae_width=32, ae_depth=1, assess_width=16, assess_depth=1,
                     assess_detail=True, assess_grid=True,
                     restore_width=32, restore_depths=(1, 1, 2), cond_dim=32, global_rank=40)
+_TINY = RARConfig(latent_channels=48, ae_width=16, ae_depth=1, assess_width=8, assess_depth=1,
+                  assess_detail=True, assess_grid=True,
+                  restore_width=16, restore_depths=(1, 1, 1), cond_dim=16, global_rank=16)
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -92,10 +95,14 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "rar-tiny",
-            RARConfig(latent_channels=48, ae_width=16, ae_depth=1, assess_width=8, assess_depth=1,
-                      assess_detail=True, assess_grid=True,
-                      restore_width=16, restore_depths=(1, 1, 1), cond_dim=16, global_rank=16),
+            _TINY,
             "for tests: trains in seconds",
+            max_params=250_000,
+        ),
+        Preset(
+            "rar-tiny-dense",
+            replace(_TINY, restore_block="conv", ae_block="conv", assess_block="conv"),
+            "rar-tiny of dense conv blocks throughout, for tests (rar-edge reblock from rar-tiny)",
             max_params=250_000,
         ),
     ]

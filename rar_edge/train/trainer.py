@@ -369,8 +369,10 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                            **{k: float(v.detach()) for k, v in losses.items()}}
                     with open(log_path, "a") as f:
                         f.write(json.dumps(row) + "\n")
-                    bar.set_postfix(loss=f"{row['total']:.3f}", dB=f"{row['psnr_in']:.1f}->{row['psnr_out']:.1f}",
-                                    img_s=f"{rate:.1f}")
+                    shown = {"loss": f"{row['total']:.3f}", "img_s": f"{rate:.1f}"}
+                    if "psnr_out" in row:  # tasks that restore (not rar-edge reblock's block fits)
+                        shown["dB"] = f"{row['psnr_in']:.1f}->{row['psnr_out']:.1f}"
+                    bar.set_postfix(shown)
                 bar.update(1)
                 done = step + 1
                 if done == cfg.warmup:
