@@ -22,10 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from bundle_quality import summary  # noqa: E402
 from report import evaluate, test_set  # noqa: E402
-from runtime_bench import FIXED as NO_STOP  # noqa: E402  (no target, gain, change, judge or gate stop)
-
-#: Rule overrides that run exactly max_steps steps and decode the last.
-FIXED = dict(NO_STOP, keep="last")
+from runtime_bench import FIXED  # noqa: E402  (exactly max_steps steps, the last one decoded)
 
 
 def loop_method(model, **overrides):

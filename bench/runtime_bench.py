@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-FIXED = dict(target_quality=1e9, min_gain=-1e9, min_change=0.0, min_better=0.0, min_detect=0.0)  # fixed steps
+#: Fixed steps, every entry point timed: no stop before the cap, and the last latent kept and decoded (a rule
+#: that keeps the best-assessed latent may keep the input's and skip the decode: a bundle timed without it).
+FIXED = dict(target_quality=1e9, min_gain=-1e9, min_change=0.0, min_better=0.0, min_detect=0.0, keep="last")
 
 
 def photo_u8(h: int, w: int) -> np.ndarray:

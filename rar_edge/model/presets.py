@@ -81,8 +81,8 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "rar-edge-s-dense",
             replace(_EDGE_S, restore_block="conv", ae_block="conv", assess_block="conv"),
-            "rar-edge-s of dense conv blocks throughout: an all-int8 candidate (issue 23), trained from scratch "
-            "(a codec of another kind is a new latent space: --init carries nothing)",
+            "rar-edge-s of dense conv blocks throughout: an all-int8 candidate (issue 23); rar-edge reblock carries "
+            "a rar-edge-s-conv checkpoint into it (--init cannot: a codec of another kind)",
             max_params=1_000_000, max_step_gmac_per_mp=7.5, max_codec_gmac_per_mp=5.5,
         ),
         Preset(
