@@ -44,6 +44,9 @@ class DistillConfig:
     qat_steps: int = 1000
     freeze_fraction: float = 0.25  # observers frozen for the last part of QAT
     keep_float: tuple[str, ...] = ()
+    #: int8 entry points whose ranges are observed after QAT (post-training) instead of trained: float through
+    #: QAT, then calibrated on ``data`` around the converted programs (docs/quantization.md).
+    post_training: tuple[str, ...] = ()
     init: str | None = None  # start the float phase from this student's weights (a new schedule)
     batch: int = 8
     crop: int = 128
@@ -79,8 +82,17 @@ def _check(cfg: DistillConfig) -> RAR:
     unknown = set(cfg.keep_float) - set(ENTRY_POINTS)
     if unknown:
         raise RarEdgeError(f"unknown entry points {sorted(unknown)} in --keep-float; choose from {', '.join(ENTRY_POINTS)}")
-    if set(cfg.keep_float) == set(ENTRY_POINTS):
-        raise RarEdgeError("--keep-float names every entry point: nothing would be quantized")
+    unknown = set(cfg.post_training) - set(ENTRY_POINTS)
+    if unknown:
+        raise RarEdgeError(f"unknown entry points {sorted(unknown)} in --post-training; "
+                           f"choose from {', '.join(ENTRY_POINTS)}")
+    both = set(cfg.post_training) & set(cfg.keep_float)
+    if both:
+        raise RarEdgeError(f"{', '.join(sorted(both))} in both --keep-float and --post-training: an entry point "
+                           "stays float or is quantized post-training, not both")
+    if set(cfg.keep_float) | set(cfg.post_training) == set(ENTRY_POINTS):
+        raise RarEdgeError("--keep-float and --post-training name every entry point: nothing would be "
+                           "quantization-aware trained")
     if not 0 <= cfg.freeze_fraction <= 1:
         raise RarEdgeError("--freeze-fraction must be in [0, 1]")
     out = Path(cfg.out)
@@ -102,7 +114,7 @@ def build_quant_student(cfg: DistillConfig, teacher: RAR, qat_ckpt: Path | None 
     student, _ = load_model(float_last)
     proj = Projections(student.config, teacher.config)
     load_extras(float_last, {"proj": proj})
-    quant = QuantRAR.prepare(student, make_quantizer(cfg.backend), tuple(cfg.keep_float))
+    quant = QuantRAR.prepare(student, make_quantizer(cfg.backend), tuple(cfg.keep_float) + tuple(cfg.post_training))
     if qat_ckpt is not None:
         load_extras(qat_ckpt, {"proj": proj, "qat": quant})
     return quant, proj
@@ -158,8 +170,15 @@ def distill(cfg: DistillConfig) -> dict:
     quant, _ = build_quant_student(cfg, teacher.cpu(), qat_last)
     quant.eval()
     converted = quant.convert()
+    if cfg.post_training:
+        from .ptq import calibrate_int8
+
+        log.info("post-training ranges for %s on %s", ", ".join(cfg.post_training), cfg.data)
+        keep = tuple(n for n in ENTRY_POINTS if n not in cfg.post_training)
+        converted = calibrate_int8(quant.to_float(), cfg.data, crop=cfg.crop, keep_float=keep, around=converted)
     quantization = {**describe(cfg.backend), "qat_steps": cfg.qat_steps, "observers_frozen_at": freeze_at,
-                    "quantized": list(quant.quantized), "kept_float": list(cfg.keep_float), "programs": "int8"}
+                    "quantized": list(converted.quantized), "kept_float": list(cfg.keep_float),
+                    "post_training": list(cfg.post_training), "programs": "int8"}
     with atomic_dir(out / "student") as tmp:
         sizes = converted.save_programs(tmp / "int8")
         quantization["program_bytes"] = sizes

@@ -45,16 +45,21 @@ PTQ_KEEP_FLOAT: tuple[str, ...] = ("assess",)
 
 
 def calibrate_int8(model: RAR, folder: str | Path, crops: int = 32, crop: int = 128,
-                   keep_float: tuple[str, ...] = PTQ_KEEP_FLOAT) -> QuantRAR:
+                   keep_float: tuple[str, ...] = PTQ_KEEP_FLOAT, around: QuantRAR | None = None) -> QuantRAR:
     """int8 (XNNPACK quantizer, per-channel weights) programs of ``model`` with ranges from ``folder``;
-    the ``keep_float`` entry points stay float graphs."""
+    the ``keep_float`` entry points stay float graphs.
+
+    ``around``: take the ``keep_float`` entry points from these programs instead (e.g. a student's QAT-converted
+    int8 encode and restore), so the calibrated parts observe the latents they will see deployed.
+    """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = make_quantizer("xnnpack", qat=False)
     model = copy.deepcopy(model).cpu().eval()
-    quantized = tuple(n for n in ENTRY_POINTS if n not in keep_float)
-    graphs = {name: export_graph(model, name) for name in ENTRY_POINTS}
-    parts = {name: prepare_pt2e(g, quantizer) if name in quantized else g for name, g in graphs.items()}
+    calibrated = tuple(n for n in ENTRY_POINTS if n not in keep_float)
+    parts = {name: prepare_pt2e(export_graph(model, name), quantizer) if name in calibrated
+             else around.parts[name] if around is not None else export_graph(model, name) for name in ENTRY_POINTS}
+    quantized = tuple(n for n in ENTRY_POINTS if n in calibrated or (around is not None and n in around.quantized))
     prepared = QuantRAR(model.config, parts, quantized).eval()
     seen = 0
     with torch.no_grad():
@@ -66,6 +71,6 @@ def calibrate_int8(model: RAR, folder: str | Path, crops: int = 32, crop: int = 
             prepared.assess(z)
             prepared.decode(z)
             seen += images.shape[0]
-    log.info("calibrated int8 ranges on %d crops of %s", seen, folder)
-    return QuantRAR(model.config, {n: convert_pt2e(p) if n in quantized else p for n, p in prepared.parts.items()},
+    log.info("calibrated int8 ranges of %s on %d crops of %s", ", ".join(calibrated), seen, folder)
+    return QuantRAR(model.config, {n: convert_pt2e(p) if n in calibrated else p for n, p in prepared.parts.items()},
                     quantized).eval()

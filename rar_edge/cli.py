@@ -129,7 +129,8 @@ def cmd_distill(a: argparse.Namespace) -> int:
 
     cfg = DistillConfig(teacher=a.teacher, data=a.data, out=a.out, preset=a.preset, backend=a.backend, steps=a.steps,
                         qat_steps=a.qat_steps, freeze_fraction=a.freeze_fraction,
-                        keep_float=tuple(x for x in a.keep_float.split(",") if x), init=a.init, batch=a.batch, crop=a.crop,
+                        keep_float=tuple(x for x in a.keep_float.split(",") if x),
+                        post_training=tuple(x for x in a.post_training.split(",") if x), init=a.init, batch=a.batch, crop=a.crop,
                         lr=a.lr, qat_lr=a.qat_lr, seed=a.seed, val_data=a.val_data, val_every=a.val_every,
                         ckpt_every=a.ckpt_every, report_images=a.report_images, report_crop=a.report_crop,
                         device=a.device, resume=a.resume)
@@ -527,6 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat-steps", type=int, default=1000, help="quantization-aware steps")
     p.add_argument("--freeze-fraction", type=float, default=0.25, help="last fraction of QAT with frozen observers")
     p.add_argument("--keep-float", default="", help="comma-separated entry points to keep in float")
+    p.add_argument("--post-training", default="", metavar="PARTS",
+                   help="comma-separated entry points to train in float and quantize after QAT with observed "
+                        "ranges (e.g. assess: keeps its calibration; docs/quantization.md)")
     p.add_argument("--init", help="start the float phase from this student (e.g. a previous distillation's "
                                   "student/), with a new schedule")
     p.add_argument("--batch", type=int, default=8, help="crops per step")

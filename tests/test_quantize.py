@@ -14,7 +14,7 @@ from rar_edge.loop import StopRule
 from rar_edge.model import create_model
 from rar_edge.model.config import RARConfig
 from rar_edge.model.rar import RAR
-from rar_edge.quantize.distill import DistillConfig, distill
+from rar_edge.quantize.distill import DistillConfig, build_quant_student, distill
 from rar_edge.quantize.qat import QuantRAR, count_qdq, export_graph, load_programs
 from rar_edge.quantize.quantizers import make_quantizer
 from rar_edge.train import trainer
@@ -228,9 +228,36 @@ def test_bad_teachers_fail_cleanly(tmp_path, photo_dir, tiny_checkpoint):
 
     res = _distill_cli(tiny_checkpoint, photo_dir, out, "--keep-float", "encoder")
     assert res.returncode == 2 and "--keep-float" in res.stderr
-    for r in (res,):
+    both = _distill_cli(tiny_checkpoint, photo_dir, out, "--keep-float", "assess", "--post-training", "assess")
+    assert both.returncode == 2 and "assess in both --keep-float and --post-training" in both.stderr
+    every = _distill_cli(tiny_checkpoint, photo_dir, out, "--keep-float", "encode,decode",
+                         "--post-training", "assess,restore")
+    assert every.returncode == 2 and "nothing would be quantization-aware trained" in every.stderr
+    for r in (res, both, every):
         assert len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_post_training_assess_is_int8_with_observed_ranges(tiny_checkpoint, photo_dir, tmp_path):
+    """--post-training assess: the assessor trains in float through QAT and is quantized after it, calibrated
+    around the converted programs; the student's programs and JSON say so, and the exporters take it as int8."""
+    out = tmp_path / "pt"
+    distill(DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(out), preset="rar-tiny",
+                          steps=2, qat_steps=2, batch=2, crop=32, post_training=("assess",), report_images=0,
+                          progress=False))
+    quantization = json.loads((out / "student" / "config.json").read_text())["quantization"]
+    assert quantization["post_training"] == ["assess"] and quantization["kept_float"] == []
+    assert set(quantization["quantized"]) == {"encode", "assess", "restore", "decode"}
+    model, _ = load_model(out / "student")
+    programs = load_programs(out / "student" / "int8", model, ())
+    assert all(count_qdq(programs.parts[name]) > 0 for name in ("encode", "assess", "restore", "decode"))
+    # During QAT the assessor had no fake-quant: the QAT checkpoint's prepared assess graph holds no observers.
+    qat, _ = build_quant_student(DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(out),
+                                               preset="rar-tiny", post_training=("assess",)), load_model(tiny_checkpoint)[0])
+    def fake_quant(name: str) -> bool:
+        return any("activation_post_process" in n for n, _ in qat.parts[name].named_modules())
+
+    assert "assess" not in qat.quantized and not fake_quant("assess") and fake_quant("restore")
 
 
 def test_distill_init_starts_from_a_previous_student(distilled, tiny_checkpoint, photo_dir, tmp_path, monkeypatch):
