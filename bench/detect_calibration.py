@@ -41,6 +41,8 @@ def load(spec: str, calibration: str):
     if kind == "int8":
         from rar_edge.quantize.qat import load_programs
 
+        if not (Path(path) / "int8").is_dir():
+            raise SystemExit(f"--model {spec}: {path} holds no int8 programs (int8/); drop :int8, or add :ptq")
         kept = tuple(config.get("quantization", {}).get("kept_float", ()))
         return load_programs(Path(path) / "int8", model, kept)
     if kind == "ptq":
@@ -52,9 +54,9 @@ def load(spec: str, calibration: str):
     return model
 
 
-def calibration_rows(model, clean_crops: int, photos: str, synthesis: str) -> dict[str, dict[str, float]]:
+def calibration_rows(model, crops: int, photos: str, synthesis: str) -> dict[str, dict[str, float]]:
     """Per single type: AUC against clean, mean probability on the type, mean quality; and clean's quality."""
-    _, degraded, names, _ = test_set(photos, clean_crops, 256, synthesis=synthesis)
+    _, degraded, names, _ = test_set(photos, crops, 256, synthesis=synthesis)
     x = torch.from_numpy(np.ascontiguousarray(degraded.transpose(0, 3, 1, 2)))
     qualities, probs = [], []
     with torch.no_grad():

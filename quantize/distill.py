@@ -79,20 +79,19 @@ def _check(cfg: DistillConfig) -> RAR:
                                f"pass a {cfg.preset} student or drop --init")
     if cfg.backend not in BACKENDS:
         raise RarEdgeError(f"unknown --backend {cfg.backend!r}; choose from {', '.join(BACKENDS)}")
-    unknown = set(cfg.keep_float) - set(ENTRY_POINTS)
-    if unknown:
-        raise RarEdgeError(f"unknown entry points {sorted(unknown)} in --keep-float; choose from {', '.join(ENTRY_POINTS)}")
-    unknown = set(cfg.post_training) - set(ENTRY_POINTS)
-    if unknown:
-        raise RarEdgeError(f"unknown entry points {sorted(unknown)} in --post-training; "
-                           f"choose from {', '.join(ENTRY_POINTS)}")
+    for flag, names in (("--keep-float", cfg.keep_float), ("--post-training", cfg.post_training)):
+        unknown = set(names) - set(ENTRY_POINTS)
+        if unknown:
+            raise RarEdgeError(f"unknown entry points {sorted(unknown)} in {flag}; "
+                               f"choose from {', '.join(ENTRY_POINTS)}")
     both = set(cfg.post_training) & set(cfg.keep_float)
     if both:
         raise RarEdgeError(f"{', '.join(sorted(both))} in both --keep-float and --post-training: an entry point "
                            "stays float or is quantized post-training, not both")
     if set(cfg.keep_float) | set(cfg.post_training) == set(ENTRY_POINTS):
         raise RarEdgeError("--keep-float and --post-training name every entry point: nothing would be "
-                           "quantization-aware trained")
+                           "quantization-aware trained; leave one out of them (post-training int8 alone: "
+                           "python -m rar_edge.export --calib DIR)")
     if not 0 <= cfg.freeze_fraction <= 1:
         raise RarEdgeError("--freeze-fraction must be in [0, 1]")
     out = Path(cfg.out)
@@ -114,7 +113,8 @@ def build_quant_student(cfg: DistillConfig, teacher: RAR, qat_ckpt: Path | None 
     student, _ = load_model(float_last)
     proj = Projections(student.config, teacher.config)
     load_extras(float_last, {"proj": proj})
-    quant = QuantRAR.prepare(student, make_quantizer(cfg.backend), tuple(cfg.keep_float) + tuple(cfg.post_training))
+    float_in_qat = tuple(cfg.keep_float) + tuple(cfg.post_training)
+    quant = QuantRAR.prepare(student, make_quantizer(cfg.backend), float_in_qat)
     if qat_ckpt is not None:
         load_extras(qat_ckpt, {"proj": proj, "qat": quant})
     return quant, proj

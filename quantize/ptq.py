@@ -19,7 +19,7 @@ from rar_edge.data.folder import PhotoFolder
 from rar_edge.errors import RarEdgeError
 from rar_edge.model import ENTRY_POINTS, RAR
 
-from .qat import QuantRAR, export_graph
+from .qat import QuantRAR, _drop_unused_weights, export_graph
 from .quantizers import make_quantizer
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def calibration_batches(folder: str | Path, crops: int = 32, crop: int = 128, ba
     """Degraded random crops of the photos in ``folder`` (plus the clean crops), ``batch`` at a time."""
     photos = PhotoFolder(folder)
     if not photos.images:
-        raise RarEdgeError(f"--calib {folder} holds no readable photos; pass a folder of photos (jpg/png)")
+        raise RarEdgeError(f"calibration folder {folder} holds no readable photos; pass a folder of photos (jpg/png)")
     gen = torch.Generator().manual_seed(seed)
     for start in range(0, crops, batch):
         clean = photos.random_crops(min(batch, crops - start), crop, gen)
@@ -72,5 +72,6 @@ def calibrate_int8(model: RAR, folder: str | Path, crops: int = 32, crop: int = 
             prepared.decode(z)
             seen += images.shape[0]
     log.info("calibrated int8 ranges of %s on %d crops of %s", ", ".join(calibrated), seen, folder)
-    return QuantRAR(model.config, {n: convert_pt2e(p) if n in calibrated else p for n, p in prepared.parts.items()},
-                    quantized).eval()
+    # convert_pt2e leaves the float weights it folded into int8 constants on the graph: drop them (QuantRAR.convert).
+    return QuantRAR(model.config, {n: _drop_unused_weights(convert_pt2e(p)) if n in calibrated else p
+                                   for n, p in prepared.parts.items()}, quantized).eval()

@@ -68,7 +68,7 @@ def build_report(teacher: RAR, quant: QuantRAR, converted: QuantRAR, data: str, 
     # and exported again per part: that made the report most of a short distillation's time).
     floats = {name: export_graph(student, name) for name in ENTRY_POINTS}
     sensitivity = {}
-    for part in quant.quantized:
+    for part in converted.quantized:  # the post-training parts too (float in the fake-quant model)
         mixed = QuantRAR(quant.config, {**floats, part: converted.parts[part]}, (part,)).eval()
         rep = evaluate(mixed, data, student.stop_rule(), crop=crop, max_images=max_images)
         sensitivity[part] = rows["student_fp32"]["psnr_out"] - summarize(rep)["psnr_out"]

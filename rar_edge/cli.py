@@ -130,7 +130,8 @@ def cmd_distill(a: argparse.Namespace) -> int:
     cfg = DistillConfig(teacher=a.teacher, data=a.data, out=a.out, preset=a.preset, backend=a.backend, steps=a.steps,
                         qat_steps=a.qat_steps, freeze_fraction=a.freeze_fraction,
                         keep_float=tuple(x for x in a.keep_float.split(",") if x),
-                        post_training=tuple(x for x in a.post_training.split(",") if x), init=a.init, batch=a.batch, crop=a.crop,
+                        post_training=tuple(x for x in a.post_training.split(",") if x),
+                        init=a.init, batch=a.batch, crop=a.crop,
                         lr=a.lr, qat_lr=a.qat_lr, seed=a.seed, val_data=a.val_data, val_every=a.val_every,
                         ckpt_every=a.ckpt_every, report_images=a.report_images, report_crop=a.report_crop,
                         device=a.device, resume=a.resume)

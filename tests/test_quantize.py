@@ -242,9 +242,10 @@ def test_post_training_assess_is_int8_with_observed_ranges(tiny_checkpoint, phot
     """--post-training assess: the assessor trains in float through QAT and is quantized after it, calibrated
     around the converted programs; the student's programs and JSON say so, and the exporters take it as int8."""
     out = tmp_path / "pt"
-    distill(DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(out), preset="rar-tiny",
-                          steps=2, qat_steps=2, batch=2, crop=32, post_training=("assess",), report_images=0,
-                          progress=False))
+    report = distill(DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(out), preset="rar-tiny",
+                                   steps=2, qat_steps=2, batch=2, crop=32, post_training=("assess",), report_images=1,
+                                   report_crop=32, progress=False))
+    assert set(report["sensitivity_db"]) == {"encode", "assess", "restore", "decode"}  # assess's int8 cost reported
     quantization = json.loads((out / "student" / "config.json").read_text())["quantization"]
     assert quantization["post_training"] == ["assess"] and quantization["kept_float"] == []
     assert set(quantization["quantized"]) == {"encode", "assess", "restore", "decode"}
@@ -252,8 +253,10 @@ def test_post_training_assess_is_int8_with_observed_ranges(tiny_checkpoint, phot
     programs = load_programs(out / "student" / "int8", model, ())
     assert all(count_qdq(programs.parts[name]) > 0 for name in ("encode", "assess", "restore", "decode"))
     # During QAT the assessor had no fake-quant: the QAT checkpoint's prepared assess graph holds no observers.
-    qat, _ = build_quant_student(DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(out),
-                                               preset="rar-tiny", post_training=("assess",)), load_model(tiny_checkpoint)[0])
+    cfg = DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(out), preset="rar-tiny",
+                        post_training=("assess",))
+    qat, _ = build_quant_student(cfg, load_model(tiny_checkpoint)[0], out / "qat" / "last")
+
     def fake_quant(name: str) -> bool:
         return any("activation_post_process" in n for n, _ in qat.parts[name].named_modules())
 

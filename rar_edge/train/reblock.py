@@ -4,14 +4,16 @@ A part of another block kind (config.BLOCK_PARTS: e.g. rar-edge-s-conv -> rar-ed
 assessor are dense conv blocks too) cannot take its source's block weights, and a codec trained anew is a new
 latent space in which the source's assessor and restorer mean nothing (transfer.py): from scratch, every part
 starts over. But only the blocks differ. Every other tensor (the codec's linear path, stems and heads, the
-assessor's downsamplers, statistics maps and MLP, the restorer's frame) has the same shape and role in both,
-so this
+assessor's downsamplers, statistics maps and MLP, the restorer's frame) has the same shape and role in both.
+So ``reblock``
 
 1. copies every source tensor outside the changed parts' blocks (the latent basis included), and
 2. fits each new block to the source block it replaces, on the inputs that block sees in the source's own
    loop on training batches (degraded and clean crops encoded, assessed, restored ``unroll`` times and
    decoded). A block's loss is its error relative to the source block's residual,
-   ``|new(x) - old(x)|^2 / |old(x) - x|^2``: 1 is no better than the identity, where every new block starts.
+   ``|new(x) - old(x)|^2 / |old(x) - x|^2``: 1 is no better than the identity, where every new block starts
+   (the residual floored at 1e-6 of the input's energy, so a source block that is nearly the identity cannot
+   take the loss over).
 
 Every block is fitted on the source's inputs, not its predecessor's outputs, so all of them train side by
 side from one source loop per batch, and the result is the source with each block replaced by its closest fit
@@ -116,8 +118,13 @@ class BlockFit(nn.Module):
         self.blocks = nn.ModuleList(new for _, _, new in pairs)  # the only trainable weights
         self.unroll = unroll
         self._calls: dict[str, list] = defaultdict(list)
-        for name, old, _ in pairs:
-            old.register_forward_hook(lambda _m, args, out, name=name: self._calls[name].append((args, out)))
+        self._hooks = [old.register_forward_hook(lambda _m, args, out, name=name: self._calls[name].append((args, out)))
+                       for name, old, _ in pairs]
+
+    def remove_hooks(self) -> None:
+        """Stop recording the source's block calls (the source is usable on its own again)."""
+        for hook in self._hooks:
+            hook.remove()
 
     @torch.no_grad()
     def source_loop(self, degraded: torch.Tensor, clean: torch.Tensor) -> None:
@@ -137,7 +144,8 @@ class BlockFit(nn.Module):
         self.source_loop(degraded, clean)
         per_part: dict[str, list[torch.Tensor]] = defaultdict(list)
         for name, block in zip(self.names, self.blocks):
-            errors = [(block(*args) - out).pow(2).mean() / ((out - args[0]).pow(2).mean() + 1e-12)
+            errors = [(block(*args) - out).pow(2).mean()
+                      / torch.maximum((out - args[0]).pow(2).mean(), 1e-6 * args[0].pow(2).mean() + 1e-12)
                       for args, out in self._calls[name]]
             per_part[name.split(".")[0]].append(torch.stack(errors).mean())
         self._calls.clear()
@@ -164,5 +172,6 @@ def reblock(cfg: ReblockConfig) -> dict:
     tc = TrainConfig(preset=cfg.preset, data=cfg.data, out=cfg.out, steps=cfg.steps, minutes=cfg.minutes,
                      batch=cfg.batch, crop=cfg.crop, lr=cfg.lr, warmup=cfg.warmup, unroll=cfg.unroll, seed=cfg.seed,
                      val_data=cfg.val_data, val_every=cfg.val_every, val_crop=cfg.crop, device=cfg.device,
-                     init=str(source_dir), resume=cfg.resume, progress=cfg.progress, synthesis=cfg.synthesis)
+                     init=str(source_dir), resume=cfg.resume, progress=cfg.progress, synthesis=cfg.synthesis,
+                     amp=False)  # fp32 targets: bf16's rounding is the size of the fits' errors (~1 %)
     return train(tc, task)
