@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -132,3 +133,18 @@ def test_cli_refuses_another_architecture(tiny_checkpoint, photo_dir, tmp_path):
     assert status != 0
     assert "differs from the source in" in stderr and len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "rb").exists()  # refused before anything was written
+
+
+def test_resume_goes_on_with_the_same_source_only(tiny_checkpoint, photo_dir, tmp_path):
+    out = tmp_path / "rb"
+    args = ("--preset", "rar-tiny-dense", "--data", photo_dir, "--out", out, "--batch", "2", "--crop", "32",
+            "--val-every", "100", "--device", "cpu")
+    assert cli("reblock", "--source", tiny_checkpoint, "--steps", "2", *args)[0] == 0
+    other = tmp_path / "other_source"
+    shutil.copytree(tiny_checkpoint, other)
+    status, _, stderr = cli("reblock", "--source", other, "--steps", "4", "--resume", *args)
+    assert status != 0 and "fits blocks to --source" in stderr and len(stderr.strip().splitlines()) == 1
+    assert load_model(out / "last")[1]["step"] == 2  # refused before any step
+    status, _, stderr = cli("reblock", "--source", tiny_checkpoint, "--steps", "4", "--resume", *args)
+    assert status == 0, stderr
+    assert load_model(out / "last")[1]["step"] == 4

@@ -23,6 +23,7 @@ closes (the same latent basis: the distillation's latent projection starts as th
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ from rar_edge.loop import StopRule
 from rar_edge.model import RAR, get_preset
 from rar_edge.model.blocks import Stage
 from rar_edge.model.config import BLOCK_PARTS, RARConfig
+from rar_edge.paths import portable
 
 from .checkpoint import load_model
 from .task import TrainTask
@@ -153,12 +155,23 @@ class BlockFit(nn.Module):
         return {"total": torch.stack([e for v in per_part.values() for e in v]).mean(), **losses}
 
 
+def _named(path: str) -> str:
+    """A path as checkpoints record it (rar_edge.paths.portable), whether given relative or absolute."""
+    return portable(str(Path(path).resolve()))
+
+
 def reblock(cfg: ReblockConfig) -> dict:
     """Fit the preset's new blocks to ``cfg.source`` through the trainer (progress, checkpoints in OUT/last,
     --resume, --minutes); returns the last validation metrics (the reblocked model's own loop)."""
     source_dir = Path(cfg.source)
     source, _ = load_model(source_dir)
     config, parts = reblocked_config(source.config, cfg.preset)
+    last = Path(cfg.out) / "last"
+    if cfg.resume and (last / "trainer.json").exists():  # the blocks must go on fitting the same source
+        started = json.loads((last / "trainer.json").read_text()).get("train_config", {}).get("init")
+        if started is not None and _named(started) != _named(cfg.source):
+            raise RarEdgeError(f"{cfg.out} fits blocks to --source {started}, not {cfg.source}: resume with that "
+                               "source, or choose another --out")
 
     def task(tc: TrainConfig, device: torch.device) -> TrainTask:
         model = RAR(config).to(device)
