@@ -47,6 +47,10 @@ class DistillConfig:
     #: int8 entry points whose ranges are observed after QAT (post-training) instead of trained: float through
     #: QAT, then calibrated on ``data`` around the converted programs (docs/quantization.md).
     post_training: tuple[str, ...] = ()
+    #: Crop side of the post-training calibration: the size bundles are exported at. Ranges observed on 128²
+    #: crops failed the 512² export's parity (the assessor 1.1 dB off); observed on 512² ones they passed at
+    #: 256² and 512² (BENCHMARKS.md, "Dense blocks throughout, carried over").
+    calib_crop: int = 512
     init: str | None = None  # start the float phase from this student's weights (a new schedule)
     batch: int = 8
     crop: int = 128
@@ -88,6 +92,8 @@ def _check(cfg: DistillConfig) -> RAR:
     if both:
         raise RarEdgeError(f"{', '.join(sorted(both))} in both --keep-float and --post-training: an entry point "
                            "stays float or is quantized post-training, not both")
+    if cfg.post_training and (cfg.calib_crop <= 0 or cfg.calib_crop % 16):
+        raise RarEdgeError(f"--calib-crop {cfg.calib_crop}: give a positive multiple of 16 (the size you export at)")
     if set(cfg.keep_float) | set(cfg.post_training) == set(ENTRY_POINTS):
         raise RarEdgeError("--keep-float and --post-training name every entry point: nothing would be "
                            "quantization-aware trained; leave one out of them (post-training int8 alone: "
@@ -175,7 +181,8 @@ def distill(cfg: DistillConfig) -> dict:
 
         log.info("post-training ranges for %s on %s", ", ".join(cfg.post_training), cfg.data)
         keep = tuple(n for n in ENTRY_POINTS if n not in cfg.post_training)
-        converted = calibrate_int8(quant.to_float(), cfg.data, crop=cfg.crop, keep_float=keep, around=converted)
+        converted = calibrate_int8(quant.to_float(), cfg.data, crops=16, crop=cfg.calib_crop, keep_float=keep,
+                                   around=converted)
     quantization = {**describe(cfg.backend), "qat_steps": cfg.qat_steps, "observers_frozen_at": freeze_at,
                     "quantized": list(converted.quantized), "kept_float": list(cfg.keep_float),
                     "post_training": list(cfg.post_training), "programs": "int8"}

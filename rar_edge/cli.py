@@ -130,7 +130,7 @@ def cmd_distill(a: argparse.Namespace) -> int:
     cfg = DistillConfig(teacher=a.teacher, data=a.data, out=a.out, preset=a.preset, backend=a.backend, steps=a.steps,
                         qat_steps=a.qat_steps, freeze_fraction=a.freeze_fraction,
                         keep_float=tuple(x for x in a.keep_float.split(",") if x),
-                        post_training=tuple(x for x in a.post_training.split(",") if x),
+                        post_training=tuple(x for x in a.post_training.split(",") if x), calib_crop=a.calib_crop,
                         init=a.init, batch=a.batch, crop=a.crop,
                         lr=a.lr, qat_lr=a.qat_lr, seed=a.seed, val_data=a.val_data, val_every=a.val_every,
                         ckpt_every=a.ckpt_every, report_images=a.report_images, report_crop=a.report_crop,
@@ -532,6 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--post-training", default="", metavar="PARTS",
                    help="comma-separated entry points to train in float and quantize after QAT with observed "
                         "ranges (e.g. assess: keeps its calibration; docs/quantization.md)")
+    p.add_argument("--calib-crop", type=int, default=512,
+                   help="crop side of the --post-training calibration: the size you export at (default: %(default)s)")
     p.add_argument("--init", help="start the float phase from this student (e.g. a previous distillation's "
                                   "student/), with a new schedule")
     p.add_argument("--batch", type=int, default=8, help="crops per step")

@@ -233,7 +233,9 @@ def test_bad_teachers_fail_cleanly(tmp_path, photo_dir, tiny_checkpoint):
     every = _distill_cli(tiny_checkpoint, photo_dir, out, "--keep-float", "encode,decode",
                          "--post-training", "assess,restore")
     assert every.returncode == 2 and "nothing would be quantization-aware trained" in every.stderr
-    for r in (res, both, every):
+    odd = _distill_cli(tiny_checkpoint, photo_dir, out, "--post-training", "assess", "--calib-crop", "100")
+    assert odd.returncode == 2 and "--calib-crop 100: give a positive multiple of 16" in odd.stderr
+    for r in (res, both, every, odd):
         assert len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()
 
@@ -243,7 +245,7 @@ def test_post_training_assess_is_int8_with_observed_ranges(tiny_checkpoint, phot
     around the converted programs; the student's programs and JSON say so, and the exporters take it as int8."""
     out = tmp_path / "pt"
     report = distill(DistillConfig(teacher=str(tiny_checkpoint), data=str(photo_dir), out=str(out), preset="rar-tiny",
-                                   steps=2, qat_steps=2, batch=2, crop=32, post_training=("assess",), report_images=1,
+                                   steps=2, qat_steps=2, batch=2, crop=32, post_training=("assess",), calib_crop=64, report_images=1,
                                    report_crop=32, progress=False))
     assert set(report["sensitivity_db"]) == {"encode", "assess", "restore", "decode"}  # assess's int8 cost reported
     quantization = json.loads((out / "student" / "config.json").read_text())["quantization"]
