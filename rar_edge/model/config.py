@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from rar_edge import DEGRADATIONS
-from rar_edge.loop import Judge
+from rar_edge.loop import Judge, StopRule
 
 
 #: The block-kind fields (blocks.BLOCKS names) and the parts built of each one's blocks.
 BLOCK_PARTS: dict[str, tuple[str, ...]] = {"ae_block": ("encoder", "decoder"), "assess_block": ("assessor",),
                                            "restore_block": ("restorer",)}
 BLOCK_FIELDS: tuple[str, ...] = tuple(BLOCK_PARTS)
+#: The fields that are the loop's (its stop rule, rar_edge.loop.StopRule, and its fitted judge), not the
+#: architecture: a model's weights fit any values of them.
+LOOP_FIELDS: frozenset[str] = frozenset({f.name for f in fields(StopRule)} | {"judge"})
 
 
 @dataclass(frozen=True)

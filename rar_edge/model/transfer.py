@@ -28,13 +28,10 @@ control run that restarts a restorer from scratch beside one of another kind.
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
 
 import torch
 
-from rar_edge.loop import StopRule
-
-from .config import BLOCK_FIELDS
+from .config import BLOCK_FIELDS, LOOP_FIELDS
 from .rar import RAR
 
 log = logging.getLogger(__name__)
@@ -46,10 +43,8 @@ DIRECT = "assessor.direct.weight"
 #: the part each belongs to (a part that starts fresh takes none of the source's, so any value fits).
 _ADDABLE = {"assess_detail": "assessor", "assess_grid": "assessor", "global_rank": "restorer"}
 
-#: Config fields that are not architecture (the loop's defaults, named as StopRule's fields, and its
-#: fitted judge) or that transfer_weights bridges.
-_NOT_COMPARED = (set(_ADDABLE) | {f.name for f in fields(StopRule)}
-                 | {"judge", "restore_depths", "restore_width"} | set(BLOCK_FIELDS))
+#: Config fields that are not architecture (config.LOOP_FIELDS) or that transfer_weights bridges.
+_NOT_COMPARED = set(_ADDABLE) | LOOP_FIELDS | {"restore_depths", "restore_width"} | set(BLOCK_FIELDS)
 #: The parts ``transfer_weights`` may leave at this model's initialisation (``fresh``).
 PARTS = ("encoder", "decoder", "assessor", "restorer")
 #: Per block-kind field, the parts that start fresh when the source's differs: a new codec draws its own

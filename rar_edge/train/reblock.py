@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,18 +33,15 @@ from torch import nn
 
 from rar_edge.data.degrade import DEFAULT_SYNTHESIS
 from rar_edge.errors import RarEdgeError
-from rar_edge.loop import StopRule
 from rar_edge.model import RAR, get_preset
 from rar_edge.model.blocks import Stage
-from rar_edge.model.config import BLOCK_PARTS, RARConfig
+from rar_edge.model.config import BLOCK_PARTS, LOOP_FIELDS, RARConfig
 from rar_edge.paths import portable
 
 from .checkpoint import load_model
 from .task import TrainTask
 from .trainer import TrainConfig, train
 
-#: Config fields that are the loop's (its stop rule and judge), not the architecture: carried from the source.
-_LOOP_FIELDS = {f.name for f in fields(StopRule)} | {"judge"}
 
 
 @dataclass
@@ -82,7 +79,7 @@ def reblocked_config(source: RARConfig, preset: str) -> tuple[RARConfig, tuple[s
 
     def architecture(c: RARConfig) -> dict:
         d = c.to_dict()  # a "naf" block field is left out of it: compare the fields themselves below
-        return {k: v for k, v in d.items() if k not in _LOOP_FIELDS and k not in BLOCK_PARTS}
+        return {k: v for k, v in d.items() if k not in LOOP_FIELDS and k not in BLOCK_PARTS}
 
     ours, theirs = architecture(target), architecture(source)
     differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
