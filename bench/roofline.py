@@ -9,7 +9,7 @@ XNNPACK runs on its own thread pool (all cores); ``--threads`` sets onnxruntime'
    and a depthwise 3x3 conv on 128 channels (few MACs, memory-bound), each in fp32 and int8 on
    - XNNPACK through a one-method .pte (int8: the project's PT2E XNNPACK quantizer, post-training);
    - onnxruntime's CPU provider (int8: the int8 ONNX export's ``quantize_graph``, export/onnx_static.py:
-     ``quantize_static``, QDQ, uint8 activations, per-channel 7-bit int8 weights).
+     ``quantize_static``, QDQ, uint8 activations, per-channel 8-bit int8 weights by default).
 2. Per entry point of the given bundles (fixed tile): conv + linear MACs (rar_edge.model.count_complexity)
    over the median time of one call, against the best int8 kernel throughput of its runtime.
 

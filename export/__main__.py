@@ -17,6 +17,7 @@ from pathlib import Path
 from rar_edge.errors import RarEdgeError, run_guarded
 
 from . import INT8_GRAPHS
+from .onnx_int8 import WEIGHT_BITS
 
 TARGETS = ("executorch", "coreml", "onnx")
 ALIASES = {"et": "executorch", "pte": "executorch", "mlpackage": "coreml", "ios": "coreml", "ort": "onnx"}
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8 ONNX only: 'ort' quantizes the float graphs with onnxruntime's own quantizer, calibrated "
                    "on the int8 programs' inputs (faster on onnxruntime); 'qat' exports the int8 programs' own "
                    "graph (default: ort; docs/export.md)")
+    p.add_argument("--reduce-range", action="store_true",
+                   help="int8 ONNX only: 7-bit weights (onnxruntime's reduce_range) for x86 CPUs without VNNI, whose "
+                   "int8 kernels can saturate on full 8-bit weights (default: 8-bit; docs/export.md)")
     p.add_argument("-o", "--out", default="exports", help="output folder (default: exports)")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p
@@ -73,7 +77,7 @@ def resolve_targets(text: str) -> list[str]:
 
 
 def check_args(targets: list[str], precision: str | None, calib: str | None, dynamic: bool,
-               int8_graph: str | None = None) -> dict[str, str]:
+               int8_graph: str | None = None, reduce_range: bool = False) -> dict[str, str]:
     """Per-target precision after validation; raises ExportError saying what is allowed."""
     chosen = {}
     for t in targets:
@@ -84,6 +88,9 @@ def check_args(targets: list[str], precision: str | None, calib: str | None, dyn
     if int8_graph is not None and chosen.get("onnx") != "int8":
         raise ExportError("--int8-graph chooses how int8 ONNX graphs are made: use it with --target onnx "
                           "--precision int8, or drop it")
+    if reduce_range and chosen.get("onnx") != "int8":
+        raise ExportError("--reduce-range makes int8 ONNX weights 7-bit: use it with --target onnx --precision int8, "
+                          "or drop it")
     if calib is not None and set(chosen.values()) != {"int8"}:
         raise ExportError("--calib calibrates int8 activations: use it with --precision int8")
     if calib is not None and not Path(calib).is_dir():
@@ -97,12 +104,12 @@ def check_args(targets: list[str], precision: str | None, calib: str | None, dyn
 def run(args: argparse.Namespace) -> int:
     targets = resolve_targets(args.target)
     size = parse_imgsz(args.imgsz)
-    precisions = check_args(targets, args.precision, args.calib, args.dynamic, args.int8_graph)
+    precisions = check_args(targets, args.precision, args.calib, args.dynamic, args.int8_graph, args.reduce_range)
     from .bundle import export_bundle  # heavy: torch, onnx, coremltools
 
     for target, precision in precisions.items():
         print(export_bundle(target, precision, args.checkpoint, args.preset, size, args.dynamic, Path(args.out),
-                            args.calib, args.int8_graph or INT8_GRAPHS[0]))
+                            args.calib, args.int8_graph or INT8_GRAPHS[0], 7 if args.reduce_range else WEIGHT_BITS[0]))
     return 0
 
 

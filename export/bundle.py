@@ -10,6 +10,7 @@ from rar_edge.errors import RarEdgeError
 from rar_edge.manifest import build_manifest, sha256, write_manifest
 
 from . import INT8_GRAPHS
+from .onnx_int8 import WEIGHT_BITS, weight_bits_text
 from .onnx_static import ORT_QUANTIZED
 from .parity import DYNAMIC_PARITY_SIZE, check_parity, photo_crops, torch_runner
 from .source import float_programs, load_source, torch_programs
@@ -48,12 +49,16 @@ def quantized_entries(quantization: dict) -> tuple[str, ...]:
 
 
 def export_bundle(target: str, precision: str, checkpoint: str | None, preset: str | None, size: tuple[int, int],
-                  dynamic: bool, out: Path, calib: str | None = None, int8_graph: str = INT8_GRAPHS[0]) -> str:
+                  dynamic: bool, out: Path, calib: str | None = None, int8_graph: str = INT8_GRAPHS[0],
+                  weight_bits: int = WEIGHT_BITS[0]) -> str:
     """Export ``target`` at ``precision``; returns a printable summary with the next command to run.
 
-    ``int8_graph`` (INT8_GRAPHS) chooses how an int8 ONNX bundle's graphs are made; other bundles ignore it."""
+    ``int8_graph`` (INT8_GRAPHS) chooses how an int8 ONNX bundle's graphs are made and ``weight_bits``
+    (export/onnx_int8.py's WEIGHT_BITS) how wide their weights are; other bundles ignore both."""
     if int8_graph not in INT8_GRAPHS:
         raise RarEdgeError(f"int8 graph {int8_graph!r} is not one of {', '.join(INT8_GRAPHS)}")
+    if weight_bits not in WEIGHT_BITS:
+        raise RarEdgeError(f"weight bits {weight_bits} is not one of {', '.join(map(str, WEIGHT_BITS))}")
     source = load_source(checkpoint, preset)
     chosen = torch_programs(source, precision, target, calib)
     programs = chosen.parts
@@ -79,20 +84,21 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
                 graphs = {**programs, **{n: g for n, g in float_programs(source).items() if n in by_ort}}
                 files = export_onnx(graphs, source.model, tmp, height, width, dynamic)
                 retyped = [n for n in quantized if n not in by_ort]
-                slim(tmp, files, retype=retyped)
+                slim(tmp, files, retype=retyped, weight_bits=weight_bits)
                 made = {}
                 if by_ort:  # the parity check below holds these graphs to the int8 programs they stand for
                     from .onnx_static import calibration_images, quantize_bundle
 
                     made = quantize_bundle(tmp, files, by_ort, torch_runner(programs),
-                                           calibration_images(height, width, calib), calib)
+                                           calibration_images(height, width, calib), calib, weight_bits)
                 if retyped:
                     qat = f"the int8 programs' QDQ graph, re-typed for onnxruntime ({', '.join(retyped)})"
                     made["graph"] = f"{made['graph']}; {qat}" if made else qat
                     if not by_ort:  # what export/onnx_int8.py does to the programs' int8 (a mixed bundle: see graph)
                         made["onnx_activations"] = "uint8 asymmetric, per tensor (the programs' int8 ranges, moved by 128)"
-                        made["onnx_weights"] = "int8 symmetric, per output channel, 7 bits (the programs' weights halved)"
-                if quantized:
+                        made["onnx_weights"] = f"int8 symmetric, per output channel, {weight_bits_text(weight_bits)}"
+                if quantized:  # onnx_weight_bits: what the runtime checks against the CPU (runtime/backends.py)
+                    made["onnx_weight_bits"] = weight_bits
                     manifest["quantization"] = {**manifest["quantization"], **made}
                 if precision == "int8":
                     manifest.update(kernel_report(tmp, files))

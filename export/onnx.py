@@ -82,10 +82,11 @@ def global_pools(graph) -> int:
     return done
 
 
-def slim(bundle: Path, files: list[str], retype: Collection[str] = ()) -> None:
+def slim(bundle: Path, files: list[str], retype: Collection[str] = (), weight_bits: int = 8) -> None:
     """Drop the exporter's per-node metadata (torch stack traces: over half of an int8 file's bytes), pool
     with GlobalAveragePool (global_pools) and re-type the int8 programs' graphs among them named in
-    ``retype`` (entry points) for onnxruntime's fast integer kernels (export/onnx_int8.py)."""
+    ``retype`` (entry points) for onnxruntime's fast integer kernels, with ``weight_bits``-bit weights
+    (export/onnx_int8.py)."""
     import onnx
 
     from .onnx_int8 import retype_for_onnxruntime
@@ -97,7 +98,7 @@ def slim(bundle: Path, files: list[str], retype: Collection[str] = ()) -> None:
             node.doc_string = ""
         global_pools(model.graph)
         if Path(name).stem in retype:
-            retype_for_onnxruntime(model)
+            retype_for_onnxruntime(model, weight_bits)
         onnx.save(model, str(bundle / name))
 
 

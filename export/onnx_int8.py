@@ -4,11 +4,14 @@ The PT2E quantizer (XNNPACK's) gives signed int8 activations and full-range int8
 that QDQ graph into integer kernels, but on x86 its int8 x int8 (S8S8) convolutions are slow: the int8
 bundle of rar-edge-s ran 1.6x *slower* than fp32 (BENCHMARKS.md, "Latency"). Its fast path is
 uint8 activations x int8 weights (U8S8), and on CPUs without VNNI (AVX2 only) that path multiplies with
-``vpmaddubsw``, whose int16 pair sums saturate unless weights keep to 7 bits (onnxruntime's documented
+``vpmaddubsw``, whose int16 pair sums can saturate unless weights keep to 7 bits (onnxruntime's documented
 ``reduce_range``). So, per graph:
 - every activation quantize/dequantize pair moves to uint8: the zero point + 128, the same scale; exact;
-- every int8 weight moves to 7 bits: ``round(w / 2)`` at twice the scale (per channel); this is the only
-  rounding added, and the export's parity check measures it against the QAT programs.
+- with ``weight_bits=7`` (``--reduce-range``, for x86 CPUs without VNNI) every int8 weight moves to 7 bits:
+  ``round(w / 2)`` at twice the scale (per channel). By default (8) the weights stay as the programs have
+  them: CPUs with VNNI (x86 since 2019) and ARM multiply full-range int8 exactly, and halving is a rounding
+  that an int8 assessor's score did not survive (BENCHMARKS.md, "Dense blocks throughout"). The export's
+  parity check measures the result against the QAT programs either way.
 """
 
 from __future__ import annotations
@@ -21,8 +24,19 @@ import numpy as np
 FUSABLE = ("Conv", "Gemm", "MatMul")
 
 
-def retype_for_onnxruntime(model) -> dict[str, int]:
+#: Weight widths the int8 ONNX graphs can hold: 8 (full int8, the default) or 7 (``reduce_range``).
+WEIGHT_BITS = (8, 7)
+
+
+def weight_bits_text(weight_bits: int) -> str:
+    """The manifest's words for a weight width."""
+    return "7 bits (reduce_range, for x86 CPUs without VNNI)" if weight_bits == 7 else "8 bits"
+
+
+def retype_for_onnxruntime(model, weight_bits: int = 8) -> dict[str, int]:
     """Rewrite one int8 QDQ ``onnx.ModelProto`` in place (module docstring); returns what changed."""
+    if weight_bits not in WEIGHT_BITS:
+        raise ValueError(f"weight_bits {weight_bits} is not one of {WEIGHT_BITS}")
     from onnx import TensorProto, numpy_helper
 
     graph = model.graph
@@ -51,6 +65,8 @@ def retype_for_onnxruntime(model) -> dict[str, int]:
         data, scale, zero = node.input[:3]
         weight = node.op_type == "DequantizeLinear" and is_int8(data) and data not in producer
         if weight:
+            if weight_bits == 8:
+                continue
             w = numpy_helper.to_array(inits[data])
             if w.ndim < 2 or zero not in inits or scale not in inits or np.any(numpy_helper.to_array(inits[zero])):
                 continue  # only symmetric conv/linear weights with constant parameters

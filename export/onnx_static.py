@@ -6,9 +6,9 @@ fp32 time on a 2-core Xeon. ``onnxruntime.quantization.quantize_static`` places 
 want them: 0.65-0.72x (BENCHMARKS.md, "int8 ONNX graphs by onnxruntime's own quantizer").
 
 How: each quantized entry point is exported in float (a distilled student's QAT-trained weights), then
-``quant_pre_process`` + ``quantize_static``: QDQ, uint8 activations, int8 weights per output channel in 7 bits
-(``reduce_range``: on x86 CPUs without VNNI, onnxruntime's uint8 x int8 kernels saturate on 8-bit weights;
-the same reason export/onnx_int8.py halves them), MinMax ranges over the inputs the int8 programs themselves
+``quant_pre_process`` + ``quantize_static``: QDQ, uint8 activations, int8 weights per output channel (8 bits,
+or 7 with ``reduce_range`` for x86 CPUs without VNNI, whose uint8 x int8 kernels can saturate on 8-bit
+weights: export/onnx_int8.py), MinMax ranges over the inputs the int8 programs themselves
 feed that entry point along the loop: photos clean and degraded for ``encode``, every step's latent and
 embedding for ``restore``, every step's latent for ``decode``. The export's parity check then holds these
 graphs to the int8 bounds against the QAT programs, like any other bundle.
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .onnx_int8 import weight_bits_text
 from .parity import Runner, photo_crops, top_left_crop
 
 #: Calibration photos when no ``--calib`` folder is given: scikit-image's, less those parity checks run on
@@ -92,8 +93,9 @@ def calibration_feeds(reference: Runner, images: np.ndarray, steps: int = CALIB_
     return feeds
 
 
-def quantize_graph(src: Path, dst: Path, feeds: list[list[np.ndarray]]) -> None:
-    """Quantize the float graph ``src`` into ``dst`` (module docstring), calibrated on ``feeds``."""
+def quantize_graph(src: Path, dst: Path, feeds: list[list[np.ndarray]], weight_bits: int = 8) -> None:
+    """Quantize the float graph ``src`` into ``dst`` (module docstring), calibrated on ``feeds``, with
+    ``weight_bits``-bit weights (8, or 7: ``reduce_range``)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -115,11 +117,11 @@ def quantize_graph(src: Path, dst: Path, feeds: list[list[np.ndarray]]) -> None:
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        reduce_range=True, nodes_to_exclude=float_tail(onnx.load(str(pre)).graph))
+                        reduce_range=weight_bits == 7, nodes_to_exclude=float_tail(onnx.load(str(pre)).graph))
 
 
 def quantize_bundle(bundle: Path, files: list[str], quantized: list[str], reference: Runner,
-                    images: np.ndarray, calib: str | None = None) -> dict:
+                    images: np.ndarray, calib: str | None = None, weight_bits: int = 8) -> dict:
     """Quantize the ``quantized`` entry points' float graphs in ``bundle`` in place; returns the manifest's
     ``quantization`` fields that describe it (``calib``: the folder the crops came from, named by its last
     part only, so that no machine path enters a bundle)."""
@@ -128,10 +130,11 @@ def quantize_bundle(bundle: Path, files: list[str], quantized: list[str], refere
         entry = Path(name).stem
         if entry in quantized:
             path = bundle / name
-            quantize_graph(path, path, feeds[entry])
+            quantize_graph(path, path, feeds[entry], weight_bits)
     return {"graph": f"onnxruntime quantize_static (QDQ) of the float graphs of {', '.join(quantized)}",
             "onnx_activations": "uint8 asymmetric, per tensor (MinMax over the int8 programs' own inputs "
                                 f"along {CALIB_STEPS}-step loops from {len(images)} photo crops of "
                                 f"{repr(Path(calib).name) + ' (--calib)' if calib else 'scikit-image sample photos'}); "
                                 "the elementwise tail that writes each output kept float",
-            "onnx_weights": "int8 symmetric, per output channel, 7 bits (reduce_range)"}
+            "onnx_weights": f"int8 symmetric, per output channel, {weight_bits_text(weight_bits)}"}
+

@@ -19,7 +19,7 @@ from rar_edge.data.folder import PhotoFolder
 from rar_edge.errors import RarEdgeError
 from rar_edge.model import ENTRY_POINTS, RAR
 
-from .qat import QuantRAR, _drop_unused_weights, export_graph
+from .qat import QuantRAR, drop_unused_weights, export_graph
 from .quantizers import make_quantizer
 
 log = logging.getLogger(__name__)
@@ -73,5 +73,5 @@ def calibrate_int8(model: RAR, folder: str | Path, crops: int = 32, crop: int = 
             seen += images.shape[0]
     log.info("calibrated int8 ranges of %s on %d crops of %s", ", ".join(calibrated), seen, folder)
     # convert_pt2e leaves the float weights it folded into int8 constants on the graph: drop them (QuantRAR.convert).
-    return QuantRAR(model.config, {n: _drop_unused_weights(convert_pt2e(p)) if n in calibrated else p
+    return QuantRAR(model.config, {n: drop_unused_weights(convert_pt2e(p)) if n in calibrated else p
                                    for n, p in prepared.parts.items()}, quantized).eval()

@@ -48,10 +48,10 @@ def export_graph(model: RAR, name: str, size: int = 64) -> torch.fx.GraphModule:
     """One entry point as a trainable exported graph (dynamic batch and size), holding only its own weights."""
     args = example_inputs(model, name, size, size, batch=2)
     graph = torch.export.export(EntryPoint(model, name), args, dynamic_shapes=dynamic_shapes(model, name, args)).module()
-    return _drop_unused_weights(graph)
+    return drop_unused_weights(graph)
 
 
-def _drop_unused_weights(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+def drop_unused_weights(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """Remove the weights a graph does not use. An exported entry point carries every weight of the model
     (the encoder's graph the decoder's too); left in, they would be saved with each program and counted
     in its size."""
@@ -172,7 +172,7 @@ class QuantRAR(nn.Module):
         src = copy.deepcopy(self).eval()
         float_model = self.to_float()
         # convert_pt2e leaves the float weights it folded into int8 constants on the graph: drop them.
-        parts = {name: _drop_unused_weights(convert_pt2e(src.parts[name])) if name in self.quantized
+        parts = {name: drop_unused_weights(convert_pt2e(src.parts[name])) if name in self.quantized
                  else export_graph(float_model, name) for name in ENTRY_POINTS}
         return QuantRAR(self.config, parts, self.quantized).eval()
 
@@ -219,7 +219,7 @@ def load_programs(folder: str | Path, model: RAR, kept_float: tuple[str, ...] = 
     folder = Path(folder)
     # Unused weights dropped: programs saved before export_graph and convert dropped them carry float copies.
     parts = {name: export_graph(model, name) if name in kept_float
-             else _drop_unused_weights(torch.export.load(folder / f"{name}.pt2").module()) for name in ENTRY_POINTS}
+             else drop_unused_weights(torch.export.load(folder / f"{name}.pt2").module()) for name in ENTRY_POINTS}
     return QuantRAR(model.config, parts, tuple(n for n in ENTRY_POINTS if n not in kept_float)).eval()
 
 

@@ -27,14 +27,15 @@ TILE = 256  # the samples' size: one tile each
 
 
 def weights_digest() -> str:
-    """SHA-256 over the shipped student's files and the int8 ONNX export's default graph kind: names what a
-    demo bundle was made from (a bundle exported before the default changed is exported again)."""
+    """SHA-256 over the shipped student's files and the int8 ONNX export's default graph kind and weight width:
+    names what a demo bundle was made from (a bundle exported before a default changed is exported again)."""
     import hashlib
 
     from rar_edge import export
+    from rar_edge.export.onnx_int8 import WEIGHT_BITS
 
     root = Path(__file__).parent / "weights" / PRESET
-    digest = hashlib.sha256(f"int8-graph={export.INT8_GRAPHS[0]}\n".encode())
+    digest = hashlib.sha256(f"int8-graph={export.INT8_GRAPHS[0]}\nweight-bits={WEIGHT_BITS[0]}\n".encode())
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())

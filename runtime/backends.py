@@ -70,6 +70,11 @@ class OnnxBackend:
         if threads:
             opts.intra_op_num_threads = threads
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        if manifest.get("quantization", {}).get("onnx_weight_bits") == 8 and "CPUExecutionProvider" in providers \
+                and x86_without_vnni():
+            print("warning: this int8 ONNX bundle has full 8-bit weights, which onnxruntime's int8 kernels can "
+                  "saturate on this CPU (x86 without VNNI); re-export it with --reduce-range, or use an fp32 bundle",
+                  file=sys.stderr)
         self.sessions = {}
         for entry in ENTRY_POINTS:
             path = bundle / f"{entry}.onnx"
@@ -81,6 +86,18 @@ class OnnxBackend:
     def run(self, entry: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
         feed = dict(zip(self.input_names[entry], (np.ascontiguousarray(x, dtype=np.float32) for x in inputs)))
         return self.sessions[entry].run(None, feed)
+
+
+def x86_without_vnni(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True on an x86 CPU that has AVX2 but no VNNI (Linux: /proc/cpuinfo's flags): there onnxruntime's uint8 x
+    int8 kernels add int16 pairs that saturate on full-range weights (export/onnx_int8.py). False where it
+    cannot tell (other systems, ARM)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        return False
+    return flags is not None and "avx2" in flags and not any(f in flags for f in ("avx512_vnni", "avx_vnni"))
 
 
 class ExecuTorchBackend:

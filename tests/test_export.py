@@ -21,14 +21,15 @@ def _export(*args: str):
 @pytest.fixture(scope="module")
 def onnx_bundles(bundles, distilled, tmp_path_factory):
     """fp32 (dynamic; the runtime tests' bundle of the tiny checkpoint) and int8 ONNX bundles of the distilled
-    student: by default (onnxruntime's quantizer on the float graphs) and from the QAT programs' own graph."""
+    student: by default (onnxruntime's quantizer on the float graphs, 8-bit weights) and from the QAT programs'
+    own graph with 7-bit weights (--reduce-range)."""
     student = str(distilled[0] / "student")
 
     def build(out: Path) -> None:
         (out / "export.log").write_text(export_here("--target", "ort", "--checkpoint", student,
                                                     "--precision", "int8", "--imgsz", "64", "-o", str(out)))
         export_here("--target", "onnx", "--checkpoint", student, "--precision", "int8", "--int8-graph", "qat",
-                    "--imgsz", "64", "-o", str(out / "qat"))
+                    "--reduce-range", "--imgsz", "64", "-o", str(out / "qat"))
         export_here("--target", "onnx", "--checkpoint", student, "--precision", "int8", "--dynamic",
                     "-o", str(out / "dyn"))
 
@@ -124,7 +125,7 @@ def test_onnx_bundle(onnx_bundles, precision):
             types = {t.data_type for t in onnx.load(str(bundle / f"{name}.onnx")).graph.initializer}
             assert {onnx.TensorProto.UINT8, onnx.TensorProto.INT8} <= types, name
         quant = manifest["quantization"]
-        if graph_kind == "qat":  # the QAT programs' graph, re-typed (export/onnx_int8.py: 7-bit weights renamed)
+        if graph_kind == "qat":  # the QAT programs' graph, re-typed (export/onnx_int8.py), 7-bit (--reduce-range)
             assert quant["graph"].startswith("the int8 programs' QDQ graph")
             names = {t.name for t in onnx.load(str(bundle / "restore.onnx")).graph.initializer}
             assert any(n.endswith("_int7") for n in names)
@@ -133,24 +134,29 @@ def test_onnx_bundle(onnx_bundles, precision):
             # the recipe quantized (the test student's) keeps its program's graph
             assert quant["graph"] == ("onnxruntime quantize_static (QDQ) of the float graphs of encode, restore, "
                                       "decode; the int8 programs' QDQ graph, re-typed for onnxruntime (assess)")
-            assert "7 bits" in quant["onnx_weights"]
+            assert quant["onnx_weights"].endswith("8 bits")
             assert "from 16 photo crops of scikit-image sample photos" in quant["onnx_activations"]
-            names = {t.name for t in onnx.load(str(bundle / "restore.onnx")).graph.initializer}
+            names = {t.name for t in onnx.load(str(bundle / "assess.onnx")).graph.initializer}
             assert not any(n.endswith("_int7") for n in names)
-        # Either way every int8 weight of a convolution or linear keeps to 7 bits (reduce_range): no int16 pair
-        # sum of onnxruntime's U8S8 kernels saturates on AVX2. (Elementwise scales stay 8-bit: they run in float.)
-        for name in ("encode", "restore", "decode"):
+        # The weights the convolutions and linears read: 7 bits with --reduce-range (no int16 pair sum of
+        # onnxruntime's U8S8 kernels saturates on AVX2), else the full int8 range. (Elementwise scales stay
+        # 8-bit either way: they run in float.)
+        bits = 7 if graph_kind == "qat" else 8
+        assert quant["onnx_weight_bits"] == bits
+        for name in ("encode", "assess", "restore", "decode"):
             model = onnx.load(str(bundle / f"{name}.onnx"))
             feeds = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
             into_kernels = {feeds[i] for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")
                             for i in n.input[1:2] if i in feeds}
             weights = [numpy_helper.to_array(t) for t in model.graph.initializer
                        if t.name in into_kernels and t.data_type == onnx.TensorProto.INT8]
-            assert weights and max(int(np.abs(w.astype(int)).max()) for w in weights) <= 64, name
+            largest = max(int(np.abs(w.astype(int)).max()) for w in weights)
+            assert (largest <= 64) if bits == 7 else (largest > 64), (name, largest)
 
 
 def test_int8_graphs_are_retyped_for_onnxruntime():
-    """Activations move to uint8 (zero point + 128: the same real values), weights to 7 bits at twice the scale."""
+    """Activations move to uint8 (zero point + 128: the same real values); with weight_bits=7 (--reduce-range)
+    weights move to 7 bits at twice the scale."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -180,7 +186,7 @@ def test_int8_graphs_are_retyped_for_onnxruntime():
     x = rng.uniform(-3, 2, (1, 3, 8, 8)).astype(np.float32)  # beyond the int8 range on both sides: clamps too
     model = qdq_conv(w, 0.01, np.array(-5, np.int8))
     y_before, xd_before = run(model)
-    assert retype_for_onnxruntime(model) == {"activations": 2, "weights": 1}
+    assert retype_for_onnxruntime(model, weight_bits=7) == {"activations": 2, "weights": 1}
     tensors = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     assert tensors["xz_u8"].dtype == np.uint8 and tensors["xz_u8"] == 123
     np.testing.assert_array_equal(tensors["w_int7"], np.clip(np.round(w / 2), -64, 63))
@@ -191,6 +197,68 @@ def test_int8_graphs_are_retyped_for_onnxruntime():
     y_int7, _ = run(qdq_conv(tensors["w_int7"], 0.02, np.array(-5, np.int8)))
     np.testing.assert_allclose(y, y_int7, atol=1e-5)
     assert 0 < np.abs(y - y_before).max() <= 27 * 3 * 0.01  # 27 taps, |x| <= 3, half a 7-bit step each
+
+
+def test_int8_graphs_keep_8bit_weights_by_default():
+    """Without reduce_range only the activations move (to uint8, exact): the weights and the output stay."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rar_edge.export.onnx_int8 import retype_for_onnxruntime
+
+    rng = np.random.default_rng(1)
+    w = rng.integers(-127, 128, size=(2, 3, 3, 3)).astype(np.int8)
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.full(2, 0.01, np.float32), "ws"),
+             numpy_helper.from_array(np.zeros(2, np.int8), "wz"),
+             numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
+             numpy_helper.from_array(np.array(3, np.int8), "xz")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    x = rng.uniform(-3, 2, (1, 3, 8, 8)).astype(np.float32)
+
+    def run() -> np.ndarray:
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return sess.run(None, {"x": x})[0]
+
+    before = run()
+    assert retype_for_onnxruntime(model) == {"activations": 2, "weights": 0}
+    tensors = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    np.testing.assert_array_equal(tensors["w"], w)
+    assert "w_int7" not in tensors and tensors["xz_u8"] == 131
+    np.testing.assert_allclose(run(), before, atol=1e-5)
+    with pytest.raises(ValueError, match="weight_bits 6"):
+        retype_for_onnxruntime(model, 6)
+
+
+def test_x86_without_vnni_reads_the_cpu_flags(tmp_path):
+    from rar_edge.runtime.backends import x86_without_vnni
+
+    cpuinfo = tmp_path / "cpuinfo"
+    for flags, expected in (("fpu sse2 avx avx2 fma", True), ("fpu avx2 avx512f avx512_vnni", False),
+                            ("fpu avx2 avx_vnni", False), ("fp asimd asimddp", False)):
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert x86_without_vnni(str(cpuinfo)) is expected, flags
+    assert x86_without_vnni(str(tmp_path / "missing")) is False
+
+
+@pytest.mark.xdist_group("onnx_int8")
+def test_8bit_int8_onnx_bundle_warns_on_cpus_without_vnni(onnx_bundles, monkeypatch, capsys):
+    """An int8 ONNX bundle with full 8-bit weights still loads on an AVX2-only CPU, with a one-line warning that
+    says what to do; a --reduce-range (7-bit) bundle loads without it."""
+    from rar_edge.runtime import backends
+
+    monkeypatch.setattr(backends, "x86_without_vnni", lambda: True)
+    for kind, warned in (("int8", True), ("qat", False)):
+        bundle = onnx_bundles[kind]
+        backends.OnnxBackend(bundle, verify_bundle(bundle))
+        err = capsys.readouterr().err
+        assert ("--reduce-range" in err and err.count("\n") == 1) == warned, (kind, err)
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +363,15 @@ def test_int8_graph_is_for_int8_onnx_only(tiny_checkpoint, tmp_path):
     res = _export("--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--int8-graph", "qat", "-o", str(tmp_path))
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--precision int8" in res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reduce_range_is_for_int8_onnx_only():
+    from rar_edge.export.__main__ import ExportError, check_args
+
+    assert check_args(["onnx"], "int8", None, False, None, True) == {"onnx": "int8"}
+    for targets, precision in ((["executorch"], "int8"), (["onnx"], "fp32"), (["onnx"], None)):
+        with pytest.raises(ExportError, match="--reduce-range makes int8 ONNX weights 7-bit"):
+            check_args(targets, precision, None, False, None, True)
 
 
 def test_dynamic_coreml_warns_about_the_neural_engine(capsys):
