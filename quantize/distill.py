@@ -68,6 +68,31 @@ class DistillConfig:
     progress: bool = True
 
 
+#: The fields that shape a run's checkpoints (which parts carry QAT state): a --resume must keep them.
+RECIPE_FIELDS = ("preset", "backend", "keep_float", "post_training")
+#: Where a run records them (OUT/RECIPE_FILE), written when it starts.
+RECIPE_FILE = "recipe.json"
+
+
+def _recipe(cfg: DistillConfig) -> dict:
+    return json.loads(json.dumps({f: getattr(cfg, f) for f in RECIPE_FIELDS}))  # tuples as JSON lists
+
+
+def _check_recipe(cfg: DistillConfig, out: Path) -> None:
+    """On --resume, the recipe the run started with must be this one (else its checkpoints do not load)."""
+    path = out / RECIPE_FILE
+    if not (cfg.resume and path.is_file()):
+        return
+    saved, now = json.loads(path.read_text()), _recipe(cfg)
+    changed = [f for f in RECIPE_FIELDS if saved.get(f) != now[f]]
+    if changed:
+        was = "; ".join(f"--{f.replace('_', '-')} "
+                        + ((",".join(saved[f]) or "none") if isinstance(saved[f], list) else str(saved[f]))
+                        for f in changed)
+        raise RarEdgeError(f"--resume: {out} was started with {was}; pass the same to resume it, or choose another "
+                           "--out for the new recipe")
+
+
 def _check(cfg: DistillConfig) -> RAR:
     """Validate everything before anything is written; returns the teacher."""
     teacher, _ = load_model(cfg.teacher)
@@ -103,6 +128,7 @@ def _check(cfg: DistillConfig) -> RAR:
     out = Path(cfg.out)
     if (out / "float" / "last").exists() and not cfg.resume:
         raise RarEdgeError(f"{out} already holds a distillation: pass --resume to continue it, or choose another --out")
+    _check_recipe(cfg, out)
     return teacher
 
 
@@ -131,6 +157,10 @@ def distill(cfg: DistillConfig) -> dict:
     teacher = _check(cfg)
     out = Path(cfg.out)
     preset = get_preset(cfg.preset)
+    if not (out / RECIPE_FILE).is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / RECIPE_FILE) as tmp:
+            tmp.write_text(json.dumps(_recipe(cfg), indent=1) + "\n")
 
     def float_task(tc: TrainConfig, device: torch.device) -> TrainTask:
         student = RAR(preset.config).to(device)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from rar_edge.errors import RarEdgeError
 from rar_edge.loop import StopRule
 from rar_edge.model import create_model
 from rar_edge.model.config import RARConfig
@@ -111,6 +112,30 @@ def test_keep_float_parts_are_not_quantized(tmp_path):
         assert count_qdq(loaded.parts["restore"]) > 0
 
 
+def test_post_training_ranges_are_observed_around_the_given_programs(photo_dir):
+    """calibrate_int8(around=): the parts not calibrated are the given programs themselves, and the calibrated
+    part's ranges come from the latents those programs make (another encoder: other ranges, other outputs)."""
+    from rar_edge.quantize.ptq import calibrate_int8
+
+    torch.manual_seed(0)
+    model, other = create_model("rar-tiny").eval(), create_model("rar-tiny").eval()
+    with torch.no_grad():  # an encoder whose latents span three times the range (both of its linear paths)
+        for conv in (other.encoder.skip, other.encoder.head):
+            conv.weight.mul_(3.0)
+            conv.bias.mul_(3.0)
+    around = QuantRAR(other.config, {n: export_graph(other, n) for n in ("encode", "assess", "restore", "decode")},
+                      ()).eval()
+    rest = ("encode", "restore", "decode")
+    q_around = calibrate_int8(model, photo_dir, crops=4, crop=32, keep_float=rest, around=around)
+    q_alone = calibrate_int8(model, photo_dir, crops=4, crop=32, keep_float=rest)
+    assert q_around.quantized == q_alone.quantized == ("assess",)
+    assert all(q_around.parts[n] is around.parts[n] for n in rest)
+    assert count_qdq(q_around.parts["assess"]) > 0 and count_qdq(q_around.parts["encode"]) == 0
+    z = torch.randn(2, model.config.latent_channels, 8, 8) * 3
+    with torch.no_grad():
+        assert not torch.allclose(q_around.assess(z)[0], q_alone.assess(z)[0])
+
+
 def test_qat_state_with_unused_weight_copies_still_loads():
     """QAT checkpoints from before the graphs dropped unused weights carry copies of them: they still load."""
     q = QuantRAR.prepare(create_model("rar-tiny"), make_quantizer("xnnpack"), keep_float=("assess",))
@@ -183,6 +208,10 @@ def test_resume_of_interrupted_distillation(distilled, tiny_checkpoint, photo_di
         distill(DistillConfig(**cfg))
     monkeypatch.setattr(trainer, "training_batch", real)
     assert not (tmp_path / "b" / "student").exists()
+    # Resumed with another recipe, its checkpoints would not load: refused in one line, before any step.
+    other = {**cfg, "post_training": ("encode",)}
+    with pytest.raises(RarEdgeError, match=r"^--resume: .* was started with --post-training none; pass the same"):
+        distill(DistillConfig(**other, resume=True))
     distill(DistillConfig(**cfg, resume=True))
     ref = distilled[0]
     a, _ = load_model(ref / "student")
