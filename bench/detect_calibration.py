@@ -43,8 +43,7 @@ def load(spec: str, calibration: str):
 
         if not (Path(path) / "int8").is_dir():
             raise SystemExit(f"--model {spec}: {path} holds no int8 programs (int8/); drop :int8, or add :ptq")
-        kept = tuple(config.get("quantization", {}).get("kept_float", ()))
-        return load_programs(Path(path) / "int8", model, kept)
+        return load_programs(Path(path) / "int8", model)
     if kind == "ptq":
         from rar_edge.quantize.ptq import calibrate_int8
 

@@ -75,8 +75,7 @@ def torch_programs(source: Source, precision: str, target: str = "onnx", calib: 
     if source.int8_dir is not None:
         from rar_edge.quantize.qat import load_programs
 
-        kept_float = tuple(source.quantization.get("kept_float", ()))
-        return Programs(dict(load_programs(source.int8_dir, source.model, kept_float).parts), source.quantization)
+        return Programs(dict(load_programs(source.int8_dir, source.model).parts), source.quantization)
     if calib is not None:
         from rar_edge.quantize.ptq import calibrate_int8
         from rar_edge.quantize.quantizers import describe

@@ -8,6 +8,7 @@ the objective and the evaluation run unchanged on it.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import torch
@@ -204,11 +205,12 @@ def export_program(model: RAR | QuantRAR, name: str, size: int = 64) -> torch.ex
     return torch.export.export(module, args, dynamic_shapes=shapes)
 
 
-def load_programs(folder: str | Path, model: RAR, kept_float: tuple[str, ...] = ()) -> QuantRAR:
+def load_programs(folder: str | Path, model: RAR, kept_float: tuple[str, ...] | None = None) -> QuantRAR:
     """The converted entry points saved by ``save_programs``, as a runnable QuantRAR.
 
     ``model`` holds the student's float weights (its checkpoint's model.safetensors). The entry points
-    in ``kept_float`` (the student's ``quantization.kept_float``) are exported from it afresh rather than
+    in ``kept_float`` (default: the student's ``quantization.kept_float``, read from the config.json beside
+    ``folder``, as ``rar-edge distill`` writes OUT/student/int8) are exported from it afresh rather than
     loaded: ``rar-edge distill`` writes those weights and those programs from one model, so the numbers
     are the same, and a fresh export follows the current code's graph (e.g. the assessor's delegable
     means), where a saved float program would keep the graph of the version that wrote it.
@@ -217,6 +219,10 @@ def load_programs(folder: str | Path, model: RAR, kept_float: tuple[str, ...] = 
     import torch.ao.quantization.fx._decomposed  # noqa: F401
 
     folder = Path(folder)
+    if kept_float is None:
+        config = folder.parent / "config.json"
+        quantization = json.loads(config.read_text()).get("quantization", {}) if config.is_file() else {}
+        kept_float = tuple(quantization.get("kept_float", ()))
     # Unused weights dropped: programs saved before export_graph and convert dropped them carry float copies.
     parts = {name: export_graph(model, name) if name in kept_float
              else drop_unused_weights(torch.export.load(folder / f"{name}.pt2").module()) for name in ENTRY_POINTS}

@@ -12,7 +12,7 @@ import torch
 
 from rar_edge.errors import RarEdgeError
 from rar_edge.loop import StopRule
-from rar_edge.model import create_model
+from rar_edge.model import ENTRY_POINTS, create_model
 from rar_edge.model.config import RARConfig
 from rar_edge.model.rar import RAR
 from rar_edge.quantize.distill import DistillConfig, build_quant_student, distill
@@ -98,17 +98,20 @@ def test_keep_float_parts_are_not_quantized(tmp_path):
     with pytest.raises(ValueError, match="unknown entry points"):
         QuantRAR.prepare(create_model("rar-tiny"), make_quantizer("xnnpack"), keep_float=("encoder",))
 
-    # Loaded back, the kept-float parts come from the float weights passed in, not from their saved programs.
-    converted.save_programs(tmp_path)
+    # Loaded back, the kept-float parts come from the float weights passed in, not from their saved programs;
+    # which parts those are, the student's config.json beside int8/ says (as distill writes it) unless given.
+    converted.save_programs(tmp_path / "int8")
+    (tmp_path / "config.json").write_text(json.dumps({"quantization": {"kept_float": ["encode", "decode"]}}))
     weights = q.to_float()
     with torch.no_grad():
         weights.decoder.head.bias += 0.25
-    loaded = load_programs(tmp_path, weights, kept_float=("encode", "decode"))
+    assert load_programs(tmp_path / "int8", weights, kept_float=()).quantized == ENTRY_POINTS
+    loaded = load_programs(tmp_path / "int8", weights)
     assert loaded.quantized == ("assess", "restore")
     z = torch.rand(1, weights.config.latent_channels, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(loaded.decode(z), weights.decode(z))
-        assert not torch.allclose(loaded.decode(z), torch.export.load(tmp_path / "decode.pt2").module()(z))
+        assert not torch.allclose(loaded.decode(z), torch.export.load(tmp_path / "int8" / "decode.pt2").module()(z))
         assert count_qdq(loaded.parts["restore"]) > 0
 
 

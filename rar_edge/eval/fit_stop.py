@@ -280,7 +280,7 @@ def load_fit_model(checkpoint: str, precision: str):
                                "or pass a distilled student (rar-edge distill)")
         from rar_edge.quantize.qat import load_programs
 
-        model = load_programs(int8, model, tuple(config.get("quantization", {}).get("kept_float", ())))
+        model = load_programs(int8, model)
     return model, config, precision, folder
 
 
