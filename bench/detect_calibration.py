@@ -37,7 +37,7 @@ def load(spec: str, calibration: str):
     from rar_edge.train.checkpoint import load_model
 
     path, _, kind = spec.partition(":")
-    model, config = load_model(path)
+    model, _ = load_model(path)
     if kind == "int8":
         from rar_edge.quantize.qat import load_programs
 

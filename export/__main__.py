@@ -16,8 +16,7 @@ from pathlib import Path
 
 from rar_edge.errors import RarEdgeError, run_guarded
 
-from . import INT8_GRAPHS
-from .onnx_int8 import WEIGHT_BITS
+from . import INT8_GRAPHS, WEIGHT_BITS
 
 TARGETS = ("executorch", "coreml", "onnx")
 ALIASES = {"et": "executorch", "pte": "executorch", "mlpackage": "coreml", "ios": "coreml", "ort": "onnx"}
@@ -109,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
     for target, precision in precisions.items():
         print(export_bundle(target, precision, args.checkpoint, args.preset, size, args.dynamic, Path(args.out),
-                            args.calib, args.int8_graph or INT8_GRAPHS[0], 7 if args.reduce_range else WEIGHT_BITS[0]))
+                            args.calib, args.int8_graph or INT8_GRAPHS[0],
+                            WEIGHT_BITS[1] if args.reduce_range else WEIGHT_BITS[0]))
     return 0
 
 

@@ -9,8 +9,8 @@ from rar_edge.atomic import atomic_dir
 from rar_edge.errors import RarEdgeError
 from rar_edge.manifest import build_manifest, sha256, write_manifest
 
-from . import INT8_GRAPHS
-from .onnx_int8 import WEIGHT_BITS, weight_bits_text
+from . import INT8_GRAPHS, WEIGHT_BITS
+from .onnx_int8 import weight_bits_text
 from .onnx_static import ORT_QUANTIZED
 from .parity import DYNAMIC_PARITY_SIZE, check_parity, photo_crops, torch_runner
 from .source import float_programs, load_source, torch_programs
@@ -54,7 +54,7 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
     """Export ``target`` at ``precision``; returns a printable summary with the next command to run.
 
     ``int8_graph`` (INT8_GRAPHS) chooses how an int8 ONNX bundle's graphs are made and ``weight_bits``
-    (export/onnx_int8.py's WEIGHT_BITS) how wide their weights are; other bundles ignore both."""
+    (export/__init__.py's WEIGHT_BITS) how wide their weights are; other bundles ignore both."""
     if int8_graph not in INT8_GRAPHS:
         raise RarEdgeError(f"int8 graph {int8_graph!r} is not one of {', '.join(INT8_GRAPHS)}")
     if weight_bits not in WEIGHT_BITS:
@@ -131,6 +131,8 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
             if parity is not None and not parity["passed"]:
                 hint = ("; --int8-graph qat keeps the int8 programs' own graphs"
                         if target == "onnx" and precision == "int8" and int8_graph == "ort" else "")
+                if target == "onnx" and precision == "int8" and weight_bits == WEIGHT_BITS[1]:
+                    hint += "; without --reduce-range the weights keep their 8 bits"
                 raise RarEdgeError(f"parity check failed for {name}: {'; '.join(parity['failures'])}; nothing "
                                    f"written{hint}")
             if target == "coreml" and not coreml.can_predict():

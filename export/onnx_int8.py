@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from . import WEIGHT_BITS
+
 #: Ops onnxruntime runs as integer kernels when fed by DequantizeLinear and followed by QuantizeLinear.
 FUSABLE = ("Conv", "Gemm", "MatMul")
 
 
-#: Weight widths the int8 ONNX graphs can hold: 8 (full int8, the default) or 7 (``reduce_range``).
-WEIGHT_BITS = (8, 7)
 
 
 def weight_bits_text(weight_bits: int) -> str:

@@ -137,4 +137,3 @@ def quantize_bundle(bundle: Path, files: list[str], quantized: list[str], refere
                                 f"{repr(Path(calib).name) + ' (--calib)' if calib else 'scikit-image sample photos'}); "
                                 "the elementwise tail that writes each output kept float",
             "onnx_weights": f"int8 symmetric, per output channel, {weight_bits_text(weight_bits)}"}
-

@@ -75,16 +75,25 @@ RECIPE_FILE = "recipe.json"
 
 
 def _recipe(cfg: DistillConfig) -> dict:
-    return json.loads(json.dumps({f: getattr(cfg, f) for f in RECIPE_FIELDS}))  # tuples as JSON lists
+    """The run's RECIPE_FIELDS as JSON values; entry point lists sorted (their order does not matter)."""
+    return {f: sorted(v) if isinstance(v, (list, tuple)) else v for f, v in
+            ((f, getattr(cfg, f)) for f in RECIPE_FIELDS)}
 
 
 def _check_recipe(cfg: DistillConfig, out: Path) -> None:
-    """On --resume, the recipe the run started with must be this one (else its checkpoints do not load)."""
+    """On --resume, the recipe the run started with must be this one (else its checkpoints do not load).
+    Runs started before recipe.json existed are not checked."""
     path = out / RECIPE_FILE
     if not (cfg.resume and path.is_file()):
         return
-    saved, now = json.loads(path.read_text()), _recipe(cfg)
-    changed = [f for f in RECIPE_FIELDS if saved.get(f) != now[f]]
+    try:
+        saved = json.loads(path.read_text())
+        saved = {f: saved[f] for f in RECIPE_FIELDS}
+    except (ValueError, KeyError, TypeError):
+        raise RarEdgeError(f"{path} is damaged: resume with the flags the run started with after deleting it, "
+                           "or choose another --out") from None
+    now = _recipe(cfg)
+    changed = [f for f in RECIPE_FIELDS if saved[f] != now[f]]
     if changed:
         was = "; ".join(f"--{f.replace('_', '-')} "
                         + ((",".join(saved[f]) or "none") if isinstance(saved[f], list) else str(saved[f]))
@@ -157,7 +166,7 @@ def distill(cfg: DistillConfig) -> dict:
     teacher = _check(cfg)
     out = Path(cfg.out)
     preset = get_preset(cfg.preset)
-    if not (out / RECIPE_FILE).is_file():
+    if not cfg.resume:  # a fresh run (_check: no checkpoint here) records its recipe, replacing a failed start's
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / RECIPE_FILE) as tmp:
             tmp.write_text(json.dumps(_recipe(cfg), indent=1) + "\n")

@@ -32,10 +32,9 @@ def weights_digest() -> str:
     import hashlib
 
     from rar_edge import export
-    from rar_edge.export.onnx_int8 import WEIGHT_BITS
 
     root = Path(__file__).parent / "weights" / PRESET
-    digest = hashlib.sha256(f"int8-graph={export.INT8_GRAPHS[0]}\nweight-bits={WEIGHT_BITS[0]}\n".encode())
+    digest = hashlib.sha256(f"int8-graph={export.INT8_GRAPHS[0]}\nweight-bits={export.WEIGHT_BITS[0]}\n".encode())
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())

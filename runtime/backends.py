@@ -70,8 +70,9 @@ class OnnxBackend:
         if threads:
             opts.intra_op_num_threads = threads
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        if manifest.get("quantization", {}).get("onnx_weight_bits") == 8 and "CPUExecutionProvider" in providers \
-                and x86_without_vnni():
+        # fp32 manifests hold "quantization": null; only the CPU provider runs onnxruntime's U8S8 kernels
+        weight_bits = (manifest.get("quantization") or {}).get("onnx_weight_bits")
+        if weight_bits == 8 and providers[0] == "CPUExecutionProvider" and x86_without_vnni():
             print("warning: this int8 ONNX bundle has full 8-bit weights, which onnxruntime's int8 kernels can "
                   "saturate on this CPU (x86 without VNNI); re-export it with --reduce-range, or use an fp32 bundle",
                   file=sys.stderr)

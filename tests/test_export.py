@@ -254,7 +254,7 @@ def test_8bit_int8_onnx_bundle_warns_on_cpus_without_vnni(onnx_bundles, monkeypa
     from rar_edge.runtime import backends
 
     monkeypatch.setattr(backends, "x86_without_vnni", lambda: True)
-    for kind, warned in (("int8", True), ("qat", False)):
+    for kind, warned in (("int8", True), ("qat", False), ("fp32", False)):  # fp32: "quantization": null
         bundle = onnx_bundles[kind]
         backends.OnnxBackend(bundle, verify_bundle(bundle))
         err = capsys.readouterr().err

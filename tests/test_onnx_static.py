@@ -93,3 +93,34 @@ def test_global_pools_rewrites_only_means_over_height_and_width():
     for axes, keepdims in (([1], 1), ([2, 3], 0), ([3], 1)):
         graph = graph_of(axes, keepdims)
         assert global_pools(graph) == 0 and graph.node[0].op_type == "ReduceMean"
+
+
+def test_quantize_graph_weight_width(tmp_path):
+    """onnxruntime's quantizer keeps full 8-bit conv weights by default and 7 bits with weight_bits=7
+    (--reduce-range); either way the quantized graph computes close to the float one."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rar_edge.export.onnx_static import quantize_graph
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])],
+                              [numpy_helper.from_array(w, "w")])
+    src = tmp_path / "float.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    feeds = [[rng.uniform(0, 1, (1, 3, 16, 16)).astype(np.float32)] for _ in range(4)]
+    x = feeds[0][0]
+    y_float = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    for bits in (8, 7):
+        dst = tmp_path / f"int{bits}.onnx"
+        quantize_graph(src, dst, feeds, weight_bits=bits)
+        weights = [numpy_helper.to_array(t) for t in onnx.load(str(dst)).graph.initializer
+                   if t.data_type == TensorProto.INT8 and t.dims and len(t.dims) == 4]
+        largest = max(int(np.abs(q.astype(int)).max()) for q in weights)
+        assert largest == (127 if bits == 8 else 64), (bits, largest)  # symmetric: [-127, 127] or [-64, 64]
+        y = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        assert np.abs(y - y_float).max() < 0.05 * np.abs(y_float).max(), bits

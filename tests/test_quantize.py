@@ -120,9 +120,12 @@ def test_post_training_ranges_are_observed_around_the_given_programs(photo_dir):
     part's ranges come from the latents those programs make (another encoder: other ranges, other outputs)."""
     from rar_edge.quantize.ptq import calibrate_int8
 
+    import copy
+
     torch.manual_seed(0)
-    model, other = create_model("rar-tiny").eval(), create_model("rar-tiny").eval()
-    with torch.no_grad():  # an encoder whose latents span three times the range (both of its linear paths)
+    model = create_model("rar-tiny").eval()
+    other = copy.deepcopy(model)
+    with torch.no_grad():  # the same model but an encoder whose latents span three times the range
         for conv in (other.encoder.skip, other.encoder.head):
             conv.weight.mul_(3.0)
             conv.bias.mul_(3.0)
