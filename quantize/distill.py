@@ -166,10 +166,6 @@ def distill(cfg: DistillConfig) -> dict:
     teacher = _check(cfg)
     out = Path(cfg.out)
     preset = get_preset(cfg.preset)
-    if not cfg.resume:  # a fresh run (_check: no checkpoint here) records its recipe, replacing a failed start's
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / RECIPE_FILE) as tmp:
-            tmp.write_text(json.dumps(_recipe(cfg), indent=1) + "\n")
 
     def float_task(tc: TrainConfig, device: torch.device) -> TrainTask:
         student = RAR(preset.config).to(device)
@@ -192,6 +188,11 @@ def distill(cfg: DistillConfig) -> dict:
     log.info("phase 1/2: float distillation, %d steps", cfg.steps)
     train(_phase_config(cfg, "float", cfg.steps, cfg.lr), float_task)
 
+    # The recipe decides the QAT state's shape: recorded as phase 2 starts (not before the data was read: a
+    # failed start writes nothing), replacing any earlier start's; a resumed phase 2 keeps the recorded one.
+    if not (out / "qat" / "last").exists():
+        with atomic_path(out / RECIPE_FILE) as tmp:
+            tmp.write_text(json.dumps(_recipe(cfg), indent=1) + "\n")
     freeze_at = int(round(cfg.qat_steps * (1 - cfg.freeze_fraction)))
 
     def qat_task(tc: TrainConfig, device: torch.device) -> TrainTask:
