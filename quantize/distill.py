@@ -70,7 +70,7 @@ class DistillConfig:
 
 #: The fields that shape a run's checkpoints (which parts carry QAT state): a --resume must keep them.
 RECIPE_FIELDS = ("preset", "backend", "keep_float", "post_training")
-#: Where a run records them (OUT/RECIPE_FILE), written when it starts.
+#: Where a run records them (OUT/RECIPE_FILE), written as its phase 2 starts.
 RECIPE_FILE = "recipe.json"
 
 
