@@ -129,10 +129,10 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
             images = photo_crops(*DYNAMIC_PARITY_SIZE, count=2) if dynamic else photo_crops(height, width, count=1)
             parity = check_parity(torch_runner(programs), runner, images, precision) if runner is not None else None
             if parity is not None and not parity["passed"]:
-                hint = ("; --int8-graph qat keeps the int8 programs' own graphs"
-                        if target == "onnx" and precision == "int8" and int8_graph == "ort" else "")
-                if target == "onnx" and precision == "int8" and weight_bits == WEIGHT_BITS[1]:
-                    hint += "; without --reduce-range the weights keep their 8 bits"
+                int8_onnx = target == "onnx" and precision == "int8"
+                hint = ("; --int8-graph qat keeps the int8 programs' own graphs" if int8_onnx and int8_graph == "ort"
+                        else "") + ("; without --reduce-range the weights keep their 8 bits"
+                                    if int8_onnx and weight_bits == WEIGHT_BITS[1] else "")
                 raise RarEdgeError(f"parity check failed for {name}: {'; '.join(parity['failures'])}; nothing "
                                    f"written{hint}")
             if target == "coreml" and not coreml.can_predict():

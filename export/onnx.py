@@ -10,6 +10,8 @@ import numpy as np
 from rar_edge.manifest import flat_metadata, signatures
 from rar_edge.model import ENTRY_POINTS
 
+from . import WEIGHT_BITS
+
 OPSET = 20
 
 
@@ -82,7 +84,8 @@ def global_pools(graph) -> int:
     return done
 
 
-def slim(bundle: Path, files: list[str], retype: Collection[str] = (), weight_bits: int = 8) -> None:
+def slim(bundle: Path, files: list[str], retype: Collection[str] = (),
+         weight_bits: int = WEIGHT_BITS[0]) -> None:
     """Drop the exporter's per-node metadata (torch stack traces: over half of an int8 file's bytes), pool
     with GlobalAveragePool (global_pools) and re-type the int8 programs' graphs among them named in
     ``retype`` (entry points) for onnxruntime's fast integer kernels, with ``weight_bits``-bit weights

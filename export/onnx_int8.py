@@ -26,14 +26,12 @@ from . import WEIGHT_BITS
 FUSABLE = ("Conv", "Gemm", "MatMul")
 
 
-
-
 def weight_bits_text(weight_bits: int) -> str:
     """The manifest's words for a weight width."""
-    return "7 bits (reduce_range, for x86 CPUs without VNNI)" if weight_bits == 7 else "8 bits"
+    return "7 bits (reduce_range, for x86 CPUs without VNNI)" if weight_bits == WEIGHT_BITS[1] else "8 bits"
 
 
-def retype_for_onnxruntime(model, weight_bits: int = 8) -> dict[str, int]:
+def retype_for_onnxruntime(model, weight_bits: int = WEIGHT_BITS[0]) -> dict[str, int]:
     """Rewrite one int8 QDQ ``onnx.ModelProto`` in place (module docstring); returns what changed."""
     if weight_bits not in WEIGHT_BITS:
         raise ValueError(f"weight_bits {weight_bits} is not one of {WEIGHT_BITS}")
@@ -65,7 +63,7 @@ def retype_for_onnxruntime(model, weight_bits: int = 8) -> dict[str, int]:
         data, scale, zero = node.input[:3]
         weight = node.op_type == "DequantizeLinear" and is_int8(data) and data not in producer
         if weight:
-            if weight_bits == 8:
+            if weight_bits == WEIGHT_BITS[0]:  # full 8-bit weights: left as the programs have them
                 continue
             w = numpy_helper.to_array(inits[data])
             if w.ndim < 2 or zero not in inits or scale not in inits or np.any(numpy_helper.to_array(inits[zero])):

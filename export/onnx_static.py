@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import WEIGHT_BITS
 from .onnx_int8 import weight_bits_text
 from .parity import Runner, photo_crops, top_left_crop
 
@@ -93,7 +94,8 @@ def calibration_feeds(reference: Runner, images: np.ndarray, steps: int = CALIB_
     return feeds
 
 
-def quantize_graph(src: Path, dst: Path, feeds: list[list[np.ndarray]], weight_bits: int = 8) -> None:
+def quantize_graph(src: Path, dst: Path, feeds: list[list[np.ndarray]],
+                   weight_bits: int = WEIGHT_BITS[0]) -> None:
     """Quantize the float graph ``src`` into ``dst`` (module docstring), calibrated on ``feeds``, with
     ``weight_bits``-bit weights (8, or 7: ``reduce_range``)."""
     import onnx
@@ -117,11 +119,13 @@ def quantize_graph(src: Path, dst: Path, feeds: list[list[np.ndarray]], weight_b
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        reduce_range=weight_bits == 7, nodes_to_exclude=float_tail(onnx.load(str(pre)).graph))
+                        reduce_range=weight_bits == WEIGHT_BITS[1],
+                        nodes_to_exclude=float_tail(onnx.load(str(pre)).graph))
 
 
 def quantize_bundle(bundle: Path, files: list[str], quantized: list[str], reference: Runner,
-                    images: np.ndarray, calib: str | None = None, weight_bits: int = 8) -> dict:
+                    images: np.ndarray, calib: str | None = None,
+                    weight_bits: int = WEIGHT_BITS[0]) -> dict:
     """Quantize the ``quantized`` entry points' float graphs in ``bundle`` in place; returns the manifest's
     ``quantization`` fields that describe it (``calib``: the folder the crops came from, named by its last
     part only, so that no machine path enters a bundle)."""

@@ -43,7 +43,6 @@ from .task import TrainTask
 from .trainer import TrainConfig, train
 
 
-
 @dataclass
 class ReblockConfig:
     source: str  # the trained checkpoint to carry over
