@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-graph", choices=INT8_GRAPHS,
                    help="int8 ONNX only: 'ort' quantizes the float graphs with onnxruntime's own quantizer, calibrated "
                    "on the int8 programs' inputs (faster on onnxruntime); 'qat' exports the int8 programs' own "
-                   "graph (default: ort; docs/export.md)")
+                   "graph (default: ort, and qat where ort's graphs miss the parity bound; docs/export.md)")
     p.add_argument("--reduce-range", action="store_true",
                    help="int8 ONNX only: 7-bit weights (onnxruntime's reduce_range) for x86 CPUs without VNNI, whose "
                    "int8 kernels can saturate on full 8-bit weights (default: 8-bit; docs/export.md)")
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
     for target, precision in precisions.items():
         print(export_bundle(target, precision, args.checkpoint, args.preset, size, args.dynamic, Path(args.out),
-                            args.calib, args.int8_graph or INT8_GRAPHS[0],
+                            args.calib, args.int8_graph,
                             WEIGHT_BITS[1] if args.reduce_range else WEIGHT_BITS[0]))
     return 0
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from functools import partial
 from pathlib import Path
 
 from rar_edge.atomic import atomic_dir
@@ -15,6 +17,8 @@ from .onnx_static import ORT_QUANTIZED
 from .parity import DYNAMIC_PARITY_SIZE, check_parity, photo_crops, torch_runner
 from .source import float_programs, load_source, torch_programs
 
+
+log = logging.getLogger(__name__)
 
 #: The manifest's parity status of a bundle whose format cannot run on the exporting platform.
 NOT_RUN = "not run on this platform"
@@ -48,19 +52,43 @@ def quantized_entries(quantization: dict) -> tuple[str, ...]:
     return tuple(n for n in ENTRY_POINTS if n not in quantization.get("kept_float", ()))
 
 
+class ParityFailed(RarEdgeError):
+    """A bundle missed its parity bound; nothing of it was written."""
+
+
 def export_bundle(target: str, precision: str, checkpoint: str | None, preset: str | None, size: tuple[int, int],
-                  dynamic: bool, out: Path, calib: str | None = None, int8_graph: str = INT8_GRAPHS[0],
+                  dynamic: bool, out: Path, calib: str | None = None, int8_graph: str | None = None,
                   weight_bits: int = WEIGHT_BITS[0]) -> str:
     """Export ``target`` at ``precision``; returns a printable summary with the next command to run.
 
-    ``int8_graph`` (INT8_GRAPHS) chooses how an int8 ONNX bundle's graphs are made and ``weight_bits``
-    (export/__init__.py's WEIGHT_BITS) how wide their weights are; other bundles ignore both."""
-    if int8_graph not in INT8_GRAPHS:
+    ``int8_graph`` (INT8_GRAPHS) chooses how an int8 ONNX bundle's graphs are made, ``weight_bits``
+    (export/__init__.py's WEIGHT_BITS) how wide their weights are; other bundles ignore both. Left unset,
+    int8 ONNX takes onnxruntime's quantizer ("ort", the faster) and, where its graphs miss the parity bound,
+    the int8 programs' own graphs ("qat", the closer) with a warning: an export that can pass, passes."""
+    if int8_graph is not None and int8_graph not in INT8_GRAPHS:
         raise RarEdgeError(f"int8 graph {int8_graph!r} is not one of {', '.join(INT8_GRAPHS)}")
     if weight_bits not in WEIGHT_BITS:
         raise RarEdgeError(f"weight bits {weight_bits} is not one of {', '.join(map(str, WEIGHT_BITS))}")
     source = load_source(checkpoint, preset)
     chosen = torch_programs(source, precision, target, calib)
+    write = partial(_write_bundle, source, chosen, target, precision, size, dynamic, out, calib,
+                    weight_bits=weight_bits)
+    if int8_graph is not None or (target, precision) != ("onnx", "int8"):
+        return write(int8_graph or INT8_GRAPHS[0])
+    try:
+        return write(INT8_GRAPHS[0])
+    except ParityFailed as e:
+        log.warning("%s; exporting again with --int8-graph %s", e, INT8_GRAPHS[1])
+        reason = str(e).split(": ", 1)[1].split("; nothing written")[0]
+        try:
+            return write(INT8_GRAPHS[1], fallback=reason)
+        except ParityFailed as again:
+            raise ParityFailed(f"{again} (with --int8-graph {INT8_GRAPHS[0]}, the default: {reason})") from None
+
+
+def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, int], dynamic: bool, out: Path,
+                  calib: str | None, int8_graph: str, weight_bits: int, fallback: str | None = None) -> str:
+    """One export attempt of ``export_bundle``; ``fallback`` is why onnxruntime's int8 graphs were passed over."""
     programs = chosen.parts
     height, width = size
     name = f"{source.preset}-{precision}-{target}"
@@ -99,6 +127,8 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
                         made["onnx_weights"] = f"int8 symmetric, per output channel, {weight_bits_text(weight_bits)}"
                 if quantized:  # onnx_weight_bits: what the runtime checks against the CPU (runtime/backends.py)
                     made["onnx_weight_bits"] = weight_bits
+                    if fallback:
+                        made["fallback"] = f"onnxruntime's quantizer missed the parity bound ({fallback})"
                     manifest["quantization"] = {**manifest["quantization"], **made}
                 if precision == "int8":
                     manifest.update(kernel_report(tmp, files))
@@ -133,7 +163,7 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
                 hint = ("; --int8-graph qat keeps the int8 programs' own graphs" if int8_onnx and int8_graph == "ort"
                         else "") + ("; without --reduce-range the weights keep their 8 bits"
                                     if int8_onnx and weight_bits == WEIGHT_BITS[1] else "")
-                raise RarEdgeError(f"parity check failed for {name}: {'; '.join(parity['failures'])}; nothing "
+                raise ParityFailed(f"parity check failed for {name}: {'; '.join(parity['failures'])}; nothing "
                                    f"written{hint}")
             if target == "coreml" and not coreml.can_predict():
                 manifest["parity"] = {"status": NOT_RUN, "reason": "Core ML predicts only on macOS: the package was "
@@ -153,6 +183,8 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
              _parity_line(precision, against, parity, manifest["parity"]["status"]),
              *([f"  warning: onnxruntime runs quantized convolutions/linears in float (slower than fp32): "
                 f"{', '.join(float_left)}"] if float_left else []),
+             *([f"  warning: onnxruntime's quantizer missed the parity bound ({fallback}): these are the int8 "
+                f"programs' own graphs (--int8-graph {int8_graph}; slower on onnxruntime)"] if fallback else []),
              (f"next: rar-edge restore IMAGES -o OUT --bundle {bundle}" if target != "coreml" else
               f"next: on macOS, rar-edge restore IMAGES -o OUT --bundle {bundle}; in an app, load rar.mlpackage "
               "with MLModel(configuration:) per function (docs/runtime.md)")]

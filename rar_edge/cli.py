@@ -113,6 +113,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                       ckpt_every=a.ckpt_every, warmup=a.warmup, device=a.device, amp=not a.no_amp,
                       compile=a.compile, channels_last=a.channels_last, init=a.init, resume=a.resume,
                       init_fresh=tuple(x for x in a.init_fresh.split(",") if x),
+                      freeze=tuple(x for x in a.freeze.split(",") if x),
                       degradations=tuple(a.degradations.split(",")), synthesis=a.synthesis, minutes=a.minutes,
                       ckpt_minutes=a.ckpt_minutes, marks=_marks(a.marks), type_weights=_type_weights(a.type_weights),
                       cond_lr_scale=a.cond_lr_scale, restore_loss=a.restore_loss, crop_mix=_crop_mix(a.crop_mix),
@@ -508,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-fresh", default="", metavar="PARTS",
                    help="with --init: parts that start from scratch instead (comma-separated: encoder, decoder, "
                         "assessor, restorer; a restorer of another block kind always does)")
+    p.add_argument("--freeze", default="", metavar="PARTS",
+                   help="parts whose weights stay as loaded (comma-separated, as --init-fresh), e.g. "
+                        "encoder,decoder,restorer to retrain the assessor alone")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in OUT/last exactly (same step, LR and data order)")
     p.add_argument("--minutes", type=float,

@@ -472,11 +472,37 @@ def test_post_training_int8_with_calib(tiny_checkpoint, photo_dir, tmp_path, mon
     assert quant["graph"].startswith("onnxruntime quantize_static") and "re-typed" not in quant["graph"]
     assert f"of {photo_dir.name!r} (--calib)" in quant["onnx_activations"] and str(photo_dir) not in json.dumps(manifest)
 
-    # Where onnxruntime's graphs miss the bound, the error says how to keep the int8 programs' own graphs instead.
+    # Where onnxruntime's graphs miss the bound, the default falls back to the int8 programs' own graphs, says so
+    # in the summary and the manifest, and writes only the bundle that passed.
     from rar_edge.export import bundle, parity
 
+    real, calls = bundle.check_parity, []
+
+    def ort_graphs_fail(*args):
+        result = real(*args)
+        calls.append(result["passed"])
+        return {**result, "passed": False, "failures": ["loop 1.0 dB < 35 dB"]} if len(calls) == 1 else result
+
+    monkeypatch.setattr(bundle, "check_parity", ort_graphs_fail)
+    summary = bundle.export_bundle("onnx", "int8", str(tiny_checkpoint), None, (64, 64), False,
+                                   tmp_path / "fallback", calib=str(photo_dir))
+    assert len(calls) == 2
+    assert "warning: onnxruntime's quantizer missed the parity bound (loop 1.0 dB < 35 dB)" in summary
+    assert "--int8-graph qat" in summary
+    quant = verify_bundle(tmp_path / "fallback" / "rar-tiny-int8-onnx")["quantization"]
+    assert quant["graph"].startswith("the int8 programs' QDQ graph") and "loop 1.0 dB" in quant["fallback"]
+    assert [p.name for p in (tmp_path / "fallback").iterdir()] == ["rar-tiny-int8-onnx"]
+    monkeypatch.setattr(bundle, "check_parity", real)
+
+    # Asked for by name, onnxruntime's graphs are not replaced: the error says how to keep the programs' own.
     monkeypatch.setitem(parity.BOUNDS, "int8", {"psnr_db": 1e9, "quality_db": 0.0, "prob": 0.0})
     with pytest.raises(RarEdgeError, match="parity check failed .*nothing written; --int8-graph qat keeps"):
+        bundle.export_bundle("onnx", "int8", str(tiny_checkpoint), None, (64, 64), False, tmp_path / "failed",
+                             calib=str(photo_dir), int8_graph="ort")
+    assert list((tmp_path / "failed").iterdir()) == []
+    # By default, where both miss it, the error names both failures and nothing is written.
+    with pytest.raises(RarEdgeError, match="parity check failed .*nothing written \\(with --int8-graph ort, the "
+                                           "default: decode_psnr_db"):
         bundle.export_bundle("onnx", "int8", str(tiny_checkpoint), None, (64, 64), False, tmp_path / "failed",
                              calib=str(photo_dir))
     assert list((tmp_path / "failed").iterdir()) == []

@@ -332,3 +332,31 @@ def test_fft_weight_adds_each_samples_normalised_spectral_error():
     assert added > 0.5  # the identity restorer leaves about the input's spectral error
     torch.testing.assert_close(spectral["restore"] - plain["restore"], 0.7 * added, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(spectral["quality"], plain["quality"])
+
+
+def test_freeze_keeps_named_parts_as_loaded_and_trains_the_rest(photo_dir, tmp_path):
+    train(_cfg(photo_dir, tmp_path / "init", steps=2))
+    start, _ = load_model(tmp_path / "init" / "last")
+    train(_cfg(photo_dir, tmp_path / "a", steps=3, init=str(tmp_path / "init" / "last"),
+               freeze=("encoder", "decoder", "restorer")))
+    got, _ = load_model(tmp_path / "a" / "last")
+    before, after = start.state_dict(), got.state_dict()
+    for name in before:
+        same = torch.equal(before[name], after[name])
+        if name.startswith("assessor."):
+            continue
+        assert same, f"{name} moved although its part was frozen"
+    moved = [n for n in before if n.startswith("assessor.") and not torch.equal(before[n], after[n])]
+    assert len(moved) > 0.5 * sum(n.startswith("assessor.") for n in before), "the assessor did not train"
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(freeze=("codec",), init="x"), "--freeze names \\['codec'\\]"),
+    (dict(freeze=("encoder", "decoder", "assessor", "restorer"), init="x"), "nothing would train"),
+    (dict(freeze=("assessor",)), "--freeze needs --init"),
+    (dict(freeze=("restorer",), init_fresh=("restorer",), init="x"), "both name \\['restorer'\\]"),
+])
+def test_bad_freeze_is_refused_before_training(photo_dir, tmp_path, kw, match):
+    with pytest.raises(RarEdgeError, match=match):
+        train(_cfg(photo_dir, tmp_path / "o", **kw))
+    assert not (tmp_path / "o").exists()

@@ -70,6 +70,9 @@ class TrainConfig:
     synthesis: str = DEFAULT_SYNTHESIS  # degradation models (rar_edge/data/degrade.py); validation uses the same
     init: str | None = None  # start from these weights (not a resume: new optimizer and schedule)
     init_fresh: tuple[str, ...] = ()  # parts that keep their new initialisation under --init (transfer.PARTS)
+    #: Parts whose weights stay as loaded (transfer.PARTS): e.g. retrain the assessor's sense of a new degradation
+    #: model against a trained restorer. Gradients still flow through them to the parts that train.
+    freeze: tuple[str, ...] = ()
     resume: bool = False  # continue OUT/last exactly
     minutes: float | None = None  # a time budget: the LR schedule follows elapsed time, the run stops at it
     ckpt_minutes: float | None = None  # also checkpoint OUT/last this often (default 1 with --minutes)
@@ -241,6 +244,16 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
         raise RarEdgeError(f"--init-fresh names {sorted(unknown)}; choose from {', '.join(PARTS)}")
     if cfg.init_fresh and not cfg.init:
         raise RarEdgeError("--init-fresh needs --init: without it every part starts from scratch already")
+    unknown = set(cfg.freeze) - set(PARTS)
+    if unknown:
+        raise RarEdgeError(f"--freeze names {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    if set(cfg.freeze) == set(PARTS):
+        raise RarEdgeError("--freeze names every part: nothing would train; leave at least one out")
+    if cfg.freeze and not (cfg.init or cfg.resume):
+        raise RarEdgeError("--freeze needs --init (or --resume): frozen parts would keep their random initialisation")
+    if set(cfg.freeze) & set(cfg.init_fresh):
+        raise RarEdgeError(f"--freeze and --init-fresh both name {sorted(set(cfg.freeze) & set(cfg.init_fresh))}: "
+                           "a fresh part that never trains stays random; drop it from one of them")
     for flag, value in (("--minutes", cfg.minutes), ("--ckpt-minutes", cfg.ckpt_minutes)):
         if value is not None and not 0 < value < float("inf"):
             raise RarEdgeError(f"{flag} must be a positive number of minutes, got {value}")
@@ -261,6 +274,8 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     torch.manual_seed(cfg.seed)  # the initial weights are part of the run's reproducibility
     task = build_task(cfg, info.device)
     model, objective = task.model, task.objective
+    for part in cfg.freeze:  # before the optimizer: task.parameters() leaves frozen weights out
+        getattr(task.float_model(), part).requires_grad_(False)
     optimizer = torch.optim.AdamW(param_groups(task, cfg.lr, cfg.cond_lr_scale), lr=cfg.lr,
                                   weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     clock = Clock(0.0, cfg.minutes * 60 if cfg.minutes else None)
