@@ -9,7 +9,8 @@ perfectly and still fail the gate elsewhere, when its probabilities sit lower un
 after quantization. Per model and test synthesis (``bench/report.py``'s test set: random crops of every
 photo, every case; the assessor run on each model's own encoding of them), per single type: ROC-AUC of the
 type's probability, the type's crops against the clean crops; the type's mean probability on its crops;
-and the mean assessed quality (dB) of the type's crops and of the clean crops.
+the mean assessed quality (dB) of the type's crops and of the clean crops; and, in brackets, the crops'
+true mean PSNR against their clean originals: how far the assessed quality is off.
 
 A model is NAME=CHECKPOINT, with ``:int8`` for a distilled student's int8 programs (``student/int8``, as
 QAT converted them; kept-float parts from its float weights) or ``:ptq`` for its float weights quantized
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import test_set  # noqa: E402  (the test set of bench/report.py and bench/bundle_quality.py)
 
 from rar_edge import DEGRADATIONS  # noqa: E402
-from rar_edge.eval.metrics import roc_auc  # noqa: E402
+from rar_edge.eval.metrics import psnr, roc_auc  # noqa: E402
 
 
 def load(spec: str, calibration: str):
@@ -55,7 +56,7 @@ def load(spec: str, calibration: str):
 
 def calibration_rows(model, crops: int, photos: str, synthesis: str) -> dict[str, dict[str, float]]:
     """Per single type: AUC against clean, mean probability on the type, mean quality; and clean's quality."""
-    _, degraded, names, _ = test_set(photos, crops, 256, synthesis=synthesis)
+    clean_crops, degraded, names, originals = test_set(photos, crops, 256, synthesis=synthesis)
     x = torch.from_numpy(np.ascontiguousarray(degraded.transpose(0, 3, 1, 2)))
     qualities, probs = [], []
     with torch.no_grad():
@@ -72,8 +73,10 @@ def calibration_rows(model, crops: int, photos: str, synthesis: str) -> dict[str
         if not mine.any():
             continue
         labels = np.concatenate([np.ones(mine.sum()), np.zeros(clean.sum())])
+        true = [psnr(degraded[i], clean_crops[originals[i]]) for i in np.flatnonzero(mine)]
         rows[name] = {"auc": roc_auc(np.concatenate([prob[mine, j], prob[clean, j]]), labels),
-                      "p": float(prob[mine, j].mean()), "quality": float(quality[mine].mean())}
+                      "p": float(prob[mine, j].mean()), "quality": float(quality[mine].mean()),
+                      "true": float(np.mean(true))}
     return rows
 
 
@@ -92,12 +95,13 @@ def main() -> None:
             raise SystemExit(f"--model {spec}: write NAME=CHECKPOINT[:int8|:ptq]")
         models[name] = load(rest, a.calibration)
     print(f"`python {' '.join(sys.argv)}`\n")
-    print("| model | test synthesis | " + " | ".join(f"{d}: AUC / p / dB" for d in DEGRADATIONS) + " | clean dB |")
+    print("| model | test synthesis | " + " | ".join(f"{d}: AUC / p / dB (true)" for d in DEGRADATIONS) + " | clean dB |")
     print("|---|---|" + "---|" * (len(DEGRADATIONS) + 1))
     for synthesis in a.syntheses.split(","):
         for name, model in models.items():
             rows = calibration_rows(model, a.crops, a.photos, synthesis)
-            cells = [f"{rows[d]['auc']:.2f} / {rows[d]['p']:.2f} / {rows[d]['quality']:.1f}" if d in rows else "—"
+            cells = [f"{rows[d]['auc']:.2f} / {rows[d]['p']:.2f} / {rows[d]['quality']:.1f} ({rows[d]['true']:.1f})"
+                     if d in rows else "—"
                      for d in DEGRADATIONS]
             print(f"| {name} | {synthesis} | " + " | ".join(cells) + f" | {rows['clean']['quality']:.1f} |")
 

@@ -25,6 +25,9 @@ def test_rows_match_the_assessor_on_the_test_set(tiny_checkpoint, photo_dir):
         quality, probs, _ = model.assess(model.encode(x))
     assert rows["noise"]["p"] == pytest.approx(float(probs[:, DEGRADATIONS.index("noise")].mean()), abs=1e-5)
     assert rows["noise"]["quality"] == pytest.approx(float(quality.mean()), abs=1e-4)
+    clean, _, _, originals = calib.test_set(str(photo_dir), 1, 256, synthesis="v2")
+    mse = [np.mean((degraded[i].astype(np.float64) - clean[originals[i]]) ** 2) for i in np.flatnonzero(noisy)]
+    assert rows["noise"]["true"] == pytest.approx(float(np.mean(10 * np.log10(1 / np.array(mse)))), abs=1e-3)
     for name in DEGRADATIONS:
         assert 0.0 <= rows[name]["auc"] <= 1.0 and 0.0 <= rows[name]["p"] <= 1.0
 
