@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -44,6 +45,17 @@ def debug_requested(flag: bool = False) -> bool:
     return flag or os.environ.get("RAR_EDGE_DEBUG", "") not in ("", "0")
 
 
+#: Loggers whose import-time notices say nothing a user can act on: torchao failing to load its CUDA-only
+#: kernels on a CPU machine (each with the machine's site-packages path), torch's pytree registering enums.
+QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
+def quiet_import_notices() -> None:
+    """Raise QUIET_LOGGERS to errors only (``--debug`` leaves them as they are)."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def run_guarded(prog: str, command: Callable[[], int], debug: bool = False, extra: str | None = None) -> int:
     """Run a CLI command and map its outcome to an exit status.
 
@@ -53,6 +65,8 @@ def run_guarded(prog: str, command: Callable[[], int], debug: bool = False, extr
     ``extra``: the optional extra the command needs (missing_extra).
     """
     debug = debug_requested(debug)
+    if not debug:
+        quiet_import_notices()
     try:
         return command()
     except RarEdgeError as e:

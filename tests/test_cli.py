@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +186,19 @@ def test_a_missing_extra_is_named_by_the_command_that_needs_it(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     assert "pip install 'rar-edge[eval]'" in missing_extra(no_alb, "export")
     assert missing_extra(ModuleNotFoundError("x", name="numpyy"), "export") is None  # not an extra's module
+
+
+def test_import_notices_of_third_parties_are_quiet_unless_debugging():
+    # torchao logs a warning per CUDA-only kernel it cannot load on a CPU machine, with site-packages' path.
+    code = ("import sys; from rar_edge.errors import run_guarded; "
+            "sys.exit(run_guarded('x', lambda: (__import__('torchao'), 0)[1]))")
+
+    def stderr(**env) -> str:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, **env})
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    if "Failed to load" not in stderr(RAR_EDGE_DEBUG="1"):
+        pytest.skip("torchao loads all its kernels on this machine: nothing to quiet")
+    assert "Failed to load" not in stderr(RAR_EDGE_DEBUG="0")
