@@ -8,6 +8,8 @@ from PIL import Image
 from rar_edge.export.onnx_static import CALIB_PHOTOS, calibration_feeds, calibration_images
 from rar_edge.export.parity import PARITY_PHOTOS, photo_crops
 
+from conftest import load_bench
+
 
 def test_calibration_images_are_other_photos_than_parity_clean_then_degraded():
     images = calibration_images(32, 48, count=3)
@@ -124,3 +126,17 @@ def test_quantize_graph_weight_width(tmp_path):
         assert largest == (127 if bits == 8 else 64), (bits, largest)  # symmetric: [-127, 127] or [-64, 64]
         y = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
         assert np.abs(y - y_float).max() < 0.05 * np.abs(y_float).max(), bits
+
+
+def test_assess_trunk_experiment_keeps_what_reads_the_detail_statistics_float():
+    from onnx import helper
+
+    trunk = load_bench("onnx_assess_trunk")
+    nodes = [helper.make_node("Conv", ["z", "w.stem"], ["a"], name="stem"),
+             helper.make_node("Conv", ["z", "model.assessor.detail.deviation0"], ["d"], name="dev"),
+             helper.make_node("Log", ["d"], ["l"], name="log"),
+             helper.make_node("Relu", ["a"], ["r"], name="relu"),
+             helper.make_node("Concat", ["r", "l"], ["c"], name="cat", axis=1)]
+    graph = helper.make_graph(nodes, "g", [], [])
+    assert trunk.downstream(graph, [nodes[1]]) == {"dev", "log", "cat"}
+    assert trunk.downstream(graph, [nodes[0]]) == {"stem", "relu", "cat"}
