@@ -95,7 +95,8 @@ def main() -> None:
             raise SystemExit(f"--model {spec}: write NAME=CHECKPOINT[:int8|:ptq]")
         models[name] = load(rest, a.calibration)
     print(f"`python {' '.join(sys.argv)}`\n")
-    print("| model | test synthesis | " + " | ".join(f"{d}: AUC / p / dB (true)" for d in DEGRADATIONS) + " | clean dB |")
+    columns = " | ".join(f"{d}: AUC / p / dB (true)" for d in DEGRADATIONS)
+    print(f"| model | test synthesis | {columns} | clean dB |")
     print("|---|---|" + "---|" * (len(DEGRADATIONS) + 1))
     for synthesis in a.syntheses.split(","):
         for name, model in models.items():

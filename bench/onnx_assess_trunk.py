@@ -7,8 +7,9 @@ rar-edge-s keeps its assessor float (its score steers the loop). This exports th
 `python -m rar_edge.export --target onnx --precision int8 --int8-graph ort` does, except that onnxruntime's
 quantizer also takes the assessor: its learned trunk only (stem, stages, downsamplings), while the fixed
 detail statistics (logs of small deviations, which 8-bit MinMax ranges of the latent flatten), the MLP and
-the heads stay float (``--whole``: all of it quantized). The export's own parity check holds the result to the int8 programs as for any bundle;
-time it with bench/onnx_int8.py. A measurement, not an export option (BENCHMARKS.md).
+the heads stay float (``--whole``: all of it quantized). The export's own parity check holds the result to
+the int8 programs as for any bundle; time it with bench/onnx_int8.py. A measurement, not an export option
+(BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def main() -> None:
         detail = [n for n in graph.node if n.op_type == "Conv" and any(".detail." in i for i in n.input)]
         if not detail or a.whole:  # not the assessor (or all of it): as the export does
             return float_tail(graph)
-        return sorted(set(float_tail(graph)) | downstream(graph, detail + [n for n in graph.node if n.op_type == "Gemm"]))
+        heads = [n for n in graph.node if n.op_type == "Gemm"]
+        return sorted(set(float_tail(graph)) | downstream(graph, detail + heads))
 
     onnx_static.float_tail = trunk_only
     bundle.ORT_QUANTIZED = (*onnx_static.ORT_QUANTIZED, "assess")

@@ -19,6 +19,8 @@ from .source import float_programs, load_source, torch_programs
 
 
 log = logging.getLogger(__name__)
+#: What a 7-bit int8 ONNX export that failed parity may try.
+REDUCE_RANGE_HINT = "; without --reduce-range the weights keep their 8 bits"
 
 #: The manifest's parity status of a bundle whose format cannot run on the exporting platform.
 NOT_RUN = "not run on this platform"
@@ -45,6 +47,11 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
+def bundle_name(source, precision: str, target: str) -> str:
+    """A bundle's folder name: preset, precision, target."""
+    return f"{source.preset}-{precision}-{target}"
+
+
 def quantized_entries(quantization: dict) -> tuple[str, ...]:
     """The entry points an int8 bundle quantizes: all but the ones its recipe kept in float."""
     from rar_edge.model import ENTRY_POINTS
@@ -53,7 +60,11 @@ def quantized_entries(quantization: dict) -> tuple[str, ...]:
 
 
 class ParityFailed(RarEdgeError):
-    """A bundle missed its parity bound; nothing of it was written."""
+    """A bundle missed its parity bound; nothing of it was written. ``failures``: the bounds missed."""
+
+    def __init__(self, message: str, failures: list[str]) -> None:
+        super().__init__(message)
+        self.failures = failures
 
 
 def export_bundle(target: str, precision: str, checkpoint: str | None, preset: str | None, size: tuple[int, int],
@@ -78,13 +89,17 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
     try:
         return write(INT8_GRAPHS[0])
     except ParityFailed as e:
-        reason = str(e).split(": ", 1)[1].split("; nothing written")[0]
+        reason = "; ".join(e.failures)
         log.warning("onnxruntime's int8 graphs missed the parity bound (%s); exporting the int8 programs' own "
                     "graphs instead (--int8-graph %s)", reason, INT8_GRAPHS[1])
         try:
             return write(INT8_GRAPHS[1], fallback=reason)
         except ParityFailed as again:
-            raise ParityFailed(f"{again} (with --int8-graph {INT8_GRAPHS[0]}, the default: {reason})") from None
+            hint = REDUCE_RANGE_HINT if weight_bits == WEIGHT_BITS[1] else ""
+            raise ParityFailed(f"parity check failed for {bundle_name(source, precision, target)} with both int8 "
+                               f"graphs: {INT8_GRAPHS[0]} {reason}; {INT8_GRAPHS[1]} {'; '.join(again.failures)}; "
+                               f"nothing written{hint}; or export the fp32 ONNX or the int8 ExecuTorch bundle",
+                               again.failures) from None
 
 
 def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, int], dynamic: bool, out: Path,
@@ -92,7 +107,7 @@ def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, 
     """One export attempt of ``export_bundle``; ``fallback`` is why onnxruntime's int8 graphs were passed over."""
     programs = chosen.parts
     height, width = size
-    name = f"{source.preset}-{precision}-{target}"
+    name = bundle_name(source, precision, target)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -162,10 +177,9 @@ def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, 
             if parity is not None and not parity["passed"]:
                 int8_onnx = target == "onnx" and precision == "int8"
                 hint = ("; --int8-graph qat keeps the int8 programs' own graphs" if int8_onnx and int8_graph == "ort"
-                        else "") + ("; without --reduce-range the weights keep their 8 bits"
-                                    if int8_onnx and weight_bits == WEIGHT_BITS[1] else "")
+                        else "") + (REDUCE_RANGE_HINT if int8_onnx and weight_bits == WEIGHT_BITS[1] else "")
                 raise ParityFailed(f"parity check failed for {name}: {'; '.join(parity['failures'])}; nothing "
-                                   f"written{hint}")
+                                   f"written{hint}", parity["failures"])
             if target == "coreml" and not coreml.can_predict():
                 manifest["parity"] = {"status": NOT_RUN, "reason": "Core ML predicts only on macOS: the package was "
                                       "verified by its spec, functions and op list",

@@ -510,8 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --init: parts that start from scratch instead (comma-separated: encoder, decoder, "
                         "assessor, restorer; a restorer of another block kind always does)")
     p.add_argument("--freeze", default="", metavar="PARTS",
-                   help="parts whose weights stay as loaded (comma-separated, as --init-fresh), e.g. "
-                        "encoder,decoder,restorer to retrain the assessor alone")
+                   help="with --init: parts whose weights stay as loaded (comma-separated, as --init-fresh), "
+                        "e.g. encoder,decoder,restorer to retrain the assessor alone")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in OUT/last exactly (same step, LR and data order)")
     p.add_argument("--minutes", type=float,

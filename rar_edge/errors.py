@@ -45,15 +45,27 @@ def debug_requested(flag: bool = False) -> bool:
     return flag or os.environ.get("RAR_EDGE_DEBUG", "") not in ("", "0")
 
 
-#: Loggers whose import-time notices say nothing a user can act on: torchao failing to load its CUDA-only
-#: kernels on a CPU machine (each with the machine's site-packages path), torch's pytree registering enums.
-QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
+#: Import-time notices that say nothing a user can act on, by logger: torchao failing to load its optional
+#: compiled kernels (CUDA-only ones on a CPU machine; each line with the machine's site-packages path), torch's
+#: pytree registering enums. Only these records are dropped; the loggers' other messages still show.
+QUIET_NOTICES = {"torchao": "Failed to load ", "torch.utils._pytree": "<enum "}
+
+
+class _DropNotice(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
 
 
 def quiet_import_notices() -> None:
-    """Raise QUIET_LOGGERS to errors only (``--debug`` leaves them as they are)."""
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    """Drop QUIET_NOTICES' records (``--debug`` keeps them); calling it again adds nothing."""
+    for name, prefix in QUIET_NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotice) for f in logger.filters):
+            logger.addFilter(_DropNotice(prefix))
 
 
 def run_guarded(prog: str, command: Callable[[], int], debug: bool = False, extra: str | None = None) -> int:

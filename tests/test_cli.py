@@ -202,3 +202,21 @@ def test_import_notices_of_third_parties_are_quiet_unless_debugging():
     if "Failed to load" not in stderr(RAR_EDGE_DEBUG="1"):
         pytest.skip("torchao loads all its kernels on this machine: nothing to quiet")
     assert "Failed to load" not in stderr(RAR_EDGE_DEBUG="0")
+
+
+def test_quieting_drops_only_the_known_notices(caplog):
+    import logging
+
+    from rar_edge.errors import quiet_import_notices
+
+    logger = logging.getLogger("torchao")
+    try:
+        quiet_import_notices()
+        quiet_import_notices()  # idempotent: one filter
+        assert sum(type(f).__name__ == "_DropNotice" for f in logger.filters) == 1
+        with caplog.at_level(logging.WARNING, logger="torchao"):
+            logger.warning("Failed to load %s: %s", "/x/_C_mxfp8.so", "no CUDA")
+            logger.warning("Expecting a single user")
+        assert [r.getMessage() for r in caplog.records] == ["Expecting a single user"]
+    finally:
+        logger.filters.clear()

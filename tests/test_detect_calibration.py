@@ -18,14 +18,13 @@ def test_rows_match_the_assessor_on_the_test_set(tiny_checkpoint, photo_dir):
     rows = calib.calibration_rows(model, 1, str(photo_dir), "v2")
     assert set(rows) == {"clean", *DEGRADATIONS}
     # Recomputed by hand for one type: the mean noise probability of the noise crops and their quality.
-    _, degraded, names, _ = calib.test_set(str(photo_dir), 1, 256, synthesis="v2")
+    clean, degraded, names, originals = calib.test_set(str(photo_dir), 1, 256, synthesis="v2")
     noisy = np.array(names) == "noise"
     x = torch.from_numpy(np.ascontiguousarray(degraded[noisy].transpose(0, 3, 1, 2)))
     with torch.no_grad():
         quality, probs, _ = model.assess(model.encode(x))
     assert rows["noise"]["p"] == pytest.approx(float(probs[:, DEGRADATIONS.index("noise")].mean()), abs=1e-5)
     assert rows["noise"]["quality"] == pytest.approx(float(quality.mean()), abs=1e-4)
-    clean, _, _, originals = calib.test_set(str(photo_dir), 1, 256, synthesis="v2")
     mse = [np.mean((degraded[i].astype(np.float64) - clean[originals[i]]) ** 2) for i in np.flatnonzero(noisy)]
     assert rows["noise"]["true"] == pytest.approx(float(np.mean(10 * np.log10(1 / np.array(mse)))), abs=1e-3)
     for name in DEGRADATIONS:

@@ -501,8 +501,8 @@ def test_post_training_int8_with_calib(tiny_checkpoint, photo_dir, tmp_path, mon
                              calib=str(photo_dir), int8_graph="ort")
     assert list((tmp_path / "failed").iterdir()) == []
     # By default, where both miss it, the error names both failures and nothing is written.
-    with pytest.raises(RarEdgeError, match="parity check failed .*nothing written \\(with --int8-graph ort, the "
-                                           "default: decode_psnr_db"):
+    with pytest.raises(RarEdgeError, match="parity check failed for rar-tiny-int8-onnx with both int8 graphs: ort "
+                                           "decode_psnr_db .*; qat decode_psnr_db .*; nothing written; or export"):
         bundle.export_bundle("onnx", "int8", str(tiny_checkpoint), None, (64, 64), False, tmp_path / "failed",
                              calib=str(photo_dir))
     assert list((tmp_path / "failed").iterdir()) == []

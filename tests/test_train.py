@@ -360,3 +360,27 @@ def test_bad_freeze_is_refused_before_training(photo_dir, tmp_path, kw, match):
     with pytest.raises(RarEdgeError, match=match):
         train(_cfg(photo_dir, tmp_path / "o", **kw))
     assert not (tmp_path / "o").exists()
+
+
+def test_freeze_must_match_on_resume_and_needs_weights_to_keep(photo_dir, tmp_path):
+    train(_cfg(photo_dir, tmp_path / "init", steps=2))
+    init = str(tmp_path / "init" / "last")
+    train(_cfg(photo_dir, tmp_path / "a", steps=2, init=init, freeze=("restorer",)))
+    for freeze in ((), ("decoder",)):  # the optimizer holds other weights: refused before loading it
+        with pytest.raises(RarEdgeError, match="was trained with --freeze restorer: resume with the same"):
+            train(_cfg(photo_dir, tmp_path / "a", steps=4, resume=True, freeze=freeze))
+    train(_cfg(photo_dir, tmp_path / "a", steps=3, resume=True, freeze=("restorer",)))
+    assert load_model(tmp_path / "a" / "last")[1]["step"] == 3
+    # --resume of nothing with --freeze and no --init: random frozen parts
+    with pytest.raises(RarEdgeError, match="--freeze needs --init: .* holds no run to resume"):
+        train(_cfg(photo_dir, tmp_path / "empty", resume=True, freeze=("restorer",)))
+    assert not (tmp_path / "empty").exists()
+
+
+def test_freeze_refuses_a_part_the_init_checkpoint_cannot_fill(photo_dir, tmp_path):
+    # rar-tiny-dense has another codec block kind than rar-tiny: every part of it starts from scratch
+    train(_cfg(photo_dir, tmp_path / "init", steps=2))
+    with pytest.raises(RarEdgeError, match="--freeze restorer: --init .*\\(rar-tiny\\) has another block kind there"):
+        train(_cfg(photo_dir, tmp_path / "o", preset="rar-tiny-dense", init=str(tmp_path / "init" / "last"),
+                   freeze=("restorer",)))
+    assert not (tmp_path / "o" / "last").exists()

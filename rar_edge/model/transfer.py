@@ -56,9 +56,10 @@ assert set(_FRESH_WHEN_CHANGED) == set(BLOCK_FIELDS), "every block-kind field sa
 _STAGES = {"enc1": 0, "dec1": 0, "enc2": 1, "dec2": 1, "mid": 2}
 
 
-def transfer_weights(model: RAR, source: RAR, fresh: tuple[str, ...] = ()) -> None:
+def transfer_weights(model: RAR, source: RAR, fresh: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Load ``source``'s weights into ``model``, except the parts named in ``fresh`` (``PARTS``), which keep
-    this model's initialisation; raises ValueError if their architectures differ otherwise."""
+    this model's initialisation; raises ValueError if their architectures differ otherwise. Returns the parts
+    that kept it: ``fresh`` and those a change of block kind resets (``_FRESH_WHEN_CHANGED``)."""
     def architecture(m: RAR) -> dict:
         return {k: v for k, v in m.config.to_dict().items() if k not in _NOT_COMPARED}
 
@@ -111,6 +112,7 @@ def transfer_weights(model: RAR, source: RAR, fresh: tuple[str, ...] = ()) -> No
         if key.startswith("restorer.") and state[key].shape != value.shape:
             state[key] = _widen(key, state[key], value)
     model.load_state_dict(state)
+    return tuple(p for p in PARTS if p in fresh)
 
 
 def _added_block(key: str, depths: tuple[int, int, int]) -> bool:

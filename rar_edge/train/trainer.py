@@ -212,10 +212,15 @@ def default_task(cfg: TrainConfig, device: torch.device) -> TrainTask:
     if cfg.init:
         init_model, init_cfg = load_model(cfg.init)
         try:  # another preset is fine where transfer_weights bridges it (e.g. a deeper restorer)
-            transfer_weights(model, init_model, cfg.init_fresh)
+            fresh = transfer_weights(model, init_model, cfg.init_fresh)
         except ValueError as e:
             raise RarEdgeError(f"--init checkpoint {cfg.init} ({init_cfg['preset']}) does not fit {cfg.preset}: "
                                f"{e}; start from a checkpoint of the same architecture or drop --init") from None
+        random = [p for p in cfg.freeze if p in fresh]
+        if random:
+            raise RarEdgeError(f"--freeze {','.join(random)}: --init {cfg.init} ({init_cfg['preset']}) has another "
+                               f"block kind there, so it starts from scratch and would never train; drop it from "
+                               "--freeze")
     return rar_task(model, RARObjective(model, cfg.weights, cfg.unroll, cfg.restore_loss).to(device))
 
 
@@ -265,6 +270,15 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     if (last / "config.json").exists() and not cfg.resume:
         raise RarEdgeError(f"{out} already holds a run (step {read_config(last)['step']}): "
                            "pass --resume to continue it, or choose another --out")
+    if (last / "config.json").exists():  # the optimizer holds only the trained weights: the same ones on resume
+        frozen = json.loads((last / "trainer.json").read_text()).get("train_config", {}).get("freeze", []) \
+            if (last / "trainer.json").is_file() else []
+        if set(frozen) != set(cfg.freeze):
+            raise RarEdgeError(f"{out} was trained with --freeze {','.join(frozen) or '(none)'}: resume with the same "
+                               "--freeze, or choose another --out")
+    elif cfg.freeze and not cfg.init:
+        raise RarEdgeError(f"--freeze needs --init: {out} holds no run to resume, so the frozen parts would keep "
+                           "their random initialisation")
     check_writable(out)  # before any work, creating nothing (a run refused below leaves no folder)
     info = distributed.setup(cfg.device)
     photos = PhotoFolder(cfg.data)
@@ -275,7 +289,11 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     task = build_task(cfg, info.device)
     model, objective = task.model, task.objective
     for part in cfg.freeze:  # before the optimizer: task.parameters() leaves frozen weights out
-        getattr(task.float_model(), part).requires_grad_(False)
+        weights = [w for name, w in model.named_parameters() if name.startswith(part + ".")]
+        if not weights:
+            raise RarEdgeError(f"--freeze {part}: this training's model has no such part; drop --freeze")
+        for w in weights:
+            w.requires_grad_(False)
     optimizer = torch.optim.AdamW(param_groups(task, cfg.lr, cfg.cond_lr_scale), lr=cfg.lr,
                                   weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     clock = Clock(0.0, cfg.minutes * 60 if cfg.minutes else None)
