@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rar_edge import SHIPPED_STUDENT as PRESET
-from rar_edge.errors import RarEdgeError
+from rar_edge.errors import RarEdgeError, debug_requested, quiet_import_notices
 
 REPO = Path(__file__).resolve().parents[1]
 TILE = 256  # the samples' size: one tile each
@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-ms", type=float, default=250.0, help="latency budget per image")
     p.add_argument("--no-coreml", action="store_true", help="skip the Core ML export")
     a = p.parse_args(argv)
+    if not debug_requested():  # as every CLI: third parties' import notices only with RAR_EDGE_DEBUG=1
+        quiet_import_notices()
     work, samples = Path(a.work), Path(a.samples)
     try:
         targets = ("onnx", "executorch") + (() if a.no_coreml else ("coreml",))
