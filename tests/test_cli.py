@@ -207,9 +207,10 @@ def test_import_notices_of_third_parties_are_quiet_unless_debugging():
 def test_quieting_drops_only_the_known_notices(caplog):
     import logging
 
-    from rar_edge.errors import quiet_import_notices
+    from rar_edge.errors import QUIET_NOTICES, quiet_import_notices
 
     logger = logging.getLogger("torchao")
+    found = {name: list(logging.getLogger(name).filters) for name in QUIET_NOTICES}  # an earlier CLI run's filters
     try:
         quiet_import_notices()
         quiet_import_notices()  # idempotent: one filter
@@ -219,4 +220,5 @@ def test_quieting_drops_only_the_known_notices(caplog):
             logger.warning("Expecting a single user")
         assert [r.getMessage() for r in caplog.records] == ["Expecting a single user"]
     finally:
-        logger.filters.clear()
+        for name, filters in found.items():
+            logging.getLogger(name).filters[:] = filters

@@ -341,11 +341,8 @@ def test_freeze_keeps_named_parts_as_loaded_and_trains_the_rest(photo_dir, tmp_p
                freeze=("encoder", "decoder", "restorer")))
     got, _ = load_model(tmp_path / "a" / "last")
     before, after = start.state_dict(), got.state_dict()
-    for name in before:
-        same = torch.equal(before[name], after[name])
-        if name.startswith("assessor."):
-            continue
-        assert same, f"{name} moved although its part was frozen"
+    for name in (n for n in before if not n.startswith("assessor.")):
+        assert torch.equal(before[name], after[name]), f"{name} moved although its part was frozen"
     moved = [n for n in before if n.startswith("assessor.") and not torch.equal(before[n], after[n])]
     assert len(moved) > 0.5 * sum(n.startswith("assessor.") for n in before), "the assessor did not train"
 

@@ -92,9 +92,8 @@ def pack_checkpoint(src: str | Path, dst: str | Path, note: str = "") -> Path:
     with atomic_dir(dst) as tmp:
         weights = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
         save_file(weights, tmp / "model.safetensors", metadata={"format": FORMAT, "preset": config["preset"]})
-        trainer = checkpoint_dir(src) / "trainer.json"
-        run = json.loads(trainer.read_text()).get("train_config", {}) if trainer.is_file() else {}
-        packed = {**config, "weights_dtype": "float16", "note": note, "train_config": run}
+        packed = {**config, "weights_dtype": "float16", "note": note,
+                  "train_config": read_train_config(checkpoint_dir(src))}
         (tmp / "config.json").write_text(json.dumps(portable(packed), indent=2))
     return dst
 
@@ -110,6 +109,12 @@ def checkpoint_dir(path: str | Path) -> Path:
             "(it holds model.safetensors and config.json)"
         )
     return path
+
+
+def read_train_config(folder: str | Path) -> dict:
+    """The training settings a trainer checkpoint folder was written with (its trainer.json), or {} without one."""
+    trainer = Path(folder) / "trainer.json"
+    return json.loads(trainer.read_text()).get("train_config", {}) if trainer.is_file() else {}
 
 
 def read_config(path: str | Path) -> dict:

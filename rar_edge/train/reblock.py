@@ -38,7 +38,7 @@ from rar_edge.model.blocks import Stage
 from rar_edge.model.config import BLOCK_PARTS, LOOP_FIELDS, RARConfig
 from rar_edge.paths import portable
 
-from .checkpoint import load_model
+from .checkpoint import load_model, read_train_config
 from .task import TrainTask
 from .trainer import TrainConfig, train
 
@@ -164,7 +164,7 @@ def reblock(cfg: ReblockConfig) -> dict:
     config, parts = reblocked_config(source.config, cfg.preset)
     last = Path(cfg.out) / "last"
     if cfg.resume and (last / "trainer.json").exists():  # the blocks must go on fitting the same source
-        started = json.loads((last / "trainer.json").read_text()).get("train_config", {}).get("init")
+        started = read_train_config(last).get("init")
         if started is not None and _named(started) != _named(cfg.source):
             raise RarEdgeError(f"{cfg.out} fits blocks to --source {started}, not {cfg.source}: resume with that "
                                "source, or choose another --out")

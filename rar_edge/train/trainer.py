@@ -26,7 +26,7 @@ from rar_edge.model import RAR, get_preset, transfer_weights
 from rar_edge.model.transfer import PARTS
 
 from . import distributed
-from .checkpoint import load_model, load_training_state, read_config, save_checkpoint
+from .checkpoint import load_model, load_training_state, read_config, read_train_config, save_checkpoint
 from .losses import LossWeights, RARObjective, psnr_db
 from .signals import StopSignals, TrainingInterrupted
 from .task import TrainTask, load_extras, rar_task
@@ -254,8 +254,6 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
         raise RarEdgeError(f"--freeze names {sorted(unknown)}; choose from {', '.join(PARTS)}")
     if set(cfg.freeze) == set(PARTS):
         raise RarEdgeError("--freeze names every part: nothing would train; leave at least one out")
-    if cfg.freeze and not (cfg.init or cfg.resume):
-        raise RarEdgeError("--freeze needs --init (or --resume): frozen parts would keep their random initialisation")
     if set(cfg.freeze) & set(cfg.init_fresh):
         raise RarEdgeError(f"--freeze and --init-fresh both name {sorted(set(cfg.freeze) & set(cfg.init_fresh))}: "
                            "a fresh part that never trains stays random; drop it from one of them")
@@ -271,14 +269,13 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
         raise RarEdgeError(f"{out} already holds a run (step {read_config(last)['step']}): "
                            "pass --resume to continue it, or choose another --out")
     if (last / "config.json").exists():  # the optimizer holds only the trained weights: the same ones on resume
-        frozen = json.loads((last / "trainer.json").read_text()).get("train_config", {}).get("freeze", []) \
-            if (last / "trainer.json").is_file() else []
+        frozen = read_train_config(last).get("freeze", [])
         if set(frozen) != set(cfg.freeze):
             raise RarEdgeError(f"{out} was trained with --freeze {','.join(frozen) or '(none)'}: resume with the same "
                                "--freeze, or choose another --out")
     elif cfg.freeze and not cfg.init:
         raise RarEdgeError(f"--freeze needs --init: {out} holds no run to resume, so the frozen parts would keep "
-                           "their random initialisation")
+                           "their random initialisation; pass --init CHECKPOINT")
     check_writable(out)  # before any work, creating nothing (a run refused below leaves no folder)
     info = distributed.setup(cfg.device)
     photos = PhotoFolder(cfg.data)
