@@ -17,12 +17,27 @@ def make_quantizer(backend: str, qat: bool = True):
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
 
-    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
+    return _quantizer_class()().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
+
+
+def _quantizer_class():
+    """XNNPACKQuantizer that skips its conv + batch-norm patterns on graphs without batch norm (RAR's have
+    none). Each of those four patterns is traced anew with torch.export on every annotation: about 3 s per
+    graph on this machine, most of a post-training export's preparation, to match nothing."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+
+    class Quantizer(XNNPACKQuantizer):
+        def annotate(self, model):
+            if not any(n.op == "call_function" and "batch_norm" in str(n.target) for n in model.graph.nodes):
+                self.SUPPORTED_PATTERNS = [p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if "_bn" not in p.name]
+            else:
+                self.SUPPORTED_PATTERNS = XNNPACKQuantizer.SUPPORTED_PATTERNS
+            return super().annotate(model)
+
+    Quantizer.__name__ = Quantizer.__qualname__ = "XNNPACKQuantizer"
+    return Quantizer
 
 
 def describe(backend: str) -> dict:

@@ -359,3 +359,27 @@ def test_a_student_started_from_its_teacher_matches_it_at_step_0():
     other = Projections(student.config, create_model("rar-edge-s").config)
     torch.testing.assert_close(other.latent.weight[:, :, 0, 0], torch.eye(48))
     assert other.cond.weight.shape == (32, 16) and other.cond.weight.abs().sum() > 0
+
+
+@pytest.mark.parametrize("with_bn", [False, True])
+def test_quantizer_annotates_as_xnnpacks_and_traces_bn_patterns_only_for_bn(with_bn, monkeypatch):
+    """make_quantizer's quantizer skips XNNPACK's conv + batch-norm patterns (each traced anew by torch.export)
+    on graphs without batch norm, and annotates every node as XNNPACK's own quantizer does, batch norm or not."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer, get_symmetric_quantization_config)
+
+    layers = [torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1)]
+    net = torch.nn.Sequential(*(l for l in layers if with_bn or not isinstance(l, torch.nn.BatchNorm2d))).eval()
+    args = (torch.randn(1, 3, 16, 16),)
+
+    def annotations(quantizer) -> dict:
+        graph = torch.export.export(net, args).module()
+        quantizer.annotate(graph)
+        return {n.name: repr(n.meta.get("quantization_annotation")) for n in graph.graph.nodes}
+
+    stock = annotations(XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)))
+    traced, real = [], torch.export.export
+    monkeypatch.setattr(torch.export, "export", lambda *a, **k: traced.append(1) or real(*a, **k))
+    ours = annotations(make_quantizer("xnnpack", qat=False))
+    assert ours == stock and any(v != "None" for v in ours.values())
+    assert len(traced) > 1 if with_bn else len(traced) == 1  # only the graph's own export without batch norm
