@@ -190,7 +190,7 @@ def _fit_syntheses(value: str) -> tuple[str, ...]:
 
 
 def cmd_fit_stop(a: argparse.Namespace) -> int:
-    from rar_edge.eval.fit_stop import fit_from_photos, fit_record, format_fit, load_fit_model
+    from rar_edge.eval.fit_stop import fit_from_photos, fit_record, format_fit, load_fit_model, rule_record
 
     if a.max_steps < 1:
         raise RarEdgeError(f"--max-steps must be at least 1, got {a.max_steps}")
@@ -210,7 +210,7 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     model, config, precision, folder = load_fit_model(a.checkpoint, a.precision)
     _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
     fit = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images, step_cost=a.step_cost,
-                          judge=not a.no_judge, min_clean_pass=a.clean_pass, syntheses=syntheses,
+                          judge=not a.no_judge, gate=not a.no_gate, min_clean_pass=a.clean_pass, syntheses=syntheses,
                           clean_crops=a.clean_crops, harm_weight=a.harm_weight, dark_originals=a.dark_originals,
                           workers=a.workers or os.cpu_count() or 1, progress=True)
     current, fitted, traj, judge = fit.current, fit.fitted, fit.traj, fit.judge
@@ -219,17 +219,18 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
           f"step cost {a.step_cost} dB")
     if judge is not None:
         print(f"judge (is the new latent better?): helpful-step ROC-AUC {judge.auc_unseen:.3f} on images it was not "
-              f"fitted on ({judge.auc_fit:.3f} on all, after refitting); {judge.helpful_share:.0%} of steps helpful")
+              f"fitted on ({judge.auc_fit:.3f} on all, after refitting); {judge.positive_share:.0%} of steps helpful")
+    if fit.gate is not None:
+        print(f"clean gate (can steps help this input?): ROC-AUC {fit.gate.auc_unseen:.3f} on inputs it was not fitted "
+              f"on ({fit.gate.auc_fit:.3f} on all); {fit.gate.positive_share:.0%} of inputs helpable")
     print(format_fit(current, fitted, fit.on_dark))
     if not a.write:
         print(f"next: rar-edge fit-stop ... --write   (stores the fitted rule as {a.checkpoint}'s loop defaults)")
         return 0
-    from dataclasses import asdict
-
     from rar_edge.atomic import atomic_path
 
     r = fitted.rule
-    config["model"].update(asdict(r), judge=[*judge.judge.weights, judge.judge.bias] if judge and r.min_better > 0 else [])
+    config["model"].update(rule_record(r), judge=[*judge.head.weights, judge.head.bias] if judge and r.min_better > 0 else [])
     config["stop_rule_fit"] = fit_record(current, fitted, data=str(a.data), crop=a.crop, images=a.max_images,
                                          step_cost=a.step_cost, precision=precision, cap=a.max_steps,
                                          clean_pass=a.clean_pass, syntheses=list(syntheses),
@@ -626,8 +627,12 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {DEFAULT_SYNTHESIS})")
     p.add_argument("--no-judge", action="store_true",
                    help="do not fit the judge (\"is the new latent better?\"); only the assessor's thresholds")
+    p.add_argument("--no-gate", action="store_true",
+                   help="do not fit the clean gate's detector (\"can steps help this input?\"); the gate then reads "
+                        "the largest degradation probability")
     p.add_argument("--write", action="store_true",
-                   help="store the fitted rule (and judge, when the rule asks it) as the checkpoint's loop defaults")
+                   help="store the fitted rule (and its judge and gate, when it asks them) as the checkpoint's "
+                        "loop defaults")
     p.set_defaults(func=cmd_fit_stop)
 
     p = sub.add_parser("restore", parents=[common],

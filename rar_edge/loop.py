@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 #: What the assessor's quality score means; written into checkpoints and manifests.
 QUALITY_MEANING = (
@@ -35,13 +35,45 @@ JUDGE_FEATURES = (
 CHANGE_EPS = 1e-6
 
 
+#: What the clean gate's detector reads (Gate.features): recorded in checkpoints and manifests next to its weights.
+GATE_FEATURES = "the input's degradation probabilities, in the model's order of degradations"
+
+
+@dataclass(frozen=True)
+class LogisticHead:
+    """A logistic head's weights and bias (the judge's and the clean gate's), stored as
+    ``{"features": FEATURES, "weights": [...], "bias": b}`` in manifests."""
+
+    weights: tuple[float, ...]
+    bias: float
+    FEATURES: ClassVar[str] = ""  # what the weights read, in order
+
+    def probability(self, x: Sequence[float], what: str) -> float:
+        """sigmoid(bias + weights . x); ``what`` names the features in the error for a wrong count."""
+        if len(x) != len(self.weights):
+            raise ValueError(f"the {type(self).__name__.lower()} has {len(self.weights)} weights but got {len(x)} "
+                             f"{what}: its model's assessor has another size; refit it with rar-edge fit-stop")
+        s = self.bias + math.fsum(w * float(v) for w, v in zip(self.weights, x))
+        return 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))  # no overflow
+
+    def to_dict(self) -> dict:
+        return {"features": self.FEATURES, "weights": list(self.weights), "bias": self.bias}
+
+    @classmethod
+    def from_dict(cls, d: dict | None):
+        """The head stored by ``to_dict`` (None for models and bundles without one)."""
+        if not d:
+            return None
+        return cls(tuple(float(w) for w in d["weights"]), float(d["bias"]))
+
+
 def assessment_vector(quality: float, probabilities: Sequence[float], cond: Sequence[float]) -> list[float]:
     """One assessment as the judge reads it: [quality, *probabilities, *conditioning] (cond pooled per image)."""
     return [float(quality), *map(float, probabilities), *map(float, cond)]
 
 
 @dataclass(frozen=True)
-class Judge:
+class Judge(LogisticHead):
     """RAR's question after every step, "is the new latent better than the previous one?", as a probability.
 
     A logistic head on what the assessor already returns for both latents (quality, degradation
@@ -50,27 +82,30 @@ class Judge:
     trajectories by ``rar-edge fit-stop`` (rar_edge.eval.judge) and travel in config.json and manifests.
     """
 
-    weights: tuple[float, ...]  # one per feature: 2 * len(assessment_vector) + 1
-    bias: float
+    FEATURES: ClassVar[str] = JUDGE_FEATURES  # weights: one per feature, 2 * len(assessment_vector) + 1
 
     def p_better(self, before: Sequence[float], after: Sequence[float], change: float) -> float:
         """Probability that the step from ``before`` to ``after`` (assessment vectors) raised the true PSNR."""
-        x = (*before, *after, math.log(max(float(change), 0.0) + CHANGE_EPS))
-        if len(x) != len(self.weights):
-            raise ValueError(f"the judge has {len(self.weights)} weights but got {len(x)} features: "
-                             "its model's assessor has another size; refit it with rar-edge fit-stop")
-        s = self.bias + math.fsum(w * v for w, v in zip(self.weights, x))
-        return 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))
+        return self.probability((*before, *after, math.log(max(float(change), 0.0) + CHANGE_EPS)), "features")
 
-    def to_dict(self) -> dict:
-        return {"features": JUDGE_FEATURES, "weights": list(self.weights), "bias": self.bias}
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "Judge | None":
-        """The judge stored by ``to_dict`` (None for models and bundles without one)."""
-        if not d:
-            return None
-        return cls(tuple(float(w) for w in d["weights"]), float(d["bias"]))
+@dataclass(frozen=True)
+class Gate(LogisticHead):
+    """The clean gate's detector: the probability that restore steps can help an input, from the input's
+    degradation probabilities.
+
+    Why learned: without it the gate takes the largest probability, as if every type were worth a step alike.
+    But a step helps noise and not blur (on blur and JPEG this restorer's steps cost more than they give), and
+    the assessor's probabilities for mild noise sit below a threshold that keeps clean photos out. A logistic
+    head weighs each type by what the model's own steps do for it; ``rar-edge fit-stop`` fits it on the
+    model's trajectories (rar_edge.eval.judge.fit_gate) and its weights travel in config.json and manifests.
+    """
+
+    FEATURES: ClassVar[str] = GATE_FEATURES  # weights: one per degradation probability
+
+    def p_step(self, probabilities: Sequence[float]) -> float:
+        """Probability that restore steps can improve an input with these degradation probabilities."""
+        return self.probability(tuple(probabilities), "probabilities")
 
 
 @dataclass(frozen=True)
@@ -91,9 +126,11 @@ class StopRule:
         min_better: with a ``Judge``, stop once it gives a step a probability of being better below this,
             and return the latent before that step (stop reason ``worse``): RAR's own stop rule. 0 turns it off.
         min_detect: take a first step only when the assessor gives some degradation at least this
-            probability; otherwise return the input as it came (stop reason ``clean``). The degradation
+            probability (with a ``gate``: when the gate gives steps at least this probability of helping);
+            otherwise return the input as it came (stop reason ``clean``). The degradation
             detector tells a clean photo from a degraded one better than a quality target does: a target low
             enough to pass clean photos also passes most degraded ones. 0 turns it off.
+        gate: the clean gate's fitted detector (``Gate``), or None for the largest degradation probability.
     """
 
     max_steps: int = 4
@@ -103,6 +140,7 @@ class StopRule:
     keep: str = "best"
     min_better: float = 0.0
     min_detect: float = 0.0
+    gate: Gate | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps < 0:
@@ -131,8 +169,13 @@ class StopRule:
         return None
 
     def nothing_detected(self, probabilities: Sequence[float]) -> bool:
-        """Whether the input's degradation ``probabilities`` are all below ``min_detect`` (stop reason ``clean``)."""
-        return self.min_detect > 0 and max(map(float, probabilities), default=0.0) < self.min_detect
+        """Whether the input's degradation ``probabilities`` leave the clean gate shut (stop reason ``clean``):
+        the gate's probability of a helpful step, or else the largest of them, below ``min_detect``."""
+        if self.min_detect <= 0:
+            return False
+        if self.gate is not None:
+            return self.gate.p_step(probabilities) < self.min_detect
+        return max(map(float, probabilities), default=0.0) < self.min_detect
 
     def step_too_small(self, change: float) -> bool:
         """Whether a proposed step of relative size ``change`` ends the loop (stop reason ``small_step``)."""

@@ -65,7 +65,8 @@ def build_manifest(config, preset: str, precision: str, target: str, input_shape
                                  "min_gain": config.min_gain, "min_change": config.min_change,
                                  "keep": config.keep, "min_better": config.min_better,
                                  "min_detect": config.min_detect},
-                    **({"judge": config.judge_head.to_dict()} if config.judge_head else {})},
+                    **({"judge": config.judge_head.to_dict()} if config.judge_head else {}),
+                    **({"gate": config.gate_head.to_dict()} if config.gate_head else {})},
         "entry_points": signatures(config),
         "quantization": quantization,
         "source": source_name(source) if source else source,
@@ -147,6 +148,12 @@ def check_manifest(manifest, where: str = "manifest") -> dict:
         features = 2 * (1 + len(degradations) + manifest["cond_dim"]) + 1  # loop.Judge: two assessments, a step
         if len(judge["weights"]) != features:
             bad("quality.judge.weights", f"{features} numbers for this model (two assessments and a step size)")
+    gate = manifest["quality"].get("gate")  # the learned clean gate came after the judge
+    if gate is not None and not (isinstance(gate, dict) and isinstance(gate.get("weights"), list)
+                                 and all(_number(w) for w in gate["weights"]) and _number(gate.get("bias"))):
+        bad("quality.gate", "{weights: [numbers], bias: number}")
+    if gate is not None and isinstance(degradations, list) and len(gate["weights"]) != len(degradations):
+        bad("quality.gate.weights", f"{len(degradations)} numbers, one per degradation")
     artifacts = manifest.get("artifacts")
     if not isinstance(artifacts, dict) or not artifacts:
         bad("artifacts", "a map of file name to SHA-256")

@@ -12,7 +12,7 @@ import numpy as np
 
 import rar_edge
 from rar_edge.errors import RarEdgeError
-from rar_edge.loop import Judge, StopRule
+from rar_edge.loop import Gate, Judge, StopRule
 from rar_edge.manifest import verify_bundle
 
 from .backends import ENTRY_POINTS, open_backend
@@ -283,7 +283,8 @@ class Restorer:
         loop = manifest["quality"]["defaults"]
         # Fields a bundle predates (min_change, keep, min_better, min_detect) take StopRule's defaults: off,
         # "best", off, off, the rule such bundles ran.
-        self.rule = StopRule(**{f.name: loop[f.name] for f in fields(StopRule) if f.name in loop})
+        self.rule = StopRule(**{f.name: loop[f.name] for f in fields(StopRule) if f.name in loop},
+                             gate=Gate.from_dict(manifest["quality"].get("gate")))  # None before learned gates
         self.judge = Judge.from_dict(manifest["quality"].get("judge"))  # None in bundles made before judges
         self.costs: dict[tuple[int, int], CostModel] = {}
         self._ms: dict[str, float] = {}

@@ -12,7 +12,7 @@ import torch
 
 from rar_edge.eval.fit_stop import (PSNR_CAP_DB, Trajectories, fit_record, fit_stop_rule, format_fit,
                                     record_trajectories, replay, score_rule)
-from rar_edge.loop import StopRule
+from rar_edge.loop import Gate, StopRule
 from rar_edge.train.checkpoint import load_model
 
 from conftest import cli
@@ -218,7 +218,7 @@ def test_rules_replayed_on_several_processes_score_as_on_one():
         score_rules(rules, traj, workers=0)
 
 
-def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo_dir, tmp_path):
+def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo_dir, tmp_path, caplog):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoint, ckpt)
     before = json.loads((ckpt / "config.json").read_text())
@@ -238,7 +238,10 @@ def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo
     assert {k: after["model"][k] for k in fitted} == fitted
     assert 1 <= fitted["max_steps"] <= 2
     model, _ = load_model(ckpt)  # still loads, with the fitted rule as its defaults
-    assert model.stop_rule() == StopRule(**fitted)
+    assert model.stop_rule() == StopRule(**{**fitted, "gate": Gate(fitted["gate"][:-1], fitted["gate"][-1])
+                                            if fitted["gate"] else None})
+    # The gate's detector is fitted by default; this model's steps help no input, so none is, and none is stored.
+    assert "no clean gate fitted: no recorded input is helped by steps" in caplog.text and fitted["gate"] == []
     torch.testing.assert_close(model.state_dict(), load_model(tiny_checkpoint)[0].state_dict())
     assert sorted(p.name for p in ckpt.iterdir()) == sorted(p.name for p in tiny_checkpoint.iterdir())
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rar_edge.eval.fit_stop import PSNR_CAP_DB, Trajectories, fit_judge_on, fit_stop_rule, score_rule
-from rar_edge.eval.judge import MARGIN_DB, fit_judge, judge_scores, step_examples
+from rar_edge.eval.fit_stop import (PSNR_CAP_DB, Trajectories, candidate_rules, fit_gate_on, fit_judge_on,
+                                    fit_stop_rule, score_rule)
+from rar_edge.eval.judge import GATE_MARGIN_DB, MARGIN_DB, fit_gate, fit_judge, gate_examples, judge_scores, step_examples
 from rar_edge.eval.metrics import roc_auc
-from rar_edge.loop import Judge
+from rar_edge.loop import Gate, Judge
 
 
 def test_fit_judge_learns_a_linear_rule_and_folds_the_scaling_into_its_weights():
@@ -62,9 +63,9 @@ def _judge_only_trajectories() -> Trajectories:
 def test_a_fitted_judge_stops_where_the_assessor_cannot():
     traj = _judge_only_trajectories()
     fitted = fit_judge_on(traj)
-    assert fitted.auc_fit == 1.0 and fitted.helpful_share == 0.5
+    assert fitted.auc_fit == 1.0 and fitted.positive_share == 0.5
     without = fit_stop_rule(traj, cap=3)
-    with_judge = fit_stop_rule(traj, cap=3, judge=fitted.judge)
+    with_judge = fit_stop_rule(traj, cap=3, judge=fitted.head)
     assert without.per_case["clean"] < 0 or without.per_case["noise"] < 6.0  # the assessor alone must give up one
     assert with_judge.rule.min_better > 0 and with_judge.per_case == {"noise": 6.0, "clean": 0.0}
     # The judge's rule scored without its judge is not asked at all (an old model): it runs to its cap.
@@ -87,9 +88,9 @@ def test_a_checkpoints_judge_travels_into_the_bundle_and_the_runtime_asks_it(tin
     config = json.loads((ckpt / "config.json").read_text())
     model, _ = load_model(ckpt)
     features = 2 * (1 + len(model.config.degradations) + model.config.cond_dim) + 1
-    # A clean gate at 1 % that every input passes (the tiny model's probabilities are near 0.5).
+    # A learned clean gate that gives every input p = 0.5 (weights 0): open at 1 %, shut at 99 %.
     config["model"].update(judge=[0.0] * features + [-50.0], min_better=0.5, max_steps=3, target_quality=99.0,
-                           min_gain=-10.0, min_detect=0.01)
+                           min_gain=-10.0, min_detect=0.01, gate=[0.0] * len(model.config.degradations) + [0.0])
     (ckpt / "config.json").write_text(json.dumps(config))
     model, _ = load_model(ckpt)
     assert model.config.judge_head == Judge((0.0,) * features, -50.0)
@@ -104,6 +105,8 @@ def test_a_checkpoints_judge_travels_into_the_bundle_and_the_runtime_asks_it(tin
     assert Judge.from_dict(manifest["quality"]["judge"]) == model.config.judge_head
     restorer = Restorer.load(bundle)
     assert restorer.rule.min_detect == 0.01 and restorer.rule.min_better == 0.5  # the manifest's rule, read whole
+    assert restorer.rule.gate == model.config.gate_head == Gate.from_dict(manifest["quality"]["gate"])
+    assert model.stop_rule().gate == model.config.gate_head
     out = restorer.restore(image)
     assert (out.stop_reason, out.steps_run, out.steps) == ("worse", 1, 0)
     np.testing.assert_array_equal(out.image, image)  # step 0 kept: the input as it came
@@ -118,9 +121,61 @@ def test_a_checkpoints_judge_travels_into_the_bundle_and_the_runtime_asks_it(tin
     bad["quality"]["defaults"]["min_detect"] = 1.5
     with pytest.raises(ValueError, match="quality.defaults.min_detect"):
         check_manifest(bad)
+    bad = json.loads(json.dumps(manifest))
+    bad["quality"]["gate"]["weights"] = [0.0]
+    with pytest.raises(ValueError, match="quality.gate.weights"):
+        check_manifest(bad)
     manifest["quality"]["judge"] = {"weights": ["x"], "bias": 0}
     with pytest.raises(ValueError, match="quality.judge"):
         check_manifest(manifest)
     manifest["quality"]["judge"] = {"weights": [0.0] * (features - 2), "bias": 0.0}  # another model's judge
     with pytest.raises(ValueError, match=f"quality.judge.weights must be {features} numbers"):
         check_manifest(manifest)
+
+
+def test_gate_examples_call_an_input_helpable_when_some_step_beats_it_and_never_a_clean_one():
+    psnr = np.array([[20.0, 20.0 + GATE_MARGIN_DB / 2, 19.0], [20.0, 19.0, 20.0 + 2 * GATE_MARGIN_DB],
+                     [40.0, 40.0, 40.0]])
+    x, helpable = gate_examples(np.eye(3), psnr, np.array([20.0, 20.0, 35.0]), np.array([False, False, True]))
+    assert helpable.tolist() == [False, True, False] and x.shape == (3, 3)
+    with pytest.raises(ValueError, match="no recorded input is helped by steps"):
+        fit_gate(x, np.zeros(3, bool))
+    with pytest.raises(ValueError, match="record clean crops too"):
+        fit_gate(x, np.ones(3, bool))
+
+
+def _gate_trajectories() -> Trajectories:
+    """Two types a max-probability gate cannot serve: mild noise (detected at 0.45, steps gain 4 dB) and blur
+    (detected at 0.9, steps lose 1 dB), beside clean crops (noise below 0.4, blur up to 0.5)."""
+    rng = np.random.default_rng(0)
+    rows = []  # (case, probabilities (noise, blur), psnr after 0..2 steps, input psnr)
+    for _ in range(40):
+        rows.append(("noise", [0.45 + 0.02 * rng.random(), 0.1], [25.0, 29.0, 29.0], 25.0))
+        rows.append(("blur", [0.1, 0.9 + 0.05 * rng.random()], [30.0, 29.0, 29.0], 30.0))
+        rows.append(("clean", [0.4 * rng.random(), 0.5 * rng.random()], [PSNR_CAP_DB, 38.0, 37.0], PSNR_CAP_DB))
+    cases, probs, psnr, psnr_in = zip(*rows)
+    n = len(rows)
+    quality = np.tile([20.0, 21.0, 22.0], (n, 1))
+    return Trajectories(list(cases), quality, np.array(psnr), np.array(psnr_in), np.full((n, 2), 0.1),
+                        probabilities=np.array(probs))
+
+
+def test_a_fitted_gate_lets_in_what_steps_help_and_keeps_out_the_rest():
+    traj = _gate_trajectories()
+    fitted = fit_gate_on(traj)
+    assert fitted.auc_fit == 1.0 and fitted.positive_share == pytest.approx(1 / 3)
+    w = fitted.head.weights
+    assert w[0] > 0 > w[1]  # noise's probability speaks for a step, blur's against it
+    x = traj.probabilities
+    assert fitted.head.p_step(x[0]) == pytest.approx(float(judge_scores(fitted.head, x[:1])[0]))
+    # Gated by the largest probability, no threshold lets the noise in and keeps clean crops out; the gate can.
+    plain = fit_stop_rule(traj, cap=2)
+    gated = fit_stop_rule(traj, cap=2, gate=fitted.head)
+    assert plain.per_case["noise"] < 4.0 or plain.clean_pass < 1.0
+    assert gated.rule.gate == fitted.head and gated.rule.min_detect > 0
+    assert gated.per_case == {"noise": 4.0, "blur": 0.0, "clean": 0.0} and gated.clean_pass == 1.0
+    # The candidates hold both gates; without probabilities, none.
+    rules = candidate_rules(traj, 1, gate=fitted.head)
+    assert any(r.gate is None and r.min_detect > 0 for r in rules) and any(r.gate == fitted.head for r in rules)
+    assert all(r.min_detect == 0 and r.gate is None
+               for r in candidate_rules(Trajectories(traj.cases, traj.quality, traj.psnr, traj.psnr_in, traj.change), 1))

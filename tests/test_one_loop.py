@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rar_edge.eval.fit_stop import replay
-from rar_edge.loop import Judge, LoopTrace, StopRule
+from rar_edge.loop import Gate, Judge, LoopTrace, StopRule
 from rar_edge.model import create_model, rar
 from rar_edge.runtime.scheduler import adaptive_loop
 
@@ -155,6 +155,28 @@ def test_the_clean_gate_returns_the_input_when_nothing_is_detected():
         LoopTrace(rule, 15.0)
     with pytest.raises(ValueError, match="min_detect must be a probability"):
         StopRule(min_detect=1.0)
+
+
+def test_a_learned_gate_decides_in_all_three_loops_where_the_largest_probability_would_not():
+    """With a Gate, min_detect reads its probability that steps help, not the largest degradation probability:
+    a type it weighs down (as fit-stop learns for blur) is kept out although detected at 0.7, and the same type
+    at 0.2 is let in."""
+    gate = Gate((0.0, -10.0, 0.0, 0.0, 0.0, 0.0), 5.0)  # p_step = sigmoid(5 - 10 p) for the scripted type
+    rule = StopRule(max_steps=3, target_quality=99, min_gain=-10, min_detect=0.5, gate=gate)
+    quality, change = [15.0, 20.0, 25.0, 30.0, 31.0, 32.0], [0.1] * 5
+    for p, expected in ((0.7, ("clean", 0, 0)), (0.2, ("max_steps", 3, 3))):
+        assert replace(rule, gate=None).nothing_detected(probabilities(p, 0)) == (p < 0.5)  # the other way round
+        ran = adaptive_loop(ScriptedOps(quality, change, p), rule, None, lambda e: 0.0)
+        assert (ran.stop_reason, ran.steps_run, ran.steps) == expected
+        assert replay(rule, np.array(quality), np.array(change), probabilities=probabilities(p, 0)) == expected[2:0:-1]
+        with pytest.MonkeyPatch.context() as mp:
+            res = torch_loop([(quality, change, p)], rule, mp)[0]
+        assert (res.stop_reason, res.steps_run, res.steps) == expected
+    assert gate.p_step(probabilities(0.7, 0)) == pytest.approx(1 / (1 + np.exp(2.0)))
+    assert not replace(rule, min_detect=0.0).nothing_detected(probabilities(0.7, 0))  # 0: the gate is off
+    assert Gate.from_dict(gate.to_dict()) == gate and Gate.from_dict(None) is None
+    with pytest.raises(ValueError, match="6 weights but got 2 probabilities"):
+        gate.p_step([0.1, 0.2])
 
 
 def test_judge_probability_and_its_errors():

@@ -32,6 +32,12 @@ the gate, 96 % held out). The clean gate
 (``min_detect``: no first step unless the assessor detects some degradation) is fitted alongside, at
 MIN_DETECT: with it the rule need not lower its quality target until degraded photos pass too.
 
+With ``gate=True`` (the CLI's default) the clean gate may also read a learned detector (rar_edge.loop.Gate:
+the probability that steps help this input, from its degradation probabilities), fitted first on the same
+recordings; rules gated by it, at MIN_DETECT and at thresholds just above the clean crops' scores, compete
+with those gated by the largest probability. Why: a step helps noise and not blur, and mild noise that the
+largest probability ranks below clean-photo level is worth a step (BENCHMARKS.md, "A learned clean gate").
+
 With ``judge=True`` (the CLI's default) the loop's judge is fitted first on the same trajectories
 (rar_edge.eval.judge: "is the new latent better than the previous one?"), and candidate rules that stop on
 its "worse" (``min_better``, with the assessor's ``min_gain`` off) compete with the others.
@@ -52,11 +58,11 @@ import torch
 
 from rar_edge import DEFAULT_SYNTHESIS, FIT_CLEAN_CROPS
 from rar_edge.data.folder import PhotoFolder
-from rar_edge.loop import KEEP_CHOICES, QUALITY_CAP_DB, Judge, LoopTrace, StopRule
+from rar_edge.loop import KEEP_CHOICES, QUALITY_CAP_DB, Gate, Judge, LoopTrace, StopRule
 
 from .cases import CASES, make_cases
 from .evaluate import trajectory
-from .judge import fit_judge, judge_scores, step_examples
+from .judge import fit_gate, fit_judge, gate_examples, judge_scores, step_examples
 from .metrics import psnr
 
 #: Output PSNR above this counts as perfect (the training targets' "clean" line): a clean photo that
@@ -72,6 +78,9 @@ CHANGE_QUANTILES: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
 MIN_BETTER: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 #: Candidate clean gates (StopRule.min_detect: the least degradation probability that starts a loop; 0 off).
 MIN_DETECT: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.8)
+#: Quantiles of the learned gate's scores on the clean crops tried as its thresholds (1: just above the highest,
+#: so that every clean crop is returned as it came), besides MIN_DETECT.
+GATE_CLEAN_QUANTILES: tuple[float, ...] = (0.9, 0.95, 0.99, 1.0)
 #: Assessor gain that never stops a loop: rules with a judge leave "is it better?" to it.
 NO_MIN_GAIN = -10.0
 #: Fewest candidate rules worth a worker process of their own (fit_stop_rule's ``workers``): below this the
@@ -185,11 +194,26 @@ def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0, judge
                      float(np.mean(kept_clean)) if kept_clean else float("nan"), harm)
 
 
-def candidate_rules(traj: Trajectories, cap: int, judged: bool = False) -> list[StopRule]:
+def gate_thresholds(gate: Gate, traj: Trajectories) -> list[float]:
+    """Thresholds tried for a learned ``gate``: MIN_DETECT's and its scores' GATE_CLEAN_QUANTILES on the clean
+    recordings of ``traj`` (none of those without clean ones)."""
+    clean = np.array([c == "clean" for c in traj.cases])
+    found = set(g for g in MIN_DETECT if g > 0)
+    if clean.any():
+        scores = judge_scores(gate, traj.probabilities[clean])
+        for q in GATE_CLEAN_QUANTILES:
+            t = float(np.quantile(scores, q)) + (1e-4 if q == 1.0 else 0.0)
+            if 0 < t < 1:
+                found.add(round(t, 4))
+    return sorted(found)
+
+
+def candidate_rules(traj: Trajectories, cap: int, judged: bool = False, gate: Gate | None = None) -> list[StopRule]:
     """Step caps 1..cap x targets at the recorded qualities' quantiles (and none) x MIN_GAINS x
     min_change at CHANGE_QUANTILES of the recorded step sizes (and 0) x keep best / last; with
     ``judged``, also caps x targets x MIN_BETTER x keep with the assessor's min_gain and min_change off.
-    Each of them with every clean gate of MIN_DETECT (only the gate off when ``traj`` has no probabilities)."""
+    Each of them with every clean gate of MIN_DETECT (only the gate off when ``traj`` has no probabilities),
+    and with a learned ``gate`` at each of its gate_thresholds."""
     quantiles = np.quantile(traj.quality, np.linspace(0.05, 0.95, 19))
     targets = sorted({round(float(t), 2) for t in quantiles} | {NO_TARGET_DB})
     changes = sorted({0.0} | {round(float(c), 4) for c in np.quantile(traj.change, CHANGE_QUANTILES)})
@@ -198,8 +222,10 @@ def candidate_rules(traj: Trajectories, cap: int, judged: bool = False) -> list[
     if judged:
         rules += [StopRule(max_steps=m, target_quality=t, min_gain=NO_MIN_GAIN, keep=k, min_better=b)
                   for m, t, b, k in itertools.product(range(1, cap + 1), targets, MIN_BETTER, KEEP_CHOICES)]
-    gates = MIN_DETECT if traj.probabilities is not None else (0.0,)
-    return [replace(r, min_detect=g) for g in gates for r in rules]
+    if traj.probabilities is None:
+        return rules
+    gates = [(g, None) for g in MIN_DETECT] + ([(t, gate) for t in gate_thresholds(gate, traj)] if gate else [])
+    return [replace(r, min_detect=g, gate=detector) for g, detector in gates for r in rules]
 
 
 def _score_chunk(rules: list[StopRule], traj: Trajectories, step_cost: float, judge: Judge | None,
@@ -244,8 +270,9 @@ def score_rules(rules: list[StopRule], traj: Trajectories, step_cost: float = 0.
 
 def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, tolerance: float = 0.02,
                   judge: Judge | None = None, min_clean_pass: float = 1.0, harm_weight: float = 0.0,
-                  workers: int = 1, progress: bool = False) -> RuleScore:
-    """The best-scoring candidate rule (with ``judge``: rules asking it compete too) among those that return
+                  workers: int = 1, progress: bool = False, gate: Gate | None = None) -> RuleScore:
+    """The best-scoring candidate rule (with ``judge``: rules asking it compete too; with ``gate``: rules
+    gated by it) among those that return
     at least ``min_clean_pass`` of the clean crops at 0 steps (or, if none does, those that return the most);
     among those within ``tolerance`` dB of it, the fewest steps. ``workers``: processes that replay the rules."""
     if cap < 1:
@@ -254,8 +281,8 @@ def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, toleranc
         raise ValueError(f"the clean pass-through share must be in [0, 1], got {min_clean_pass}")
     if not harm_weight >= 0:
         raise ValueError(f"the harm weight must be 0 or more, got {harm_weight}")
-    scores = score_rules(candidate_rules(traj, cap, judge is not None), traj, step_cost, judge, harm_weight, workers,
-                         progress)
+    scores = score_rules(candidate_rules(traj, cap, judge is not None, gate), traj, step_cost, judge, harm_weight,
+                         workers, progress)
     if "clean" in traj.cases:
         most = max(s.clean_pass for s in scores)
         scores = [s for s in scores if s.clean_pass >= min(min_clean_pass, most)]
@@ -285,28 +312,41 @@ def load_fit_model(checkpoint: str, precision: str):
 
 
 @dataclass(frozen=True)
-class JudgeFit:
-    """A judge fitted on trajectories, with how well it separates helpful steps (ROC-AUC)."""
+class HeadFit:
+    """A judge or clean gate fitted on recordings, with how well it separates its two classes (ROC-AUC)."""
 
-    judge: Judge
-    auc_fit: float  # on the steps it was fitted on
+    head: Judge | Gate
+    auc_fit: float  # on the examples it was fitted on
     auc_unseen: float  # fitted on the even-numbered images, scored on the odd ones: an honest estimate
-    helpful_share: float
+    positive_share: float  # helpful steps (judge) or helpable inputs (gate)
 
 
-def fit_judge_on(traj: Trajectories) -> JudgeFit:
-    """Fit the judge on every step of ``traj`` (and once on half of the images, to score it on the rest;
-    nan when a half holds one class only). Raises ValueError when all the steps helped or none did."""
+def _fit_head(fit, x: np.ndarray, y: np.ndarray, half: np.ndarray) -> HeadFit:
+    """``fit(x, y)`` on every example, and once on ``half`` of them to score it on the rest (nan when a half
+    holds one class only)."""
     from .metrics import roc_auc
 
-    x, better = step_examples(traj.vectors, traj.psnr, traj.change)
-    judge = fit_judge(x, better)
-    half = (np.arange(len(x)) // traj.change.shape[1]) % 2 == 0  # by image: its steps stay together
+    head = fit(x, y)
     try:
-        unseen = roc_auc(judge_scores(fit_judge(x[half], better[half]), x[~half]), better[~half])
+        unseen = roc_auc(judge_scores(fit(x[half], y[half]), x[~half]), y[~half])
     except ValueError:
         unseen = float("nan")
-    return JudgeFit(judge, roc_auc(judge_scores(judge, x), better), unseen, float(better.mean()))
+    return HeadFit(head, roc_auc(judge_scores(head, x), y), unseen, float(y.mean()))
+
+
+def fit_judge_on(traj: Trajectories) -> HeadFit:
+    """Fit the judge on every step of ``traj``. Raises ValueError when all the steps helped or none did."""
+    x, better = step_examples(traj.vectors, traj.psnr, traj.change)
+    return _fit_head(fit_judge, x, better, (np.arange(len(x)) // traj.change.shape[1]) % 2 == 0)  # by image
+
+
+def fit_gate_on(traj: Trajectories) -> HeadFit:
+    """Fit the clean gate on every recorded input of ``traj``. Raises ValueError when the recordings hold no
+    probabilities, or all inputs are helpable or none."""
+    if traj.probabilities is None:
+        raise ValueError("the recordings hold no degradation probabilities: nothing for a gate to read")
+    x, helpable = gate_examples(traj.probabilities, traj.psnr, traj.psnr_in, np.array([c == "clean" for c in traj.cases]))
+    return _fit_head(fit_gate, x, helpable, np.arange(len(x)) % 2 == 0)
 
 
 class StopFit(NamedTuple):
@@ -315,17 +355,18 @@ class StopFit(NamedTuple):
     current: RuleScore  # the model's own rule, scored on the fit's trajectories
     fitted: RuleScore  # the best candidate
     traj: Trajectories  # every recording the fit scored
-    judge: JudgeFit | None  # the judge fitted alongside (None: not asked for, or nothing to tell apart)
+    judge: HeadFit | None  # the judge fitted alongside (None: not asked for, or nothing to tell apart)
     #: (current, fitted) scored on every dark original alone (None without dark originals): how each rule
     #: treats photos that are dark by nature, whatever share of them joined the fit.
     on_dark: tuple[RuleScore, RuleScore] | None = None
+    gate: HeadFit | None = None  # the clean gate fitted alongside (None: not asked for, or nothing to tell apart)
 
 
 def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int = 48, step_cost: float = 0.0,
                     seed: int = 7, judge: bool = False, min_clean_pass: float = 1.0,
                     syntheses: tuple[str, ...] = (DEFAULT_SYNTHESIS,), clean_crops: int = FIT_CLEAN_CROPS,
                     harm_weight: float = 0.0, dark_originals: float = 0.0, workers: int = 1,
-                    progress: bool = False) -> StopFit:
+                    progress: bool = False, gate: bool = False) -> StopFit:
     """The model's current rule scored and the fitted rule (with the trajectories and the fitted judge) on
     centre crops of ``data``, every degraded case made once by each of ``syntheses``.
 
@@ -385,14 +426,21 @@ def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int
     except ValueError as e:  # e.g. every recorded step helped: nothing to tell apart
         logging.getLogger("rar_edge").warning("no judge fitted: %s", e)
         fitted_judge = None
-    new_judge = fitted_judge.judge if fitted_judge else None
+    new_judge = fitted_judge.head if fitted_judge else None
+    fitted_gate = None
+    if gate:
+        try:
+            fitted_gate = fit_gate_on(traj)
+        except ValueError as e:  # e.g. no probabilities, or every input helpable
+            logging.getLogger("rar_edge").warning("no clean gate fitted: %s", e)
     fitted = fit_stop_rule(traj, cap, step_cost, judge=new_judge, min_clean_pass=min_clean_pass,
-                           harm_weight=harm_weight, workers=workers, progress=progress)
+                           harm_weight=harm_weight, workers=workers, progress=progress,
+                           gate=fitted_gate.head if fitted_gate else None)
     on_dark = None
     if dark_originals > 0:
         on_dark = (score_rule(rule_now, dark, step_cost, model.config.judge_head, harm_weight),
                    score_rule(fitted.rule, dark, step_cost, new_judge, harm_weight))
-    return StopFit(current, fitted, traj, fitted_judge, on_dark)
+    return StopFit(current, fitted, traj, fitted_judge, on_dark, fitted_gate)
 
 
 def format_fit(current: RuleScore, fitted: RuleScore, on_dark: tuple[RuleScore, RuleScore] | None = None) -> str:
@@ -411,21 +459,27 @@ def format_fit(current: RuleScore, fitted: RuleScore, on_dark: tuple[RuleScore, 
         r = s.rule
         target = "none" if r.target_quality >= NO_TARGET_DB else f"{r.target_quality:.2f}"
         lines.append(f"{label:<12} {r.max_steps:>4} {target:>7} {r.min_gain:>8.2f} {r.min_change:>7.4f} {r.keep:>4} "
-                     f"{r.min_better:>10.2f} {r.min_detect:>10.2f} {s.psnr_out:>9.2f} "
+                     f"{r.min_better:>10.2f} {r.min_detect:>8.2f}{'g' if r.gate and r.min_detect > 0 else ' ':>2} "
+                     f"{s.psnr_out:>9.2f} "
                      f"{s.steps_run:>6.2f} {s.clean_pass:>7.0%} {s.harm:>6.3f}  "
                      + " ".join(f"{s.per_case.get(c, float('nan')):>+{w}.2f}" for c, w in zip(cases, widths)))
     lines.append(f"(gain in dB per case; 'clean' is the loss against a perfect {PSNR_CAP_DB:.0f} dB; "
                  "'clean 0': clean crops returned at 0 steps; 'harm': mean dB of the degraded images below their "
-                 "input"
+                 "input; 'g': min_detect on the learned gate's probability, not the largest degradation one"
                  + ("; 'dark' rows: the same rules on the dark originals alone, each against its darkened original"
                     if on_dark is not None else "") + ")")
     return "\n".join(lines)
 
 
+def rule_record(rule: StopRule) -> dict:
+    """The rule's fields as config.json holds them: its gate as weights then bias ([] without one)."""
+    return {**asdict(rule), "gate": [*rule.gate.weights, rule.gate.bias] if rule.gate else []}
+
+
 def fit_record(current: RuleScore, fitted: RuleScore, **how) -> dict:
     """What ``--write`` stores in the checkpoint's config.json next to the new defaults."""
     def row(s: RuleScore) -> dict:
-        return {"rule": asdict(s.rule), "psnr_out": round(s.psnr_out, 3), "steps_run": round(s.steps_run, 3),
+        return {"rule": rule_record(s.rule), "psnr_out": round(s.psnr_out, 3), "steps_run": round(s.steps_run, 3),
                 "clean_pass": round(s.clean_pass, 4), "harm": round(s.harm, 4),
                 "gain_per_case": {k: round(v, 3) for k, v in s.per_case.items()}}
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from rar_edge import DEGRADATIONS
-from rar_edge.loop import Judge, StopRule
+from rar_edge.loop import Gate, Judge, StopRule
 
 
 #: The block-kind fields (blocks.BLOCKS names) and the parts built of each one's blocks.
 BLOCK_PARTS: dict[str, tuple[str, ...]] = {"ae_block": ("encoder", "decoder"), "assess_block": ("assessor",),
                                            "restore_block": ("restorer",)}
 BLOCK_FIELDS: tuple[str, ...] = tuple(BLOCK_PARTS)
-#: The fields that are the loop's (its stop rule, rar_edge.loop.StopRule, and its fitted judge), not the
-#: architecture: a model's weights fit any values of them.
-LOOP_FIELDS: frozenset[str] = frozenset({f.name for f in fields(StopRule)} | {"judge"})
+#: The fields that are the loop's (its stop rule, rar_edge.loop.StopRule, with its fitted judge and gate), not
+#: the architecture: a model's weights fit any values of them.
+LOOP_FIELDS: frozenset[str] = frozenset({f.name for f in fields(StopRule)} | {"judge", "gate"})
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,18 @@ class RARConfig:
     min_detect: float = 0.0
     #: The loop's judge (rar_edge.loop.Judge): its weights, then its bias; empty when none was fitted.
     judge: tuple[float, ...] = ()
+    #: The clean gate's detector (rar_edge.loop.Gate): its weights, then its bias; empty when none was fitted.
+    gate: tuple[float, ...] = ()
 
     @property
     def judge_head(self) -> Judge | None:
         """The fitted judge, or None."""
         return Judge(self.judge[:-1], self.judge[-1]) if self.judge else None
+
+    @property
+    def gate_head(self) -> Gate | None:
+        """The fitted clean gate, or None (the gate then reads the largest degradation probability)."""
+        return Gate(self.gate[:-1], self.gate[-1]) if self.gate else None
 
     @property
     def size_multiple(self) -> int:
@@ -69,6 +76,7 @@ class RARConfig:
         d["restore_depths"] = list(self.restore_depths)
         d["degradations"] = list(self.degradations)
         d["judge"] = list(self.judge)
+        d["gate"] = list(self.gate)
         for name in BLOCK_FIELDS:  # "naf", the default, is left out: NAF models' JSON stays readable by versions
             if d[name] == "naf":  # before these fields
                 del d[name]
@@ -85,6 +93,7 @@ class RARConfig:
             d["restore_depths"] = tuple(d["restore_depths"])
         if "degradations" in d:
             d["degradations"] = tuple(d["degradations"])
-        if "judge" in d:
-            d["judge"] = tuple(float(x) for x in d["judge"])
+        for head in ("judge", "gate"):
+            if head in d:
+                d[head] = tuple(float(x) for x in d[head])
         return cls(**d)

@@ -70,6 +70,7 @@ class RAR(nn.Module):
     def stop_rule(self, **overrides) -> StopRule:
         """The config's stop rule, with any non-None override applied."""
         kw = {f.name: getattr(self.config, f.name) for f in fields(StopRule)}  # the config holds every field
+        kw["gate"] = self.config.gate_head  # stored as numbers
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return StopRule(**kw)
 
