@@ -2,6 +2,7 @@
 
     python bench/bundle_quality.py BUNDLE [BUNDLE ...] --photos photos/heldout [--crops 1] [--crop 256]
         [--syntheses v2,albumentations] [--rule max_steps=3,min_better=0,min_detect=0,target_quality=40] [--json F]
+        [--samples samples]
 
 Every held-out photo gives ``--crops`` random crops, each degraded under every evaluation case (bench/report.py's
 test set: the same crops, cases and seeds). Each bundle restores them with its own loop defaults (the runtime's
@@ -11,7 +12,8 @@ on single degradations, on composites, their mean (the replacement rule's figure
 bench/learning_curve.py), per case, the mean steps, the share of degraded crops the loop made at least 1 dB
 worse than their input and the worst such loss (a mean hides a few ruined photos), the share of clean crops
 returned unchanged and the lowest PSNR among them (how far a changed one fell; 100 dB when every one came back
-unchanged).
+unchanged). With ``--samples DIR`` (a folder with samples.json, as ``samples/``: what ``make demo`` and a new user
+restore first), also one row per bundle of each sample's PSNR gain and steps, and their mean.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("bundles", nargs="+", type=Path)
     add_test_set_args(p)
+    p.add_argument("--samples", help="also restore this folder's samples (samples.json, degraded/, clean/), e.g. samples")
     a = p.parse_args(argv)
     rule = parsed_rule(p, a)
     missing = [str(b) for b in a.bundles if not (b / "manifest.json").is_file()]
@@ -130,9 +133,37 @@ def main(argv: list[str] | None = None) -> int:
                   + f" | {s['steps']:.2f} | {s['harmed']:.0%} | {s['worst_gain']:+.1f}"
                   + f" | {s.get('clean_unchanged', float('nan')):.0%}"
                   + f" | {s.get('clean_psnr_min', float('nan')):.1f} |")
+    if a.samples:
+        results["samples"] = samples_table(Path(a.samples), {m: f for m, f in methods.items() if m != "input"})
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0
+
+
+def samples_table(folder: Path, methods: dict) -> dict:
+    """Each method on every sample of ``folder`` (samples.json: name -> its clean original): per method, each
+    sample's PSNR gain and steps run, and the mean gain; printed as a table."""
+    from rar_edge.eval.metrics import psnr
+    from rar_edge.runtime.images import load_image, unit_float
+
+    index = json.loads((folder / "samples.json").read_text())
+    images = {name: (unit_float(load_image(folder / "degraded" / name).rgb), unit_float(load_image(folder / meta["clean"]).rgb))
+              for name, meta in index.items()}
+    results = {}
+    for m, run in methods.items():
+        rows = {}
+        for name, (degraded, clean) in images.items():
+            out, steps = run(degraded)
+            rows[name] = {"gain": psnr(out, clean) - psnr(degraded, clean), "steps": steps}
+        results[m] = {"images": rows, "mean": float(np.mean([r["gain"] for r in rows.values()]))}
+    print(f"\n{folder.name}/: PSNR gain in dB (steps run) per image\n")
+    print("| bundle | " + " | ".join(Path(n).stem for n in index) + " | mean |")
+    print("|---" * (len(index) + 2) + "|")
+    for m, r in results.items():
+        print(f"| {Path(m).name} ({Path(m).parent.name}) | "
+              + " | ".join(f"{r['images'][n]['gain']:+.2f} ({r['images'][n]['steps']})" for n in index)
+              + f" | {r['mean']:+.2f} |")
+    return results
 
 
 if __name__ == "__main__":

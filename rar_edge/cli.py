@@ -210,7 +210,7 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     model, config, precision, folder = load_fit_model(a.checkpoint, a.precision)
     _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
     fit = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images, step_cost=a.step_cost,
-                          judge=not a.no_judge, gate=not a.no_gate, min_clean_pass=a.clean_pass, syntheses=syntheses,
+                          judge=not a.no_judge, gate=a.gate, min_clean_pass=a.clean_pass, syntheses=syntheses,
                           clean_crops=a.clean_crops, harm_weight=a.harm_weight, dark_originals=a.dark_originals,
                           workers=a.workers or os.cpu_count() or 1, progress=True)
     current, fitted, traj, judge = fit.current, fit.fitted, fit.traj, fit.judge
@@ -627,9 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {DEFAULT_SYNTHESIS})")
     p.add_argument("--no-judge", action="store_true",
                    help="do not fit the judge (\"is the new latent better?\"); only the assessor's thresholds")
-    p.add_argument("--no-gate", action="store_true",
-                   help="do not fit the clean gate's detector (\"can steps help this input?\"); the gate then reads "
-                        "the largest degradation probability")
+    p.add_argument("--gate", action="store_true",
+                   help="also fit a detector for the clean gate (\"can steps help this input?\", a logistic head on "
+                        "the degradation probabilities) and let rules gated by it compete (docs/model.md)")
     p.add_argument("--write", action="store_true",
                    help="store the fitted rule (and its judge and gate, when it asks them) as the checkpoint's "
                         "loop defaults")

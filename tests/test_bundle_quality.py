@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import load_bench
 
@@ -57,8 +58,24 @@ def test_bundles_side_by_side(bundles, photo_dir, tmp_path, capsys):
     bench = load_bench("bundle_quality")
     out = tmp_path / "q.json"
     onnx, pte = str(bundles["dynamic"]), str(bundles["executorch"])
+    samples = tmp_path / "samples"  # two photo crops as samples: one noisy, one as it came (gain 0 when untouched)
+    (samples / "degraded").mkdir(parents=True)
+    (samples / "clean").mkdir()
+    photo = np.asarray(Image.open(sorted(photo_dir.glob("*.png"))[0]).convert("RGB"))[:64, :64]
+    noisy = np.clip(photo + np.random.default_rng(0).normal(0, 25, photo.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(photo).save(samples / "clean" / "a.png")
+    for name, img in (("noisy.png", noisy), ("clean.png", photo)):
+        Image.fromarray(img).save(samples / "degraded" / name)
+    (samples / "samples.json").write_text(json.dumps({n: {"clean": "clean/a.png"} for n in ("noisy.png", "clean.png")}))
     assert bench.main([onnx, pte, onnx, "--photos", str(photo_dir), "--crop", "64", "--syntheses", "v2",
-                       "--json", str(out)]) == 0
+                       "--json", str(out), "--samples", str(samples)]) == 0
+    on_samples = json.loads(out.read_text())["samples"]
+    assert list(on_samples) == [onnx, pte]
+    for row in on_samples.values():
+        assert list(row["images"]) == ["noisy.png", "clean.png"]
+        assert np.isclose(row["mean"], np.mean([r["gain"] for r in row["images"].values()]))
+        untouched = row["images"]["clean.png"]
+        assert untouched["steps"] > 0 or untouched["gain"] == 0.0  # no step: the input back, bit-exact
     results = json.loads(out.read_text())["v2"]
     assert list(results) == [onnx, pte]
     for row in results.values():
@@ -71,7 +88,9 @@ def test_bundles_side_by_side(bundles, photo_dir, tmp_path, capsys):
         assert 0 <= row["harmed"] <= 1 and row["worst_gain"] <= min(row["cases"].values())
     a, b = results[onnx], results[pte]
     assert abs(a["steps"] - b["steps"]) <= 0.1 and all(abs(a["cases"][c] - b["cases"][c]) < 0.1 for c in a["cases"])
-    table = capsys.readouterr().out.splitlines()
+    printed, sample_table = capsys.readouterr().out.split("samples/: PSNR gain in dB (steps run) per image")
+    assert sum(line.startswith("| rar-tiny-fp32-") for line in sample_table.splitlines()) == 2
+    table = printed.splitlines()
     for name, row in (("rar-tiny-fp32-onnx (dyn)", a), ("rar-tiny-fp32-executorch", b)):
         lines = [line for line in table if line.startswith(f"| {name}")]
         assert len(lines) == 1 and f"{row['mean']:+.2f}" in lines[0], name

@@ -228,8 +228,9 @@ def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo
     assert "current" in out and "fitted" in out and "--write" in out
     assert json.loads((ckpt / "config.json").read_text()) == before  # nothing written without --write
 
+    assert "no clean gate fitted" not in caplog.text  # the gate's detector only with --gate
     status, out, err = cli("fit-stop", "--checkpoint", ckpt, "--data", photo_dir, "--crop", 64, "--max-images", 2,
-                           "--max-steps", 2, "--write")
+                           "--max-steps", 2, "--gate", "--write")
     assert status == 0, err
     after = json.loads((ckpt / "config.json").read_text())
     record = after["stop_rule_fit"]
@@ -240,7 +241,7 @@ def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo
     model, _ = load_model(ckpt)  # still loads, with the fitted rule as its defaults
     assert model.stop_rule() == StopRule(**{**fitted, "gate": Gate(fitted["gate"][:-1], fitted["gate"][-1])
                                             if fitted["gate"] else None})
-    # The gate's detector is fitted by default; this model's steps help no input, so none is, and none is stored.
+    # --gate: the gate's detector is fitted; this model's steps help no input, so none is, and none is stored.
     assert "no clean gate fitted: no recorded input is helped by steps" in caplog.text and fitted["gate"] == []
     torch.testing.assert_close(model.state_dict(), load_model(tiny_checkpoint)[0].state_dict())
     assert sorted(p.name for p in ckpt.iterdir()) == sorted(p.name for p in tiny_checkpoint.iterdir())

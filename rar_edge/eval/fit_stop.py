@@ -32,11 +32,13 @@ the gate, 96 % held out). The clean gate
 (``min_detect``: no first step unless the assessor detects some degradation) is fitted alongside, at
 MIN_DETECT: with it the rule need not lower its quality target until degraded photos pass too.
 
-With ``gate=True`` (the CLI's default) the clean gate may also read a learned detector (rar_edge.loop.Gate:
-the probability that steps help this input, from its degradation probabilities), fitted first on the same
+With ``gate=True`` (``--gate``) the clean gate may also read a learned detector (rar_edge.loop.Gate: the
+probability that steps help this input, from its degradation probabilities), fitted first on the same
 recordings; rules gated by it, at MIN_DETECT and at thresholds just above the clean crops' scores, compete
 with those gated by the largest probability. Why: a step helps noise and not blur, and mild noise that the
-largest probability ranks below clean-photo level is worth a step (BENCHMARKS.md, "A learned clean gate").
+largest probability ranks below clean-photo level is worth a step. Off by default: a linear head cannot say
+"any one type is high", and for the default bundle it shut heavy rain and low light (BENCHMARKS.md, "A
+learned clean gate").
 
 With ``judge=True`` (the CLI's default) the loop's judge is fitted first on the same trajectories
 (rar_edge.eval.judge: "is the new latent better than the previous one?"), and candidate rules that stop on
