@@ -13,7 +13,8 @@ bench/learning_curve.py), per case, the mean steps, the share of degraded crops 
 worse than their input and the worst such loss (a mean hides a few ruined photos), the share of clean crops
 returned unchanged and the lowest PSNR among them (how far a changed one fell; 100 dB when every one came back
 unchanged). With ``--samples DIR`` (a folder with samples.json, as ``samples/``: what ``make demo`` and a new user
-restore first), also one row per bundle of each sample's PSNR gain and steps, and their mean.
+restore first), also one row per bundle of each sample's PSNR gain and steps, and their mean (each bundle's own
+rule, as make demo runs it: ``--rule`` does not apply to them).
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("bundles", nargs="+", type=Path)
     add_test_set_args(p)
-    p.add_argument("--samples", help="also restore this folder's samples (samples.json, degraded/, clean/), e.g. samples")
+    p.add_argument("--samples", help="also restore this folder's samples (samples.json, degraded/, clean/), e.g. "
+                   "samples, with each bundle's own rule as make demo does")
     a = p.parse_args(argv)
     rule = parsed_rule(p, a)
     missing = [str(b) for b in a.bundles if not (b / "manifest.json").is_file()]
@@ -134,34 +136,33 @@ def main(argv: list[str] | None = None) -> int:
                   + f" | {s.get('clean_unchanged', float('nan')):.0%}"
                   + f" | {s.get('clean_psnr_min', float('nan')):.1f} |")
     if a.samples:
-        results["samples"] = samples_table(Path(a.samples), {m: f for m, f in methods.items() if m != "input"})
+        results["samples"] = samples_table(Path(a.samples), a.bundles)
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 
-def samples_table(folder: Path, methods: dict) -> dict:
-    """Each method on every sample of ``folder`` (samples.json: name -> its clean original): per method, each
-    sample's PSNR gain and steps run, and the mean gain; printed as a table."""
-    from rar_edge.eval.metrics import psnr
-    from rar_edge.runtime.images import load_image, unit_float
+def samples_table(folder: Path, bundles: list[Path]) -> dict:
+    """Each bundle on every sample of ``folder`` (as ``make demo`` restores them: rar_edge.demo.restore_samples,
+    the bundle's own rule, no budget): per bundle, each sample's PSNR gain and steps run, and the mean gain;
+    printed as a table."""
+    import tempfile
 
-    index = json.loads((folder / "samples.json").read_text())
-    images = {name: (unit_float(load_image(folder / "degraded" / name).rgb), unit_float(load_image(folder / meta["clean"]).rgb))
-              for name, meta in index.items()}
+    from rar_edge.demo import restore_samples
+
     results = {}
-    for m, run in methods.items():
-        rows = {}
-        for name, (degraded, clean) in images.items():
-            out, steps = run(degraded)
-            rows[name] = {"gain": psnr(out, clean) - psnr(degraded, clean), "steps": steps}
-        results[m] = {"images": rows, "mean": float(np.mean([r["gain"] for r in rows.values()]))}
+    for bundle in dict.fromkeys(bundles):
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = restore_samples(bundle, folder, Path(tmp), None)
+        gains = {r["name"]: {"gain": r["psnr_out"] - r["psnr_in"], "steps": r["steps_run"]} for r in rows}
+        results[str(bundle)] = {"images": gains, "mean": float(np.mean([g["gain"] for g in gains.values()]))}
+    names = list(next(iter(results.values()))["images"])
     print(f"\n{folder.name}/: PSNR gain in dB (steps run) per image\n")
-    print("| bundle | " + " | ".join(Path(n).stem for n in index) + " | mean |")
-    print("|---" * (len(index) + 2) + "|")
+    print("| bundle | " + " | ".join(Path(n).stem for n in names) + " | mean |")
+    print("|---" * (len(names) + 2) + "|")
     for m, r in results.items():
         print(f"| {Path(m).name} ({Path(m).parent.name}) | "
-              + " | ".join(f"{r['images'][n]['gain']:+.2f} ({r['images'][n]['steps']})" for n in index)
+              + " | ".join(f"{r['images'][n]['gain']:+.2f} ({r['images'][n]['steps']})" for n in names)
               + f" | {r['mean']:+.2f} |")
     return results
 

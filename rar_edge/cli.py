@@ -235,7 +235,7 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
                                          step_cost=a.step_cost, precision=precision, cap=a.max_steps,
                                          clean_pass=a.clean_pass, syntheses=list(syntheses),
                                          clean_crops=a.clean_crops, harm_weight=a.harm_weight,
-                                         dark_originals=a.dark_originals)
+                                         dark_originals=a.dark_originals, gate=a.gate)
     with atomic_path(folder / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2))
     print(f"wrote the fitted rule into {folder / 'config.json'}")

@@ -91,14 +91,17 @@ class Judge(LogisticHead):
 
 @dataclass(frozen=True)
 class Gate(LogisticHead):
-    """The clean gate's detector: the probability that restore steps can help an input, from the input's
-    degradation probabilities.
+    """The clean gate's second detector: the probability that restore steps can help an input, from the
+    input's degradation probabilities. The gate opens where the largest probability reaches ``min_detect``
+    *or* this one does.
 
-    Why learned: without it the gate takes the largest probability, as if every type were worth a step alike.
-    But a step helps noise and not blur (on blur and JPEG this restorer's steps cost more than they give), and
-    the assessor's probabilities for mild noise sit below a threshold that keeps clean photos out. A logistic
-    head weighs each type by what the model's own steps do for it; ``rar-edge fit-stop`` fits it on the
-    model's trajectories (rar_edge.eval.judge.fit_gate) and its weights travel in config.json and manifests.
+    Why: the largest probability treats every type alike and must stay above what clean photos reach for the
+    most trigger-happy type (rain, for the default bundle's assessor), so mild noise that is detected at 0.4–0.7
+    stays out although steps gain 3–4 dB on it. A logistic head weighs each type by what the model's own steps
+    do for it (and blur's probability against a step); ``rar-edge fit-stop --gate`` fits it on the model's
+    trajectories (rar_edge.eval.judge.fit_gate) and sets its bias so that it opens for no clean crop of the
+    fit (fit_stop.gate_at). Alone, a linear head cannot say "any one type is high" (BENCHMARKS.md, "A learned
+    clean gate"): it only adds to the largest probability's openings.
     """
 
     FEATURES: ClassVar[str] = GATE_FEATURES  # weights: one per degradation probability
@@ -126,11 +129,11 @@ class StopRule:
         min_better: with a ``Judge``, stop once it gives a step a probability of being better below this,
             and return the latent before that step (stop reason ``worse``): RAR's own stop rule. 0 turns it off.
         min_detect: take a first step only when the assessor gives some degradation at least this
-            probability (with a ``gate``: when the gate gives steps at least this probability of helping);
+            probability (or, with a ``gate``, the gate gives steps at least this probability of helping);
             otherwise return the input as it came (stop reason ``clean``). The degradation
             detector tells a clean photo from a degraded one better than a quality target does: a target low
             enough to pass clean photos also passes most degraded ones. 0 turns it off.
-        gate: the clean gate's fitted detector (``Gate``), or None for the largest degradation probability.
+        gate: the clean gate's fitted second detector (``Gate``), or None: the largest probability alone.
     """
 
     max_steps: int = 4
@@ -170,12 +173,10 @@ class StopRule:
 
     def nothing_detected(self, probabilities: Sequence[float]) -> bool:
         """Whether the input's degradation ``probabilities`` leave the clean gate shut (stop reason ``clean``):
-        the gate's probability of a helpful step, or else the largest of them, below ``min_detect``."""
-        if self.min_detect <= 0:
+        the largest of them below ``min_detect``, and so is the ``gate``'s probability of a helpful step."""
+        if self.min_detect <= 0 or max(map(float, probabilities), default=0.0) >= self.min_detect:
             return False
-        if self.gate is not None:
-            return self.gate.p_step(probabilities) < self.min_detect
-        return max(map(float, probabilities), default=0.0) < self.min_detect
+        return self.gate is None or self.gate.p_step(probabilities) < self.min_detect
 
     def step_too_small(self, change: float) -> bool:
         """Whether a proposed step of relative size ``change`` ends the loop (stop reason ``small_step``)."""

@@ -66,7 +66,8 @@ def test_bundles_side_by_side(bundles, photo_dir, tmp_path, capsys):
     Image.fromarray(photo).save(samples / "clean" / "a.png")
     for name, img in (("noisy.png", noisy), ("clean.png", photo)):
         Image.fromarray(img).save(samples / "degraded" / name)
-    (samples / "samples.json").write_text(json.dumps({n: {"clean": "clean/a.png"} for n in ("noisy.png", "clean.png")}))
+    (samples / "samples.json").write_text(json.dumps({"noisy.png": {"clean": "clean/a.png", "degradations": ["noise"]},
+                                                      "clean.png": {"clean": "clean/a.png", "degradations": []}}))
     assert bench.main([onnx, pte, onnx, "--photos", str(photo_dir), "--crop", "64", "--syntheses", "v2",
                        "--json", str(out), "--samples", str(samples)]) == 0
     on_samples = json.loads(out.read_text())["samples"]

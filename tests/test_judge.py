@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from rar_edge.eval.fit_stop import (PSNR_CAP_DB, Trajectories, candidate_rules, fit_gate_on, fit_judge_on,
-                                    fit_stop_rule, score_rule)
+                                    fit_stop_rule, gate_at, placed_gate, score_rule)
 from rar_edge.eval.judge import GATE_MARGIN_DB, MARGIN_DB, fit_gate, fit_judge, gate_examples, judge_scores, step_examples
 from rar_edge.eval.metrics import roc_auc
 from rar_edge.loop import Gate, Judge
@@ -145,14 +147,14 @@ def test_gate_examples_call_an_input_helpable_when_some_step_beats_it_and_never_
 
 
 def _gate_trajectories() -> Trajectories:
-    """Two types a max-probability gate cannot serve: mild noise (detected at 0.45, steps gain 4 dB) and blur
-    (detected at 0.9, steps lose 1 dB), beside clean crops (noise below 0.4, blur up to 0.5)."""
+    """Mild noise (detected at 0.45, steps gain 4 dB) that the largest probability cannot let in without clean
+    crops (whose blur probability reaches 0.55), and blur (detected at 0.3, steps lose 1 dB)."""
     rng = np.random.default_rng(0)
     rows = []  # (case, probabilities (noise, blur), psnr after 0..2 steps, input psnr)
     for _ in range(40):
         rows.append(("noise", [0.45 + 0.02 * rng.random(), 0.1], [25.0, 29.0, 29.0], 25.0))
-        rows.append(("blur", [0.1, 0.9 + 0.05 * rng.random()], [30.0, 29.0, 29.0], 30.0))
-        rows.append(("clean", [0.4 * rng.random(), 0.5 * rng.random()], [PSNR_CAP_DB, 38.0, 37.0], PSNR_CAP_DB))
+        rows.append(("blur", [0.1, 0.3 * rng.random()], [30.0, 29.0, 29.0], 30.0))
+        rows.append(("clean", [0.4 * rng.random(), 0.55 * rng.random()], [PSNR_CAP_DB, 38.0, 37.0], PSNR_CAP_DB))
     cases, probs, psnr, psnr_in = zip(*rows)
     n = len(rows)
     quality = np.tile([20.0, 21.0, 22.0], (n, 1))
@@ -168,14 +170,24 @@ def test_a_fitted_gate_lets_in_what_steps_help_and_keeps_out_the_rest():
     assert w[0] > 0 > w[1]  # noise's probability speaks for a step, blur's against it
     x = traj.probabilities
     assert fitted.head.p_step(x[0]) == pytest.approx(float(judge_scores(fitted.head, x[:1])[0]))
-    # Gated by the largest probability, no threshold lets the noise in and keeps clean crops out; the gate can.
+    # The largest probability alone keeps the noise out to keep clean crops untouched; with the gate it comes in.
     plain = fit_stop_rule(traj, cap=2)
     gated = fit_stop_rule(traj, cap=2, gate=fitted.head)
-    assert plain.per_case["noise"] < 4.0 or plain.clean_pass < 1.0
-    assert gated.rule.gate == fitted.head and gated.rule.min_detect > 0
+    assert plain.per_case["noise"] == 0.0 and plain.clean_pass == 1.0 and plain.rule.gate is None
+    assert gated.rule.gate is not None and gated.rule.min_detect > 0
     assert gated.per_case == {"noise": 4.0, "blur": 0.0, "clean": 0.0} and gated.clean_pass == 1.0
-    # The candidates hold both gates; without probabilities, none.
+    # Placed on the rule's threshold: the moved gate reaches min_detect where the fitted one reached the threshold.
+    moved = gate_at(fitted.head, 0.3, 0.8)
+    assert moved.weights == fitted.head.weights
+    s = np.linspace(-3, 3, 7)
+    shifted = 1 / (1 + np.exp(-(s + moved.bias - fitted.head.bias)))
+    assert np.all((1 / (1 + np.exp(-s)) >= 0.3) == (shifted >= 0.8 - 1e-12))
+    # Placed just above the clean crops' highest score: at the rule's threshold it opens for none of them.
+    placed = placed_gate(fitted.head, traj, 0.7)
+    clean = np.array([c == "clean" for c in traj.cases])
+    assert judge_scores(placed, x[clean]).max() < 0.7 <= judge_scores(placed, x[~clean]).max()
     rules = candidate_rules(traj, 1, gate=fitted.head)
-    assert any(r.gate is None and r.min_detect > 0 for r in rules) and any(r.gate == fitted.head for r in rules)
-    assert all(r.min_detect == 0 and r.gate is None
-               for r in candidate_rules(Trajectories(traj.cases, traj.quality, traj.psnr, traj.psnr_in, traj.change), 1))
+    assert {r.min_detect for r in rules if r.gate is not None} == {0.5, 0.6, 0.7, 0.8}
+    assert len(rules) == len(candidate_rules(traj, 1)) * 9 // 5  # each of the 4 clean gates once more
+    assert placed_gate(fitted.head, Trajectories(["noise"], traj.quality[:1], traj.psnr[:1], traj.psnr_in[:1],
+                                                 traj.change[:1], probabilities=x[:1]), 0.7) is None

@@ -32,13 +32,12 @@ the gate, 96 % held out). The clean gate
 (``min_detect``: no first step unless the assessor detects some degradation) is fitted alongside, at
 MIN_DETECT: with it the rule need not lower its quality target until degraded photos pass too.
 
-With ``gate=True`` (``--gate``) the clean gate may also read a learned detector (rar_edge.loop.Gate: the
+With ``gate=True`` (``--gate``) the clean gate may also read a learned second detector (rar_edge.loop.Gate: the
 probability that steps help this input, from its degradation probabilities), fitted first on the same
-recordings; rules gated by it, at MIN_DETECT and at thresholds just above the clean crops' scores, compete
-with those gated by the largest probability. Why: a step helps noise and not blur, and mild noise that the
-largest probability ranks below clean-photo level is worth a step. Off by default: a linear head cannot say
-"any one type is high", and for the default bundle it shut heavy rain and low light (BENCHMARKS.md, "A
-learned clean gate").
+recordings and placed just above the highest score of the clean recordings (so that it opens for none of
+them): every candidate gated by the largest probability comes once more with it. Why: a step helps noise and
+not blur, and mild noise that the largest probability must rank below clean-photo level is worth a step
+(BENCHMARKS.md, "A learned clean gate").
 
 With ``judge=True`` (the CLI's default) the loop's judge is fitted first on the same trajectories
 (rar_edge.eval.judge: "is the new latent better than the previous one?"), and candidate rules that stop on
@@ -51,6 +50,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 from typing import NamedTuple
@@ -80,9 +80,8 @@ CHANGE_QUANTILES: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
 MIN_BETTER: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 #: Candidate clean gates (StopRule.min_detect: the least degradation probability that starts a loop; 0 off).
 MIN_DETECT: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.8)
-#: Quantiles of the learned gate's scores on the clean crops tried as its thresholds (1: just above the highest,
-#: so that every clean crop is returned as it came), besides MIN_DETECT.
-GATE_CLEAN_QUANTILES: tuple[float, ...] = (0.9, 0.95, 0.99, 1.0)
+#: How far above the clean recordings' highest score the learned gate is placed (placed_gate).
+GATE_MARGIN = 1e-4
 #: Assessor gain that never stops a loop: rules with a judge leave "is it better?" to it.
 NO_MIN_GAIN = -10.0
 #: Fewest candidate rules worth a worker process of their own (fit_stop_rule's ``workers``): below this the
@@ -196,26 +195,12 @@ def score_rule(rule: StopRule, traj: Trajectories, step_cost: float = 0.0, judge
                      float(np.mean(kept_clean)) if kept_clean else float("nan"), harm)
 
 
-def gate_thresholds(gate: Gate, traj: Trajectories) -> list[float]:
-    """Thresholds tried for a learned ``gate``: MIN_DETECT's and its scores' GATE_CLEAN_QUANTILES on the clean
-    recordings of ``traj`` (none of those without clean ones)."""
-    clean = np.array([c == "clean" for c in traj.cases])
-    found = set(g for g in MIN_DETECT if g > 0)
-    if clean.any():
-        scores = judge_scores(gate, traj.probabilities[clean])
-        for q in GATE_CLEAN_QUANTILES:
-            t = float(np.quantile(scores, q)) + (1e-4 if q == 1.0 else 0.0)
-            if 0 < t < 1:
-                found.add(round(t, 4))
-    return sorted(found)
-
-
 def candidate_rules(traj: Trajectories, cap: int, judged: bool = False, gate: Gate | None = None) -> list[StopRule]:
     """Step caps 1..cap x targets at the recorded qualities' quantiles (and none) x MIN_GAINS x
     min_change at CHANGE_QUANTILES of the recorded step sizes (and 0) x keep best / last; with
     ``judged``, also caps x targets x MIN_BETTER x keep with the assessor's min_gain and min_change off.
-    Each of them with every clean gate of MIN_DETECT (only the gate off when ``traj`` has no probabilities),
-    and with a learned ``gate`` at each of its gate_thresholds."""
+    Each of them with every clean gate of MIN_DETECT (only the gate off when ``traj`` has no probabilities), and
+    with a learned ``gate`` each of those gates once more with it as second detector (placed_gate)."""
     quantiles = np.quantile(traj.quality, np.linspace(0.05, 0.95, 19))
     targets = sorted({round(float(t), 2) for t in quantiles} | {NO_TARGET_DB})
     changes = sorted({0.0} | {round(float(c), 4) for c in np.quantile(traj.change, CHANGE_QUANTILES)})
@@ -226,8 +211,27 @@ def candidate_rules(traj: Trajectories, cap: int, judged: bool = False, gate: Ga
                   for m, t, b, k in itertools.product(range(1, cap + 1), targets, MIN_BETTER, KEEP_CHOICES)]
     if traj.probabilities is None:
         return rules
-    gates = [(g, None) for g in MIN_DETECT] + ([(t, gate) for t in gate_thresholds(gate, traj)] if gate else [])
+    gates = [(g, None) for g in MIN_DETECT]
+    if gate is not None:
+        gates += [(g, placed) for g in MIN_DETECT if g > 0 and (placed := placed_gate(gate, traj, g)) is not None]
     return [replace(r, min_detect=g, gate=detector) for g, detector in gates for r in rules]
+
+
+def gate_at(gate: Gate, threshold: float, min_detect: float) -> Gate:
+    """``gate`` with its bias moved so that it reaches ``min_detect`` (the rule's threshold, which it shares with
+    the largest probability) where it used to reach ``threshold``."""
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    return Gate(gate.weights, gate.bias + logit(min_detect) - logit(threshold))
+
+
+def placed_gate(gate: Gate, traj: Trajectories, min_detect: float) -> Gate | None:
+    """``gate`` as the second detector of a clean gate at ``min_detect``: opening for none of the clean recordings
+    of ``traj`` (just above the highest of their scores; None without clean recordings, or if one scores ~1)."""
+    clean = np.array([c == "clean" for c in traj.cases])
+    if not clean.any():
+        return None
+    threshold = float(judge_scores(gate, traj.probabilities[clean]).max()) + GATE_MARGIN
+    return gate_at(gate, threshold, min_detect) if threshold < 1 else None
 
 
 def _score_chunk(rules: list[StopRule], traj: Trajectories, step_cost: float, judge: Judge | None,
@@ -273,8 +277,8 @@ def score_rules(rules: list[StopRule], traj: Trajectories, step_cost: float = 0.
 def fit_stop_rule(traj: Trajectories, cap: int, step_cost: float = 0.0, tolerance: float = 0.02,
                   judge: Judge | None = None, min_clean_pass: float = 1.0, harm_weight: float = 0.0,
                   workers: int = 1, progress: bool = False, gate: Gate | None = None) -> RuleScore:
-    """The best-scoring candidate rule (with ``judge``: rules asking it compete too; with ``gate``: rules
-    gated by it) among those that return
+    """The best-scoring candidate rule (with ``judge``: rules asking it compete too; with ``gate``: rules whose
+    clean gate also reads it) among those that return
     at least ``min_clean_pass`` of the clean crops at 0 steps (or, if none does, those that return the most);
     among those within ``tolerance`` dB of it, the fewest steps. ``workers``: processes that replay the rules."""
     if cap < 1:
@@ -467,7 +471,7 @@ def format_fit(current: RuleScore, fitted: RuleScore, on_dark: tuple[RuleScore, 
                      + " ".join(f"{s.per_case.get(c, float('nan')):>+{w}.2f}" for c, w in zip(cases, widths)))
     lines.append(f"(gain in dB per case; 'clean' is the loss against a perfect {PSNR_CAP_DB:.0f} dB; "
                  "'clean 0': clean crops returned at 0 steps; 'harm': mean dB of the degraded images below their "
-                 "input; 'g': min_detect on the learned gate's probability, not the largest degradation one"
+                 "input; 'g': the clean gate also opens on its learned detector"
                  + ("; 'dark' rows: the same rules on the dark originals alone, each against its darkened original"
                     if on_dark is not None else "") + ")")
     return "\n".join(lines)
