@@ -35,7 +35,7 @@ JUDGE_FEATURES = (
 CHANGE_EPS = 1e-6
 
 
-#: What the clean gate's detector reads (Gate.features): recorded in checkpoints and manifests next to its weights.
+#: What the clean gate's detector reads (Gate.FEATURES): recorded in checkpoints and manifests next to its weights.
 GATE_FEATURES = "the input's degradation probabilities, in the model's order of degradations"
 
 
