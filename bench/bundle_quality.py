@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report import evaluate, test_set  # noqa: E402  (the same test set and per-case means)
+from report import PSNR_CAP_DB, evaluate, test_set  # noqa: E402  (the same test set, means and cap)
 
 
 #: The stop rule's fields ``--rule`` may override (Restorer.restore's keywords) and how each is read.
@@ -154,7 +154,9 @@ def samples_table(folder: Path, bundles: list[Path]) -> dict:
     for bundle in dict.fromkeys(bundles):
         with tempfile.TemporaryDirectory() as tmp:
             rows = restore_samples(bundle, folder, Path(tmp), None)
-        gains = {r["name"]: {"gain": r["psnr_out"] - r["psnr_in"], "steps": r["steps_run"]} for r in rows}
+        # PSNR capped as in the held-out tables: a sample already equal to its original would be infinite
+        gains = {r["name"]: {"gain": min(r["psnr_out"], PSNR_CAP_DB) - min(r["psnr_in"], PSNR_CAP_DB), "steps": r["steps_run"]}
+                 for r in rows}
         results[str(bundle)] = {"images": gains, "mean": float(np.mean([g["gain"] for g in gains.values()]))}
     names = list(next(iter(results.values()))["images"])
     print(f"\n{folder.name}/: PSNR gain in dB (steps run) per image\n")

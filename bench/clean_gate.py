@@ -55,7 +55,7 @@ def main() -> None:
     model, _, _, _ = load_fit_model(a.checkpoint, "fp32")
     fit = record_trajectories(model, PhotoFolder(a.fit).center_crops(a.crop)[: a.fit_images], a.cap)
     held = record_trajectories(model, PhotoFolder(a.heldout).center_crops(a.crop)[: a.heldout_images], a.cap)
-    judge = fit_judge_on(fit).judge
+    judge = fit_judge_on(fit).head
     rows = []
     for name, gated, share in SETTINGS:
         # Trajectories without the input's probabilities offer fit-stop no gate (only min_detect 0).

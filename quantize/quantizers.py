@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 BACKENDS = ("xnnpack", "coreml")
 
 
@@ -22,22 +24,22 @@ def make_quantizer(backend: str, qat: bool = True):
     return _quantizer_class()().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
 
 
+@functools.cache
 def _quantizer_class():
     """XNNPACKQuantizer that skips its conv + batch-norm patterns on graphs without batch norm (RAR's have
-    none). Each of those four patterns is traced anew with torch.export on every annotation: about 3 s per
-    graph on this machine, most of a post-training export's preparation, to match nothing."""
+    none). Each of those four patterns is traced anew with torch.export on every annotation: about 1.8 s per
+    graph on this machine (a post-training int8 export of rar-tiny 33.8 -> 28.3 s; BENCHMARKS.md), to match
+    nothing. Built once, on first use: executorch's import is heavy."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
 
-    class Quantizer(XNNPACKQuantizer):
+    class NoBatchNormXNNPACKQuantizer(XNNPACKQuantizer):
         def annotate(self, model):
-            if not any(n.op == "call_function" and "batch_norm" in str(n.target) for n in model.graph.nodes):
-                self.SUPPORTED_PATTERNS = [p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if "_bn" not in p.name]
-            else:
-                self.SUPPORTED_PATTERNS = XNNPACKQuantizer.SUPPORTED_PATTERNS
+            has_bn = any(n.op == "call_function" and "batch_norm" in str(n.target) for n in model.graph.nodes)
+            self.SUPPORTED_PATTERNS = XNNPACKQuantizer.SUPPORTED_PATTERNS if has_bn else [
+                p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if "_bn" not in p.name]
             return super().annotate(model)
 
-    Quantizer.__name__ = Quantizer.__qualname__ = "XNNPACKQuantizer"
-    return Quantizer
+    return NoBatchNormXNNPACKQuantizer
 
 
 def describe(backend: str) -> dict:

@@ -40,7 +40,8 @@ def _add_stop_rule_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-better", type=float,
                    help="stop when the judge gives a step less than this probability of helping (0: judge off)")
     p.add_argument("--min-detect", type=float,
-                   help="step only when some degradation is detected with at least this probability (0: off)")
+                   help="step only when some degradation is detected with at least this probability, or a bundle's "
+                        "learned gate gives steps that probability of helping (the same threshold moves both; 0: off)")
 
 
 def _rule_args(a: argparse.Namespace) -> dict:
@@ -190,7 +191,7 @@ def _fit_syntheses(value: str) -> tuple[str, ...]:
 
 
 def cmd_fit_stop(a: argparse.Namespace) -> int:
-    from rar_edge.eval.fit_stop import fit_from_photos, fit_record, format_fit, load_fit_model, rule_record
+    from rar_edge.eval.fit_stop import fit_from_photos, fit_record, format_fit, load_fit_model
 
     if a.max_steps < 1:
         raise RarEdgeError(f"--max-steps must be at least 1, got {a.max_steps}")
@@ -230,14 +231,14 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     from rar_edge.atomic import atomic_path
 
     r = fitted.rule
-    config["model"].update(rule_record(r), judge=[*judge.head.weights, judge.head.bias] if judge and r.min_better > 0 else [])
+    config["model"].update(r.to_dict(), judge=judge.head.flat() if judge and r.min_better > 0 else [])
     config["stop_rule_fit"] = fit_record(current, fitted, data=str(a.data), crop=a.crop, images=a.max_images,
                                          step_cost=a.step_cost, precision=precision, cap=a.max_steps,
                                          clean_pass=a.clean_pass, syntheses=list(syntheses),
                                          clean_crops=a.clean_crops, harm_weight=a.harm_weight,
                                          dark_originals=a.dark_originals, gate=a.gate)
     with atomic_path(folder / "config.json") as tmp:
-        tmp.write_text(json.dumps(config, indent=2))
+        tmp.write_text(json.dumps(config, indent=2) + "\n")
     print(f"wrote the fitted rule into {folder / 'config.json'}")
     print(f"next: python -m rar_edge.export --checkpoint {a.checkpoint} ...   (bundles carry the loop defaults)")
     return 0

@@ -12,7 +12,7 @@ the decode's time is saved. The torch loop, the runtime and ``rar-edge fit-stop`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar, Sequence
 
 #: What the assessor's quality score means; written into checkpoints and manifests.
@@ -58,6 +58,10 @@ class LogisticHead:
 
     def to_dict(self) -> dict:
         return {"features": self.FEATURES, "weights": list(self.weights), "bias": self.bias}
+
+    def flat(self) -> list[float]:
+        """The weights, then the bias: how config.json stores the head."""
+        return [*self.weights, self.bias]
 
     @classmethod
     def from_dict(cls, d: dict | None):
@@ -156,6 +160,21 @@ class StopRule:
             raise ValueError(f"min_detect must be a probability in [0, 1), got {self.min_detect}")
         if self.keep not in KEEP_CHOICES:
             raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {self.keep!r}")
+        if self.gate is not None and not isinstance(self.gate, Gate):
+            raise ValueError(f"gate must be a rar_edge.loop.Gate or None, got {type(self.gate).__name__}; "
+                             "StopRule.from_dict reads one stored as numbers")
+
+    def to_dict(self) -> dict:
+        """The rule as JSON holds it (config.json, reports): its gate as weights then bias ([] without one)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["gate"] = self.gate.flat() if self.gate else []
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StopRule":
+        """The rule ``to_dict`` stored (fields it lacks take their defaults)."""
+        gate = d.get("gate")
+        return cls(**{**d, "gate": Gate(tuple(gate[:-1]), gate[-1]) if gate else None})
 
     def reason_to_stop(self, qualities: list[float]) -> str | None:
         """Why to stop before another step, given the qualities assessed so far (None: step on).

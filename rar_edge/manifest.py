@@ -140,20 +140,18 @@ def check_manifest(manifest, where: str = "manifest") -> dict:
     # And the clean gate after it (bundles without it step on any input the other rules let through).
     if "min_detect" in defaults and not (_number(defaults["min_detect"]) and 0 <= defaults["min_detect"] < 1):
         bad("quality.defaults.min_detect", "a probability in [0, 1)")
-    judge = manifest["quality"].get("judge")
-    if judge is not None and not (isinstance(judge, dict) and isinstance(judge.get("weights"), list)
-                                  and all(_number(w) for w in judge["weights"]) and _number(judge.get("bias"))):
-        bad("quality.judge", "{weights: [numbers], bias: number}")
-    if judge is not None and _positive_int(manifest.get("cond_dim")) and isinstance(degradations, list):
-        features = 2 * (1 + len(degradations) + manifest["cond_dim"]) + 1  # loop.Judge: two assessments, a step
-        if len(judge["weights"]) != features:
-            bad("quality.judge.weights", f"{features} numbers for this model (two assessments and a step size)")
-    gate = manifest["quality"].get("gate")  # the learned clean gate came after the judge
-    if gate is not None and not (isinstance(gate, dict) and isinstance(gate.get("weights"), list)
-                                 and all(_number(w) for w in gate["weights"]) and _number(gate.get("bias"))):
-        bad("quality.gate", "{weights: [numbers], bias: number}")
-    if gate is not None and isinstance(degradations, list) and len(gate["weights"]) != len(degradations):
-        bad("quality.gate.weights", f"{len(degradations)} numbers, one per degradation")
+    # The judge and the learned clean gate (after it): logistic heads, each weight count fixed by the model.
+    heads = {"judge": ("two assessments and a step size",
+                       2 * (1 + len(degradations) + manifest["cond_dim"]) + 1  # loop.Judge's features
+                       if _positive_int(manifest.get("cond_dim")) and isinstance(degradations, list) else None),
+             "gate": ("one per degradation", len(degradations) if isinstance(degradations, list) else None)}
+    for name, (what, count) in heads.items():
+        head = manifest["quality"].get(name)
+        if head is not None and not (isinstance(head, dict) and isinstance(head.get("weights"), list)
+                                     and all(_number(w) for w in head["weights"]) and _number(head.get("bias"))):
+            bad(f"quality.{name}", "{weights: [numbers], bias: number}")
+        if head is not None and count is not None and len(head["weights"]) != count:
+            bad(f"quality.{name}.weights", f"{count} numbers for this model ({what})")
     artifacts = manifest.get("artifacts")
     if not isinstance(artifacts, dict) or not artifacts:
         bad("artifacts", "a map of file name to SHA-256")

@@ -283,7 +283,7 @@ class Restorer:
         loop = manifest["quality"]["defaults"]
         # Fields a bundle predates (min_change, keep, min_better, min_detect) take StopRule's defaults: off,
         # "best", off, off, the rule such bundles ran.
-        self.rule = StopRule(**{f.name: loop[f.name] for f in fields(StopRule) if f.name in loop},
+        self.rule = StopRule(**{f.name: loop[f.name] for f in fields(StopRule) if f.name in loop and f.name != "gate"},
                              gate=Gate.from_dict(manifest["quality"].get("gate")))  # None before learned gates
         self.judge = Judge.from_dict(manifest["quality"].get("judge"))  # None in bundles made before judges
         self.costs: dict[tuple[int, int], CostModel] = {}

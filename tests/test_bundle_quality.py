@@ -76,6 +76,7 @@ def test_bundles_side_by_side(bundles, photo_dir, tmp_path, capsys):
         assert list(row["images"]) == ["noisy.png", "clean.png"]
         assert np.isclose(row["mean"], np.mean([r["gain"] for r in row["images"].values()]))
         untouched = row["images"]["clean.png"]
+        assert all(np.isfinite(r["gain"]) for r in row["images"].values())  # capped: a perfect input is 100 dB
         assert untouched["steps"] > 0 or untouched["gain"] == 0.0  # no step: the input back, bit-exact
     results = json.loads(out.read_text())["v2"]
     assert list(results) == [onnx, pte]

@@ -97,7 +97,7 @@ def test_eval_report(tiny_checkpoint, photo_dir, tmp_path):
     rows = [i for i, n in enumerate(names) if n == "noise"]
     deg, ref = batch.degraded[rows], batch.clean[rows].numpy().astype(np.float64)
     with torch.no_grad():
-        results = model.restore_loop(deg, StopRule(**report["stop_rule"]))
+        results = model.restore_loop(deg, StopRule.from_dict(report["stop_rule"]))
 
     def psnr(a: np.ndarray) -> np.ndarray:
         mse = ((np.clip(a.astype(np.float64), 0, 1) - ref) ** 2).reshape(len(rows), -1).mean(axis=1)

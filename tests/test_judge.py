@@ -108,6 +108,12 @@ def test_a_checkpoints_judge_travels_into_the_bundle_and_the_runtime_asks_it(tin
     restorer = Restorer.load(bundle)
     assert restorer.rule.min_detect == 0.01 and restorer.rule.min_better == 0.5  # the manifest's rule, read whole
     assert restorer.rule.gate == model.config.gate_head == Gate.from_dict(manifest["quality"]["gate"])
+    # The runtime opens the clean gate on its detector: at 99 % the largest probability (~0.5) stays shut, a
+    # gate sure that steps help opens it (the judge then undoes the step), one at 0.5 does not.
+    restorer.rule = replace(restorer.rule, gate=Gate((0.0,) * len(model.config.degradations), 50.0))
+    opened = restorer.restore(image, min_detect=0.99)
+    assert (opened.stop_reason, opened.steps_run) == ("worse", 1)
+    restorer.rule = replace(restorer.rule, gate=model.config.gate_head)
     assert model.stop_rule().gate == model.config.gate_head
     out = restorer.restore(image)
     assert (out.stop_reason, out.steps_run, out.steps) == ("worse", 1, 0)

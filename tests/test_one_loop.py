@@ -3,6 +3,7 @@ same reason and keep the same latent for the same scripted trajectories (all thr
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -26,7 +27,8 @@ trajectories = st.tuples(
 rules = st.builds(StopRule, max_steps=st.integers(0, CAP), target_quality=st.floats(15.0, 50.0, width=32),
                   min_gain=st.floats(-3.0, 2.0, width=32), min_change=st.sampled_from([0.0, 0.01, 0.04]),
                   keep=st.sampled_from(["best", "last"]), min_better=st.sampled_from([0.0, 0.3, 0.5, 0.7]),
-                  min_detect=st.sampled_from([0.0, 0.3, 0.6]))
+                  min_detect=st.sampled_from([0.0, 0.3, 0.6]),
+                  gate=st.sampled_from([None, Gate((0.0, -10.0, 0.0, 0.0, 0.0, 0.0), 5.0)]))
 #: The scripted assessment vector: [quality, 6 probabilities (0.5 unless scripted), a 1-d conditioning of 0].
 FEATURES = 8
 
@@ -108,7 +110,9 @@ def test_torch_runtime_and_replay_agree(batch, rule, judge):
         assert res.quality == pytest.approx(ran.qualities)
         assert ran.image == (kept if kept > 0 else None)  # the runtime decodes the kept latent, or none
         assert float(res.image[0, 0, 0]) == pytest.approx(kept / 100)  # torch: the kept latent's decode (0: input)
-        assert (res.stop_reason == "clean") == (p < rule.min_detect)  # the gate, and only the gate, says clean
+        assert (res.stop_reason == "clean") == rule.nothing_detected(probabilities(p, 0))  # only the gate says clean
+        assert rule.nothing_detected(probabilities(p, 0)) == (  # the largest probability, then the learned gate
+            p < rule.min_detect and (rule.gate is None or rule.gate.p_step(probabilities(p, 0)) < rule.min_detect))
 
 
 def test_revert_on_a_losing_step_keeps_the_previous_latent():
@@ -175,6 +179,16 @@ def test_a_learned_gate_opens_the_clean_gate_too_in_all_three_loops():
     assert gate.p_step(probabilities(0.7, 0)) == pytest.approx(1 / (1 + np.exp(2.0)))
     assert not replace(rule, min_detect=0.0).nothing_detected(probabilities(0.55, 0))  # 0: the gate is off
     assert Gate.from_dict(gate.to_dict()) == gate and Gate.from_dict(None) is None
+    # As JSON holds it (config.json, reports): the gate as numbers, read back whole; anything else refused.
+    assert json.loads(json.dumps(rule.to_dict()))["gate"] == [0.0, -10.0, 0.0, 0.0, 0.0, 0.0, 5.0]
+    assert StopRule.from_dict(json.loads(json.dumps(rule.to_dict()))) == rule
+    assert StopRule.from_dict(replace(rule, gate=None).to_dict()) == replace(rule, gate=None)
+    with pytest.raises(ValueError, match="gate must be a rar_edge.loop.Gate"):
+        StopRule(gate=[0.0] * 7)
+    # A model's config: the gate stored as numbers, left out when empty (readable by versions before gates).
+    config = replace(create_model("rar-tiny").config, gate=tuple(gate.flat()))
+    assert type(config).from_dict(config.to_dict()).gate_head == gate
+    assert "gate" not in create_model("rar-tiny").config.to_dict()
     with pytest.raises(ValueError, match="6 weights but got 2 probabilities"):
         gate.p_step([0.1, 0.2])
 

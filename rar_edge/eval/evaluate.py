@@ -101,7 +101,7 @@ def evaluate(model: RAR, data: str, rule: StopRule | None = None, crop: int = 25
                  for key, r in sorted(model_rows.items())}
     probs, labels = np.array(probs_all), np.array(labels_all)
     report = {
-        "images": int(clean_all.shape[0]), "crop": crop, "stop_rule": rule.__dict__, "synthesis": synthesis,
+        "images": int(clean_all.shape[0]), "crop": crop, "stop_rule": rule.to_dict(), "synthesis": synthesis,
         "cases": per_case, "per_model": per_model,
         "assessor_srcc": srcc(pred_q, true_q),
         "degradation_auc": {n: roc_auc(probs[:, j], labels[:, j]) for j, n in enumerate(DEGRADATIONS)},

@@ -52,7 +52,7 @@ import itertools
 import logging
 import math
 import sys
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -477,15 +477,10 @@ def format_fit(current: RuleScore, fitted: RuleScore, on_dark: tuple[RuleScore, 
     return "\n".join(lines)
 
 
-def rule_record(rule: StopRule) -> dict:
-    """The rule's fields as config.json holds them: its gate as weights then bias ([] without one)."""
-    return {**asdict(rule), "gate": [*rule.gate.weights, rule.gate.bias] if rule.gate else []}
-
-
 def fit_record(current: RuleScore, fitted: RuleScore, **how) -> dict:
     """What ``--write`` stores in the checkpoint's config.json next to the new defaults."""
     def row(s: RuleScore) -> dict:
-        return {"rule": rule_record(s.rule), "psnr_out": round(s.psnr_out, 3), "steps_run": round(s.steps_run, 3),
+        return {"rule": s.rule.to_dict(), "psnr_out": round(s.psnr_out, 3), "steps_run": round(s.steps_run, 3),
                 "clean_pass": round(s.clean_pass, 4), "harm": round(s.harm, 4),
                 "gain_per_case": {k: round(v, 3) for k, v in s.per_case.items()}}
 

@@ -14,7 +14,7 @@ BLOCK_PARTS: dict[str, tuple[str, ...]] = {"ae_block": ("encoder", "decoder"), "
 BLOCK_FIELDS: tuple[str, ...] = tuple(BLOCK_PARTS)
 #: The fields that are the loop's (its stop rule, rar_edge.loop.StopRule, with its fitted judge and gate), not
 #: the architecture: a model's weights fit any values of them.
-LOOP_FIELDS: frozenset[str] = frozenset({f.name for f in fields(StopRule)} | {"judge", "gate"})
+LOOP_FIELDS: frozenset[str] = frozenset({f.name for f in fields(StopRule)} | {"judge"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,10 @@ class RARConfig:
         d["restore_depths"] = list(self.restore_depths)
         d["degradations"] = list(self.degradations)
         d["judge"] = list(self.judge)
-        d["gate"] = list(self.gate)
+        if self.gate:  # left out when empty: JSON stays readable by versions before learned gates
+            d["gate"] = list(self.gate)
+        else:
+            del d["gate"]
         for name in BLOCK_FIELDS:  # "naf", the default, is left out: NAF models' JSON stays readable by versions
             if d[name] == "naf":  # before these fields
                 del d[name]
