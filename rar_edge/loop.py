@@ -64,6 +64,11 @@ class LogisticHead:
         return [*self.weights, self.bias]
 
     @classmethod
+    def from_flat(cls, numbers):
+        """The head ``flat`` stored (None for an empty list: no head)."""
+        return cls(tuple(float(w) for w in numbers[:-1]), float(numbers[-1])) if len(numbers) else None
+
+    @classmethod
     def from_dict(cls, d: dict | None):
         """The head stored by ``to_dict`` (None for models and bundles without one)."""
         if not d:
@@ -173,8 +178,7 @@ class StopRule:
     @classmethod
     def from_dict(cls, d: dict) -> "StopRule":
         """The rule ``to_dict`` stored (fields it lacks take their defaults)."""
-        gate = d.get("gate")
-        return cls(**{**d, "gate": Gate(tuple(gate[:-1]), gate[-1]) if gate else None})
+        return cls(**{**d, "gate": Gate.from_flat(d.get("gate") or [])})
 
     def reason_to_stop(self, qualities: list[float]) -> str | None:
         """Why to stop before another step, given the qualities assessed so far (None: step on).

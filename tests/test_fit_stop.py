@@ -12,7 +12,7 @@ import torch
 
 from rar_edge.eval.fit_stop import (PSNR_CAP_DB, Trajectories, fit_record, fit_stop_rule, format_fit,
                                     record_trajectories, replay, score_rule)
-from rar_edge.loop import Gate, StopRule
+from rar_edge.loop import StopRule
 from rar_edge.train.checkpoint import load_model
 
 from conftest import cli
@@ -239,8 +239,7 @@ def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo
     assert {k: after["model"][k] for k in fitted} == fitted
     assert 1 <= fitted["max_steps"] <= 2
     model, _ = load_model(ckpt)  # still loads, with the fitted rule as its defaults
-    assert model.stop_rule() == StopRule(**{**fitted, "gate": Gate(fitted["gate"][:-1], fitted["gate"][-1])
-                                            if fitted["gate"] else None})
+    assert model.stop_rule() == StopRule.from_dict(fitted)
     # --gate: the gate's detector is fitted; this model's steps help no input, so none is, and none is stored.
     assert "no clean gate fitted: no recorded input is helped by steps" in caplog.text and fitted["gate"] == []
     torch.testing.assert_close(model.state_dict(), load_model(tiny_checkpoint)[0].state_dict())

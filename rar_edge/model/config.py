@@ -59,12 +59,12 @@ class RARConfig:
     @property
     def judge_head(self) -> Judge | None:
         """The fitted judge, or None."""
-        return Judge(self.judge[:-1], self.judge[-1]) if self.judge else None
+        return Judge.from_flat(self.judge)
 
     @property
     def gate_head(self) -> Gate | None:
         """The fitted clean gate, or None (the gate then reads the largest degradation probability)."""
-        return Gate(self.gate[:-1], self.gate[-1]) if self.gate else None
+        return Gate.from_flat(self.gate)
 
     @property
     def size_multiple(self) -> int:
