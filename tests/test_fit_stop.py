@@ -209,13 +209,55 @@ def test_rules_replayed_on_several_processes_score_as_on_one():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(concurrent.futures, "ProcessPoolExecutor", SpyPool)
         assert score_rules(rules, traj, 0.05, harm_weight=1.0, workers=2) == one
-        size = max(MIN_RULES_PER_WORKER, -(-len(rules) // 8))  # score_rules' chunks: 4 per worker, at least this
-        assert pools == [{"workers": 2, "chunks": -(-len(rules) // size)}] and pools[0]["chunks"] >= 2  # pooled
+        assert pools[0]["workers"] == 2 and pools[0]["chunks"] >= 2 and len(pools) == 1  # pooled
         score_rules(rules[:MIN_RULES_PER_WORKER], traj, 0.05, workers=2)
         assert len(pools) == 1  # too few rules to be worth a pool: one process
     assert fit_stop_rule(traj, cap, 0.05, harm_weight=1.0, workers=2) == fit_stop_rule(traj, cap, 0.05, harm_weight=1.0)
     with pytest.raises(ValueError, match="workers must be at least 1"):
         score_rules(rules, traj, workers=0)
+
+
+def test_rules_that_share_their_steps_are_walked_once_and_score_as_replayed_one_by_one():
+    """score_rules walks the rules that differ only in their clean gate or keep once: every candidate of a fit with
+    a judge and a learned gate scores exactly as replaying the rule itself on each trajectory."""
+    from rar_edge.eval import fit_stop
+    from rar_edge.loop import Gate, Judge
+
+    rng = np.random.default_rng(4)
+    n, cap, dims = 30, 3, 4
+    quality = np.cumsum(rng.normal(0.5, 1.0, (n, cap + 1)), axis=1) + 28
+    psnr = np.minimum(np.cumsum(rng.normal(0.3, 1.5, (n, cap + 1)), axis=1) + 24, PSNR_CAP_DB)
+    cases = ["noise", "blur+noise", "clean"] * 10
+    vectors = rng.normal(0, 1, (n, cap + 1, 1 + dims))
+    vectors[..., 0] = quality
+    probabilities = rng.uniform(0, 1, (n, dims))
+    traj = Trajectories(cases, quality, psnr, psnr[:, 0], rng.uniform(0.01, 0.2, (n, cap)), vectors, probabilities)
+    judge = Judge(tuple(rng.normal(0, 0.5, 2 * (1 + dims) + 1)), 0.2)
+    rules = fit_stop.candidate_rules(traj, cap, judged=True, gate=Gate(tuple(rng.normal(0, 2, dims)), -1.0))
+    walks = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fit_stop, "_walk", lambda *a, real=fit_stop._walk: walks.append(1) or real(*a))
+        scores = fit_stop.score_rules(rules, traj, 0.05, judge, harm_weight=0.5)
+    assert len(walks) * 10 <= len(rules) * n  # a tenth of the walks one per rule and trajectory would take
+    checked = {"gated": 0, "shut": 0, "judged": 0}
+    for i in np.random.default_rng(0).choice(len(rules), 400, replace=False):
+        rule, got = rules[i], scores[i]
+        picked, ran = map(np.array, zip(*(replay(rule, q, c, v, judge, p) for q, c, v, p in
+                                          zip(quality, traj.change, vectors, probabilities))))
+        out = np.where(picked == 0, psnr[:, 0], psnr[np.arange(n), picked])
+        clean = np.array(cases) == "clean"
+        assert got.rule == rule and got.steps_run == pytest.approx(ran.mean(), abs=1e-12)
+        assert got.psnr_out == pytest.approx(out.mean(), abs=1e-12)
+        assert got.clean_pass == np.mean(picked[clean] == 0)
+        assert got.harm == pytest.approx(np.maximum(psnr[:, 0] - out, 0)[~clean].mean(), abs=1e-12)
+        assert got.per_case["clean"] == pytest.approx((out[clean] - PSNR_CAP_DB).mean(), abs=1e-12)
+        noise = np.array(cases) == "noise"
+        assert got.per_case["noise"] == pytest.approx((out - psnr[:, 0])[noise].mean(), abs=1e-12)
+        assert got.score == pytest.approx(got.psnr_out - 0.05 * got.steps_run - 0.5 * got.harm, abs=1e-12)
+        checked["gated"] += rule.gate is not None
+        checked["shut"] += rule.min_detect > 0 and 0 < (ran == 0).sum() < n
+        checked["judged"] += rule.min_better > 0
+    assert min(checked.values()) >= 10, checked  # the sample holds every kind of rule
 
 
 def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo_dir, tmp_path, caplog):
