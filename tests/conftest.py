@@ -117,6 +117,18 @@ def distilled(tiny_checkpoint, photo_dir, tmp_path_factory):
     return folder / "run", json.loads((folder / "returned.json").read_text())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def distilled_first_on_the_second_worker(request) -> None:
+    """Under ``make test``'s two workers, the second builds the ``distilled`` fixture before its first test.
+
+    Why: both workers' first tests tend to need the same fixture (``bundles``), so one built it while the other
+    waited, idle, for over a minute; this way the second worker builds the distillation (which the int8 export
+    tests need next) at the same time. A single process, or any other worker, goes straight to its tests.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") == "gw1":
+        request.getfixturevalue("distilled")
+
+
 def export_here(*args: str) -> str:
     """Run the export CLI in this process (no interpreter start-up: ~4 s of imports per export); returns
     what it printed (stdout and stderr). Tests of the CLI's exit path run it as a subprocess (run_cli)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,25 +22,22 @@ def _export(*args: str):
 @pytest.fixture(scope="module")
 def onnx_bundles(bundles, distilled, tmp_path_factory):
     """fp32 (dynamic; the runtime tests' bundle of the tiny checkpoint) and int8 ONNX bundles of the distilled
-    student: by default (onnxruntime's quantizer on the float graphs, 8-bit weights) and from the QAT programs'
-    own graph with 7-bit weights (--reduce-range)."""
+    student: by default (onnxruntime's quantizer on the float graphs, 8-bit weights; --dynamic) and from the QAT
+    programs' own graph with 7-bit weights (--reduce-range; fixed 64x64)."""
     student = str(distilled[0] / "student")
 
     def build(out: Path) -> None:
         (out / "export.log").write_text(export_here("--target", "ort", "--checkpoint", student,
-                                                    "--precision", "int8", "--imgsz", "64", "-o", str(out)))
+                                                    "--precision", "int8", "--dynamic", "-o", str(out)))
         export_here("--target", "onnx", "--checkpoint", student, "--precision", "int8", "--int8-graph", "qat",
                     "--reduce-range", "--imgsz", "64", "-o", str(out / "qat"))
-        export_here("--target", "onnx", "--checkpoint", student, "--precision", "int8", "--dynamic",
-                    "-o", str(out / "dyn"))
 
     out = built_once(tmp_path_factory, "onnx_int8", build)
     log = (out / "export.log").read_text()
     assert "parity" in log and "exported" in log
     # Only the exporter's own lines: torch.onnx's stage narration and warnings are silenced (--debug shows them).
     assert "[torch.onnx]" not in log and "torchvision" not in log and len(log.strip().splitlines()) <= 5, log
-    return {"fp32": bundles["dynamic"], "int8": out / "rar-tiny-int8-onnx", "qat": out / "qat" / "rar-tiny-int8-onnx",
-            "int8_dynamic": out / "dyn" / "rar-tiny-int8-onnx"}
+    return {"fp32": bundles["dynamic"], "int8": out / "rar-tiny-int8-onnx", "qat": out / "qat" / "rar-tiny-int8-onnx"}
 
 
 @pytest.mark.xdist_group("onnx_int8")
@@ -48,12 +46,12 @@ def test_dynamic_int8_onnx_bundle_runs_at_any_size(onnx_bundles):
     from rar_edge.export.parity import DYNAMIC_PARITY_SIZE
     from rar_edge.runtime import Restorer
 
-    manifest = verify_bundle(onnx_bundles["int8_dynamic"])
+    manifest = verify_bundle(onnx_bundles["int8"])
     assert manifest["dynamic"] and manifest["precision"] == "int8"
     assert manifest["parity"]["passed"] and manifest["parity"]["images"] == [2, 3, *DYNAMIC_PARITY_SIZE]
     assert "quantize_static" in manifest["quantization"]["graph"]
     image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    out = Restorer.load(onnx_bundles["int8_dynamic"], tile=48, warmup=False).restore(image, max_steps=1)
+    out = Restorer.load(onnx_bundles["int8"], tile=48, warmup=False).restore(image, max_steps=1)
     assert out.image.shape == image.shape and out.image.dtype == np.uint8
 
 
@@ -106,7 +104,7 @@ def test_onnx_bundle(onnx_bundles, precision):
     assert sorted(manifest["artifacts"]) == ["assess.onnx", "decode.onnx", "encode.onnx", "restore.onnx"]
     parity = manifest["parity"]
     assert parity["status"] == "measured" and parity["passed"] and parity["loop_psnr_db"] >= (40 if precision == "fp32" else 35)
-    assert manifest["dynamic"] == (precision == "fp32")
+    assert manifest["dynamic"] == (graph_kind != "qat")  # the default int8 graphs are the --dynamic export
     ops = set()
     for name in manifest["artifacts"]:
         model = onnx.load(str(bundle / name))
@@ -460,6 +458,17 @@ def test_coreml_verification_catches_a_wrong_package(coreml_bundles):
 
 
 def test_post_training_int8_with_calib(tiny_checkpoint, photo_dir, tmp_path, monkeypatch):
+    from rar_edge.export import bundle, parity
+
+    # One post-training calibration serves every export below (each would calibrate the same programs again).
+    programs, calibrate = {}, bundle.torch_programs
+
+    def calibrated_once(source, *how):
+        if how not in programs:
+            programs[how] = calibrate(source, *how)
+        return programs[how]
+
+    monkeypatch.setattr(bundle, "torch_programs", calibrated_once)
     log = export_here("--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--precision", "int8",
                        "--calib", str(photo_dir), "--imgsz", "64", "-o", str(tmp_path))
     assert "post-training int8" in log and "more accurate" in log
@@ -472,37 +481,44 @@ def test_post_training_int8_with_calib(tiny_checkpoint, photo_dir, tmp_path, mon
     assert quant["graph"].startswith("onnxruntime quantize_static") and "re-typed" not in quant["graph"]
     assert f"of {photo_dir.name!r} (--calib)" in quant["onnx_activations"] and str(photo_dir) not in json.dumps(manifest)
 
-    # Where onnxruntime's graphs miss the bound, the default falls back to the int8 programs' own graphs, says so
-    # in the summary and the manifest, and writes only the bundle that passed.
-    from rar_edge.export import bundle, parity
+    # Asked for by name, onnxruntime's graphs are not replaced: the error says how to keep the programs' own.
+    with monkeypatch.context() as m:
+        m.setitem(parity.BOUNDS, "int8", {"psnr_db": 1e9, "quality_db": 0.0, "prob": 0.0})
+        with pytest.raises(RarEdgeError, match="parity check failed .*nothing written; --int8-graph qat keeps"):
+            bundle.export_bundle("onnx", "int8", str(tiny_checkpoint), None, (64, 64), False, tmp_path / "failed",
+                                 calib=str(photo_dir), int8_graph="ort")
+    assert list((tmp_path / "failed").iterdir()) == []
 
-    real, calls = bundle.check_parity, []
+    # Where onnxruntime's graphs miss the bound (here made to, without building them), the default falls back to the
+    # int8 programs' own graphs, says so in the summary and the manifest, and writes only the bundle that passed.
+    real, tried = bundle._write_bundle, []
 
-    def ort_graphs_fail(*args):
-        result = real(*args)
-        calls.append(result["passed"])
-        return {**result, "passed": False, "failures": ["loop 1.0 dB < 35 dB"]} if len(calls) == 1 else result
+    def ort_graphs_fail(*args, **kw):
+        tried.append(kw.get("int8_graph", args[8]))
+        if tried[-1] == "ort":
+            raise bundle.ParityFailed("parity check failed", ["loop 1.0 dB < 35 dB"])
+        return real(*args, **kw)
 
-    monkeypatch.setattr(bundle, "check_parity", ort_graphs_fail)
+    monkeypatch.setattr(bundle, "_write_bundle", ort_graphs_fail)
     summary = bundle.export_bundle("onnx", "int8", str(tiny_checkpoint), None, (64, 64), False,
                                    tmp_path / "fallback", calib=str(photo_dir))
-    assert len(calls) == 2
+    assert tried == ["ort", "qat"]
     assert "warning: onnxruntime's quantizer missed the parity bound (loop 1.0 dB < 35 dB)" in summary
     assert "--int8-graph qat" in summary
     quant = verify_bundle(tmp_path / "fallback" / "rar-tiny-int8-onnx")["quantization"]
     assert quant["graph"].startswith("the int8 programs' QDQ graph") and "loop 1.0 dB" in quant["fallback"]
     assert [p.name for p in (tmp_path / "fallback").iterdir()] == ["rar-tiny-int8-onnx"]
-    monkeypatch.setattr(bundle, "check_parity", real)
 
-    # Asked for by name, onnxruntime's graphs are not replaced: the error says how to keep the programs' own.
-    monkeypatch.setitem(parity.BOUNDS, "int8", {"psnr_db": 1e9, "quality_db": 0.0, "prob": 0.0})
-    with pytest.raises(RarEdgeError, match="parity check failed .*nothing written; --int8-graph qat keeps"):
-        bundle.export_bundle("onnx", "int8", str(tiny_checkpoint), None, (64, 64), False, tmp_path / "failed",
-                             calib=str(photo_dir), int8_graph="ort")
-    assert list((tmp_path / "failed").iterdir()) == []
     # By default, where both miss it, the error names both failures and nothing is written.
-    with pytest.raises(RarEdgeError, match="parity check failed for rar-tiny-int8-onnx with both int8 graphs: ort "
-                                           "decode_psnr_db .*; qat decode_psnr_db .*; nothing written; or export"):
+    def both_fail(*args, **kw):
+        psnr = {"ort": 20, "qat": 21}[kw.get("int8_graph", args[8])]
+        raise bundle.ParityFailed("parity check failed", [f"decode_psnr_db {psnr}.0 < 35"])
+
+    monkeypatch.setattr(bundle, "_write_bundle", both_fail)
+    with pytest.raises(RarEdgeError, match=re.escape("parity check failed for rar-tiny-int8-onnx with both int8 "
+                                                     "graphs: ort decode_psnr_db 20.0 < 35; qat decode_psnr_db 21.0 "
+                                                     "< 35; nothing written; or export")):
         bundle.export_bundle("onnx", "int8", str(tiny_checkpoint), None, (64, 64), False, tmp_path / "failed",
                              calib=str(photo_dir))
     assert list((tmp_path / "failed").iterdir()) == []
+    assert len(programs) == 1  # one calibration for all of them
