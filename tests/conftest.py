@@ -63,6 +63,12 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Pa
     return folder
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``slow`` (a minute or more of training) run first. Why: pytest-xdist hands tests to its
+    workers in this order, and a long test handed out last keeps one worker busy while the other has finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session")
 def photo_dir(tmp_path_factory) -> Path:
     """A folder of real colour photos (scikit-image's bundled ones), 256 px on the short side at most."""
@@ -123,9 +129,11 @@ def distilled_first_on_the_second_worker(request) -> None:
 
     Why: both workers' first tests tend to need the same fixture (``bundles``), so one built it while the other
     waited, idle, for over a minute; this way the second worker builds the distillation (which the int8 export
-    tests need next) at the same time. A single process, or any other worker, goes straight to its tests.
+    tests need next) at the same time. A single process, any other worker, or a run of tests that need no
+    distillation goes straight to its tests.
     """
-    if os.environ.get("PYTEST_XDIST_WORKER") == "gw1":
+    if os.environ.get("PYTEST_XDIST_WORKER") == "gw1" and any("distilled" in item.fixturenames
+                                                               for item in request.session.items):
         request.getfixturevalue("distilled")
 
 
