@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rar_edge.errors import RarEdgeError
+from rar_edge.errors import RarEdgeError, quiet_native_chatter
 from rar_edge.model import ENTRY_POINTS
 
 PTE = "rar.pte"
@@ -52,8 +52,9 @@ def et_runner(bundle: Path):
     import torch
     from executorch.runtime import Runtime
 
-    program = Runtime.get().load_program(str(bundle / PTE))
-    methods = {name: program.load_method(name) for name in ENTRY_POINTS}
+    with quiet_native_chatter():  # XNNPACK's CPU probing prints to stderr as the program loads
+        program = Runtime.get().load_program(str(bundle / PTE))
+        methods = {name: program.load_method(name) for name in ENTRY_POINTS}
 
     def run(name: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
         out = methods[name].execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in inputs])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import traceback
-from typing import Callable
+from typing import Callable, Iterator
 
 
 class RarEdgeError(Exception):
@@ -66,6 +67,43 @@ def quiet_import_notices() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNotice) for f in logger.filters):
             logger.addFilter(_DropNotice(prefix))
+
+
+#: Lines native code prints straight to the process's stderr that say nothing a user can act on: ExecuTorch's
+#: XNNPACK backend, loading a program on a CPU whose identification files it cannot read (most x86 Linux
+#: machines), prints five "[cpuinfo_utils.cpp:NN] ... Failed to open midr file ..." lines.
+NATIVE_CHATTER = ("[cpuinfo_utils.cpp:",)
+
+
+@contextlib.contextmanager
+def quiet_native_chatter() -> Iterator[None]:
+    """Run the block with file descriptor 2 caught, then pass on every line it wrote but NATIVE_CHATTER's.
+
+    Native libraries write to the descriptor, not to ``sys.stderr``, so logging filters cannot drop them. With
+    RAR_EDGE_DEBUG=1 (or where the descriptor cannot be duplicated) nothing is caught."""
+    import tempfile
+
+    try:
+        saved = None if debug_requested() else os.dup(2)
+    except OSError:
+        saved = None
+    if saved is None:
+        yield
+        return
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().decode(errors="replace").splitlines(keepends=True)
+                    if not line.startswith(NATIVE_CHATTER)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def run_guarded(prog: str, command: Callable[[], int], debug: bool = False, extra: str | None = None) -> int:

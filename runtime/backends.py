@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from rar_edge.errors import RarEdgeError
+from rar_edge.errors import RarEdgeError, quiet_native_chatter
 
 ENTRY_POINTS = ("encode", "assess", "restore", "decode")
 #: Backend per bundle target, and aliases accepted by --backend.
@@ -126,8 +126,9 @@ class ExecuTorchBackend:
                                    f"got {torch_threads!r}")
             torch.set_num_threads(torch_threads)
         self._torch = torch
-        program = Runtime.get().load_program(str(bundle / "rar.pte"))
-        self.methods = {entry: program.load_method(entry) for entry in ENTRY_POINTS}
+        with quiet_native_chatter():  # XNNPACK's CPU probing prints to stderr as the program loads
+            program = Runtime.get().load_program(str(bundle / "rar.pte"))
+            self.methods = {entry: program.load_method(entry) for entry in ENTRY_POINTS}
 
     def run(self, entry: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
         tensors = [self._torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in inputs]

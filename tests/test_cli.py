@@ -204,6 +204,32 @@ def test_import_notices_of_third_parties_are_quiet_unless_debugging():
     assert "Failed to load" not in stderr(RAR_EDGE_DEBUG="0")
 
 
+def test_native_chatter_on_the_stderr_descriptor_is_dropped_and_the_rest_passed_on(capfd, monkeypatch):
+    """quiet_native_chatter catches what native code writes to file descriptor 2 (ExecuTorch's CPU probing) and
+    passes on every other line, in order; RAR_EDGE_DEBUG=1 catches nothing."""
+    from rar_edge.errors import quiet_native_chatter
+
+    def native_writes() -> None:
+        os.write(2, b"[cpuinfo_utils.cpp:87] Failed to open midr file /sys/devices/soc0/image_version\n"
+                    b"E00:00:00.000 XNNPACK failed to allocate\n[cpuinfo_utils.cpp:125] CPU info and manual query\n"
+                    b"last line without newline")
+
+    monkeypatch.delenv("RAR_EDGE_DEBUG", raising=False)
+    with quiet_native_chatter():
+        native_writes()
+    assert capfd.readouterr().err == "E00:00:00.000 XNNPACK failed to allocate\nlast line without newline"
+    with pytest.raises(ValueError, match="raised inside"), quiet_native_chatter():  # caught lines still come out
+        os.write(2, b"before the error\n")
+        raise ValueError("raised inside")
+    assert capfd.readouterr().err == "before the error\n"
+    os.write(2, b"after\n")  # the descriptor is the process's own again
+    assert capfd.readouterr().err == "after\n"
+    monkeypatch.setenv("RAR_EDGE_DEBUG", "1")
+    with quiet_native_chatter():
+        native_writes()
+    assert capfd.readouterr().err.count("[cpuinfo_utils.cpp:") == 2
+
+
 def test_quieting_drops_only_the_known_notices(caplog):
     import logging
 
