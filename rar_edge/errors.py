@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import traceback
 from typing import Callable, Iterator
 
@@ -75,24 +76,44 @@ def quiet_import_notices() -> None:
 NATIVE_CHATTER = ("[cpuinfo_utils.cpp:",)
 
 
+#: One redirect of file descriptor 2 at a time: the descriptor is the whole process's, so two threads that caught it
+#: at once would each restore the other's temporary file.
+_NATIVE_STDERR = threading.RLock()
+
+
 @contextlib.contextmanager
 def quiet_native_chatter() -> Iterator[None]:
     """Run the block with file descriptor 2 caught, then pass on every line it wrote but NATIVE_CHATTER's.
 
-    Native libraries write to the descriptor, not to ``sys.stderr``, so logging filters cannot drop them. With
-    RAR_EDGE_DEBUG=1 (or where the descriptor cannot be duplicated) nothing is caught."""
+    Native libraries write to the descriptor, not to ``sys.stderr``, so logging filters cannot drop them. The
+    descriptor is process-wide: while a block runs, what other threads write to stderr is held back too (and
+    passed on after it), and a second such block waits for the first. With RAR_EDGE_DEBUG=1, or where the
+    descriptor cannot be duplicated or no temporary file can be made, nothing is caught."""
     import tempfile
 
-    try:
-        saved = None if debug_requested() else os.dup(2)
-    except OSError:
-        saved = None
-    if saved is None:
+    if debug_requested():
         yield
         return
-    sys.stderr.flush()
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
+    with _NATIVE_STDERR:
+        try:
+            caught = tempfile.TemporaryFile()
+        except OSError:
+            caught = None
+        saved = None
+        if caught is not None:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+                os.dup2(caught.fileno(), 2)
+            except OSError:
+                if saved is not None:
+                    os.close(saved)
+                saved = None
+        if saved is None:
+            if caught is not None:
+                caught.close()
+            yield
+            return
         try:
             yield
         finally:
@@ -101,6 +122,7 @@ def quiet_native_chatter() -> Iterator[None]:
             caught.seek(0)
             kept = [line for line in caught.read().decode(errors="replace").splitlines(keepends=True)
                     if not line.startswith(NATIVE_CHATTER)]
+            caught.close()
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()

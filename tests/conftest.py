@@ -132,9 +132,12 @@ def distilled_first_on_the_second_worker(request) -> None:
     tests need next) at the same time. A single process, any other worker, or a run of tests that need no
     distillation goes straight to its tests.
     """
-    if os.environ.get("PYTEST_XDIST_WORKER") == "gw1" and any("distilled" in item.fixturenames
+    if os.environ.get("PYTEST_XDIST_WORKER") == "gw1" and any("distilled" in getattr(item, "fixturenames", ())
                                                                for item in request.session.items):
-        request.getfixturevalue("distilled")
+        try:
+            request.getfixturevalue("distilled")
+        except Exception:  # noqa: BLE001  the tests that need it report the failure; the others must still run
+            pass
 
 
 def export_here(*args: str) -> str:

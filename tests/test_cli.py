@@ -224,6 +224,16 @@ def test_native_chatter_on_the_stderr_descriptor_is_dropped_and_the_rest_passed_
     assert capfd.readouterr().err == "before the error\n"
     os.write(2, b"after\n")  # the descriptor is the process's own again
     assert capfd.readouterr().err == "after\n"
+    import tempfile
+
+    def no_temporary_files():
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:  # nowhere to catch it: the block still runs, its lines uncaught
+        m.setattr(tempfile, "TemporaryFile", no_temporary_files)
+        with quiet_native_chatter():
+            native_writes()
+        assert capfd.readouterr().err.count("[cpuinfo_utils.cpp:") == 2
     monkeypatch.setenv("RAR_EDGE_DEBUG", "1")
     with quiet_native_chatter():
         native_writes()

@@ -239,7 +239,7 @@ def test_rules_that_share_their_steps_are_walked_once_and_score_as_replayed_one_
         mp.setattr(fit_stop, "_walk", lambda *a, real=fit_stop._walk: walks.append(1) or real(*a))
         scores = fit_stop.score_rules(rules, traj, 0.05, judge, harm_weight=0.5)
     assert len(walks) * 10 <= len(rules) * n  # a tenth of the walks one per rule and trajectory would take
-    checked = {"gated": 0, "shut": 0, "judged": 0}
+    checked = {"gated": 0, "shut": 0, "judged": 0, "last": 0}
     for i in np.random.default_rng(0).choice(len(rules), 400, replace=False):
         rule, got = rules[i], scores[i]
         picked, ran = map(np.array, zip(*(replay(rule, q, c, v, judge, p) for q, c, v, p in
@@ -255,8 +255,10 @@ def test_rules_that_share_their_steps_are_walked_once_and_score_as_replayed_one_
         assert got.per_case["noise"] == pytest.approx((out - psnr[:, 0])[noise].mean(), abs=1e-12)
         assert got.score == pytest.approx(got.psnr_out - 0.05 * got.steps_run - 0.5 * got.harm, abs=1e-12)
         checked["gated"] += rule.gate is not None
-        checked["shut"] += rule.min_detect > 0 and 0 < (ran == 0).sum() < n
+        shut = [rule.nothing_detected(p) for p in probabilities]
+        checked["shut"] += any(shut) and not all(shut)  # the gate returns some inputs as they came, not all
         checked["judged"] += rule.min_better > 0
+        checked["last"] += rule.keep == "last"
     assert min(checked.values()) >= 10, checked  # the sample holds every kind of rule
 
 

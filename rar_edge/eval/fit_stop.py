@@ -85,8 +85,9 @@ GATE_MARGIN = 1e-4
 #: Assessor gain that never stops a loop: rules with a judge leave "is it better?" to it.
 NO_MIN_GAIN = -10.0
 #: Fewest candidate rules worth a worker process of their own (fit_stop_rule's ``workers``): below this the
-#: process start (an import of torch, ~2 s) costs more than the replay it saves.
-MIN_RULES_PER_WORKER = 2000
+#: process start (an import of torch, ~2 s) costs more than the replay it saves (a fit's 1434 recordings replay
+#: ~1,600 rules a second per process, walked in groups: BENCHMARKS.md, "fit-stop's replay").
+MIN_RULES_PER_WORKER = 4000
 #: Exposure range of the dark originals (fit_from_photos' ``dark_originals``): each fit crop scaled by a factor in it.
 DARK_SCALE: tuple[float, float] = (0.2, 0.5)
 
