@@ -56,8 +56,7 @@ def plan_outputs(inputs: list[str], out_dir: str | Path, overwrite: bool = False
     if len(set(names)) != len(names):
         raise RarEdgeError("two inputs share a file name and would overwrite each other in the output folder")
     outputs = [out_dir / n for n in names]
-    for src, dst in zip(inputs, outputs):
-        output_format(dst)
+    for src, dst in zip(inputs, outputs):  # (an output format it cannot write fails that input alone: restore_files)
         if not overwrite and dst.exists() and dst.resolve() == Path(src).resolve():
             raise RarEdgeError(f"output {dst} is the input itself; choose another -o (or pass --overwrite)")
     return outputs
@@ -82,7 +81,8 @@ def restore_files(restore: RestoreFn, inputs: list[str], out_dir: str | Path,
         raise RarEdgeError(f"cannot create output folder {out_dir} ({e.strerror or e}); choose a writable -o") from None
     for src, dst in zip(inputs, outputs):
         try:
-            loaded = load_image(src, max_megapixels)
+            loaded = load_image(src, max_megapixels)  # an unreadable input is reported as such, whatever its name
+            output_format(dst)  # before the restore: an output it cannot write costs no model time
             image, record = restore(loaded.rgb)
             if record.get("steps") == 0 and Path(src).suffix.lower() == dst.suffix.lower():
                 # Nothing was restored: the input's own bytes (no re-encoding, metadata as they were).

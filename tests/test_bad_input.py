@@ -100,6 +100,19 @@ def test_not_an_image_with_an_image_extension(which, bundles, tiny_checkpoint, g
     assert "not an image" in _restore_batch(which, bundles, tiny_checkpoint, bad, good, tmp_path / "out")
 
 
+def test_a_file_that_is_no_image_by_name_fails_alone(bundles, tiny_checkpoint, good, tmp_path):
+    """A batch with a non-image file (readme.md) restores the rest and blames the input, not the output folder;
+    a readable image under a name no image format has (.img) fails alone too, with what to do."""
+    bad = tmp_path / "in" / "readme.md"
+    bad.write_text("# notes")
+    err = _restore_batch("bundle", bundles, tiny_checkpoint, bad, good, tmp_path / "out")
+    assert "not an image" in err and "cannot write" not in err
+    img = tmp_path / "in" / "scan.img"
+    Image.fromarray(_photo((32, 32))).save(img, format="PNG")  # Pillow reads it by its content
+    err = _restore_batch("bundle", bundles, tiny_checkpoint, img, good, tmp_path / "out2")
+    assert "unknown image extension '.img'; use .png, .jpg or .webp" in err
+
+
 @PATHS
 def test_decompression_bomb(which, bundles, tiny_checkpoint, good, tmp_path, monkeypatch):
     bad = tmp_path / "in" / "bomb.png"
