@@ -312,7 +312,8 @@ class _CallsBar:
 
 
 def _report_restores(records, a: argparse.Namespace) -> int:
-    """Print each record as it comes (text or JSON lines); exit status 1 if any input failed."""
+    """Print each record as it comes (text or JSON lines). Exit status 1 if some inputs of a batch failed;
+    a single input that failed is bad input: its one error line, exit status 2."""
     from tqdm import tqdm
 
     failed = []
@@ -320,7 +321,13 @@ def _report_restores(records, a: argparse.Namespace) -> int:
     for record in bar:
         if "error" in record:
             failed.append(record)
-        _print_record(record, a.json)
+            if len(a.inputs) == 1 and not a.json:  # said once, below
+                continue
+        with tqdm.external_write_mode(file=sys.stderr):  # a line, not a line spliced into the bar
+            _print_record(record, a.json)
+    if failed and len(a.inputs) == 1:
+        print(f"rar-edge restore: error: {failed[0]['error']}", file=sys.stderr)
+        return 2
     if failed:
         print(f"rar-edge restore: {len(failed)} of {len(a.inputs)} inputs failed: "
               + "; ".join(f"{r['input']} ({r['error']})" for r in failed), file=sys.stderr)
@@ -380,7 +387,8 @@ def _print_record(record: dict, as_json: bool) -> None:
     budget = ""
     if record.get("budget_ms"):
         budget = f", budget {record['budget_ms']:.0f} ms{' (it stopped the loop)' if record['budget_bound'] else ''}"
-    print(f"{head}: {record['steps']} steps, quality {record['quality'][0]:.1f} -> {max(record['quality']):.1f} dB, "
+    print(f"{head}: {record['steps']} steps, assessed quality {record['quality'][0]:.1f} -> "
+          f"{max(record['quality']):.1f} dB, "
           f"{record['ms']['total']:.0f} ms{budget}")
 
 
@@ -641,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--out", required=True, help="output folder; files keep their input names")
     p.add_argument("--bundle", help="exported bundle folder (python -m rar_edge.export): the torch-free runtime "
-                                    "(default: the shipped rar-edge-s fp32 ONNX bundle)")
+                                    "(default: the shipped rar-edge-s-conv fp32 ONNX bundle)")
     p.add_argument("--checkpoint", help="training checkpoint folder: the torch reference path")
     p.add_argument("--backend", help="onnx | executorch | coreml (default: the bundle's target)")
     p.add_argument("--budget-ms", type=float, help="latency budget per image in ms (file I/O excluded)")
@@ -668,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "it) and the probability of each degradation, per image; large photos are tiled and "
                                    "pooled. How far to trust it: docs/runtime.md.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
-    p.add_argument("--bundle", help="exported bundle folder (default: the shipped rar-edge-s fp32 ONNX bundle)")
+    p.add_argument("--bundle", help="exported bundle folder (default: the shipped rar-edge-s-conv fp32 ONNX bundle)")
     p.add_argument("--backend", help="onnx | executorch | coreml (default: the bundle's target)")
     p.add_argument("--tile", type=int, help="tile side for dynamic bundles (default 512)")
     _add_providers(p)

@@ -104,20 +104,23 @@ def print_table(rows: list[dict], edge: dict[str, list[dict]], budget_ms: float)
     """One line per image: ``rows``' result (the default bundle's), then each of ``edge``'s bundles' PSNR out
     and milliseconds on the same image (``edge``: a label per bundle, e.g. "int8 onnx", and its rows)."""
     by_name = {label: {r["name"]: r for r in other} for label, other in edge.items()}
-    print(f"\n{'image':<28} {'true':<12} {'found (p>0.5)':<20} {'steps (run, stop)':<18} {'PSNR in -> out':>16} "
-          f"{'ms':>6}" + "".join(f" {label + ' dB / ms':>22}" for label in edge))
+    width = {label: len(label) + 13 for label in edge}  # "<label> dB / ms" and a gap before it
+    print("\nper image: the default bundle's result, then each int8 bundle's PSNR out / ms (PSNR against the clean "
+          "original);\nsteps: kept (run, why the loop stopped; 'clean': no degradation detected, returned as it came)")
+    print(f"{'image':<28} {'true':<12} {'found (p>0.5)':<20} {'steps (run, stop)':<18} {'PSNR in -> out':>16} "
+          f"{'ms':>6}" + "".join(f"{label + ' dB / ms':>{width[label]}}" for label in edge))
     for r in rows:
         found = ",".join(k for k, v in r["found"].items() if v > 0.5) or "-"
         steps = f"{r['steps']} ({r['steps_run']}, {r['stop']})"
-        cells = "".join(f" {o['psnr_out']:>13.2f} / {o['ms']:<6.1f}" if (o := by_name[label].get(r["name"])) else
-                        f" {'-':>22}" for label in edge)
+        cells = "".join(f"{o['psnr_out']:>{width[label] - 9}.2f} / {o['ms']:>6.1f}"
+                        if (o := by_name[label].get(r["name"])) else f"{'-':>{width[label]}}" for label in edge)
         print(f"{r['name']:<28} {'+'.join(r['true']):<12} {found:<20} {steps:<18} "
               f"{r['psnr_in']:>7.2f} -> {r['psnr_out']:<6.2f} {r['ms']:>6.1f}{cells}")
     for label, which in (("default bundle", rows), *edge.items()):
         gain = np.mean([r["psnr_out"] - r["psnr_in"] for r in which])
         bound = sum(r["budget_bound"] for r in which)
         print(f"{label}: mean PSNR change {gain:+.2f} dB over {len(which)} images; budget {budget_ms:.0f} ms per "
-              f"image (it stopped the loop for {bound})")
+              f"image (the loops it cut short: {bound})")
 
 
 def write_pictures(rows: list[dict], work: Path) -> None:
@@ -131,7 +134,8 @@ def write_pictures(rows: list[dict], work: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rar_edge.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m rar_edge.demo", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--samples", default=str(REPO / "samples"), help="folder with samples.json, degraded/ and clean/")
     p.add_argument("--work", default="runs/demo", help="bundles, restored images and pictures go here")
     p.add_argument("--budget-ms", type=float, default=250.0, help="latency budget per image")

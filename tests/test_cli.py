@@ -47,6 +47,18 @@ def test_restore_writes_outputs_and_json(tiny_checkpoint, inputs, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg", "odd.webp"]
 
 
+def test_a_single_bad_input_is_one_error_line_and_exit_2(tmp_path):
+    """One input that fails is bad input: one line naming it, exit status 2, nothing written (a batch: exit 1)."""
+    bad = tmp_path / "nope.png"
+    status, stdout, err = cli("restore", bad, "-o", tmp_path / "out")
+    assert status == 2 and stdout == ""
+    assert err.strip().splitlines() == [f"rar-edge restore: error: {bad}: no such file; pass image files (jpg, png, "
+                                        "webp, ...)"], err
+    assert not any((tmp_path / "out").iterdir())
+    status, stdout, _ = cli("restore", bad, "-o", tmp_path / "out", "--json")  # the record still comes as JSON
+    assert status == 2 and json.loads(stdout)["error"].startswith(f"{bad}: no such file")
+
+
 @pytest.mark.parametrize("make_bad", ["missing", "not_image"])
 def test_restore_continues_past_a_bad_input(tiny_checkpoint, inputs, tmp_path, make_bad):
     bad = tmp_path / "bad.png"
