@@ -49,8 +49,8 @@ def debug_requested(flag: bool = False) -> bool:
 
 #: Import-time notices that say nothing a user can act on, by logger: torchao failing to load its optional
 #: compiled kernels (CUDA-only ones on a CPU machine; each line with the machine's site-packages path) or Triton
-#: (GPU kernels), torch's
-#: pytree registering enums. Only these records are dropped; the loggers' other messages still show.
+#: (GPU kernels), torch's pytree registering enums. Only these records are dropped; the loggers' other messages
+#: still show.
 QUIET_NOTICES = {"torchao": "Failed to load ", "torchao.kernel.intmm": "Warning: Detected no triton",
                  "torch.utils._pytree": "<enum "}
 
