@@ -387,9 +387,10 @@ def _print_record(record: dict, as_json: bool) -> None:
     budget = ""
     if record.get("budget_ms"):
         budget = f", budget {record['budget_ms']:.0f} ms{' (it stopped the loop)' if record['budget_bound'] else ''}"
-    print(f"{head}: {record['steps']} steps, assessed quality {record['quality'][0]:.1f} -> "
-          f"{max(record['quality']):.1f} dB, "
-          f"{record['ms']['total']:.0f} ms{budget}")
+    found = ",".join(k for k, p in record.get("degradations", {}).items() if p >= 0.5) or "no degradation"
+    why = f" ({record['stop_reason']})" if record.get("stop_reason") else ""
+    print(f"{head}: found {found}; {record['steps']} steps{why}, assessed quality {record['quality'][0]:.1f} -> "
+          f"{max(record['quality']):.1f} dB, {record['ms']['total']:.0f} ms{budget}")
 
 
 def cmd_profile(a: argparse.Namespace) -> int:
