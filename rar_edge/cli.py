@@ -348,27 +348,33 @@ def cmd_assess(a: argparse.Namespace) -> int:
     inputs = expand_inputs(a.inputs)
     restorer = Restorer.load(a.bundle, backend=a.backend, tile=a.tile, warmup=False, **_provider_options(a))
     names = restorer.degradations
-    if not a.json:
-        print(f"{'image':<28} {'quality dB':>10}  " + " ".join(f"{n:>9}" for n in names) + "  present")
-    failed = 0
+    failed, header = [], not a.json  # the table's header comes with its first row
     for path in inputs:
         try:
             result = restorer.assess(load_image(path).rgb, a.threshold, per_tile=a.per_tile)
         except RarEdgeError as e:
-            failed += 1
-            print(json.dumps({"input": path, "error": str(e)}) if a.json else f"{path}: error: {e}",
-                  file=None if a.json else sys.stderr)
+            failed.append(str(e))
+            if a.json:
+                print(json.dumps({"input": path, "error": str(e)}))
+            elif len(inputs) > 1:  # a single input's error is said once, below
+                print(f"{path}: error: {e}", file=sys.stderr)
             continue
         if a.json:
             print(json.dumps({"input": path, **result.to_json()}), flush=True)
             continue
+        if header:
+            print(f"{'image':<28} {'quality dB':>10}  " + " ".join(f"{n:>9}" for n in names) + "  present")
+            header = False
         present = ", ".join(result.present) or "-"
         print(f"{Path(path).name[:28]:<28} {result.quality:>10.1f}  "
               + " ".join(f"{result.degradations[n]:>9.2f}" for n in names) + f"  {present}", flush=True)
         if a.per_tile:
             print("  per tile (dB): " + " ".join(f"{q:.1f}" for q in result.tile_quality))
+    if failed and len(inputs) == 1:  # bad input: one line, exit 2 (as restore)
+        print(f"rar-edge assess: error: {failed[0]}", file=sys.stderr)
+        return 2
     if failed:
-        print(f"rar-edge assess: {failed} of {len(inputs)} inputs failed", file=sys.stderr)
+        print(f"rar-edge assess: {len(failed)} of {len(inputs)} inputs failed", file=sys.stderr)
         return 1
     return 0
 

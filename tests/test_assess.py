@@ -49,5 +49,11 @@ def test_assess_cli_table_json_and_bad_input(bundles, photo_dir, tmp_path):
     bad.write_text("not an image")
     status, out, err = cli("assess", photos[0], bad, "--bundle", bundles["onnx"])
     assert status == 1 and "notes.txt" in err and "1 of 2 inputs failed" in err
+    # A single bad input: one error line, exit 2, and no table header above nothing.
+    status, out, err = cli("assess", bad, "--bundle", bundles["onnx"])
+    assert status == 2 and out == "" and err.strip().splitlines() == [
+        f"rar-edge assess: error: {bad}: not an image Pillow can read (wrong extension or corrupt file)"], err
+    status, out, err = cli("assess", bad, photos[0], "--bundle", bundles["onnx"])
+    assert status == 1 and out.splitlines()[0].startswith("image") and len(out.splitlines()) == 2  # header + row
     status, out, err = cli("assess", photos[0], "--threshold", "2", "--bundle", bundles["onnx"])
     assert status == 2 and "--threshold must be a probability" in err and len(err.strip().splitlines()) == 1
