@@ -312,8 +312,7 @@ class _CallsBar:
 
 
 def _report_restores(records, a: argparse.Namespace) -> int:
-    """Print each record as it comes (text or JSON lines). Exit status 1 if some inputs of a batch failed;
-    a single input that failed is bad input: its one error line, exit status 2."""
+    """Print each record as it comes (text or JSON lines); the exit status of ``_batch_status``."""
     from tqdm import tqdm
 
     failed = []
@@ -325,14 +324,21 @@ def _report_restores(records, a: argparse.Namespace) -> int:
                 continue
         with tqdm.external_write_mode(file=sys.stderr):  # a line, not a line spliced into the bar
             _print_record(record, a.json)
-    if failed and len(a.inputs) == 1:
-        print(f"rar-edge restore: error: {failed[0]['error']}", file=sys.stderr)
+    return _batch_status("restore", [(r["input"], r["error"]) for r in failed], len(a.inputs), detailed=True)
+
+
+def _batch_status(command: str, failed: list[tuple[str, str]], total: int, detailed: bool = False) -> int:
+    """Exit status of a command over ``total`` inputs, of which ``failed`` (input, error) failed: 0 for none; a
+    single input that failed is bad input (its one error line, 2); some of a batch, a summary line and 1
+    (``detailed``: naming each failed input and its error)."""
+    if not failed:
+        return 0
+    if total == 1:
+        print(f"rar-edge {command}: error: {failed[0][1]}", file=sys.stderr)
         return 2
-    if failed:
-        print(f"rar-edge restore: {len(failed)} of {len(a.inputs)} inputs failed: "
-              + "; ".join(f"{r['input']} ({r['error']})" for r in failed), file=sys.stderr)
-        return 1
-    return 0
+    print(f"rar-edge {command}: {len(failed)} of {total} inputs failed"
+          + (": " + "; ".join(f"{path} ({error})" for path, error in failed) if detailed else ""), file=sys.stderr)
+    return 1
 
 
 def cmd_assess(a: argparse.Namespace) -> int:
@@ -353,7 +359,7 @@ def cmd_assess(a: argparse.Namespace) -> int:
         try:
             result = restorer.assess(load_image(path).rgb, a.threshold, per_tile=a.per_tile)
         except RarEdgeError as e:
-            failed.append(str(e))
+            failed.append((path, str(e)))
             if a.json:
                 print(json.dumps({"input": path, "error": str(e)}))
             elif len(inputs) > 1:  # a single input's error is said once, below
@@ -370,13 +376,7 @@ def cmd_assess(a: argparse.Namespace) -> int:
               + " ".join(f"{result.degradations[n]:>9.2f}" for n in names) + f"  {present}", flush=True)
         if a.per_tile:
             print("  per tile (dB): " + " ".join(f"{q:.1f}" for q in result.tile_quality))
-    if failed and len(inputs) == 1:  # bad input: one line, exit 2 (as restore)
-        print(f"rar-edge assess: error: {failed[0]}", file=sys.stderr)
-        return 2
-    if failed:
-        print(f"rar-edge assess: {len(failed)} of {len(inputs)} inputs failed", file=sys.stderr)
-        return 1
-    return 0
+    return _batch_status("assess", failed, len(inputs))
 
 
 def _print_record(record: dict, as_json: bool) -> None:

@@ -306,8 +306,8 @@ def score_rules(rules: list[StopRule], traj: Trajectories, step_cost: float = 0.
     """``score_rule`` for each of ``rules``, in order, on ``workers`` processes (``progress``: a bar on stderr).
 
     Rules that differ only in their clean gate or ``keep`` are walked once (``_open_rule``): a fit's candidates
-    come in groups of ~18 (9 gates with --gate, 2 ways to keep), which makes the replay ~10x faster than one
-    walk per rule. Why processes: the walks are plain Python, one core per process. Each worker gets contiguous
+    come in groups of 18 with --gate (9 gates, 2 ways to keep), 10 without, so a fit walks each recording that
+    many times fewer (BENCHMARKS.md, "fit-stop's replay"). Why processes: the walks are plain Python, one core per process. Each worker gets contiguous
     chunks of the groups with its own copy of the trajectories; the scores are the same as in one process.
     Workers are spawned (not forked): the parent holds torch's thread pools, which a forked child must not touch.
     """
@@ -322,10 +322,13 @@ def score_rules(rules: list[StopRule], traj: Trajectories, step_cost: float = 0.
     pooled = workers > 1 and len(rules) >= MIN_RULES_PER_WORKER * 2
     size = max(MIN_RULES_PER_WORKER, -(-len(rules) // (workers * 4))) if pooled else 500  # chunks: even finish
     chunks: list[list[list[StopRule]]] = [[]]
+    filled = 0  # rules in the last chunk
     for group in groups:  # contiguous groups, about ``size`` rules a chunk
-        if sum(map(len, chunks[-1])) >= size:
+        if filled >= size:
             chunks.append([])
+            filled = 0
         chunks[-1].append(group)
+        filled += len(group)
     bar = tqdm(total=len(rules), desc="replaying rules", unit="rule", disable=not progress, file=sys.stderr)
     found: list[RuleScore] = []
     with bar:
