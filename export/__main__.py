@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rar_edge.errors import RarEdgeError, run_guarded
 
-from . import INT8_GRAPHS, WEIGHT_BITS
+from . import INT8_GRAPHS, WEIGHT_BITS, default_weight_bits
 
 TARGETS = ("executorch", "coreml", "onnx")
 ALIASES = {"et": "executorch", "pte": "executorch", "mlpackage": "coreml", "ios": "coreml", "ort": "onnx"}
@@ -45,9 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8 ONNX only: 'ort' quantizes the float graphs with onnxruntime's own quantizer, calibrated "
                    "on the int8 programs' inputs (faster on onnxruntime); 'qat' exports the int8 programs' own "
                    "graph (default: ort, and qat where ort's graphs miss the parity bound; docs/export.md)")
-    p.add_argument("--reduce-range", action="store_true",
-                   help="int8 ONNX only: 7-bit weights (onnxruntime's reduce_range) for x86 CPUs without VNNI, whose "
-                   "int8 kernels can saturate on full 8-bit weights (default: 8-bit; docs/export.md)")
+    bits = p.add_mutually_exclusive_group()
+    bits.add_argument("--reduce-range", action="store_true",
+                      help="int8 ONNX only: 7-bit weights (onnxruntime's reduce_range) for x86 CPUs without VNNI, "
+                      "whose int8 kernels can saturate on full 8-bit weights (default: 7-bit on such a CPU, where "
+                      "the parity check runs, 8-bit elsewhere; docs/export.md)")
+    bits.add_argument("--full-range", action="store_true",
+                      help="int8 ONNX only: full 8-bit weights even on an x86 CPU without VNNI (for VNNI and ARM "
+                      "devices; the parity check on such a CPU may then fail)")
     p.add_argument("-o", "--out", default="exports", help="output folder (default: exports)")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p
@@ -76,7 +81,7 @@ def resolve_targets(text: str) -> list[str]:
 
 
 def check_args(targets: list[str], precision: str | None, calib: str | None, dynamic: bool,
-               int8_graph: str | None = None, reduce_range: bool = False) -> dict[str, str]:
+               int8_graph: str | None = None, reduce_range: bool = False, full_range: bool = False) -> dict[str, str]:
     """Per-target precision after validation; raises ExportError saying what is allowed."""
     chosen = {}
     for t in targets:
@@ -87,9 +92,10 @@ def check_args(targets: list[str], precision: str | None, calib: str | None, dyn
     if int8_graph is not None and chosen.get("onnx") != "int8":
         raise ExportError("--int8-graph chooses how int8 ONNX graphs are made: use it with --target onnx "
                           "--precision int8, or drop it")
-    if reduce_range and chosen.get("onnx") != "int8":
-        raise ExportError("--reduce-range makes int8 ONNX weights 7-bit: use it with --target onnx --precision int8, "
-                          "or drop it")
+    for flag, what in (("--reduce-range", "7-bit"), ("--full-range", "8-bit")):
+        if (reduce_range if flag == "--reduce-range" else full_range) and chosen.get("onnx") != "int8":
+            raise ExportError(f"{flag} makes int8 ONNX weights {what}: use it with --target onnx --precision int8, "
+                              "or drop it")
     if calib is not None and set(chosen.values()) != {"int8"}:
         raise ExportError("--calib calibrates int8 activations: use it with --precision int8")
     if calib is not None and not Path(calib).is_dir():
@@ -100,16 +106,29 @@ def check_args(targets: list[str], precision: str | None, calib: str | None, dyn
     return chosen
 
 
+def weight_bits(reduce_range: bool, full_range: bool, onnx_int8: bool) -> int:
+    """int8 ONNX weight width: as asked, else this CPU's default (export.default_weight_bits), said when it is 7."""
+    if reduce_range or full_range:
+        return WEIGHT_BITS[1] if reduce_range else WEIGHT_BITS[0]
+    bits = default_weight_bits()
+    if onnx_int8 and bits == WEIGHT_BITS[1]:
+        print("export: note: this CPU (x86 without VNNI) saturates full 8-bit int8 weights in onnxruntime, where "
+              "the parity check runs: int8 ONNX weights are 7-bit (--full-range keeps 8 bits for VNNI and ARM "
+              "devices)", file=sys.stderr)
+    return bits
+
+
 def run(args: argparse.Namespace) -> int:
     targets = resolve_targets(args.target)
     size = parse_imgsz(args.imgsz)
-    precisions = check_args(targets, args.precision, args.calib, args.dynamic, args.int8_graph, args.reduce_range)
+    precisions = check_args(targets, args.precision, args.calib, args.dynamic, args.int8_graph, args.reduce_range,
+                            args.full_range)
+    bits = weight_bits(args.reduce_range, args.full_range, precisions.get("onnx") == "int8")
     from .bundle import export_bundle  # heavy: torch, onnx, coremltools
 
     for target, precision in precisions.items():
         print(export_bundle(target, precision, args.checkpoint, args.preset, size, args.dynamic, Path(args.out),
-                            args.calib, args.int8_graph,
-                            WEIGHT_BITS[1] if args.reduce_range else WEIGHT_BITS[0]))
+                            args.calib, args.int8_graph, bits))
     return 0
 
 

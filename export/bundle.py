@@ -11,7 +11,7 @@ from rar_edge.atomic import atomic_dir
 from rar_edge.errors import RarEdgeError
 from rar_edge.manifest import build_manifest, sha256, write_manifest
 
-from . import INT8_GRAPHS, WEIGHT_BITS
+from . import INT8_GRAPHS, WEIGHT_BITS, default_weight_bits
 from .onnx_int8 import weight_bits_text
 from .onnx_static import ORT_QUANTIZED
 from .parity import DYNAMIC_PARITY_SIZE, check_parity, photo_crops, torch_runner
@@ -19,8 +19,18 @@ from .source import float_programs, load_source, torch_programs
 
 
 log = logging.getLogger(__name__)
-#: What a 7-bit int8 ONNX export that failed parity may try.
-REDUCE_RANGE_HINT = "; without --reduce-range the weights keep their 8 bits"
+
+
+def weight_bits_hint(weight_bits: int) -> str:
+    """What an int8 ONNX parity failure's message adds about the weight width it was exported with."""
+    from rar_edge.runtime.backends import x86_without_vnni
+
+    if weight_bits == WEIGHT_BITS[1]:
+        return "; --full-range keeps the weights' 8 bits"
+    if x86_without_vnni():  # the check ran on kernels that saturate on 8-bit weights (export.default_weight_bits)
+        return "; this CPU (x86 without VNNI) saturates 8-bit weights: drop --full-range (7-bit weights)"
+    return ""
+
 
 #: The manifest's parity status of a bundle whose format cannot run on the exporting platform.
 NOT_RUN = "not run on this platform"
@@ -69,15 +79,17 @@ class ParityFailed(RarEdgeError):
 
 def export_bundle(target: str, precision: str, checkpoint: str | None, preset: str | None, size: tuple[int, int],
                   dynamic: bool, out: Path, calib: str | None = None, int8_graph: str | None = None,
-                  weight_bits: int = WEIGHT_BITS[0]) -> str:
+                  weight_bits: int | None = None) -> str:
     """Export ``target`` at ``precision``; returns a printable summary with the next command to run.
 
     ``int8_graph`` (INT8_GRAPHS) chooses how an int8 ONNX bundle's graphs are made, ``weight_bits``
-    (export/__init__.py's WEIGHT_BITS) how wide their weights are; other bundles ignore both. Left unset,
+    (export/__init__.py's WEIGHT_BITS; None: this CPU's default_weight_bits) how wide their weights are; other
+    bundles ignore both. Left unset,
     int8 ONNX takes onnxruntime's quantizer ("ort", the faster) and, where its graphs miss the parity bound,
     the int8 programs' own graphs ("qat", the closer) with a warning: an export that can pass, passes."""
     if int8_graph is not None and int8_graph not in INT8_GRAPHS:
         raise RarEdgeError(f"int8 graph {int8_graph!r} is not one of {', '.join(INT8_GRAPHS)}")
+    weight_bits = default_weight_bits() if weight_bits is None else weight_bits
     if weight_bits not in WEIGHT_BITS:
         raise RarEdgeError(f"weight bits {weight_bits} is not one of {', '.join(map(str, WEIGHT_BITS))}")
     source = load_source(checkpoint, preset)
@@ -95,7 +107,7 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
         try:
             return write(INT8_GRAPHS[1], fallback=reason)
         except ParityFailed as again:
-            hint = REDUCE_RANGE_HINT if weight_bits == WEIGHT_BITS[1] else ""
+            hint = weight_bits_hint(weight_bits)
             raise ParityFailed(f"parity check failed for {bundle_name(source, precision, target)} with both int8 "
                                f"graphs: {INT8_GRAPHS[0]} {reason}; {INT8_GRAPHS[1]} {'; '.join(again.failures)}; "
                                f"nothing written{hint}; or export the fp32 ONNX or the int8 ExecuTorch bundle",
@@ -177,7 +189,7 @@ def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, 
             if parity is not None and not parity["passed"]:
                 int8_onnx = target == "onnx" and precision == "int8"
                 hint = ("; --int8-graph qat keeps the int8 programs' own graphs" if int8_onnx and int8_graph == "ort"
-                        else "") + (REDUCE_RANGE_HINT if int8_onnx and weight_bits == WEIGHT_BITS[1] else "")
+                        else "") + (weight_bits_hint(weight_bits) if int8_onnx else "")
                 raise ParityFailed(f"parity check failed for {name}: {'; '.join(parity['failures'])}; nothing "
                                    f"written{hint}", parity["failures"])
             if target == "coreml" and not coreml.can_predict():

@@ -208,7 +208,23 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
     if a.workers is not None and a.workers < 1:
         raise RarEdgeError(f"--workers counts processes for the replay: at least 1, got {a.workers}")
     syntheses = _fit_syntheses(a.synthesis)
-    model, config, precision, folder = load_fit_model(a.checkpoint, a.precision)
+    if (a.checkpoint is None) == (a.bundle is None):
+        raise RarEdgeError("pass --checkpoint (a checkpoint or student: fit its torch model) or --bundle (an exported "
+                           "bundle: fit the graphs it runs), one of the two")
+    if a.bundle is not None:
+        if a.precision != "auto":
+            raise RarEdgeError("--precision chooses a checkpoint's weights; a --bundle is fitted at its own precision")
+        from rar_edge.eval.bundle_model import BundleModel
+
+        model = BundleModel(a.bundle)
+        model.check_crop(a.crop)
+        config, precision, folder = None, model.manifest["precision"], Path(a.bundle)
+        if a.write:  # before the minutes of recording, not after
+            from rar_edge.atomic import check_writable
+
+            check_writable(folder.parent)
+    else:
+        model, config, precision, folder = load_fit_model(a.checkpoint, a.precision)
     _check_eval_args(model.config.size_multiple, a.crop, a.max_images)
     fit = fit_from_photos(model, a.data, a.max_steps, crop=a.crop, max_images=a.max_images, step_cost=a.step_cost,
                           judge=not a.no_judge, gate=a.gate, min_clean_pass=a.clean_pass, syntheses=syntheses,
@@ -226,17 +242,27 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
               f"on ({fit.gate.auc_fit:.3f} on all); {fit.gate.positive_share:.0%} of inputs helpable")
     print(format_fit(current, fitted, fit.on_dark))
     if not a.write:
-        print(f"next: rar-edge fit-stop ... --write   (stores the fitted rule as {a.checkpoint}'s loop defaults)")
+        print(f"next: rar-edge fit-stop ... --write   (stores the fitted rule as {a.checkpoint or a.bundle}'s loop "
+              "defaults)")
         return 0
     from rar_edge.atomic import atomic_path
+    from rar_edge.paths import portable
 
     r = fitted.rule
+    record = fit_record(current, fitted, data=portable(str(a.data)), crop=a.crop, images=a.max_images,
+                        step_cost=a.step_cost, precision=precision, cap=a.max_steps, clean_pass=a.clean_pass,
+                        syntheses=list(syntheses), clean_crops=a.clean_crops, harm_weight=a.harm_weight,
+                        dark_originals=a.dark_originals, gate=a.gate,
+                        **({"graphs": model.manifest["target"]} if a.bundle is not None else {}))
+    if a.bundle is not None:
+        from rar_edge.export.stop_rule import store_stop_rule
+
+        store_stop_rule(a.bundle, r, judge.head if judge else None, record)
+        print(f"wrote the fitted rule into {folder / 'manifest.json'}")
+        print(f"next: rar-edge restore IMAGES -o OUT --bundle {a.bundle}")
+        return 0
     config["model"].update(r.to_dict(), judge=judge.head.flat() if judge and r.min_better > 0 else [])
-    config["stop_rule_fit"] = fit_record(current, fitted, data=str(a.data), crop=a.crop, images=a.max_images,
-                                         step_cost=a.step_cost, precision=precision, cap=a.max_steps,
-                                         clean_pass=a.clean_pass, syntheses=list(syntheses),
-                                         clean_crops=a.clean_crops, harm_weight=a.harm_weight,
-                                         dark_originals=a.dark_originals, gate=a.gate)
+    config["stop_rule_fit"] = record
     with atomic_path(folder / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2) + "\n")
     print(f"wrote the fitted rule into {folder / 'config.json'}")
@@ -609,11 +635,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit-stop", parents=[common],
                        help="fit the adaptive loop's stop rule to a model's assessor on photos")
-    p.add_argument("--checkpoint", required=True, help="checkpoint or distilled student folder")
+    p.add_argument("--checkpoint", help="checkpoint or distilled student folder (or --bundle)")
+    p.add_argument("--bundle", help="an exported ONNX or ExecuTorch bundle: fit on the graphs it runs (the runtime), "
+                                    "and with --write store the rule in it")
     p.add_argument("--data", required=True,
                    help="folder of clean photos to fit on: training or calibration photos, never your test set")
     p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
-                   help="fit the int8 programs (default when the folder has int8/) or the float weights")
+                   help="fit the int8 programs (default when the folder has int8/) or the float weights "
+                        "(a --bundle fits its own)")
     p.add_argument("--max-steps", type=int, default=6, help="the largest step cap to consider")
     p.add_argument("--step-cost", type=float, default=0.0,
                    help="dB of PSNR one restore step must be worth (0: quality only; latency breaks ties)")
@@ -648,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the degradation probabilities) and let rules gated by it compete (docs/model.md)")
     p.add_argument("--write", action="store_true",
                    help="store the fitted rule (and its judge and gate, when it asks them) as the checkpoint's "
-                        "loop defaults")
+                        "or the bundle's loop defaults")
     p.set_defaults(func=cmd_fit_stop)
 
     p = sub.add_parser("restore", parents=[common],

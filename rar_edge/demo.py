@@ -36,7 +36,7 @@ def weights_digest() -> str:
     from rar_edge import export
 
     root = Path(__file__).parent / "weights" / PRESET
-    digest = hashlib.sha256(f"int8-graph={export.INT8_GRAPHS[0]}\nweight-bits={export.WEIGHT_BITS[0]}\n".encode())
+    digest = hashlib.sha256(f"int8-graph={export.INT8_GRAPHS[0]}\nweight-bits={export.default_weight_bits()}\n".encode())
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())

@@ -22,8 +22,9 @@ def _export(*args: str):
 @pytest.fixture(scope="module")
 def onnx_bundles(bundles, distilled, tmp_path_factory):
     """fp32 (dynamic; the runtime tests' bundle of the tiny checkpoint) and int8 ONNX bundles of the distilled
-    student: by default (onnxruntime's quantizer on the float graphs, 8-bit weights; --dynamic) and from the QAT
-    programs' own graph with 7-bit weights (--reduce-range; fixed 64x64)."""
+    student: by default (onnxruntime's quantizer on the float graphs; --dynamic; this CPU's default weight width:
+    export.default_weight_bits) and from the QAT programs' own graph with 7-bit weights (--reduce-range; fixed
+    64x64)."""
     student = str(distilled[0] / "student")
 
     def build(out: Path) -> None:
@@ -94,6 +95,10 @@ def test_onnx_bundle(onnx_bundles, precision):
     import onnx
     from onnx import numpy_helper
 
+    from rar_edge.export import default_weight_bits
+    from rar_edge.export.onnx_int8 import weight_bits_text
+
+    default_bits = default_weight_bits()
     bundle = onnx_bundles[precision]
     graph_kind, precision = precision, "int8" if precision == "qat" else precision
     manifest = verify_bundle(bundle)
@@ -132,14 +137,14 @@ def test_onnx_bundle(onnx_bundles, precision):
             # the recipe quantized (the test student's) keeps its program's graph
             assert quant["graph"] == ("onnxruntime quantize_static (QDQ) of the float graphs of encode, restore, "
                                       "decode; the int8 programs' QDQ graph, re-typed for onnxruntime (assess)")
-            assert quant["onnx_weights"].endswith("8 bits")
+            assert quant["onnx_weights"] == f"int8 symmetric, per output channel, {weight_bits_text(default_bits)}"
             assert "from 16 photo crops of scikit-image sample photos" in quant["onnx_activations"]
             names = {t.name for t in onnx.load(str(bundle / "assess.onnx")).graph.initializer}
-            assert not any(n.endswith("_int7") for n in names)
+            assert any(n.endswith("_int7") for n in names) == (default_bits == 7)
         # The weights the convolutions and linears read: 7 bits with --reduce-range (no int16 pair sum of
-        # onnxruntime's U8S8 kernels saturates on AVX2), else the full int8 range. (Elementwise scales stay
-        # 8-bit either way: they run in float.)
-        bits = 7 if graph_kind == "qat" else 8
+        # onnxruntime's U8S8 kernels saturates on AVX2), else this CPU's default (the full int8 range where
+        # the CPU has VNNI). (Elementwise scales stay 8-bit either way: they run in float.)
+        bits = 7 if graph_kind == "qat" else default_bits
         assert quant["onnx_weight_bits"] == bits
         for name in ("encode", "assess", "restore", "decode"):
             model = onnx.load(str(bundle / f"{name}.onnx"))
@@ -248,15 +253,20 @@ def test_x86_without_vnni_reads_the_cpu_flags(tmp_path):
 @pytest.mark.xdist_group("onnx_int8")
 def test_8bit_int8_onnx_bundle_warns_on_cpus_without_vnni(onnx_bundles, monkeypatch, capsys):
     """An int8 ONNX bundle with full 8-bit weights still loads on an AVX2-only CPU, with a one-line warning that
-    says what to do; a --reduce-range (7-bit) bundle loads without it."""
+    says what to do; a --reduce-range (7-bit) bundle loads without it. (The default bundle's manifest is read
+    as each width: its weight width is this CPU's default, and the warning reads the manifest.)"""
     from rar_edge.runtime import backends
 
     monkeypatch.setattr(backends, "x86_without_vnni", lambda: True)
-    for kind, warned in (("int8", True), ("qat", False), ("fp32", False)):  # fp32: "quantization": null
-        bundle = onnx_bundles[kind]
-        backends.OnnxBackend(bundle, verify_bundle(bundle))
+    manifest = verify_bundle(onnx_bundles["int8"])
+    for bits, warned in ((8, True), (7, False)):
+        quantization = {**manifest["quantization"], "onnx_weight_bits": bits}
+        backends.OnnxBackend(onnx_bundles["int8"], {**manifest, "quantization": quantization})
         err = capsys.readouterr().err
-        assert ("--reduce-range" in err and err.count("\n") == 1) == warned, (kind, err)
+        assert ("--reduce-range" in err and err.count("\n") == 1) == warned, (bits, err)
+    for kind in ("qat", "fp32"):  # 7-bit; fp32: "quantization": null
+        backends.OnnxBackend(onnx_bundles[kind], verify_bundle(onnx_bundles[kind]))
+        assert capsys.readouterr().err == "", kind
 
 
 @pytest.fixture(scope="module")
@@ -363,13 +373,41 @@ def test_int8_graph_is_for_int8_onnx_only(tiny_checkpoint, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_reduce_range_is_for_int8_onnx_only():
+def test_weight_width_flags_are_for_int8_onnx_only(tiny_checkpoint, tmp_path):
     from rar_edge.export.__main__ import ExportError, check_args
 
     assert check_args(["onnx"], "int8", None, False, None, True) == {"onnx": "int8"}
+    assert check_args(["onnx"], "int8", None, False, None, False, True) == {"onnx": "int8"}
     for targets, precision in ((["executorch"], "int8"), (["onnx"], "fp32"), (["onnx"], None)):
         with pytest.raises(ExportError, match="--reduce-range makes int8 ONNX weights 7-bit"):
             check_args(targets, precision, None, False, None, True)
+        with pytest.raises(ExportError, match="--full-range makes int8 ONNX weights 8-bit"):
+            check_args(targets, precision, None, False, None, False, True)
+    res = _export("--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--precision", "int8", "--reduce-range",
+                  "--full-range", "-o", str(tmp_path))
+    assert res.returncode == 2 and "not allowed with argument" in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_onnx_weight_width_follows_the_exporting_cpu(monkeypatch, capsys):
+    """Unless told, int8 ONNX weights are 7-bit on an x86 CPU without VNNI (where onnxruntime's kernels saturate
+    on 8-bit ones and the parity check runs) and 8-bit elsewhere; the flags win either way; a parity failure's
+    hint names the flag that changes the width."""
+    from rar_edge import export
+    from rar_edge.export.__main__ import weight_bits
+    from rar_edge.export.bundle import weight_bits_hint
+    from rar_edge.runtime import backends
+
+    for without_vnni, auto in ((True, 7), (False, 8)):
+        monkeypatch.setattr(backends, "x86_without_vnni", lambda: without_vnni)
+        assert export.default_weight_bits() == auto
+        assert weight_bits(False, False, True) == auto
+        err = capsys.readouterr().err
+        assert ("--full-range" in err and err.count("\n") == 1) == without_vnni, err
+        assert weight_bits(True, False, True) == 7 and weight_bits(False, True, True) == 8
+        assert weight_bits(False, False, False) == auto and capsys.readouterr().err == ""  # no int8 ONNX: no note
+        assert "--full-range keeps" in weight_bits_hint(7)
+        assert ("drop --full-range" in weight_bits_hint(8)) == without_vnni
 
 
 def test_dynamic_coreml_warns_about_the_neural_engine(capsys):
@@ -515,6 +553,9 @@ def test_post_training_int8_with_calib(tiny_checkpoint, photo_dir, tmp_path, mon
         raise bundle.ParityFailed("parity check failed", [f"decode_psnr_db {psnr}.0 < 35"])
 
     monkeypatch.setattr(bundle, "_write_bundle", both_fail)
+    from rar_edge.runtime import backends
+
+    monkeypatch.setattr(backends, "x86_without_vnni", lambda: False)  # 8-bit weights; no hint about their width
     with pytest.raises(RarEdgeError, match=re.escape("parity check failed for rar-tiny-int8-onnx with both int8 "
                                                      "graphs: ort decode_psnr_db 20.0 < 35; qat decode_psnr_db 21.0 "
                                                      "< 35; nothing written; or export")):

@@ -284,8 +284,12 @@ def test_fit_stop_cli_writes_the_rule_into_the_checkpoint(tiny_checkpoint, photo
     assert 1 <= fitted["max_steps"] <= 2
     model, _ = load_model(ckpt)  # still loads, with the fitted rule as its defaults
     assert model.stop_rule() == StopRule.from_dict(fitted)
-    # --gate: the gate's detector is fitted; this model's steps help no input, so none is, and none is stored.
-    assert "no clean gate fitted: no recorded input is helped by steps" in caplog.text and fitted["gate"] == []
+    # --gate: the gate's detector is fitted where some recorded input is helped by steps (said in the output), else
+    # a warning says why none is (whether this tiny model's steps help any input varies with the CPU it trained on);
+    # a rule keeps a gate only where one was fitted.
+    warned = "no clean gate fitted: no recorded input is helped by steps" in caplog.text
+    assert warned != ("clean gate (can steps help this input?)" in out), (caplog.text, out)
+    assert fitted["gate"] == [] if warned else len(fitted["gate"]) in (0, 7)
     torch.testing.assert_close(model.state_dict(), load_model(tiny_checkpoint)[0].state_dict())
     assert sorted(p.name for p in ckpt.iterdir()) == sorted(p.name for p in tiny_checkpoint.iterdir())
 

@@ -99,7 +99,11 @@ def test_global_pools_rewrites_only_means_over_height_and_width():
 
 def test_quantize_graph_weight_width(tmp_path):
     """onnxruntime's quantizer keeps full 8-bit conv weights by default and 7 bits with weight_bits=7
-    (--reduce-range); either way the quantized graph computes close to the float one."""
+    (--reduce-range); the quantized graph computes close to the float one, except 8-bit weights on an x86 CPU
+    without VNNI, whose kernels saturate on them (why exports there default to 7 bits): there the 8-bit graph
+    is the further from the float one."""
+    from rar_edge.runtime.backends import x86_without_vnni
+
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -117,6 +121,7 @@ def test_quantize_graph_weight_width(tmp_path):
     feeds = [[rng.uniform(0, 1, (1, 3, 16, 16)).astype(np.float32)] for _ in range(4)]
     x = feeds[0][0]
     y_float = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    error: dict[int, float] = {}
     for bits in (8, 7):
         dst = tmp_path / f"int{bits}.onnx"
         quantize_graph(src, dst, feeds, weight_bits=bits)
@@ -125,7 +130,11 @@ def test_quantize_graph_weight_width(tmp_path):
         largest = max(int(np.abs(q.astype(int)).max()) for q in weights)
         assert largest == (127 if bits == 8 else 64), (bits, largest)  # symmetric: [-127, 127] or [-64, 64]
         y = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-        assert np.abs(y - y_float).max() < 0.05 * np.abs(y_float).max(), bits
+        error[bits] = float(np.abs(y - y_float).max())
+        if bits == 7 or not x86_without_vnni():
+            assert error[bits] < 0.05 * np.abs(y_float).max(), bits
+    if x86_without_vnni():
+        assert error[8] > error[7], error
 
 
 def test_assess_trunk_experiment_keeps_what_reads_the_detail_statistics_float():
