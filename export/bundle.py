@@ -22,12 +22,12 @@ log = logging.getLogger(__name__)
 
 
 def weight_bits_hint(weight_bits: int) -> str:
-    """What an int8 ONNX parity failure's message adds about the weight width it was exported with."""
-    from rar_edge.runtime.backends import x86_without_vnni
-
+    """What an int8 ONNX parity failure's message adds about the weight width it was exported with: the other
+    width, where this CPU checks it fairly (export.default_weight_bits: 8-bit weights saturate without VNNI)."""
+    full = default_weight_bits() == WEIGHT_BITS[0]
     if weight_bits == WEIGHT_BITS[1]:
-        return "; --full-range keeps the weights' 8 bits"
-    if x86_without_vnni():  # the check ran on kernels that saturate on 8-bit weights (export.default_weight_bits)
+        return "; --full-range keeps the weights' 8 bits" if full else ""
+    if not full:
         return "; this CPU (x86 without VNNI) saturates 8-bit weights: drop --full-range (7-bit weights)"
     return ""
 

@@ -15,6 +15,10 @@ from rar_edge.errors import RarEdgeError
 from rar_edge.loop import Judge, StopRule
 from rar_edge.manifest import sha256, verify_bundle, write_manifest
 
+#: Why ``--write`` does not store a rule in a Core ML bundle (its metadata would need coremltools' round trip).
+COREML_REWRITE = ("{bundle} is a Core ML bundle: fit its checkpoint (rar-edge fit-stop --checkpoint --write) and "
+                  "export it again")
+
 
 def rule_quality(quality: dict, rule: StopRule, judge: Judge | None) -> dict:
     """A manifest's ``quality`` section with ``rule`` as its loop defaults, ``judge`` (when the rule asks it:
@@ -31,14 +35,13 @@ def store_stop_rule(bundle: str | Path, rule: StopRule, judge: Judge | None, rec
     as the manifest's ``stop_rule_fit``; returns the new manifest."""
     from rar_edge.atomic import atomic_dir
 
-    bundle = Path(bundle)
+    bundle = Path(bundle).resolve()  # "." or "..": the new bundle is written beside the folder, not inside it
     try:
         manifest = verify_bundle(bundle)
     except ValueError as e:
         raise RarEdgeError(str(e)) from None
     if manifest["target"] == "coreml":  # re-embedding needs coremltools' spec round trip: not done here
-        raise RarEdgeError(f"{bundle} is a Core ML bundle: fit its checkpoint (rar-edge fit-stop --checkpoint "
-                           "--write) and export it again")
+        raise RarEdgeError(COREML_REWRITE.format(bundle=bundle))
     manifest = {**manifest, "quality": rule_quality(manifest["quality"], rule, judge), "stop_rule_fit": record}
     with atomic_dir(bundle) as tmp:
         shutil.copytree(bundle, tmp, dirs_exist_ok=True)
@@ -49,4 +52,8 @@ def store_stop_rule(bundle: str | Path, rule: StopRule, judge: Judge | None, rec
             embed_metadata(tmp, onnx_files, manifest)
         manifest["artifacts"] = {f: sha256(tmp / f) for f in manifest["artifacts"]}
         write_manifest(tmp, manifest)
+        try:  # checked before the swap: a rule the runtime would refuse never replaces a working bundle
+            verify_bundle(tmp)
+        except ValueError as e:
+            raise RarEdgeError(f"the fitted rule does not make a valid bundle ({e}); {bundle} was left as it was") from None
     return manifest

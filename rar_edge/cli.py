@@ -215,6 +215,7 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
         if a.precision != "auto":
             raise RarEdgeError("--precision chooses a checkpoint's weights; a --bundle is fitted at its own precision")
         from rar_edge.eval.bundle_model import BundleModel
+        from rar_edge.export.stop_rule import COREML_REWRITE
 
         model = BundleModel(a.bundle)
         model.check_crop(a.crop)
@@ -222,7 +223,9 @@ def cmd_fit_stop(a: argparse.Namespace) -> int:
         if a.write:  # before the minutes of recording, not after
             from rar_edge.atomic import check_writable
 
-            check_writable(folder.parent)
+            if model.manifest["target"] == "coreml":
+                raise RarEdgeError(COREML_REWRITE.format(bundle=a.bundle))
+            check_writable(folder.resolve().parent)
     else:
         model, config, precision, folder = load_fit_model(a.checkpoint, a.precision)
     _check_eval_args(model.config.size_multiple, a.crop, a.max_images)

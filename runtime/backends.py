@@ -74,7 +74,8 @@ class OnnxBackend:
         weight_bits = (manifest.get("quantization") or {}).get("onnx_weight_bits")
         if weight_bits == 8 and providers[0] == "CPUExecutionProvider" and x86_without_vnni():
             print("warning: this int8 ONNX bundle has full 8-bit weights, which onnxruntime's int8 kernels can "
-                  "saturate on this CPU (x86 without VNNI); re-export it with --reduce-range, or use an fp32 bundle",
+                  "saturate on this CPU (x86 without VNNI); re-export it with --reduce-range (an export on such a CPU "
+                  "makes 7-bit weights unasked), or use an fp32 bundle",
                   file=sys.stderr)
         self.sessions = {}
         for entry in ENTRY_POINTS:

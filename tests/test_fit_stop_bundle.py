@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -116,10 +117,56 @@ def test_store_stop_rule_keeps_only_what_the_rule_asks(bundles, tmp_path):
 
 
 def test_fit_stop_on_a_bundle_refuses_bad_arguments(bundles, tiny_checkpoint, photo_dir, tmp_path):
-    for args, message in [(("--bundle", bundles["onnx"], "--checkpoint", tiny_checkpoint), "one of the two"),
+    coreml = tmp_path / "cm"  # a bundle whose manifest says Core ML: its backend cannot open off macOS
+    shutil.copytree(bundles["onnx"], coreml)
+    m = json.loads((coreml / "manifest.json").read_text())
+    (coreml / "manifest.json").write_text(json.dumps({**m, "target": "coreml"}))
+    off_macos = [(("--bundle", coreml), "runs only on macOS")] if sys.platform != "darwin" else []
+    for args, message in [*off_macos,(("--bundle", bundles["onnx"], "--checkpoint", tiny_checkpoint), "one of the two"),
                           ((), "one of the two"),
                           (("--bundle", bundles["onnx"], "--precision", "fp32"), "fitted at its own precision"),
                           (("--bundle", bundles["onnx"], "--crop", 32), "takes 64x64 tiles only: fit it with --crop 64"),
-                          (("--bundle", tmp_path), "is not a bundle")]:
+                          (("--bundle", tmp_path / "missing"), "is not a bundle")]:
         status, out, err = cli("fit-stop", "--data", photo_dir, *args)
         assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_rule_the_runtime_would_refuse_never_replaces_the_bundle(bundles, tmp_path, monkeypatch):
+    """The new manifest is verified before the swap (a judge of the wrong size: refused, the bundle as it was); a
+    bundle named as "." is written beside itself, not into itself."""
+    from rar_edge.export.stop_rule import store_stop_rule
+    from rar_edge.loop import Judge
+
+    bundle = tmp_path / "b"
+    shutil.copytree(bundles["onnx"], bundle)
+    before = {p.name: p.read_bytes() for p in bundle.iterdir()}
+    with pytest.raises(RarEdgeError, match="does not make a valid bundle .*judge.weights.*left as it was"):
+        store_stop_rule(bundle, StopRule(2, 30.0, -10.0, min_better=0.5), Judge((0.1, 0.2), 0.0), {})
+    assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+    monkeypatch.chdir(bundle)
+    store_stop_rule(".", StopRule(2, 30.0, 0.1), None, {"how": "here"})
+    assert verify_bundle(bundle)["stop_rule_fit"] == {"how": "here"}
+    assert sorted(p.name for p in bundle.iterdir()) == sorted(before)
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
+def test_an_executorch_bundle_leaves_torchs_threads_alone(bundles):
+    """ExecuTorch's backend sets torch's thread count for the process unless told not to: the fit's own torch work
+    (the synthesis, the replay's set-up) keeps its threads."""
+    import torch
+
+    from rar_edge.eval.bundle_model import BundleModel
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model = BundleModel(bundles["executorch"])
+        assert torch.get_num_threads() == 2
+        z = model.encode(torch.rand(2, 3, 64, 64))
+        q, p, cond = model.assess(z)
+        assert z.shape[0] == 2 and q.shape == (2,) and p.shape == (2, 6) and cond.shape[0] == 2
+        assert model.decode(model.restore(z, cond)).shape == (2, 3, 64, 64)
+    finally:
+        torch.set_num_threads(threads)

@@ -5,7 +5,7 @@ outputs and the restorer's steps, and an exported graph does not reproduce those
 quantizer graphs restore the low-light sample with a first step the judge fitted on the int8 programs calls
 worse (0 dB where the programs' graphs gain +4.3: BENCHMARKS.md, "fit-stop on the bundle"). Fitted on the
 graphs that ship, the rule answers for what the runtime runs. It is also faster for int8: onnxruntime's integer
-kernels record several times faster than torch's eager int8 programs.
+kernels recorded about 3 times faster than torch's eager int8 programs (BENCHMARKS.md).
 
 The bundle runs on the torch-free runtime's backends (one image per call, as the runtime's loop calls them);
 this wrapper only turns its numpy arrays into the tensors rar_edge.eval.fit_stop records.
@@ -41,23 +41,22 @@ class BundleModel:
     def __init__(self, bundle: str | Path, backend: str | None = None):
         from rar_edge.runtime import Restorer  # verifies the manifest and every artifact's checksum
 
-        self.restorer = Restorer.load(bundle, backend=backend, warmup=False)
+        from rar_edge.manifest import verify_bundle
+
+        try:
+            target = verify_bundle(bundle)["target"]
+        except ValueError as e:
+            raise RarEdgeError(str(e)) from None
+        # ExecuTorch's backend sets torch's threads for the process (1 by default): None leaves the fit's own
+        # torch work its threads. Opening the backend refuses what cannot run here (Core ML off macOS).
+        options = {"torch_threads": None} if target == "executorch" else {}
+        self.restorer = Restorer.load(bundle, backend=backend, warmup=False, **options)
         m = self.restorer.manifest
-        if m["target"] == "coreml":  # its backend predicts only on macOS; fit there or on the ONNX bundle
-            self._refuse_coreml(bundle)
         self.bundle, self.manifest = Path(bundle), m
         rule = self.restorer.rule
         shape = tuple(m["input_shape"]) if m["input_shape"] else None
         self.config = BundleConfig(tuple(m["degradations"]), int(m["size_multiple"]), rule.max_steps,
                                    self.restorer.judge, rule.gate, shape)
-
-    @staticmethod
-    def _refuse_coreml(bundle) -> None:
-        import platform
-
-        if platform.system() != "Darwin":
-            raise RarEdgeError(f"{bundle} is a Core ML bundle, which predicts only on macOS: fit its checkpoint "
-                               "(rar-edge fit-stop --checkpoint) and re-export, or fit on macOS")
 
     def stop_rule(self, **overrides) -> StopRule:
         """The bundle's own stop rule, with any non-None override applied."""
