@@ -92,8 +92,8 @@ def check_args(targets: list[str], precision: str | None, calib: str | None, dyn
     if int8_graph is not None and chosen.get("onnx") != "int8":
         raise ExportError("--int8-graph chooses how int8 ONNX graphs are made: use it with --target onnx "
                           "--precision int8, or drop it")
-    for flag, what in (("--reduce-range", "7-bit"), ("--full-range", "8-bit")):
-        if (reduce_range if flag == "--reduce-range" else full_range) and chosen.get("onnx") != "int8":
+    for flag, asked, what in (("--reduce-range", reduce_range, "7-bit"), ("--full-range", full_range, "8-bit")):
+        if asked and chosen.get("onnx") != "int8":
             raise ExportError(f"{flag} makes int8 ONNX weights {what}: use it with --target onnx --precision int8, "
                               "or drop it")
     if calib is not None and set(chosen.values()) != {"int8"}:

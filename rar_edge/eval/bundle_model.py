@@ -3,7 +3,8 @@
 Why fit on the bundle and not on the checkpoint it came from: the stop rule and its judge read the assessor's
 outputs and the restorer's steps, and an exported graph does not reproduce those exactly. onnxruntime's int8
 quantizer graphs restore the low-light sample with a first step the judge fitted on the int8 programs calls
-worse (0 dB where the programs' graphs gain +4.3: BENCHMARKS.md, "fit-stop on the bundle"). Fitted on the
+worse (0 dB where the programs' graphs gain +4.3: BENCHMARKS.md, "int8 ONNX on a CPU without VNNI ...;
+`fit-stop --bundle`"). Fitted on the
 graphs that ship, the rule answers for what the runtime runs. It is also faster for int8: onnxruntime's integer
 kernels recorded about 3 times faster than torch's eager int8 programs (BENCHMARKS.md).
 
