@@ -40,20 +40,20 @@ class BundleModel:
     """encode / assess / restore / decode of a bundle's backend, on torch tensors, one image per call."""
 
     def __init__(self, bundle: str | Path, backend: str | None = None):
-        from rar_edge.runtime import Restorer  # verifies the manifest and every artifact's checksum
-
         from rar_edge.manifest import verify_bundle
+        from rar_edge.runtime import Restorer
+        from rar_edge.runtime.backends import open_backend
 
-        try:
-            target = verify_bundle(bundle)["target"]
+        bundle = Path(bundle)
+        try:  # the manifest and every artifact's checksum, read once (Restorer.load would read them again)
+            m = verify_bundle(bundle)
         except ValueError as e:
             raise RarEdgeError(str(e)) from None
         # ExecuTorch's backend sets torch's threads for the process (1 by default): None leaves the fit's own
         # torch work its threads. Opening the backend refuses what cannot run here (Core ML off macOS).
-        options = {"torch_threads": None} if target == "executorch" else {}
-        self.restorer = Restorer.load(bundle, backend=backend, warmup=False, **options)
-        m = self.restorer.manifest
-        self.bundle, self.manifest = Path(bundle), m
+        options = {"torch_threads": None} if m["target"] == "executorch" else {}
+        self.restorer = Restorer(bundle, m, open_backend(bundle, m, backend, **options))
+        self.bundle, self.manifest = bundle, m
         rule = self.restorer.rule
         shape = tuple(m["input_shape"]) if m["input_shape"] else None
         self.config = BundleConfig(tuple(m["degradations"]), int(m["size_multiple"]), rule.max_steps,
