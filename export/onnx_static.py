@@ -56,6 +56,31 @@ def float_tail(graph) -> list[str]:
     return tail
 
 
+def float_inputs_to_tail(model, tail: list[str]) -> int:
+    """Feed the float ``tail`` nodes the graph's own inputs where the quantizer gave them a quantize/dequantize
+    round trip of one; returns how many inputs changed. Why: the restore step's output is ``z +`` the
+    velocity, and the quantizer rounded ``z`` to 8 bits on its way into that float add, so every step
+    rounded the latent it carries forward; read as is, the residual is exact and one dequantize at the
+    latent's full size (per step) is gone."""
+    made_by = {out: n for n in model.graph.node for out in n.output}
+    inputs = {i.name for i in model.graph.input}
+    count = 0
+    for node in model.graph.node:
+        if node.name not in tail:
+            continue
+        for k, name in enumerate(node.input):
+            dq = made_by.get(name)
+            q = made_by.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear" and q.input[0] in inputs:
+                node.input[k] = q.input[0]
+                count += 1
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    keep = [n for n in model.graph.node if n.op_type != "DequantizeLinear" or any(o in used for o in n.output)]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    return count
+
+
 def calibration_images(height: int, width: int, calib: str | None = None, count: int = 8,
                        seed: int = 0) -> np.ndarray:
     """(2 * count, 3, H, W) float32 in [0,1]: ``count`` photo crops, clean, then each degraded once (v2
@@ -117,10 +142,13 @@ def quantize_graph(src: Path, dst: Path, feeds: list[list[np.ndarray]],
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        tail = float_tail(onnx.load(str(pre)).graph)
         quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        reduce_range=weight_bits == WEIGHT_BITS[1],
-                        nodes_to_exclude=float_tail(onnx.load(str(pre)).graph))
+                        reduce_range=weight_bits == WEIGHT_BITS[1], nodes_to_exclude=tail)
+    model = onnx.load(str(dst))
+    float_inputs_to_tail(model, tail)
+    onnx.save(model, str(dst))
 
 
 def quantize_bundle(bundle: Path, files: list[str], quantized: list[str], reference: Runner,
@@ -139,5 +167,6 @@ def quantize_bundle(bundle: Path, files: list[str], quantized: list[str], refere
             "onnx_activations": "uint8 asymmetric, per tensor (MinMax over the int8 programs' own inputs "
                                 f"along {CALIB_STEPS}-step loops from {len(images)} photo crops of "
                                 f"{repr(Path(calib).name) + ' (--calib)' if calib else 'scikit-image sample photos'}); "
-                                "the elementwise tail that writes each output kept float",
+                                "the elementwise tail that writes each output kept float, reading the graph's inputs "
+                                "unrounded",
             "onnx_weights": f"int8 symmetric, per output channel, {weight_bits_text(weight_bits)}"}
