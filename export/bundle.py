@@ -131,6 +131,8 @@ def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, 
     try:
         with atomic_dir(out / name) as tmp:
             if target == "onnx":
+                from rar_edge.model import ENTRY_POINTS
+
                 from .onnx import embed_metadata, export_onnx, kernel_report, ort_runner, slim, unfused
 
                 # int8: which entry points onnxruntime's quantizer makes from float graphs (export/onnx_static.py);
@@ -140,7 +142,9 @@ def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, 
                 graphs = {**programs, **{n: g for n, g in float_programs(source).items() if n in by_ort}}
                 files = export_onnx(graphs, source.model, tmp, height, width, dynamic)
                 retyped = [n for n in quantized if n not in by_ort]
-                slim(tmp, files, retype=retyped, weight_bits=weight_bits)
+                # an int8 bundle's float entry points (rar-edge-s's assessor) keep float16 weights: half_weights
+                kept_float = [n for n in ENTRY_POINTS if n not in quantized] if precision == "int8" else []
+                slim(tmp, files, retype=retyped, weight_bits=weight_bits, half=kept_float)
                 made = {}
                 if by_ort:  # the parity check below holds these graphs to the int8 programs they stand for
                     from .onnx_static import calibration_images, quantize_bundle
@@ -155,6 +159,8 @@ def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, 
                         made["onnx_weights"] = f"int8 symmetric, per output channel, {weight_bits_text(weight_bits)}"
                 if quantized:  # onnx_weight_bits: what the runtime checks against the CPU (runtime/backends.py)
                     made["onnx_weight_bits"] = weight_bits
+                    if kept_float:
+                        made["onnx_float_weights"] = f"float16, computed in float32 ({', '.join(kept_float)})"
                     if fallback:
                         made["fallback"] = f"onnxruntime's quantizer missed the parity bound ({fallback})"
                     manifest["quantization"] = {**manifest["quantization"], **made}

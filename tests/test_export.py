@@ -24,13 +24,21 @@ def onnx_bundles(bundles, distilled, tmp_path_factory):
     """fp32 (dynamic; the runtime tests' bundle of the tiny checkpoint) and int8 ONNX bundles of the distilled
     student: by default (onnxruntime's quantizer on the float graphs; --dynamic; this CPU's default weight width:
     export.default_weight_bits) and from the QAT programs' own graph with 7-bit weights (--reduce-range; fixed
-    64x64)."""
+    64x64), the latter of the same student with its assessor kept float, as rar-edge-s's recipe keeps it (its
+    config.json says so: the export then takes the assessor's float weights, like ``--keep-float assess``)."""
+    import shutil
+
     student = str(distilled[0] / "student")
 
     def build(out: Path) -> None:
         (out / "export.log").write_text(export_here("--target", "ort", "--checkpoint", student,
                                                     "--precision", "int8", "--dynamic", "-o", str(out)))
-        export_here("--target", "onnx", "--checkpoint", student, "--precision", "int8", "--int8-graph", "qat",
+        float_assess = out / "student-float-assess"
+        shutil.copytree(student, float_assess)
+        config = json.loads((float_assess / "config.json").read_text())
+        config["quantization"]["kept_float"] = ["assess"]
+        (float_assess / "config.json").write_text(json.dumps(config))
+        export_here("--target", "onnx", "--checkpoint", float_assess, "--precision", "int8", "--int8-graph", "qat",
                     "--reduce-range", "--imgsz", "64", "-o", str(out / "qat"))
 
     out = built_once(tmp_path_factory, "onnx_int8", build)
@@ -140,11 +148,18 @@ def test_onnx_bundle(onnx_bundles, precision):
     if precision == "int8":  # every quantized convolution and linear runs as an onnxruntime integer kernel
         kernels = manifest["onnxruntime"]["integer_kernels"]
         assert kernels["restore"]["fusable"] > 0 and all(k["float"] == 0 for k in kernels.values()), kernels
-        # uint8 activations and int8 weights either way (onnxruntime's fast U8S8 path)
-        for name in ("encode", "assess", "restore", "decode"):
-            types = {t.data_type for t in onnx.load(str(bundle / f"{name}.onnx")).graph.initializer}
-            assert {onnx.TensorProto.UINT8, onnx.TensorProto.INT8} <= types, name
+        # uint8 activations and int8 weights either way (onnxruntime's fast U8S8 path); an assessor kept float
+        # (the qat bundle's student) holds float16 weights read through Casts (export/onnx.py, half_weights)
         quant = manifest["quantization"]
+        for name in ("encode", "assess", "restore", "decode"):
+            graph = onnx.load(str(bundle / f"{name}.onnx")).graph
+            types = {t.data_type for t in graph.initializer}
+            if graph_kind == "qat" and name == "assess":
+                assert onnx.TensorProto.FLOAT16 in types and not types & {onnx.TensorProto.UINT8, onnx.TensorProto.INT8}
+                assert "QuantizeLinear" not in {n.op_type for n in graph.node}
+            else:
+                assert {onnx.TensorProto.UINT8, onnx.TensorProto.INT8} <= types and onnx.TensorProto.FLOAT16 not in types, name
+        assert quant.get("onnx_float_weights") == ("float16, computed in float32 (assess)" if graph_kind == "qat" else None)
         if graph_kind == "qat":  # the QAT programs' graph, re-typed (export/onnx_int8.py), 7-bit (--reduce-range)
             assert quant["graph"].startswith("the int8 programs' QDQ graph")
             names = {t.name for t in onnx.load(str(bundle / "restore.onnx")).graph.initializer}
@@ -163,7 +178,7 @@ def test_onnx_bundle(onnx_bundles, precision):
         # the CPU has VNNI). (Elementwise scales stay 8-bit either way: they run in float.)
         bits = 7 if graph_kind == "qat" else default_bits
         assert quant["onnx_weight_bits"] == bits
-        for name in ("encode", "assess", "restore", "decode"):
+        for name in ("encode", "restore", "decode") if graph_kind == "qat" else ("encode", "assess", "restore", "decode"):
             model = onnx.load(str(bundle / f"{name}.onnx"))
             feeds = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
             into_kernels = {feeds[i] for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")

@@ -127,6 +127,92 @@ def test_quantized_graph_adds_its_input_unrounded(tmp_path):
     np.testing.assert_array_equal(y, x)
 
 
+def test_quantized_graphs_have_short_names_and_compute_the_same(tmp_path):
+    """compact: the quantizer's long tensor and quantize/dequantize node names become short ones, its value_info
+    goes; the graph's inputs and outputs and its compute nodes keep their names, and it computes the same."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rar_edge.export.onnx_static import compact, quantize_graph
+
+    rng = np.random.default_rng(0)
+    weight_name = "model.restorer.mid.blocks.1.ffn_in.weight"
+    graph = helper.make_graph([helper.make_node("Conv", ["latent", weight_name], ["hidden"], name="node_conv2d"),
+                               helper.make_node("Relu", ["hidden"], ["velocity"], name="node_relu")], "g",
+                              [helper.make_tensor_value_info("latent", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("velocity", TensorProto.FLOAT, [1, 6, 8, 8])],
+                              [numpy_helper.from_array(rng.standard_normal((6, 4, 1, 1)).astype(np.float32),
+                                                       weight_name)])
+    src, dst = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    feeds = [[rng.standard_normal((1, 4, 8, 8)).astype(np.float32)] for _ in range(4)]
+    quantize_graph(src, dst, feeds)
+    model = onnx.load(str(dst))
+    tensors = {t.name for t in model.graph.initializer} | {x for n in model.graph.node for x in (*n.input, *n.output)}
+    assert {"latent", "velocity"} <= tensors and all(len(x) <= 4 for x in tensors - {"latent", "velocity", ""})
+    assert not model.graph.value_info
+    assert "node_conv2d" in {n.name for n in model.graph.node}
+    assert all(len(n.name) <= 4 for n in model.graph.node if n.op_type.endswith("QuantizeLinear"))
+
+    def run(m, x):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"latent": x})[0]
+
+    long_named = onnx.shape_inference.infer_shapes(onnx.load(str(src)))
+    assert long_named.graph.value_info
+    short_named = onnx.load(str(src))
+    compact(short_named)
+    onnx.checker.check_model(short_named)
+    x = rng.standard_normal((1, 4, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(run(short_named, x), run(long_named, x))
+    assert short_named.graph.initializer[0].name == "t0" and short_named.graph.node[0].input[1] == "t0"
+
+
+def test_half_weights_stores_float16_and_computes_with_their_values():
+    """Weights of 64 elements or more become float16 initializers read through a Cast; smaller ones stay float32.
+    onnxruntime computes exactly what the float graph computes with the weights rounded to float16, and folds
+    the Casts away when it opens the session (none runs per call)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rar_edge.export.onnx import half_weights
+
+    rng = np.random.default_rng(0)
+    w, b = rng.standard_normal((8, 3, 3, 3)).astype(np.float32), rng.standard_normal(8).astype(np.float32)
+
+    def model_of(weight: np.ndarray):
+        graph = helper.make_graph([helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 9, 9])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 9, 9])],
+                                  [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(b, "b")])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    def run(model, x, optimized=None):
+        opts = ort.SessionOptions()
+        if optimized:
+            opts.optimized_model_filepath = optimized
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return sess.run(None, {"x": x})[0]
+
+    model = model_of(w)
+    assert half_weights(model) == w.nbytes // 2
+    onnx.checker.check_model(model)
+    kinds = {t.name: t.data_type for t in model.graph.initializer}
+    assert kinds == {"b": TensorProto.FLOAT, "w_fp16": TensorProto.FLOAT16}  # the 8-element bias stays float32
+    assert [n.op_type for n in model.graph.node] == ["Cast", "Conv"] and model.graph.node[0].output[0] == "w"
+    x = rng.random((1, 3, 9, 9), dtype=np.float32)
+    rounded = model_of(w.astype(np.float16).astype(np.float32))
+    np.testing.assert_allclose(run(model, x), run(rounded, x), rtol=1e-6, atol=1e-6)
+    assert np.abs(run(model, x) - run(model_of(w), x)).max() > 0  # the rounding is real, and small:
+    np.testing.assert_allclose(run(model, x), run(model_of(w), x), rtol=0, atol=1e-2)
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        run(model, x, optimized=f"{tmp}/opt.onnx")
+        assert "Cast" not in {n.op_type for n in onnx.load(f"{tmp}/opt.onnx").graph.node}
+
+
 def test_quantize_graph_weight_width(tmp_path):
     """onnxruntime's quantizer keeps full 8-bit conv weights by default and 7 bits with weight_bits=7
     (--reduce-range); the quantized graph computes close to the float one, except 8-bit weights on an x86 CPU

@@ -31,6 +31,31 @@ def test_each_test_is_recorded_once_by_the_process_that_ran_it(tmp_path, workers
     assert slow["end"] - slow["start"] >= 0.3
 
 
+def test_xdist_groups_keep_their_tests_on_one_worker(tmp_path):
+    """``make test``'s ``--dist loadgroup`` runs every test of one xdist_group mark on one worker: tests/
+    test_export.py's groups share module fixtures (exports of a minute or more each) that a split group
+    builds on one worker while the other waits. (pytest 9.2 with pytest-xdist 3.8 split them: pyproject.toml.)"""
+    (tmp_path / "test_grouped.py").write_text(
+        "import time\n\nimport pytest\n\n\n@pytest.mark.xdist_group('one')\n@pytest.mark.parametrize('k', range(4))\n"
+        "def test_grouped(k):\n    time.sleep(0.2)\n\n\n@pytest.mark.parametrize('k', range(4))\n"
+        "def test_free(k):\n    time.sleep(0.2)\n")
+    timeline = tmp_path / "timeline.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "bench"), "SUITE_TIMELINE": str(timeline)}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "suite_timeline", "-p", "no:cacheprovider",
+                           "--rootdir", str(tmp_path), "-n", "2", "--dist", "loadgroup",
+                           str(tmp_path / "test_grouped.py")], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [json.loads(line) for line in timeline.read_text().splitlines()]
+    grouped = [r for r in rows if "::test_grouped[" in r["test"]]
+    # xdist marks a grouped test by a suffix to its id; without it the group is scheduled test by test (and may
+    # or may not land on one worker by chance)
+    assert len(grouped) == 4 and all(r["test"].endswith("@one") for r in grouped), rows
+    assert len({r["worker"] for r in grouped}) == 1, rows
+    assert {r["worker"] for r in rows} == {"gw0", "gw1"}  # the free tests still use both workers
+
+
 def test_report_shows_wall_time_each_worker_and_the_slowest():
     bench = load_bench("suite_timeline")
     rows = [{"worker": "gw0", "test": "tests/test_a.py::test_x", "start": 100.0, "end": 130.0},
