@@ -56,31 +56,6 @@ def float_tail(graph) -> list[str]:
     return tail
 
 
-def float_inputs_to_tail(model, tail: list[str]) -> int:
-    """Feed the float ``tail`` nodes the graph's own inputs where the quantizer gave them a quantize/dequantize
-    round trip of one; returns how many inputs changed. Why: the restore step's output is ``z +`` the
-    velocity, and the quantizer rounded ``z`` to 8 bits on its way into that float add, so every step
-    rounded the latent it carries forward; read as is, the residual is exact and one dequantize at the
-    latent's full size (per step) is gone."""
-    made_by = {out: n for n in model.graph.node for out in n.output}
-    inputs = {i.name for i in model.graph.input}
-    count = 0
-    for node in model.graph.node:
-        if node.name not in tail:
-            continue
-        for k, name in enumerate(node.input):
-            dq = made_by.get(name)
-            q = made_by.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-            if q is not None and q.op_type == "QuantizeLinear" and q.input[0] in inputs:
-                node.input[k] = q.input[0]
-                count += 1
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    keep = [n for n in model.graph.node if n.op_type != "DequantizeLinear" or any(o in used for o in n.output)]
-    del model.graph.node[:]
-    model.graph.node.extend(keep)
-    return count
-
-
 def compact(model) -> None:
     """Shorten what onnxruntime's quantizer writes around the weights: every tensor but the graph's inputs and
     outputs gets a short name, its quantize/dequantize nodes too, and the shape annotations it adds
@@ -173,7 +148,6 @@ def quantize_graph(src: Path, dst: Path, feeds: list[list[np.ndarray]],
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                         reduce_range=weight_bits == WEIGHT_BITS[1], nodes_to_exclude=tail)
     model = onnx.load(str(dst))
-    float_inputs_to_tail(model, tail)
     compact(model)
     onnx.save(model, str(dst))
 
@@ -194,6 +168,5 @@ def quantize_bundle(bundle: Path, files: list[str], quantized: list[str], refere
             "onnx_activations": "uint8 asymmetric, per tensor (MinMax over the int8 programs' own inputs "
                                 f"along {CALIB_STEPS}-step loops from {len(images)} photo crops of "
                                 f"{repr(Path(calib).name) + ' (--calib)' if calib else 'scikit-image sample photos'}); "
-                                "the elementwise tail that writes each output kept float, reading the graph's inputs "
-                                "unrounded",
+                                "the elementwise tail that writes each output kept float",
             "onnx_weights": f"int8 symmetric, per output channel, {weight_bits_text(weight_bits)}"}

@@ -79,23 +79,6 @@ def test_int8_onnx_restore_writes_its_latent_in_float(onnx_bundles):
 
 
 @pytest.mark.xdist_group("onnx_int8")
-def test_int8_onnx_restore_adds_its_exact_input(onnx_bundles):
-    """The float tail's residual reads the restore step's latent input as given, not a quantize/dequantize round
-    trip of it (export/onnx_static.py, float_inputs_to_tail): a step no longer rounds the latent it carries
-    forward."""
-    import onnx
-
-    graph = onnx.load(str(onnx_bundles["int8"] / "restore.onnx")).graph
-    latent = graph.input[0].name
-    readers = [n for n in graph.node if latent in n.input]
-    assert [n.op_type for n in readers if n.op_type != "QuantizeLinear"] == ["Add"], readers
-    made_by = {o: n for n in graph.node for o in n.output}
-    for node in graph.node:  # no dequantize of the latent's 8-bit copy is left without a reader
-        if node.op_type == "DequantizeLinear" and made_by.get(node.input[0]) is not None:
-            assert any(node.output[0] in n.input for n in graph.node), node.name
-
-
-@pytest.mark.xdist_group("onnx_int8")
 def test_int8_onnx_pools_in_integer(onnx_bundles, tmp_path):
     """The channel attention's mean runs as onnxruntime's QLinearGlobalAveragePool in the int8 graphs, not as
     dequantize, float ReduceMean, quantize (export/onnx.py, global_pools); no graph of any bundle keeps a
