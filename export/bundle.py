@@ -131,8 +131,6 @@ def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, 
     try:
         with atomic_dir(out / name) as tmp:
             if target == "onnx":
-                from rar_edge.model import ENTRY_POINTS
-
                 from .onnx import embed_metadata, export_onnx, kernel_report, ort_runner, slim, unfused
 
                 # int8: which entry points onnxruntime's quantizer makes from float graphs (export/onnx_static.py);
@@ -143,7 +141,7 @@ def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, 
                 files = export_onnx(graphs, source.model, tmp, height, width, dynamic)
                 retyped = [n for n in quantized if n not in by_ort]
                 # an int8 bundle's float entry points (rar-edge-s's assessor) keep float16 weights: half_weights
-                kept_float = [n for n in ENTRY_POINTS if n not in quantized] if precision == "int8" else []
+                kept_float = list(chosen.quantization.get("kept_float", ())) if precision == "int8" else []
                 slim(tmp, files, retype=retyped, weight_bits=weight_bits, half=kept_float)
                 made = {}
                 if by_ort:  # the parity check below holds these graphs to the int8 programs they stand for

@@ -107,8 +107,8 @@ def slim(bundle: Path, files: list[str], retype: Collection[str] = (),
         onnx.save(model, str(bundle / name))
 
 
-#: Float weights of at least this many elements are stored as float16 by ``half_weights`` (smaller ones, e.g.
-#: shapes and scalars, stay as they are: they save nothing and some are read as exact values).
+#: Float weights of at least this many elements are stored as float16 by ``half_weights``; smaller ones (biases
+#: of narrow layers, scalars) stay float32: they would save next to nothing.
 HALF_MIN_ELEMENTS = 64
 
 
@@ -127,10 +127,11 @@ def half_weights(model) -> int:
         if t.data_type != TensorProto.FLOAT or int(np.prod(t.dims)) < HALF_MIN_ELEMENTS:
             continue
         weight = numpy_helper.to_array(t)
-        half = numpy_helper.from_array(weight.astype(np.float16), f"{t.name}_fp16")
+        # a short name: the weight's own (often 40 characters) stays on the Cast's output, which its readers use
+        half = numpy_helper.from_array(weight.astype(np.float16), f"half{len(casts):x}")
         graph.initializer.remove(t)
         graph.initializer.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [t.name], to=TensorProto.FLOAT, name=f"{t.name}_to_float"))
+        casts.append(helper.make_node("Cast", [half.name], [t.name], to=TensorProto.FLOAT))
         saved += weight.nbytes // 2
     for i, cast in enumerate(casts):  # first: a node's inputs must be made before it (topological order)
         graph.node.insert(i, cast)

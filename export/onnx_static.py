@@ -70,7 +70,10 @@ def compact(model) -> None:
     def short(name: str) -> str:
         if name in keep:
             return name
-        return names.setdefault(name, f"t{len(names):x}")
+        new = names.setdefault(name, f"t{len(names):x}")
+        if new in keep:  # a graph input or output named like the short names (the exporter's never are)
+            raise ValueError(f"cannot shorten {name!r}: {new!r} names an input or output of the graph")
+        return new
 
     for t in graph.initializer:
         t.name = short(t.name)
@@ -143,10 +146,10 @@ def quantize_graph(src: Path, dst: Path, feeds: list[list[np.ndarray]],
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        tail = float_tail(onnx.load(str(pre)).graph)
         quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        reduce_range=weight_bits == WEIGHT_BITS[1], nodes_to_exclude=tail)
+                        reduce_range=weight_bits == WEIGHT_BITS[1],
+                        nodes_to_exclude=float_tail(onnx.load(str(pre)).graph))
     model = onnx.load(str(dst))
     compact(model)
     onnx.save(model, str(dst))

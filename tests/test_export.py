@@ -25,7 +25,8 @@ def onnx_bundles(bundles, distilled, tmp_path_factory):
     student: by default (onnxruntime's quantizer on the float graphs; --dynamic; this CPU's default weight width:
     export.default_weight_bits) and from the QAT programs' own graph with 7-bit weights (--reduce-range; fixed
     64x64), the latter of the same student with its assessor kept float, as rar-edge-s's recipe keeps it (its
-    config.json says so: the export then takes the assessor's float weights, like ``--keep-float assess``)."""
+    config.json says so, as ``rar-edge distill --keep-float assess`` writes it: the export then takes the
+    assessor's float weights)."""
     import shutil
 
     student = str(distilled[0] / "student")
@@ -37,6 +38,7 @@ def onnx_bundles(bundles, distilled, tmp_path_factory):
         shutil.copytree(student, float_assess)
         config = json.loads((float_assess / "config.json").read_text())
         config["quantization"]["kept_float"] = ["assess"]
+        config["quantization"]["quantized"] = ["encode", "restore", "decode"]
         (float_assess / "config.json").write_text(json.dumps(config))
         export_here("--target", "onnx", "--checkpoint", float_assess, "--precision", "int8", "--int8-graph", "qat",
                     "--reduce-range", "--imgsz", "64", "-o", str(out / "qat"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from rar_edge.export.onnx_static import CALIB_PHOTOS, calibration_feeds, calibration_images
@@ -97,14 +98,14 @@ def test_global_pools_rewrites_only_means_over_height_and_width():
         assert global_pools(graph) == 0 and graph.node[0].op_type == "ReduceMean"
 
 
-def test_quantized_graphs_have_short_names_and_compute_the_same(tmp_path):
+def test_quantized_graphs_have_short_names_and_compute_the_same(tmp_path, monkeypatch):
     """compact: the quantizer's long tensor and quantize/dequantize node names become short ones, its value_info
     goes; the graph's inputs and outputs and its compute nodes keep their names, and it computes the same."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from rar_edge.export.onnx_static import compact, quantize_graph
+    import rar_edge.export.onnx_static as onnx_static
 
     rng = np.random.default_rng(0)
     weight_name = "model.restorer.mid.blocks.1.ffn_in.weight"
@@ -114,31 +115,36 @@ def test_quantized_graphs_have_short_names_and_compute_the_same(tmp_path):
                               [helper.make_tensor_value_info("velocity", TensorProto.FLOAT, [1, 6, 8, 8])],
                               [numpy_helper.from_array(rng.standard_normal((6, 4, 1, 1)).astype(np.float32),
                                                        weight_name)])
-    src, dst = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    src, short, long = tmp_path / "float.onnx", tmp_path / "int8.onnx", tmp_path / "int8_long_names.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
     feeds = [[rng.standard_normal((1, 4, 8, 8)).astype(np.float32)] for _ in range(4)]
-    quantize_graph(src, dst, feeds)
-    model = onnx.load(str(dst))
+    onnx_static.quantize_graph(src, short, feeds)
+    compact = onnx_static.compact
+    monkeypatch.setattr(onnx_static, "compact", lambda model: None)  # the same quantization, names as written
+    onnx_static.quantize_graph(src, long, feeds)
+    model, long_named = onnx.load(str(short)), onnx.load(str(long))
     tensors = {t.name for t in model.graph.initializer} | {x for n in model.graph.node for x in (*n.input, *n.output)}
     assert {"latent", "velocity"} <= tensors and all(len(x) <= 4 for x in tensors - {"latent", "velocity", ""})
-    assert not model.graph.value_info
+    assert any(len(t.name) > 40 for t in long_named.graph.initializer)  # what the quantizer writes
+    assert not model.graph.value_info and long_named.graph.value_info
     assert "node_conv2d" in {n.name for n in model.graph.node}
     assert all(len(n.name) <= 4 for n in model.graph.node if n.op_type.endswith("QuantizeLinear"))
+    assert [n.op_type for n in model.graph.node] == [n.op_type for n in long_named.graph.node]
 
     def run(m, x):
         return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"latent": x})[0]
 
-    long_named = onnx.shape_inference.infer_shapes(onnx.load(str(src)))
-    assert long_named.graph.value_info
-    short_named = onnx.load(str(src))
-    compact(short_named)
-    onnx.checker.check_model(short_named)
     x = rng.standard_normal((1, 4, 8, 8)).astype(np.float32)
-    np.testing.assert_array_equal(run(short_named, x), run(long_named, x))
-    assert short_named.graph.initializer[0].name == "t0" and short_named.graph.node[0].input[1] == "t0"
+    np.testing.assert_array_equal(run(model, x), run(long_named, x))
+    clash = onnx.load(str(long))  # an input named like a short name: refused, not silently merged
+    clash.graph.input[0].name = "t1"
+    for node in clash.graph.node:
+        node.input[:] = ["t1" if i == "latent" else i for i in node.input]
+    with pytest.raises(ValueError, match="names an input or output"):
+        compact(clash)
 
 
-def test_half_weights_stores_float16_and_computes_with_their_values():
+def test_half_weights_stores_float16_and_computes_with_their_values(tmp_path):
     """Weights of 64 elements or more become float16 initializers read through a Cast; smaller ones stay float32.
     onnxruntime computes exactly what the float graph computes with the weights rounded to float16, and folds
     the Casts away when it opens the session (none runs per call)."""
@@ -170,17 +176,15 @@ def test_half_weights_stores_float16_and_computes_with_their_values():
     assert half_weights(model) == w.nbytes // 2
     onnx.checker.check_model(model)
     kinds = {t.name: t.data_type for t in model.graph.initializer}
-    assert kinds == {"b": TensorProto.FLOAT, "w_fp16": TensorProto.FLOAT16}  # the 8-element bias stays float32
+    assert kinds == {"b": TensorProto.FLOAT, "half0": TensorProto.FLOAT16}  # the 8-element bias stays float32
     assert [n.op_type for n in model.graph.node] == ["Cast", "Conv"] and model.graph.node[0].output[0] == "w"
     x = rng.random((1, 3, 9, 9), dtype=np.float32)
     rounded = model_of(w.astype(np.float16).astype(np.float32))
     np.testing.assert_allclose(run(model, x), run(rounded, x), rtol=1e-6, atol=1e-6)
     assert np.abs(run(model, x) - run(model_of(w), x)).max() > 0  # the rounding is real, and small:
     np.testing.assert_allclose(run(model, x), run(model_of(w), x), rtol=0, atol=1e-2)
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        run(model, x, optimized=f"{tmp}/opt.onnx")
-        assert "Cast" not in {n.op_type for n in onnx.load(f"{tmp}/opt.onnx").graph.node}
+    run(model, x, optimized=str(tmp_path / "opt.onnx"))
+    assert "Cast" not in {n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node}
 
 
 def test_quantize_graph_weight_width(tmp_path):

@@ -166,8 +166,8 @@ def test_short_training_learns_to_denoise(photo_dir, tmp_path):
     # The validation gain ends well above zero (the untrained loop returns its input: 0 dB). Not "rises by X
     # between two validations": at lr 2e-3 most of the gain is made in the first 100 steps, and the later
     # validations move up and down by up to 0.8 dB with the CPU's float rounding and thread count (400
-    # steps gave 2.13, 1.70, 1.81, 2.51 dB on 2 threads; 300 steps 2.18, 2.17, 2.13 on the suite's 1 thread
-    # of a Xeon, in 71 s where 400 took 100 s).
+    # steps gave 2.13, 1.70, 1.81, 2.51 dB on 2 threads; 300 steps 2.18, 2.17, 2.13 on one thread of a Xeon,
+    # the suite's setting: 71 s alone, where 400 steps took 103 s in a suite run).
     assert gains[-1] > 1.2, vals
 
     def held_out_gain(model) -> float:
