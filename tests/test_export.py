@@ -129,6 +129,7 @@ def test_onnx_bundle(onnx_bundles, precision):
         assert meta["preset"] == "rar-tiny" and json.loads(meta["degradations"]) == manifest["degradations"]
         ops |= {n.op_type for n in model.graph.node}
         assert not any(n.metadata_props for n in model.graph.node)  # the exporter's stack traces are dropped
+        assert not model.graph.value_info  # and its shape annotations (onnxruntime infers them)
     assert ("QuantizeLinear" in ops and "DequantizeLinear" in ops) == (precision == "int8")
     if precision == "int8":  # every quantized convolution and linear runs as an onnxruntime integer kernel
         kernels = manifest["onnxruntime"]["integer_kernels"]
