@@ -24,15 +24,14 @@ def test_a_row_per_preset_and_entry_with_every_runtime_and_precision(capsys, mon
 
     model = create_model("rar-tiny")
     printed = capsys.readouterr().out.splitlines()
-    for name, part in (("restore", model.restorer),):
-        row = rows[name]
-        assert all(row[k] > 0 for k in bench.LOWERINGS)  # no timing claim: bench/ makes those
-        assert row["gmac"] == pytest.approx(entry_macs(model, name, 32, 32) / 1e9, rel=1e-9)
-        assert row["params"] == sum(p.numel() for p in part.parameters())
-        line = next(x for x in printed if x.startswith(f"| rar-tiny | {name} |"))
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        assert float(cells[6]) == pytest.approx(row["xnnpack fp32"] / row["xnnpack int8"], abs=0.006)
-        assert float(cells[9]) == pytest.approx(row["onnxruntime fp32"] / row["onnxruntime int8"], abs=0.006)
+    row = rows["restore"]
+    assert all(row[k] > 0 for k in bench.LOWERINGS)  # no timing claim: bench/ makes those
+    assert row["gmac"] == pytest.approx(entry_macs(model, "restore", 32, 32) / 1e9, rel=1e-9)
+    assert row["params"] == sum(p.numel() for p in model.restorer.parameters())
+    line = next(x for x in printed if x.startswith("| rar-tiny | restore |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert float(cells[6]) == pytest.approx(row["xnnpack fp32"] / row["xnnpack int8"], abs=0.006)
+    assert float(cells[9]) == pytest.approx(row["onnxruntime fp32"] / row["onnxruntime int8"], abs=0.006)
     assert not any("2-step loop" in x for x in printed)
 
 
