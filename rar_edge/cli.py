@@ -118,7 +118,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                       degradations=tuple(a.degradations.split(",")), synthesis=a.synthesis, minutes=a.minutes,
                       ckpt_minutes=a.ckpt_minutes, marks=_marks(a.marks), type_weights=_type_weights(a.type_weights),
                       cond_lr_scale=a.cond_lr_scale, restore_loss=a.restore_loss, crop_mix=_crop_mix(a.crop_mix),
-                      weights=LossWeights(fft=a.fft_weight))
+                      weights=LossWeights(fft=a.fft_weight), ema=a.ema)
     metrics = train(cfg)
     if metrics:
         print(f"done: {a.out}/last (mean PSNR gain on validation {metrics['mean_gain']:+.2f} dB)")
@@ -566,6 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-minutes", type=float, help="also checkpoint OUT/last this often (default: 1 with --minutes)")
     p.add_argument("--marks", help="minutes at which to keep weights-only snapshots in OUT/marks/ (e.g. 15,30,60; "
                                    "bench/learning_curve.py evaluates them)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="keep a moving average of the weights with this decay (e.g. 0.999: the last ~1000 updates) "
+                        "and store it as the checkpoints' model; the raw weights train as before and go beside it, "
+                        "and --marks also keeps them in OUT/marks-raw/ (default: 0, off; docs/training.md)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("distill", parents=[common],

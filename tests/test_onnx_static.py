@@ -110,11 +110,15 @@ def test_quantized_graphs_have_short_names_and_compute_the_same(tmp_path, monkey
     rng = np.random.default_rng(0)
     weight_name = "model.restorer.mid.blocks.1.ffn_in.weight"
     graph = helper.make_graph([helper.make_node("Conv", ["latent", weight_name], ["hidden"], name="node_conv2d"),
-                               helper.make_node("Relu", ["hidden"], ["velocity"], name="node_relu")], "g",
+                               # two gates: their quantized outputs share a zero point (0), written twice
+                               helper.make_node("Sigmoid", ["hidden"], ["gate"], name="node_sigmoid"),
+                               helper.make_node("Conv", ["gate", "w2"], ["hidden2"], name="node_conv2d_1"),
+                               helper.make_node("Sigmoid", ["hidden2"], ["velocity"], name="node_sigmoid_1")], "g",
                               [helper.make_tensor_value_info("latent", TensorProto.FLOAT, [1, 4, 8, 8])],
                               [helper.make_tensor_value_info("velocity", TensorProto.FLOAT, [1, 6, 8, 8])],
                               [numpy_helper.from_array(rng.standard_normal((6, 4, 1, 1)).astype(np.float32),
-                                                       weight_name)])
+                                                       weight_name),
+                               numpy_helper.from_array(rng.standard_normal((6, 6, 1, 1)).astype(np.float32), "w2")])
     src, short, long = tmp_path / "float.onnx", tmp_path / "int8.onnx", tmp_path / "int8_long_names.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
     feeds = [[rng.standard_normal((1, 4, 8, 8)).astype(np.float32)] for _ in range(4)]
@@ -128,8 +132,14 @@ def test_quantized_graphs_have_short_names_and_compute_the_same(tmp_path, monkey
     assert any(len(t.name) > 40 for t in long_named.graph.initializer)  # what the quantizer writes
     assert not model.graph.value_info and long_named.graph.value_info
     assert "node_conv2d" in {n.name for n in model.graph.node}
-    assert all(len(n.name) <= 4 for n in model.graph.node if n.op_type.endswith("QuantizeLinear"))
+    assert all(n.name == "" for n in model.graph.node if n.op_type.endswith("QuantizeLinear"))
     assert [n.op_type for n in model.graph.node] == [n.op_type for n in long_named.graph.node]
+    # Each scalar (the pairs' scales and zero points) once: the quantizer writes the activations' ones per pair.
+    scalars = [(t.data_type, numpy_helper.to_array(t).tobytes()) for t in model.graph.initializer if not t.dims]
+    long_scalars = [(t.data_type, numpy_helper.to_array(t).tobytes()) for t in long_named.graph.initializer
+                    if not t.dims]
+    assert len(set(scalars)) == len(scalars) == len(set(long_scalars)) < len(long_scalars)
+    assert {o.domain for o in model.opset_import} == {""} < {o.domain for o in long_named.opset_import}
 
     def run(m, x):
         return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"latent": x})[0]

@@ -25,6 +25,9 @@ class TrainTask:
         extras: further modules saved with each checkpoint (extras.safetensors) and restored on resume.
         on_step: called with the step index before each step (e.g. to freeze observers late in QAT).
         load_model_state: restores the model's weights from a checkpoint's RAR state dict on resume.
+        after_step: called after each optimizer update (e.g. to move a weight average).
+        eval_model, eval_objective: what validation runs, when not ``model`` and ``objective`` (e.g. the
+            weight average of rar_edge/train/ema.py).
     """
 
     model: nn.Module
@@ -33,6 +36,9 @@ class TrainTask:
     extras: dict[str, nn.Module] = field(default_factory=dict)
     on_step: Callable[[int], None] | None = None
     load_model_state: Callable[[dict[str, torch.Tensor]], None] | None = None
+    after_step: Callable[[], None] | None = None
+    eval_model: nn.Module | None = None
+    eval_objective: nn.Module | None = None
 
     def parameters(self) -> Iterable[nn.Parameter]:
         """Every trainable parameter of the objective (teachers are frozen: requires_grad False)."""

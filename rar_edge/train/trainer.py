@@ -27,6 +27,7 @@ from rar_edge.model.transfer import PARTS
 
 from . import distributed
 from .checkpoint import load_model, load_training_state, read_config, read_train_config, save_checkpoint
+from .ema import RAW, with_weight_average
 from .losses import LossWeights, RARObjective, psnr_db
 from .signals import StopSignals, TrainingInterrupted
 from .task import TrainTask, load_extras, rar_task
@@ -77,6 +78,8 @@ class TrainConfig:
     minutes: float | None = None  # a time budget: the LR schedule follows elapsed time, the run stops at it
     ckpt_minutes: float | None = None  # also checkpoint OUT/last this often (default 1 with --minutes)
     marks: tuple[float, ...] = ()  # minutes at which to keep a weights-only snapshot in OUT/marks/<m>min
+    #: Decay of a moving average of the weights that checkpoints store as the model (0: off; ema.py).
+    ema: float = 0.0
     weights: LossWeights = field(default_factory=LossWeights)
     progress: bool = True
 
@@ -221,7 +224,11 @@ def default_task(cfg: TrainConfig, device: torch.device) -> TrainTask:
             raise RarEdgeError(f"--freeze {','.join(random)}: --init {cfg.init} ({init_cfg['preset']}) has another "
                                f"block kind there, so it starts from scratch and would never train; drop it from "
                                "--freeze")
-    return rar_task(model, RARObjective(model, cfg.weights, cfg.unroll, cfg.restore_loss).to(device))
+    def objective(m: RAR) -> RARObjective:
+        return RARObjective(m, cfg.weights, cfg.unroll, cfg.restore_loss).to(device)
+
+    task = rar_task(model, objective(model))
+    return with_weight_average(task, cfg.ema, objective) if cfg.ema else task
 
 
 def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], TrainTask] = default_task) -> dict:
@@ -241,6 +248,9 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
         raise RarEdgeError(f"--cond-lr-scale must be a positive number, got {cfg.cond_lr_scale}")
     if not 0 <= cfg.weights.fft < float("inf"):
         raise RarEdgeError(f"--fft-weight must be a number >= 0, got {cfg.weights.fft}")
+    if not 0 <= cfg.ema < 1:
+        raise RarEdgeError(f"--ema must be a decay in [0, 1) (e.g. 0.999: an average over ~1000 updates; 0: off), "
+                           f"got {cfg.ema}")
     if any(not w > 0 for w in cfg.type_weights.values()):
         raise RarEdgeError(f"--type-weights must be positive numbers, got {cfg.type_weights}")
     check_synthesis(cfg.synthesis)
@@ -269,10 +279,14 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
         raise RarEdgeError(f"{out} already holds a run (step {read_config(last)['step']}): "
                            "pass --resume to continue it, or choose another --out")
     if (last / "config.json").exists():  # the optimizer holds only the trained weights: the same ones on resume
-        frozen = read_train_config(last).get("freeze", [])
+        saved_run = read_train_config(last)
+        frozen = saved_run.get("freeze", [])
         if set(frozen) != set(cfg.freeze):
             raise RarEdgeError(f"{out} was trained with --freeze {','.join(frozen) or '(none)'}: resume with the same "
                                "--freeze, or choose another --out")
+        if bool(saved_run.get("ema", 0.0)) != bool(cfg.ema):  # its checkpoint holds (or lacks) the raw weights
+            was = f"with --ema {saved_run['ema']:g}" if saved_run.get("ema") else "without --ema"
+            raise RarEdgeError(f"{out} was trained {was}: resume with --ema on or off as it was, or choose another --out")
     elif cfg.freeze and not cfg.init:
         raise RarEdgeError(f"--freeze needs --init: {out} holds no run to resume, so the frozen parts would keep "
                            "their random initialisation; pass --init CHECKPOINT")
@@ -384,6 +398,8 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                 grad_norm = torch.nn.utils.clip_grad_norm_(task.parameters(), cfg.grad_clip)
                 if torch.isfinite(grad_norm):
                     optimizer.step()
+                    if task.after_step is not None:
+                        task.after_step()
                 else:
                     # A non-finite batch would poison every weight through Adam's moments: skip it.
                     # Gradients are all-reduced before this point, so every DDP rank skips together.
@@ -412,11 +428,14 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                     if info.is_main:  # a snapshot to evaluate later (bench/learning_curve.py): weights only
                         save_checkpoint(out / "marks" / f"{marks_left[0]:g}min", task.float_model(), cfg.preset,
                                         done, {"spent_s": clock.spent_s})
+                        if RAW in task.extras:  # with --ema, the raw weights too: what the average gained
+                            save_checkpoint(out / "marks-raw" / f"{marks_left[0]:g}min", task.extras[RAW],
+                                            cfg.preset, done, {"spent_s": clock.spent_s})
                     marks_left.pop(0)
                 if done % cfg.val_every == 0 or done == cfg.steps or out_of_time:
                     if info.is_main:
-                        metrics = validate(model, objective, val_clean, degradations=cfg.degradations,
-                                           synthesis=cfg.synthesis)
+                        metrics = validate(task.eval_model or model, task.eval_objective or objective, val_clean,
+                                           degradations=cfg.degradations, synthesis=cfg.synthesis)
                         with open(log_path, "a") as f:
                             f.write(json.dumps({"step": done, "val": metrics}) + "\n")
                         bar.write(f"step {done}: val loss {metrics['loss']:.4f}, "

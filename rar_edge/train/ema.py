@@ -1,0 +1,69 @@
+"""An exponential moving average of the trained weights (``rar-edge train --ema DECAY``).
+
+Small CPU batches (8 crops of 128²) make each update noisy: a long run's held-out gain moves by ±0.1 dB
+from one snapshot to the next (BENCHMARKS.md, "A restorer of dense convolutions"). Averaging the weights
+over the last ~1/(1 - decay) updates takes that noise out at no training cost: the optimizer trains the
+raw weights as before, while checkpoints store the average as the model (what validation, the stop-rule
+fit and the exporters use) and the raw weights beside it, so ``--resume`` stays exact.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Callable
+
+import torch
+from torch import nn
+
+from rar_edge.model import RAR
+
+from .task import TrainTask
+
+#: The extras under which a checkpoint keeps the raw (trained) weights and the average's update count.
+RAW, COUNT = "raw", "average_count"
+
+
+class WeightAverage(nn.Module):
+    """``average = decay * average + (1 - decay) * raw`` after every update, with a short warm-up.
+
+    The effective decay is ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the first updates
+    of a run (or of a run started from ``--init`` weights) are not swamped by the starting point. The
+    module's own state is the update count alone; the averaged model is ``average``.
+    """
+
+    def __init__(self, model: RAR, decay: float) -> None:
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"the weight average's decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        # Not a submodule: the average is saved as the checkpoint's model, not twice in its extras.
+        object.__setattr__(self, "average", copy.deepcopy(model).eval().requires_grad_(False))
+
+    @torch.no_grad()
+    def update(self, model: RAR) -> None:
+        """Move the average toward ``model``'s current weights (floating tensors; the rest are copied)."""
+        n = int(self.updates)
+        decay = min(self.decay, (1 + n) / (10 + n))
+        for avg, raw in zip(self.average.state_dict().values(), model.state_dict().values(), strict=True):
+            if avg.is_floating_point():
+                avg.lerp_(raw.detach(), 1.0 - decay)
+            else:
+                avg.copy_(raw)
+        self.updates += 1
+
+
+def with_weight_average(task: TrainTask, decay: float, make_objective: Callable[[RAR], nn.Module]) -> TrainTask:
+    """``task`` training its raw weights as before, its checkpoints and validation using their average.
+
+    ``make_objective`` builds the task's objective around a model: validation's loss and unroll for the
+    average. Checkpoints keep the raw weights and the update count as extras (``RAW``, ``COUNT``); on
+    resume model.safetensors (the average) goes back into the average and the extras into the rest.
+    """
+    raw = task.float_model()
+    ema = WeightAverage(raw, decay)
+    return dataclasses.replace(
+        task, float_model=lambda: ema.average, extras={**task.extras, RAW: raw, COUNT: ema},
+        after_step=lambda: ema.update(raw), load_model_state=ema.average.load_state_dict,
+        eval_model=ema.average, eval_objective=make_objective(ema.average))
