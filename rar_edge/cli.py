@@ -409,6 +409,8 @@ def cmd_assess(a: argparse.Namespace) -> int:
 
 
 def _print_record(record: dict, as_json: bool) -> None:
+    from rar_edge.runtime.restorer import present
+
     if as_json:
         print(json.dumps(record), flush=True)
         return
@@ -422,7 +424,7 @@ def _print_record(record: dict, as_json: bool) -> None:
     budget = ""
     if record.get("budget_ms"):
         budget = f", budget {record['budget_ms']:.0f} ms{' (it stopped the loop)' if record['budget_bound'] else ''}"
-    found = ",".join(k for k, p in record.get("degradations", {}).items() if p >= 0.5) or "no degradation"
+    found = ",".join(present(record.get("degradations", {}))) or "no degradation"
     why = f" ({record['stop_reason']})" if record.get("stop_reason") else ""
     print(f"{head}: found {found}; {record['steps']} steps{why}, assessed quality {record['quality'][0]:.1f} -> "
           f"{max(record['quality']):.1f} dB, {record['ms']['total']:.0f} ms{budget}")

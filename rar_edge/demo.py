@@ -103,14 +103,16 @@ def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float) ->
 def print_table(rows: list[dict], edge: dict[str, list[dict]], budget_ms: float) -> None:
     """One line per image: ``rows``' result (the default bundle's), then each of ``edge``'s bundles' PSNR out
     and milliseconds on the same image (``edge``: a label per bundle, e.g. "int8 onnx", and its rows)."""
+    from rar_edge.runtime.restorer import FOUND_AT, present
+
     by_name = {label: {r["name"]: r for r in other} for label, other in edge.items()}
     width = {label: len(label) + 13 for label in edge}  # "<label> dB / ms" and a gap before it
     print("\nper image: the default bundle's result, then each int8 bundle's PSNR out / ms (PSNR against the clean "
           "original);\nsteps: kept (run, why the loop stopped; 'clean': no degradation detected, returned as it came)")
-    print(f"{'image':<28} {'true':<12} {'found (p>0.5)':<20} {'steps (run, stop)':<18} {'PSNR in -> out':>16} "
+    print(f"{'image':<28} {'true':<12} {f'found (p>={FOUND_AT:g})':<20} {'steps (run, stop)':<18} {'PSNR in -> out':>16} "
           f"{'ms':>6}" + "".join(f"{label + ' dB / ms':>{width[label]}}" for label in edge))
     for r in rows:
-        found = ",".join(k for k, v in r["found"].items() if v > 0.5) or "-"
+        found = ",".join(present(r["found"])) or "-"
         steps = f"{r['steps']} ({r['steps_run']}, {r['stop']})"
         cells = "".join(f"{o['psnr_out']:>{width[label] - 9}.2f} / {o['ms']:>6.1f}"
                         if (o := by_name[label].get(r["name"])) else f"{'-':>{width[label]}}" for label in edge)

@@ -79,6 +79,16 @@ class Assessment:
         return out
 
 
+#: A degradation counts as found at this probability or above (``present``): the runtime's assess, the CLI
+#: and the demo all say "found" by this one rule.
+FOUND_AT = 0.5
+
+
+def present(probs: dict[str, float], threshold: float = FOUND_AT) -> list[str]:
+    """The names in ``probs`` (degradation -> probability) with a probability of at least ``threshold``."""
+    return [name for name, p in probs.items() if p >= threshold]
+
+
 def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
     """(RGB pixels, alpha in [0,1] or None, how to give the result back) for an array or PIL image.
 
@@ -427,7 +437,7 @@ class Restorer:
         elif hasattr(image, "height") and hasattr(image, "width"):  # a PIL image
             check_megapixels(image.height, image.width, self.max_megapixels)
 
-    def assess(self, image: Any, threshold: float = 0.5, per_tile: bool = False) -> Assessment:
+    def assess(self, image: Any, threshold: float = FOUND_AT, per_tile: bool = False) -> Assessment:
         """The assessor alone: encode and assess every tile of ``image`` (numpy array or PIL image), no restore.
 
         ``quality`` is the predicted PSNR against the clean original (docs/runtime.md says how far to trust
@@ -444,7 +454,7 @@ class Restorer:
             tiles: list[float] = []
             quality, probs, _ = job.assess(job.encode(), tiles)
         names = dict(zip(self.degradations, probs))
-        return Assessment(quality, names, [n for n, p in names.items() if p >= threshold], threshold, len(job.tiles),
+        return Assessment(quality, names, present(names, threshold), threshold, len(job.tiles),
                           (time.perf_counter() - t0) * 1000.0, tiles if per_tile else None)
 
     def _restore(self, image: Any, budget_ms: float | None, rule: StopRule, entered: float,

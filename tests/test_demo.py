@@ -82,3 +82,23 @@ def test_demo_restores_every_sample_and_reports_what_the_runtime_did(tmp_path, c
                          "ms per image (the loops it cut short: 1)")
     demo.write_pictures(rows, tmp_path)
     assert (tmp_path / "before_after.png").stat().st_size > 10_000 and (tmp_path / "quality_per_step.png").is_file()
+
+
+def test_found_means_one_rule_in_the_demo_the_cli_and_the_runtime(capsys):
+    """A degradation at probability exactly FOUND_AT is found everywhere (the demo once said p > 0.5, the CLI
+    p >= 0.5); just below it, nowhere."""
+    import numpy as np
+
+    from rar_edge.cli import _print_record
+    from rar_edge.runtime.restorer import FOUND_AT, present
+
+    probs = {"noise": FOUND_AT, "blur": np.nextafter(FOUND_AT, 0.0), "rain": 0.9}
+    assert present(probs) == ["noise", "rain"] and present(probs, 0.95) == []
+    row = {"name": "x.png", "true": ["noise"], "found": probs, "steps": 1, "steps_run": 2, "stop": "worse",
+           "psnr_in": 20.0, "psnr_out": 24.0, "ms": 5.0, "budget_bound": False}
+    demo.print_table([row], {}, 1e6)
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("x.png"))
+    assert line.split()[2] == "noise,rain"
+    _print_record({"input": "in.png", "output": "out.png", "quality": [20.0, 24.0], "degradations": probs,
+                   "steps": 1, "stop_reason": "worse", "ms": {"total": 5.0}}, as_json=False)
+    assert "found noise,rain;" in capsys.readouterr().out
