@@ -34,12 +34,18 @@ from rar_edge.train.checkpoint import load_model
 
 def snapshots(run: Path) -> list[tuple[str, Path]]:
     """(label, folder) of a run's time marks in order, then its last checkpoint; a checkpoint folder given
-    as the run is its own one snapshot (a baseline, e.g. a committed checkpoint beside the runs)."""
+    as the run is its own one snapshot (a baseline, e.g. a committed checkpoint beside the runs). A run
+    trained with ``--ema`` has its raw weights at each mark too (``marks-raw/``): each follows its average,
+    labelled "<mark> raw", so one table shows what the average gained at equal compute."""
     if (run / "config.json").is_file():
         return [("checkpoint", run)]
     marks = sorted((run / "marks").iterdir(), key=lambda p: float(p.name.removesuffix("min"))) \
         if (run / "marks").is_dir() else []
-    out = [(p.name, p) for p in marks]
+    out = []
+    for p in marks:
+        out.append((p.name, p))
+        if (run / "marks-raw" / p.name / "config.json").is_file():
+            out.append((f"{p.name} raw", run / "marks-raw" / p.name))
     if (run / "last" / "config.json").is_file():
         out.append(("last", run / "last"))
     return out

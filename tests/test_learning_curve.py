@@ -43,3 +43,14 @@ def test_learning_curve_trains_to_marks_and_evaluates_each(photo_dir, tmp_path, 
     assert rows[5]["summary"]["clean_psnr_out"] == pytest.approx(ref["cases"]["clean"]["psnr_out"])
     assert all(res["steps"] == 1 for res in ref["cases"].values())
     assert "| run | snapshot | step | test synthesis |" in capsys.readouterr().out
+
+
+def test_a_run_with_a_weight_average_lists_each_marks_raw_weights_after_it(tmp_path):
+    lc = load_bench("learning_curve")
+    for folder in ("marks/15min", "marks/30min", "marks/7.5min", "marks-raw/15min", "marks-raw/7.5min", "last"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "config.json").write_text("{}")
+    assert lc.snapshots(tmp_path) == [
+        ("7.5min", tmp_path / "marks/7.5min"), ("7.5min raw", tmp_path / "marks-raw/7.5min"),
+        ("15min", tmp_path / "marks/15min"), ("15min raw", tmp_path / "marks-raw/15min"),
+        ("30min", tmp_path / "marks/30min"), ("last", tmp_path / "last")]
