@@ -122,3 +122,12 @@ def test_marks_keep_the_average_and_the_raw_weights(photo_dir, tmp_path):
     raw, raw_cfg = load_model(out / "marks-raw" / "0.03min")
     assert cfg["step"] == raw_cfg["step"] >= 1
     assert any(not torch.equal(a, b) for a, b in zip(avg.state_dict().values(), raw.state_dict().values()))
+
+
+def test_a_task_without_a_float_model_to_average_refuses_it(photo_dir, tmp_path):
+    def other_task(cfg, device):  # e.g. distillation's QAT graphs
+        raise AssertionError("not reached: refused before the task is built")
+
+    with pytest.raises(RarEdgeError, match="--ema averages the float model of 'rar-edge train'"):
+        train(_cfg(photo_dir, tmp_path / "run", ema=0.9), build_task=other_task)
+    assert not (tmp_path / "run").exists()

@@ -251,6 +251,9 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     if not 0 <= cfg.ema < 1:
         raise RarEdgeError(f"--ema must be a decay in [0, 1) (e.g. 0.999: an average over ~1000 updates; 0: off), "
                            f"got {cfg.ema}")
+    if cfg.ema and build_task is not default_task:  # distillation's QAT graphs and reblock's fits have no average
+        raise RarEdgeError("--ema averages the float model of 'rar-edge train'; this training task does not keep one: "
+                           "drop --ema")
     if any(not w > 0 for w in cfg.type_weights.values()):
         raise RarEdgeError(f"--type-weights must be positive numbers, got {cfg.type_weights}")
     check_synthesis(cfg.synthesis)
