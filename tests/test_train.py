@@ -123,6 +123,9 @@ def test_empty_or_bad_data_folder(tmp_path):
     assert res.returncode == 2 and "--cond-lr-scale must be a positive number" in res.stderr
     res = run_cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--fft-weight", "-1")
     assert res.returncode == 2 and "--fft-weight must be a number >= 0" in res.stderr
+    res = run_cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--ema", "1")
+    assert res.returncode == 2 and "--ema must be a decay in [0, 1)" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
     for weights, message in (("haze=x", "NAME=WEIGHT"), ("fog=2", "does not train on"), ("haze=0", "positive")):
         res = run_cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--type-weights", weights)
         assert res.returncode == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
