@@ -30,13 +30,15 @@ from rar_edge.eval.cases import COMPOSITES, case_name
 from rar_edge.eval.evaluate import evaluate
 from rar_edge.loop import StopRule
 from rar_edge.train.checkpoint import load_model
+from rar_edge.train.ema import RAW, load_raw
 
 
 def snapshots(run: Path) -> list[tuple[str, Path]]:
     """(label, folder) of a run's time marks in order, then its last checkpoint; a checkpoint folder given
     as the run is its own one snapshot (a baseline, e.g. a committed checkpoint beside the runs). A run
-    trained with ``--ema`` has its raw weights at each mark too (``marks-raw/``): each follows its average,
-    labelled "<mark> raw", so one table shows what the average gained at equal compute."""
+    trained with ``--ema`` has its raw weights at each mark too (``marks-raw/``) and beside its last
+    checkpoint's average: each follows its average, labelled "<mark> raw" ("last raw": ``load_snapshot``
+    reads them from the checkpoint's extras), so one table shows what the average gained at equal compute."""
     if (run / "config.json").is_file():
         return [("checkpoint", run)]
     marks = sorted((run / "marks").iterdir(), key=lambda p: float(p.name.removesuffix("min"))) \
@@ -48,7 +50,25 @@ def snapshots(run: Path) -> list[tuple[str, Path]]:
             out.append((f"{p.name} raw", run / "marks-raw" / p.name))
     if (run / "last" / "config.json").is_file():
         out.append(("last", run / "last"))
+        if has_raw(run / "last"):
+            out.append(("last raw", run / "last"))
     return out
+
+
+def has_raw(folder: Path) -> bool:
+    """Whether a checkpoint folder holds the raw weights of an ``--ema`` run beside its average."""
+    extras = folder / "extras.safetensors"
+    if not extras.is_file():
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(extras), "pt") as f:
+        return any(k.startswith(RAW + "/") for k in f.keys())
+
+
+def load_snapshot(label: str, folder: Path):
+    """(model, config) of a snapshot: a checkpoint's model, or for "last raw" the raw weights beside it."""
+    return load_raw(folder) if label == "last raw" else load_model(folder)
 
 
 def fixed_steps(steps: int) -> StopRule:
@@ -123,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for run in runs:
         for label, folder in snapshots(run):
-            model, config = load_model(folder)
+            model, config = load_snapshot(label, folder)
             for synthesis in a.syntheses.split(","):
                 report = evaluate(model, a.photos, fixed_steps(a.steps), crop=a.crop, max_images=a.max_images,
                                   synthesis=synthesis)

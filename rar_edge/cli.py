@@ -569,7 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--marks", help="minutes at which to keep weights-only snapshots in OUT/marks/ (e.g. 15,30,60; "
                                    "bench/learning_curve.py evaluates them)")
     p.add_argument("--ema", type=float, default=0.0,
-                   help="keep a moving average of the weights with this decay (e.g. 0.999: the last ~1000 updates) "
+                   help="keep a moving average of the weights with this decay (e.g. 0.999: about the last 1000 updates, "
+                        "once past its warm-up) "
                         "and store it as the checkpoints' model; the raw weights train as before and go beside it, "
                         "and --marks also keeps them in OUT/marks-raw/ (default: 0, off; docs/training.md)")
     p.set_defaults(func=cmd_train)

@@ -14,7 +14,7 @@ from rar_edge.model.presets import get_preset
 from rar_edge.model.rar import RAR
 from rar_edge.train import trainer
 from rar_edge.train.checkpoint import load_model
-from rar_edge.train.ema import WeightAverage
+from rar_edge.train.ema import WeightAverage, load_raw
 from rar_edge.train.signals import TrainingInterrupted
 from rar_edge.train.trainer import train
 
@@ -32,15 +32,17 @@ def test_average_follows_the_decay_after_its_warm_up():
     _fill(raw, 0.0)
     ema = WeightAverage(raw, decay=0.5)
     assert ema.average is not raw and "average" not in dict(ema.named_children())  # saved once, as the model
+    # (1 + n) / (10 + n) for n = 0..7, then the decay itself: it caps the warm-up from the 9th update on
+    decays = [1 / 10, 2 / 11, 3 / 12, 4 / 13, 5 / 14, 6 / 15, 7 / 16, 8 / 17, 0.5, 0.5, 0.5, 0.5]
+    values = [1.0, 3.0, -2.0, 5.0, 0.5, 4.0, -1.0, 2.0, 6.0, -3.0, 1.5, 2.5]
     expected = 0.0
-    for n, value in enumerate([1.0, 3.0, -2.0, 5.0]):
+    for decay, value in zip(decays, values, strict=True):
         _fill(raw, value)
         ema.update(raw)
-        decay = min(0.5, (1 + n) / (10 + n))  # 0.1, 0.18, 0.25, then 0.5
         expected = decay * expected + (1 - decay) * value
         for p in ema.average.parameters():
             torch.testing.assert_close(p, torch.full_like(p, expected))
-    assert int(ema.updates) == 4 and not any(p.requires_grad for p in ema.average.parameters())
+    assert int(ema.updates) == 12 and not any(p.requires_grad for p in ema.average.parameters())
     with pytest.raises(ValueError, match=r"decay must be in \(0, 1\)"):
         WeightAverage(raw, decay=1.0)
 
@@ -76,6 +78,13 @@ def test_checkpoints_hold_the_average_as_the_model_and_the_raw_weights_beside_it
     for k, v in expected.items():
         torch.testing.assert_close(got[k], v, atol=1e-6, rtol=1e-5, msg=k)
     assert max(float((got[k] - v).abs().max()) for k, v in plain.state_dict().items()) > 1e-4
+    # load_raw: the trained weights back as a model; a checkpoint without them is refused
+    raw, raw_cfg = load_raw(tmp_path / "avg" / "last")
+    assert raw_cfg["step"] == 6
+    for k, v in plain.state_dict().items():
+        torch.testing.assert_close(raw.state_dict()[k], v, atol=1e-6, rtol=0, msg=k)
+    with pytest.raises(RarEdgeError, match="holds no raw weights: only a training checkpoint of 'rar-edge train --ema'"):
+        load_raw(tmp_path / "plain" / "last")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM])

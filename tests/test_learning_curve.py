@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from rar_edge import DEGRADATIONS
 from rar_edge.eval.evaluate import evaluate
@@ -54,3 +55,8 @@ def test_a_run_with_a_weight_average_lists_each_marks_raw_weights_after_it(tmp_p
         ("7.5min", tmp_path / "marks/7.5min"), ("7.5min raw", tmp_path / "marks-raw/7.5min"),
         ("15min", tmp_path / "marks/15min"), ("15min raw", tmp_path / "marks-raw/15min"),
         ("30min", tmp_path / "marks/30min"), ("last", tmp_path / "last")]
+    # the last checkpoint's raw weights, beside its average in the extras
+    from safetensors.torch import save_file
+
+    save_file({"raw/w": torch.zeros(1), "average_count/updates": torch.zeros(())}, tmp_path / "last/extras.safetensors")
+    assert lc.snapshots(tmp_path)[-2:] == [("last", tmp_path / "last"), ("last raw", tmp_path / "last")]

@@ -152,6 +152,12 @@ def test_quantized_graphs_have_short_names_and_compute_the_same(tmp_path, monkey
         node.input[:] = ["t1" if i == "latent" else i for i in node.input]
     with pytest.raises(ValueError, match="names an input or output"):
         compact(clash)
+    branch = helper.make_graph([helper.make_node("Identity", ["velocity"], ["out"])], "branch", [],
+                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
+    nested = onnx.load(str(long))  # a subgraph could read names compact renames or drops: refused
+    nested.graph.node.append(helper.make_node("If", ["cond"], ["chosen"], then_branch=branch, else_branch=branch))
+    with pytest.raises(ValueError, match="top-level graph only"):
+        compact(nested)
 
 
 def test_half_weights_stores_float16_and_computes_with_their_values(tmp_path):

@@ -1,8 +1,8 @@
 """An exponential moving average of the trained weights (``rar-edge train --ema DECAY``).
 
 Small CPU batches (8 crops of 128²) make each update noisy: on the conv line, the raw weights' held-out
-gain moved by up to 0.30 dB between snapshots of one run, the average's by at most 0.12, and mid-schedule
-the average led by 0.12-0.15 dB; once the LR has decayed the two are level (BENCHMARKS.md, "A weight
+gain moved by up to 0.30 dB between snapshots of one run, the average's by at most 0.12; halfway the
+average led by 0.12-0.15 dB, and once the LR has decayed the two are level (BENCHMARKS.md, "A weight
 average"). The optimizer trains the raw weights as before, while checkpoints store the average as the
 model (what validation, the stop-rule fit and the exporters use) and the raw weights beside it, so
 ``--resume`` stays exact.
@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
+from rar_edge.errors import RarEdgeError
 from rar_edge.model import RAR
 
+from .checkpoint import checkpoint_dir, load_model
 from .task import TrainTask
 
 #: The extras under which a checkpoint keeps the raw (trained) weights and the average's update count.
@@ -26,11 +30,13 @@ RAW, COUNT = "raw", "average_count"
 
 
 class WeightAverage(nn.Module):
-    """``average = decay * average + (1 - decay) * raw`` after every update, with a short warm-up.
+    """``average = decay * average + (1 - decay) * raw`` after every update, with a warm-up.
 
-    The effective decay is ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the first updates
-    of a run (or of a run started from ``--init`` weights) are not swamped by the starting point. The
-    module's own state is the update count alone; the averaged model is ``average``.
+    The effective decay is ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates (TensorFlow's
+    ExponentialMovingAverage with ``num_updates``), so the starting point (e.g. ``--init`` weights) does not
+    linger: the average spans about the last ``n / 9 + 1`` updates until ``n`` reaches ``9 / (1 - decay)``
+    (9,000 updates at 0.999), then about ``1 / (1 - decay)``. The module's own state is the update count
+    alone; the averaged model is ``average``.
     """
 
     def __init__(self, model: RAR, decay: float) -> None:
@@ -47,7 +53,9 @@ class WeightAverage(nn.Module):
         """Move the average toward ``model``'s current weights (floating tensors; the rest are copied)."""
         n = int(self.updates)
         decay = min(self.decay, (1 + n) / (10 + n))
-        for avg, raw in zip(self.average.state_dict().values(), model.state_dict().values(), strict=True):
+        raws = model.state_dict()
+        for key, avg in self.average.state_dict().items():
+            raw = raws[key]
             if avg.is_floating_point():
                 avg.lerp_(raw.detach(), 1.0 - decay)
             else:
@@ -68,3 +76,19 @@ def with_weight_average(task: TrainTask, decay: float, make_objective: Callable[
         task, float_model=lambda: ema.average, extras={**task.extras, RAW: raw, COUNT: ema},
         after_step=lambda: ema.update(raw), load_model_state=ema.average.load_state_dict,
         eval_model=ema.average, eval_objective=make_objective(ema.average))
+
+
+def load_raw(folder: str | Path) -> tuple[RAR, dict]:
+    """The raw (trained) weights of a checkpoint written with ``--ema``, whose model is their average:
+    (model in eval mode, config.json). A checkpoint without them is refused."""
+    model, config = load_model(folder)
+    extras = checkpoint_dir(folder) / "extras.safetensors"
+    prefix = RAW + "/"
+    if extras.is_file():
+        with safe_open(str(extras), "pt") as f:
+            state = {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+        if state:
+            model.load_state_dict(state)
+            return model, config
+    raise RarEdgeError(f"{folder} holds no raw weights: only a training checkpoint of 'rar-edge train --ema' "
+                       "(RUN/last or RUN/best) has them beside its average")

@@ -249,7 +249,7 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     if not 0 <= cfg.weights.fft < float("inf"):
         raise RarEdgeError(f"--fft-weight must be a number >= 0, got {cfg.weights.fft}")
     if not 0 <= cfg.ema < 1:
-        raise RarEdgeError(f"--ema must be a decay in [0, 1) (e.g. 0.999: an average over ~1000 updates; 0: off), "
+        raise RarEdgeError(f"--ema must be a decay in [0, 1) (e.g. 0.999; 0: off), "
                            f"got {cfg.ema}")
     if cfg.ema and build_task is not default_task:  # distillation's QAT graphs and reblock's fits have no average
         raise RarEdgeError("--ema averages the float model of 'rar-edge train'; this training task does not keep one: "
@@ -437,8 +437,9 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                     marks_left.pop(0)
                 if done % cfg.val_every == 0 or done == cfg.steps or out_of_time:
                     if info.is_main:
-                        metrics = validate(task.eval_model or model, task.eval_objective or objective, val_clean,
-                                           degradations=cfg.degradations, synthesis=cfg.synthesis)
+                        metrics = validate(model if task.eval_model is None else task.eval_model,
+                                           objective if task.eval_objective is None else task.eval_objective,
+                                           val_clean, degradations=cfg.degradations, synthesis=cfg.synthesis)
                         with open(log_path, "a") as f:
                             f.write(json.dumps({"step": done, "val": metrics}) + "\n")
                         bar.write(f"step {done}: val loss {metrics['loss']:.4f}, "
