@@ -30,7 +30,7 @@ from rar_edge.eval.cases import COMPOSITES, case_name
 from rar_edge.eval.evaluate import evaluate
 from rar_edge.loop import StopRule
 from rar_edge.train.checkpoint import load_model
-from rar_edge.train.ema import RAW, load_raw
+from rar_edge.train.ema import has_raw, load_raw
 
 
 def snapshots(run: Path) -> list[tuple[str, Path]]:
@@ -53,17 +53,6 @@ def snapshots(run: Path) -> list[tuple[str, Path]]:
         if has_raw(run / "last"):
             out.append(("last raw", run / "last"))
     return out
-
-
-def has_raw(folder: Path) -> bool:
-    """Whether a checkpoint folder holds the raw weights of an ``--ema`` run beside its average."""
-    extras = folder / "extras.safetensors"
-    if not extras.is_file():
-        return False
-    from safetensors import safe_open
-
-    with safe_open(str(extras), "pt") as f:
-        return any(k.startswith(RAW + "/") for k in f.keys())
 
 
 def load_snapshot(label: str, folder: Path):

@@ -78,17 +78,29 @@ def with_weight_average(task: TrainTask, decay: float, make_objective: Callable[
         eval_model=ema.average, eval_objective=make_objective(ema.average))
 
 
+def _raw_weights(folder: str | Path, read: bool = True) -> dict[str, torch.Tensor | None]:
+    """The raw weights in a checkpoint folder's extras, by model key ({} when it has none); with
+    ``read=False`` their keys only (values None)."""
+    extras = Path(folder) / "extras.safetensors"
+    if not extras.is_file():
+        return {}
+    prefix = RAW + "/"
+    with safe_open(str(extras), "pt") as f:
+        return {k[len(prefix):]: f.get_tensor(k) if read else None for k in f.keys() if k.startswith(prefix)}
+
+
+def has_raw(folder: str | Path) -> bool:
+    """Whether a checkpoint folder holds the raw weights of an ``--ema`` run beside its average."""
+    return bool(_raw_weights(folder, read=False))
+
+
 def load_raw(folder: str | Path) -> tuple[RAR, dict]:
     """The raw (trained) weights of a checkpoint written with ``--ema``, whose model is their average:
     (model in eval mode, config.json). A checkpoint without them is refused."""
     model, config = load_model(folder)
-    extras = checkpoint_dir(folder) / "extras.safetensors"
-    prefix = RAW + "/"
-    if extras.is_file():
-        with safe_open(str(extras), "pt") as f:
-            state = {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
-        if state:
-            model.load_state_dict(state)
-            return model, config
+    state = _raw_weights(checkpoint_dir(folder))
+    if state:
+        model.load_state_dict(state)
+        return model, config
     raise RarEdgeError(f"{folder} holds no raw weights: only a training checkpoint of 'rar-edge train --ema' "
                        "(RUN/last or RUN/best) has them beside its average")

@@ -249,8 +249,7 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
     if not 0 <= cfg.weights.fft < float("inf"):
         raise RarEdgeError(f"--fft-weight must be a number >= 0, got {cfg.weights.fft}")
     if not 0 <= cfg.ema < 1:
-        raise RarEdgeError(f"--ema must be a decay in [0, 1) (e.g. 0.999; 0: off), "
-                           f"got {cfg.ema}")
+        raise RarEdgeError(f"--ema must be a decay in [0, 1) (e.g. 0.999; 0: off), got {cfg.ema}")
     if cfg.ema and build_task is not default_task:  # distillation's QAT graphs and reblock's fits have no average
         raise RarEdgeError("--ema averages the float model of 'rar-edge train'; this training task does not keep one: "
                            "drop --ema")
