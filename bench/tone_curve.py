@@ -1,0 +1,185 @@
+"""How much of each degradation a global tone curve undoes: an oracle, and a blind estimator (issue 20).
+
+    # the oracle: per image and channel the best function of the input value (fitted against the clean image)
+    python bench/tone_curve.py --photos photos/heldout --oracle
+    # a blind estimator: a small MLP on thumbnail statistics, trained for --minutes, then evaluated
+    python bench/tone_curve.py --photos photos/heldout --train photos/train --minutes 7 --gates 0,1,2
+
+Why: the global types (low light, haze; albumentations' rain also dims the image) are where the shipped model
+gains least under the independent synthesis, and issue 20 welcomes a cheap physically-based step for them.
+A curve that maps each pixel value through a per-channel function can be applied as a lookup table anywhere.
+
+The oracle's "lut" is the mean clean value per 1/64 of the input range (an upper bound: it sees the clean
+image); "affine" is the least-squares ``a x + b`` per channel. The estimator reads the 64² thumbnail's
+per-channel mean, standard deviation and 16-bin soft histogram, and returns Zero-DCE's iterated curve
+``y + alpha y (1 - y)`` (8 iterations per channel, alpha in (-1, 1)), then a per-channel gain and offset, plus
+one logit: "this image is under-exposed" (BCE against the synthesis's labels; the curve's MSE is weighted to
+those images). ``--gates`` applies the curve only where that logit reaches each value (none: always).
+Prints per case the mean PSNR gain over 24 centre crops (256²) under the training synthesis ``v2`` and the
+independent one. Training synthesis: ``--synthesis`` (default v3). Bench-only: nothing in rar_edge uses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import shlex
+import sys
+import time
+from datetime import date
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rar_edge import DEGRADATIONS
+from rar_edge.data.degrade import degrade
+from rar_edge.data.folder import PhotoFolder
+from rar_edge.eval.cases import make_cases
+
+ITERS, THUMB, BINS = 8, 64, 16
+SINGLES = DEGRADATIONS
+COMPOSITES = ("blur+noise", "noise+jpeg", "rain+haze", "blur+noise+jpeg")
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, cap: float = 60.0) -> torch.Tensor:
+    """Per-image PSNR (dB), capped (a clean crop returned unchanged would be infinite)."""
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    return (10 * torch.log10(1 / mse.clamp(min=1e-12))).clamp(max=cap)
+
+
+def features(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean, standard deviation and soft histogram of the 64² thumbnail (N, 6 + 3 * BINS)."""
+    t = F.adaptive_avg_pool2d(x, THUMB)
+    centers = torch.linspace(0, 1, BINS).view(1, 1, BINS, 1)
+    hist = torch.relu(1 - (t.flatten(2)[:, :, None, :] - centers).abs() * (BINS - 1)).mean(3).flatten(1)
+    return torch.cat([t.mean((2, 3)), t.std((2, 3)), hist], 1)
+
+
+class ToneHead(nn.Module):
+    """Thumbnail statistics -> curve parameters (3 * ITERS alphas, 3 gains, 3 offsets) and one logit."""
+
+    def __init__(self, hidden: int = 128) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(6 + 3 * BINS, hidden), nn.ReLU(), nn.Linear(hidden, 3 * ITERS + 7))
+        nn.init.zeros_(self.mlp[-1].weight)  # starts as the identity curve
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.mlp(features(x))
+        return p[:, :-1], p[:, -1]
+
+
+def apply_curve(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    n = x.shape[0]
+    alpha = torch.tanh(p[:, : 3 * ITERS]).view(n, ITERS, 3, 1, 1)
+    gain = torch.exp(p[:, 3 * ITERS : 3 * ITERS + 3]).view(n, 3, 1, 1)
+    offset = p[:, 3 * ITERS + 3 :].view(n, 3, 1, 1)
+    y = x.clamp(0, 1)
+    for k in range(ITERS):
+        y = y + alpha[:, k] * y * (1 - y)
+    return (gain * y + offset).clamp(0, 1)
+
+
+def oracle(d: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per image and channel: the mean clean value per input bin (lut) and the least-squares affine map."""
+    lut, aff = torch.empty_like(d), torch.empty_like(d)
+    for i in range(d.shape[0]):
+        for ch in range(3):
+            x, y = d[i, ch].flatten(), c[i, ch].flatten()
+            b = (x * 63.999).long()
+            s = torch.zeros(64).index_add_(0, b, y)
+            n = torch.zeros(64).index_add_(0, b, torch.ones_like(y))
+            seen = n > 0
+            grid = np.arange(64.0)
+            table = torch.from_numpy(np.interp(grid, grid[seen.numpy()], (s[seen] / n[seen]).numpy())).float()
+            lut[i, ch] = table[b].view_as(d[i, ch])
+            a = torch.stack([x, torch.ones_like(x)], 1)
+            aff[i, ch] = (a @ torch.linalg.lstsq(a, y[:, None]).solution).view_as(d[i, ch]).clamp(0, 1)
+    return {"oracle lut": lut, "oracle affine": aff}
+
+
+def rows_of(outputs: dict[str, torch.Tensor], d: torch.Tensor, c: torch.Tensor, names: list[str]) -> dict:
+    base = psnr(d, c)
+    rows = {}
+    for label, y in outputs.items():
+        g = psnr(y, c) - base
+        per = {case: float(g[torch.tensor([n == case for n in names])].mean()) for case in dict.fromkeys(names)}
+        per["single"] = sum(per[t] for t in SINGLES) / len(SINGLES)
+        per["composite"] = sum(per[t] for t in COMPOSITES) / len(COMPOSITES)
+        rows[label] = per
+    return rows
+
+
+def train(head: ToneHead, data: str, minutes: float, synthesis: str, batch: int, crop: int, lr: float) -> int:
+    """Train ``head`` for ``minutes`` (cosine LR); returns the steps taken."""
+    photos = PhotoFolder(data)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(1)
+    dark = DEGRADATIONS.index("low_light")
+    start, step = time.perf_counter(), 0
+    while (spent := (time.perf_counter() - start) / 60) < minutes:
+        for g in opt.param_groups:
+            g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * spent / minutes))
+        clean = photos.random_crops(batch, crop, gen)
+        b = degrade(clean, seed=1000 + step, synthesis=synthesis, p_clean=0.2)
+        d = b.degraded.clamp(0, 1)
+        p, logit = head(d)
+        target = b.labels[:, dark]
+        weight = target + 0.05  # the curve learns from under-exposed images; the rest only keep it sane
+        mse = (apply_curve(d, p) - clean).pow(2).flatten(1).mean(1)
+        loss = (mse * weight).sum() / weight.sum() + 0.05 * F.binary_cross_entropy_with_logits(logit, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 200 == 0:
+            print(f"  step {step}, {spent:.1f} min, loss {loss.item():.4f}", file=sys.stderr, flush=True)
+    return step
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", required=True, help="held-out photos (24 centre crops of 256²)")
+    ap.add_argument("--oracle", action="store_true", help="the oracle curves' gains")
+    ap.add_argument("--train", help="training photos: train a blind estimator and evaluate it")
+    ap.add_argument("--minutes", type=float, default=7.0)
+    ap.add_argument("--synthesis", default="v3", help="training synthesis of the estimator")
+    ap.add_argument("--gates", default="", help="comma-separated logits at which the curve is applied")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--crop", type=int, default=192)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    a = ap.parse_args(argv)
+    torch.manual_seed(0)
+    clean = PhotoFolder(a.photos).center_crops(256)[:24]
+    head, steps = None, 0
+    if a.train:
+        head = ToneHead()
+        steps = train(head, a.train, a.minutes, a.synthesis, a.batch, a.crop, a.lr)
+        head.eval()
+    print(f"\n`python bench/tone_curve.py {shlex.join(sys.argv[1:] if argv is None else argv)}` — {date.today()}, "
+          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+          + (f"; estimator: {steps} steps" if head else "") + "\n")
+    cols = ["single", "composite", *SINGLES, *COMPOSITES, "clean"]
+    print("| curve | test synthesis | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 2) + "|")
+    for syn in ("v2", "albumentations"):
+        batch, names = make_cases(clean, seed=0, synthesis=syn)
+        d, c = batch.degraded.clamp(0, 1), batch.clean
+        outputs = oracle(d, c) if a.oracle else {}
+        if head is not None:
+            with torch.no_grad():
+                p, logit = head(d)
+                y = apply_curve(d, p)
+            outputs["estimated, always"] = y
+            for gate in filter(None, a.gates.split(",")):
+                outputs[f"estimated, logit ≥ {gate}"] = torch.where((logit >= float(gate))[:, None, None, None], y, d)
+        for label, per in rows_of(outputs, d, c, names).items():
+            print(f"| {label} | {syn} | " + " | ".join(f"{per[k]:+.2f}" for k in cols) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""bench/tone_curve.py: the global tone curve's oracle and its blind estimator."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from conftest import load_bench
+
+
+def test_curve_is_the_identity_at_zero_and_brightens_with_positive_alphas():
+    bench = load_bench("tone_curve")
+    x = torch.rand(2, 3, 8, 8)
+    p = torch.zeros(2, 3 * bench.ITERS + 6)
+    assert torch.allclose(bench.apply_curve(x, p), x)
+    p[:, : 3 * bench.ITERS] = 1.0  # alpha = tanh(1) > 0 in every iteration: every mid-tone rises
+    y = bench.apply_curve(x, p)
+    mid = (x > 0.01) & (x < 0.99)
+    assert bool((y[mid] > x[mid]).all())
+    p = torch.zeros(1, 3 * bench.ITERS + 6)
+    p[0, 3 * bench.ITERS : 3 * bench.ITERS + 3] = float(np.log(2.0))  # gain 2, offset -0.1
+    p[0, 3 * bench.ITERS + 3 :] = -0.1
+    assert torch.allclose(bench.apply_curve(x[:1] * 0.4, p), (x[:1] * 0.8 - 0.1).clamp(0, 1), atol=1e-6)
+
+
+def test_a_new_estimator_returns_the_input_and_its_features_are_a_histogram():
+    bench = load_bench("tone_curve")
+    x = torch.rand(3, 3, 96, 80)
+    p, logit = bench.ToneHead()(x)
+    assert torch.allclose(bench.apply_curve(x, p), x) and torch.equal(logit, torch.zeros(3))
+    f = bench.features(x)
+    hist = f[:, 6:].view(3, 3, bench.BINS)
+    assert torch.allclose(hist.sum(2), torch.ones(3, 3), atol=1e-5)  # soft bins share each pixel out
+    assert torch.allclose(f[:, :3], torch.nn.functional.adaptive_avg_pool2d(x, bench.THUMB).mean((2, 3)))
+
+
+def test_oracle_undoes_a_per_channel_darkening():
+    bench = load_bench("tone_curve")
+    c = torch.rand(1, 3, 64, 64)
+    d = c * torch.tensor([0.3, 0.5, 0.4]).view(1, 3, 1, 1)  # an affine (exposure) change per channel
+    out = bench.oracle(d, c)
+    assert float(bench.psnr(out["oracle affine"], c)) > 55  # exact up to float error (capped at 60)
+    assert float(bench.psnr(out["oracle lut"], c)) > float(bench.psnr(d, c)) + 20  # binned: close, not exact
+
+
+def test_cli_trains_briefly_and_prints_one_row_per_curve_and_synthesis(tmp_path, capsys):
+    bench = load_bench("tone_curve")
+    rng = np.random.default_rng(0)
+    for folder in ("train", "held"):
+        (tmp_path / folder).mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(tmp_path / folder / f"{i}.png")
+    bench.main(["--photos", str(tmp_path / "held"), "--train", str(tmp_path / "train"), "--minutes", "0.01",
+                "--batch", "2", "--crop", "64", "--gates", "1", "--oracle"])
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r[0] for r in rows[1:]] == ["oracle lut", "oracle affine", "estimated, always", "estimated, logit ≥ 1"] * 2
+    assert [r[1] for r in rows[1:]] == ["v2"] * 4 + ["albumentations"] * 4
+    clean = rows[0].index("clean")
+    assert all(r[clean] in ("+0.00", "-0.00") for r in rows[1:] if r[0] == "oracle affine")  # a clean crop maps to itself
