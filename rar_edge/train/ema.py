@@ -75,6 +75,7 @@ def with_weight_average(task: TrainTask, decay: float, make_objective: Callable[
     return dataclasses.replace(
         task, float_model=lambda: ema.average, extras={**task.extras, RAW: raw, COUNT: ema},
         after_step=lambda: ema.update(raw), load_model_state=ema.average.load_state_dict,
+        marked_too={**task.marked_too, "marks-raw": lambda: raw},  # what the average gained, at each mark
         eval_model=ema.average, eval_objective=make_objective(ema.average))
 
 

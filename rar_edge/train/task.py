@@ -28,6 +28,8 @@ class TrainTask:
         after_step: called after each optimizer update (e.g. to move a weight average).
         eval_model, eval_objective: what validation runs, when not ``model`` and ``objective`` (e.g. the
             weight average of rar_edge/train/ema.py).
+        marked_too: further models snapshotted at every ``--marks`` time mark, by the run subfolder they go to
+            (the weight average's raw weights: ``{"marks-raw": ...}``); ``float_model`` goes to ``marks/``.
     """
 
     model: nn.Module
@@ -39,6 +41,7 @@ class TrainTask:
     after_step: Callable[[], None] | None = None
     eval_model: nn.Module | None = None
     eval_objective: nn.Module | None = None
+    marked_too: dict[str, Callable[[], RAR]] = field(default_factory=dict)
 
     def parameters(self) -> Iterable[nn.Parameter]:
         """Every trainable parameter of the objective (teachers are frozen: requires_grad False)."""

@@ -27,7 +27,7 @@ from rar_edge.model.transfer import PARTS
 
 from . import distributed
 from .checkpoint import load_model, load_training_state, read_config, read_train_config, save_checkpoint
-from .ema import RAW, with_weight_average
+from .ema import with_weight_average
 from .losses import LossWeights, RARObjective, psnr_db
 from .signals import StopSignals, TrainingInterrupted
 from .task import TrainTask, load_extras, rar_task
@@ -428,11 +428,9 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                 out_of_time = distributed.any_rank(clock.over(), info)
                 while marks_left and clock.spent_s >= marks_left[0] * 60:
                     if info.is_main:  # a snapshot to evaluate later (bench/learning_curve.py): weights only
-                        save_checkpoint(out / "marks" / f"{marks_left[0]:g}min", task.float_model(), cfg.preset,
-                                        done, {"spent_s": clock.spent_s})
-                        if RAW in task.extras:  # with --ema, the raw weights too: what the average gained
-                            save_checkpoint(out / "marks-raw" / f"{marks_left[0]:g}min", task.extras[RAW],
-                                            cfg.preset, done, {"spent_s": clock.spent_s})
+                        for folder, marked in {"marks": task.float_model, **task.marked_too}.items():
+                            save_checkpoint(out / folder / f"{marks_left[0]:g}min", marked(), cfg.preset, done,
+                                            {"spent_s": clock.spent_s})
                     marks_left.pop(0)
                 if done % cfg.val_every == 0 or done == cfg.steps or out_of_time:
                     if info.is_main:
