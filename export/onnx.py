@@ -125,12 +125,23 @@ def half_weights(model) -> int:
     from onnx import TensorProto, helper, numpy_helper
 
     graph, saved, casts = model.graph, 0, []
+    taken = ({t.name for t in graph.initializer} | {v.name for v in graph.input} | {v.name for v in graph.output}
+             | {name for node in graph.node for name in (*node.input, *node.output)})
+    numbers = iter(range(1 << 62))
+
+    def fresh() -> str:
+        """The next short name no tensor of the graph has (a graph may already hold a ``half0``)."""
+        while (name := f"half{next(numbers):x}") in taken:
+            pass
+        taken.add(name)
+        return name
+
     for t in list(graph.initializer):
         if t.data_type != TensorProto.FLOAT or int(np.prod(t.dims)) < HALF_MIN_ELEMENTS:
             continue
         weight = numpy_helper.to_array(t)
         # a short name: the weight's own (often 40 characters) stays on the Cast's output, which its readers use
-        half = numpy_helper.from_array(weight.astype(np.float16), f"half{len(casts):x}")
+        half = numpy_helper.from_array(weight.astype(np.float16), fresh())
         graph.initializer.remove(t)
         graph.initializer.append(half)
         casts.append(helper.make_node("Cast", [half.name], [t.name], to=TensorProto.FLOAT))

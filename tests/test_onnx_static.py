@@ -195,6 +195,13 @@ def test_half_weights_stores_float16_and_computes_with_their_values(tmp_path):
     assert kinds == {"b": TensorProto.FLOAT, "half0": TensorProto.FLOAT16}  # the 8-element bias stays float32
     assert [n.op_type for n in model.graph.node] == ["Cast", "Conv"] and model.graph.node[0].output[0] == "w"
     x = rng.random((1, 3, 9, 9), dtype=np.float32)
+    clash = model_of(w)  # a graph whose own tensors are named like the short names: they stay theirs
+    clash.graph.initializer[1].name = clash.graph.node[0].input[2] = "half0"
+    half_weights(clash)
+    onnx.checker.check_model(clash)
+    assert sorted(t.name for t in clash.graph.initializer) == ["half0", "half1"]
+    assert clash.graph.node[0].input == ["half1"] and clash.graph.node[0].output == ["w"]
+    np.testing.assert_allclose(run(clash, x), run(model, x), rtol=0, atol=0)
     rounded = model_of(w.astype(np.float16).astype(np.float32))
     np.testing.assert_allclose(run(model, x), run(rounded, x), rtol=1e-6, atol=1e-6)
     assert np.abs(run(model, x) - run(model_of(w), x)).max() > 0  # the rounding is real, and small:
