@@ -4,6 +4,8 @@
     python bench/tone_curve.py --photos photos/heldout --oracle
     # a blind estimator: a small MLP on thumbnail statistics, trained for --minutes, then evaluated
     python bench/tone_curve.py --photos photos/heldout --train photos/train --minutes 7 --gates 0,1,2
+    # ... and each gated curve followed by a checkpoint's own loop (its fitted stop rule), against the loop alone
+    python bench/tone_curve.py ... --loop checkpoints/rar-edge-s-conv-v2 --assess-gate 0.5
 
 Why: the global types (low light, haze; albumentations' rain also dims the image) are where the shipped model
 gains least under the independent synthesis, and issue 20 welcomes a cheap physically-based step for them.
@@ -15,6 +17,8 @@ per-channel mean, standard deviation and 16-bin soft histogram, and returns Zero
 ``y + alpha y (1 - y)`` (8 iterations per channel, alpha in (-1, 1)), then a per-channel gain and offset, plus
 one logit: "this image is under-exposed" (BCE against the synthesis's labels; the curve's MSE is weighted to
 those images). ``--gates`` applies the curve only where that logit reaches each value (none: always).
+``--loop`` runs a checkpoint's restore loop (torch, its own stop rule) on the input and on each gated curve's
+output; ``--assess-gate P`` also requires the checkpoint's assessor to give low light a probability >= P.
 Prints per case the mean PSNR gain over 24 centre crops (256²) under the training synthesis ``v2`` and the
 independent one. Training synthesis: ``--synthesis`` (default v3). Bench-only: nothing in rar_edge uses it.
 """
@@ -38,6 +42,7 @@ from rar_edge import DEGRADATIONS
 from rar_edge.data.degrade import degrade
 from rar_edge.data.folder import PhotoFolder
 from rar_edge.eval.cases import make_cases
+from rar_edge.train.checkpoint import load_model
 
 ITERS, THUMB, BINS = 8, 64, 16
 SINGLES = DEGRADATIONS
@@ -140,6 +145,21 @@ def train(head: ToneHead, data: str, minutes: float, synthesis: str, batch: int,
     return step
 
 
+def run_loop(model, x: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    """The checkpoint's adaptive loop with its own stop rule (a crop it keeps at step 0 comes back as it went in)."""
+    rule = model.stop_rule()
+    with torch.no_grad():
+        return torch.cat([torch.stack([r.image for r in model.restore_loop(x[i : i + batch], rule)])
+                          for i in range(0, len(x), batch)])
+
+
+def assessed_low_light(model, x: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    """The checkpoint's assessed probability of low light per image."""
+    j = model.config.degradations.index("low_light")
+    with torch.no_grad():
+        return torch.cat([model.assess(model.encode(x[i : i + batch]))[1][:, j] for i in range(0, len(x), batch)])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", required=True, help="held-out photos (24 centre crops of 256²)")
@@ -148,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=7.0)
     ap.add_argument("--synthesis", default="v3", help="training synthesis of the estimator")
     ap.add_argument("--gates", default="", help="comma-separated logits at which the curve is applied")
+    ap.add_argument("--loop", help="a checkpoint whose restore loop runs after each gated curve (and alone)")
+    ap.add_argument("--assess-gate", type=float, help="with --loop: also require its assessed low light >= this")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--crop", type=int, default=192)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -155,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     clean = PhotoFolder(a.photos).center_crops(256)[:24]
     head, steps = None, 0
+    model = load_model(a.loop)[0] if a.loop else None
     if a.train:
         head = ToneHead()
         steps = train(head, a.train, a.minutes, a.synthesis, a.batch, a.crop, a.lr)
@@ -174,8 +197,19 @@ def main(argv: list[str] | None = None) -> int:
                 p, logit = head(d)
                 y = apply_curve(d, p)
             outputs["estimated, always"] = y
+            dark = assessed_low_light(model, d) if model is not None and a.assess_gate is not None else None
+            gated = {}
             for gate in filter(None, a.gates.split(",")):
-                outputs[f"estimated, logit ≥ {gate}"] = torch.where((logit >= float(gate))[:, None, None, None], y, d)
+                gated[f"estimated, logit ≥ {gate}"] = logit >= float(gate)
+                if dark is not None:
+                    gated[f"estimated, logit ≥ {gate} and assessed low light ≥ {a.assess_gate}"] = \
+                        (logit >= float(gate)) & (dark >= a.assess_gate)
+            for label, on in gated.items():
+                outputs[label] = torch.where(on[:, None, None, None], y, d)
+        if model is not None:
+            outputs["the loop alone"] = run_loop(model, d)
+            for label in [k for k in outputs if k.startswith("estimated, logit")]:
+                outputs[f"{label}, then the loop"] = run_loop(model, outputs[label])
         for label, per in rows_of(outputs, d, c, names).items():
             print(f"| {label} | {syn} | " + " | ".join(f"{per[k]:+.2f}" for k in cols) + " |")
     return 0

@@ -44,7 +44,7 @@ def test_oracle_undoes_a_per_channel_darkening():
     assert float(bench.psnr(out["oracle lut"], c)) > float(bench.psnr(d, c)) + 20  # binned: close, not exact
 
 
-def test_cli_trains_briefly_and_prints_one_row_per_curve_and_synthesis(tmp_path, capsys):
+def test_cli_trains_briefly_and_prints_one_row_per_curve_and_synthesis(tmp_path, capsys, tiny_checkpoint):
     bench = load_bench("tone_curve")
     rng = np.random.default_rng(0)
     for folder in ("train", "held"):
@@ -52,10 +52,14 @@ def test_cli_trains_briefly_and_prints_one_row_per_curve_and_synthesis(tmp_path,
         for i in range(2):
             Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(tmp_path / folder / f"{i}.png")
     bench.main(["--photos", str(tmp_path / "held"), "--train", str(tmp_path / "train"), "--minutes", "0.01",
-                "--batch", "2", "--crop", "64", "--gates", "1", "--oracle"])
+                "--batch", "2", "--crop", "64", "--gates", "1", "--oracle", "--loop", str(tiny_checkpoint),
+                "--assess-gate", "0.5"])
     rows = [[cell.strip() for cell in line.strip("|").split("|")]
             for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
-    assert [r[0] for r in rows[1:]] == ["oracle lut", "oracle affine", "estimated, always", "estimated, logit ≥ 1"] * 2
-    assert [r[1] for r in rows[1:]] == ["v2"] * 4 + ["albumentations"] * 4
+    gated = ["estimated, logit ≥ 1", "estimated, logit ≥ 1 and assessed low light ≥ 0.5"]
+    labels = ["oracle lut", "oracle affine", "estimated, always", *gated, "the loop alone",
+              *(f"{g}, then the loop" for g in gated)]
+    assert [r[0] for r in rows[1:]] == labels * 2
+    assert [r[1] for r in rows[1:]] == ["v2"] * len(labels) + ["albumentations"] * len(labels)
     clean = rows[0].index("clean")
     assert all(r[clean] in ("+0.00", "-0.00") for r in rows[1:] if r[0] == "oracle affine")  # a clean crop maps to itself
