@@ -174,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crop", type=int, default=192)
     ap.add_argument("--lr", type=float, default=2e-3)
     a = ap.parse_args(argv)
+    if a.gates and not a.train:
+        ap.error("--gates gates a trained estimator: add --train PHOTOS")
+    if a.assess_gate is not None and not a.loop:
+        ap.error("--assess-gate reads a checkpoint's assessor: add --loop CHECKPOINT")
     torch.manual_seed(0)
     clean = PhotoFolder(a.photos).center_crops(256)[:24]
     head, steps = None, 0

@@ -114,6 +114,19 @@ def slim(bundle: Path, files: list[str], retype: Collection[str] = (),
 HALF_MIN_ELEMENTS = 64
 
 
+def _names(graph) -> set[str]:
+    """Every tensor name a graph uses: initializers, inputs, outputs, annotations, node inputs and outputs, and
+    those of its nodes' subgraphs (ONNX forbids a subgraph name that shadows an outer one)."""
+    names = {t.name for t in graph.initializer} | {t.values.name for t in graph.sparse_initializer}
+    names |= {v.name for v in (*graph.input, *graph.output, *graph.value_info)}
+    for node in graph.node:
+        names |= {*node.input, *node.output}
+        for attr in node.attribute:
+            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                names |= _names(sub)
+    return names
+
+
 def half_weights(model) -> int:
     """Store the graph's float32 weights as float16, each read through a Cast back to float32; returns the
     bytes saved. The graph still computes in float32: onnxruntime folds the Casts into float32 weights when
@@ -125,12 +138,11 @@ def half_weights(model) -> int:
     from onnx import TensorProto, helper, numpy_helper
 
     graph, saved, casts = model.graph, 0, []
-    taken = ({t.name for t in graph.initializer} | {v.name for v in graph.input} | {v.name for v in graph.output}
-             | {name for node in graph.node for name in (*node.input, *node.output)})
+    taken = _names(graph)
     numbers = iter(range(1 << 62))
 
     def fresh() -> str:
-        """The next short name no tensor of the graph has (a graph may already hold a ``half0``)."""
+        """The next short name that no tensor of the graph or its subgraphs has (a graph may hold a ``half0``)."""
         while (name := f"half{next(numbers):x}") in taken:
             pass
         taken.add(name)

@@ -196,11 +196,12 @@ def test_half_weights_stores_float16_and_computes_with_their_values(tmp_path):
     assert [n.op_type for n in model.graph.node] == ["Cast", "Conv"] and model.graph.node[0].output[0] == "w"
     x = rng.random((1, 3, 9, 9), dtype=np.float32)
     clash = model_of(w)  # a graph whose own tensors are named like the short names: they stay theirs
-    clash.graph.initializer[1].name = clash.graph.node[0].input[2] = "half0"
+    clash.graph.initializer[1].name = clash.graph.node[0].input[2] = "half0"  # the bias
+    clash.graph.node[0].output[0] = clash.graph.output[0].name = "half1"  # the graph's output
     half_weights(clash)
     onnx.checker.check_model(clash)
-    assert sorted(t.name for t in clash.graph.initializer) == ["half0", "half1"]
-    assert clash.graph.node[0].input == ["half1"] and clash.graph.node[0].output == ["w"]
+    assert sorted(t.name for t in clash.graph.initializer) == ["half0", "half2"]
+    assert clash.graph.node[0].input == ["half2"] and clash.graph.node[0].output == ["w"]
     np.testing.assert_allclose(run(clash, x), run(model, x), rtol=0, atol=0)
     rounded = model_of(w.astype(np.float16).astype(np.float32))
     np.testing.assert_allclose(run(model, x), run(rounded, x), rtol=1e-6, atol=1e-6)
@@ -262,3 +263,19 @@ def test_assess_trunk_experiment_keeps_what_reads_the_detail_statistics_float():
     graph = helper.make_graph(nodes, "g", [], [])
     assert trunk.downstream(graph, [nodes[1]]) == {"dev", "log", "cat"}
     assert trunk.downstream(graph, [nodes[0]]) == {"stem", "relu", "cat"}
+
+
+def test_half_weights_names_avoid_the_names_of_subgraphs():
+    """A subgraph may not shadow an outer name: the short names skip what an If node's branches use."""
+    from onnx import TensorProto, helper
+
+    from rar_edge.export.onnx import _names
+
+    def branch(name: str, out: str):
+        return helper.make_graph([helper.make_node("Identity", ["x"], [out])], name, [],
+                                 [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1])])
+
+    node = helper.make_node("If", ["c"], ["y"], then_branch=branch("t", "half0"), else_branch=branch("e", "inner"))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    assert _names(graph) == {"c", "y", "x", "half0", "inner"}

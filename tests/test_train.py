@@ -206,6 +206,7 @@ def test_time_budget_stops_with_checkpoint_marks_and_decayed_lr(photo_dir, tmp_p
     lr = state["optimizer"]["param_groups"][0]["lr"]
     assert lr <= cfg.lr * 0.06  # the cosine reached its floor (5 % of the peak) as the budget ran out
     assert sorted(p.name for p in (out / "marks").iterdir()) == ["0.02min", "0.05min"]
+    assert not (out / "marks-raw").exists()  # only a run with --ema snapshots its raw weights too
     mark = json.loads((out / "marks" / "0.05min" / "config.json").read_text())
     assert mark["metrics"]["spent_s"] >= 3.0 and mark["step"] <= step
     # A resume with a larger budget continues the clock, not from zero.

@@ -29,7 +29,7 @@ class TrainTask:
         eval_model, eval_objective: what validation runs, when not ``model`` and ``objective`` (e.g. the
             weight average of rar_edge/train/ema.py).
         marked_too: further models snapshotted at every ``--marks`` time mark, by the run subfolder they go to
-            (the weight average's raw weights: ``{"marks-raw": ...}``); ``float_model`` goes to ``marks/``.
+            (the weight average's raw weights: ``{"marks-raw": ...}``); ``marks/`` is always ``float_model``'s.
     """
 
     model: nn.Module

@@ -428,7 +428,7 @@ def train(cfg: TrainConfig, build_task: Callable[[TrainConfig, torch.device], Tr
                 out_of_time = distributed.any_rank(clock.over(), info)
                 while marks_left and clock.spent_s >= marks_left[0] * 60:
                     if info.is_main:  # a snapshot to evaluate later (bench/learning_curve.py): weights only
-                        for folder, marked in {"marks": task.float_model, **task.marked_too}.items():
+                        for folder, marked in {**task.marked_too, "marks": task.float_model}.items():
                             save_checkpoint(out / folder / f"{marks_left[0]:g}min", marked(), cfg.preset, done,
                                             {"spent_s": clock.spent_s})
                     marks_left.pop(0)
