@@ -78,6 +78,7 @@ class ToneHead(nn.Module):
 
 
 def apply_curve(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``x`` (N,3,H,W) through each image's curve: ITERS steps ``y + alpha y (1 - y)``, then ``gain y + offset``."""
     n = x.shape[0]
     alpha = torch.tanh(p[:, : 3 * ITERS]).view(n, ITERS, 3, 1, 1)
     gain = torch.exp(p[:, 3 * ITERS : 3 * ITERS + 3]).view(n, 3, 1, 1)
@@ -107,6 +108,7 @@ def oracle(d: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def rows_of(outputs: dict[str, torch.Tensor], d: torch.Tensor, c: torch.Tensor, names: list[str]) -> dict:
+    """Per output, the mean PSNR gain over the input ``d`` per case, and over the single types and composites."""
     base = psnr(d, c)
     rows = {}
     for label, y in outputs.items():
