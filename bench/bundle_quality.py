@@ -14,7 +14,8 @@ worse than their input and the worst such loss (a mean hides a few ruined photos
 returned unchanged and the lowest PSNR among them (how far a changed one fell; 100 dB when every one came back
 unchanged). With ``--samples DIR`` (a folder with samples.json, as ``samples/``: what ``make demo`` and a new user
 restore first), also one row per bundle of each sample's PSNR gain and steps, and their mean (each bundle's own
-rule, as make demo runs it: ``--rule`` does not apply to them).
+rule, as make demo runs it: ``--rule`` does not apply to them). With ``--tone``, every bundle also runs with the
+exposure stage first (``Restorer.restore(tone=True)``, the shipped head), as one more row.
 """
 
 from __future__ import annotations
@@ -72,18 +73,21 @@ def parsed_rule(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict:
         p.error(str(e))
 
 
-def bundle_method(bundle: Path, rule: dict | None = None):
-    """The runtime's Restorer on ``bundle`` as a report method: image -> (restored, steps run); ``rule``
-    overrides the bundle's stop-rule fields."""
+def bundle_methods(bundle: Path, rule: dict | None = None, tone: bool = False) -> dict:
+    """The runtime's Restorer on ``bundle`` as report methods (image -> (restored, steps run)), by label: the
+    bundle's path, and with ``tone`` also "PATH --tone" (the exposure stage first: ``restore(tone=True)``);
+    ``rule`` overrides the bundle's stop-rule fields. The bundle is loaded once."""
     from rar_edge.runtime import Restorer
 
     r = Restorer.load(bundle)
 
-    def run(x: np.ndarray) -> tuple[np.ndarray, int]:
-        res = r.restore(x, **(rule or {}))
-        return res.image, res.steps_run
+    def method(with_tone: bool):
+        def run(x: np.ndarray) -> tuple[np.ndarray, int]:
+            res = r.restore(x, tone=with_tone, **(rule or {}))
+            return res.image, res.steps_run
+        return run
 
-    return run
+    return {str(bundle): method(False)} | ({f"{bundle} --tone": method(True)} if tone else {})
 
 
 def summary(per_case: dict, inputs: dict) -> dict:
@@ -109,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("bundles", nargs="+", type=Path)
     add_test_set_args(p)
+    p.add_argument("--tone", action="store_true", help="also each bundle with the exposure stage first "
+                   "(restore --tone; row \"BUNDLE --tone\")")
     p.add_argument("--samples", help="also restore this folder's samples (samples.json, degraded/, clean/), e.g. "
                    "samples, with each bundle's own rule as make demo does")
     a = p.parse_args(argv)
@@ -120,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"`python bench/bundle_quality.py {command}` — {date.today()}, "
           f"{platform.processor() or platform.machine()}")
     results = {}
-    methods = {"input": lambda x: (x, 0)} | {str(b): bundle_method(b, rule) for b in a.bundles}  # each loaded once
+    methods = {"input": lambda x: (x, 0)}
+    for b in a.bundles:
+        methods |= bundle_methods(b, rule, a.tone)
     for synthesis in a.syntheses.split(","):
         clean, degraded, names, index = test_set(a.photos, a.crops, a.crop, synthesis=synthesis)
         per = evaluate(methods, clean, degraded, names, index)

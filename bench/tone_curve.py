@@ -12,39 +12,37 @@ gains least under the independent synthesis, and issue 20 welcomes a cheap physi
 A curve that maps each pixel value through a per-channel function can be applied as a lookup table anywhere.
 
 The oracle's "lut" is the mean clean value per 1/64 of the input range (an upper bound: it sees the clean
-image); "affine" is the least-squares ``a x + b`` per channel. The estimator reads the 64² thumbnail's
-per-channel mean, standard deviation and 16-bin soft histogram, and returns Zero-DCE's iterated curve
-``y + alpha y (1 - y)`` (8 iterations per channel, alpha in (-1, 1)), then a per-channel gain and offset, plus
-one logit: "this image is under-exposed" (BCE against the synthesis's labels; the curve's MSE is weighted to
-those images). ``--gates`` applies the curve only where that logit reaches each value (none: always).
+image); "affine" is the least-squares ``a x + b`` per channel. The estimator is the exposure stage's head
+(rar_edge/model/tone.py, ``rar-edge restore --tone``): it reads the 64² thumbnail's per-channel mean, standard
+deviation and 16-bin soft histogram, and returns Zero-DCE's iterated curve ``y + alpha y (1 - y)`` (8
+iterations per channel, alpha in (-1, 1)), then a per-channel gain and offset, plus one logit: "this image is
+under-exposed" (``rar-edge train-tone``: BCE against the synthesis's labels; the curve's MSE weighted to those
+images); ``--head`` reads a trained one (e.g. the shipped rar_edge/weights/tone). ``--gates`` applies the curve only where that logit reaches each value (none: always).
 ``--loop`` runs a checkpoint's restore loop (torch, its own stop rule) on the input and on each gated curve's
 output; ``--assess-gate P`` also requires the checkpoint's assessor to give low light a probability >= P.
 Prints per case the mean PSNR gain over 24 centre crops (256²) under the training synthesis ``v2`` and the
-independent one. Training synthesis: ``--synthesis`` (default v3). Bench-only: nothing in rar_edge uses it.
+independent one. Training synthesis: ``--synthesis`` (default v3).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import shlex
 import sys
-import time
+import tempfile
 from datetime import date
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from rar_edge import DEGRADATIONS
-from rar_edge.data.degrade import degrade
 from rar_edge.data.folder import PhotoFolder
 from rar_edge.eval.cases import make_cases
+from rar_edge.model.tone import apply_curve
 from rar_edge.train.checkpoint import load_model
+from rar_edge.train.tone import ToneTrainConfig, load_tone, train_tone
 
-ITERS, THUMB, BINS = 8, 64, 16
 SINGLES = DEGRADATIONS
 COMPOSITES = ("blur+noise", "noise+jpeg", "rain+haze", "blur+noise+jpeg")
 
@@ -53,40 +51,6 @@ def psnr(a: torch.Tensor, b: torch.Tensor, cap: float = 60.0) -> torch.Tensor:
     """Per-image PSNR (dB), capped (a clean crop returned unchanged would be infinite)."""
     mse = (a - b).pow(2).flatten(1).mean(1)
     return (10 * torch.log10(1 / mse.clamp(min=1e-12))).clamp(max=cap)
-
-
-def features(x: torch.Tensor) -> torch.Tensor:
-    """Per-channel mean, standard deviation and soft histogram of the 64² thumbnail (N, 6 + 3 * BINS)."""
-    t = F.adaptive_avg_pool2d(x, THUMB)
-    centers = torch.linspace(0, 1, BINS).view(1, 1, BINS, 1)
-    hist = torch.relu(1 - (t.flatten(2)[:, :, None, :] - centers).abs() * (BINS - 1)).mean(3).flatten(1)
-    return torch.cat([t.mean((2, 3)), t.std((2, 3)), hist], 1)
-
-
-class ToneHead(nn.Module):
-    """Thumbnail statistics -> curve parameters (3 * ITERS alphas, 3 gains, 3 offsets) and one logit."""
-
-    def __init__(self, hidden: int = 128) -> None:
-        super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(6 + 3 * BINS, hidden), nn.ReLU(), nn.Linear(hidden, 3 * ITERS + 7))
-        nn.init.zeros_(self.mlp[-1].weight)  # starts as the identity curve
-        nn.init.zeros_(self.mlp[-1].bias)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        p = self.mlp(features(x))
-        return p[:, :-1], p[:, -1]
-
-
-def apply_curve(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """``x`` (N,3,H,W) through each image's curve: ITERS steps ``y + alpha y (1 - y)``, then ``gain y + offset``."""
-    n = x.shape[0]
-    alpha = torch.tanh(p[:, : 3 * ITERS]).view(n, ITERS, 3, 1, 1)
-    gain = torch.exp(p[:, 3 * ITERS : 3 * ITERS + 3]).view(n, 3, 1, 1)
-    offset = p[:, 3 * ITERS + 3 :].view(n, 3, 1, 1)
-    y = x.clamp(0, 1)
-    for k in range(ITERS):
-        y = y + alpha[:, k] * y * (1 - y)
-    return (gain * y + offset).clamp(0, 1)
 
 
 def oracle(d: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -120,33 +84,6 @@ def rows_of(outputs: dict[str, torch.Tensor], d: torch.Tensor, c: torch.Tensor, 
     return rows
 
 
-def train(head: ToneHead, data: str, minutes: float, synthesis: str, batch: int, crop: int, lr: float) -> int:
-    """Train ``head`` for ``minutes`` (cosine LR); returns the steps taken."""
-    photos = PhotoFolder(data)
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
-    gen = torch.Generator().manual_seed(1)
-    dark = DEGRADATIONS.index("low_light")
-    start, step = time.perf_counter(), 0
-    while (spent := (time.perf_counter() - start) / 60) < minutes:
-        for g in opt.param_groups:
-            g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * spent / minutes))
-        clean = photos.random_crops(batch, crop, gen)
-        b = degrade(clean, seed=1000 + step, synthesis=synthesis, p_clean=0.2)
-        d = b.degraded.clamp(0, 1)
-        p, logit = head(d)
-        target = b.labels[:, dark]
-        weight = target + 0.05  # the curve learns from under-exposed images; the rest only keep it sane
-        mse = (apply_curve(d, p) - clean).pow(2).flatten(1).mean(1)
-        loss = (mse * weight).sum() / weight.sum() + 0.05 * F.binary_cross_entropy_with_logits(logit, target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % 200 == 0:
-            print(f"  step {step}, {spent:.1f} min, loss {loss.item():.4f}", file=sys.stderr, flush=True)
-    return step
-
-
 def run_loop(model, x: torch.Tensor, batch: int = 8) -> torch.Tensor:
     """The checkpoint's adaptive loop with its own stop rule (a crop it keeps at step 0 comes back as it went in)."""
     rule = model.stop_rule()
@@ -167,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", required=True, help="held-out photos (24 centre crops of 256²)")
     ap.add_argument("--oracle", action="store_true", help="the oracle curves' gains")
     ap.add_argument("--train", help="training photos: train a blind estimator and evaluate it")
+    ap.add_argument("--head", help="evaluate this estimator (a `rar-edge train-tone` folder) instead of training one")
     ap.add_argument("--minutes", type=float, default=7.0)
     ap.add_argument("--synthesis", default="v3", help="training synthesis of the estimator")
     ap.add_argument("--gates", default="", help="comma-separated logits at which the curve is applied")
@@ -176,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crop", type=int, default=192)
     ap.add_argument("--lr", type=float, default=2e-3)
     a = ap.parse_args(argv)
-    if a.gates and not a.train:
-        ap.error("--gates gates a trained estimator: add --train PHOTOS")
+    if a.train and a.head:
+        ap.error("--train trains a head and --head reads one: pass one of them")
+    if a.gates and not (a.train or a.head):
+        ap.error("--gates gates an estimator: add --train PHOTOS or --head FOLDER")
     if a.assess_gate is not None and not a.loop:
         ap.error("--assess-gate reads a checkpoint's assessor: add --loop CHECKPOINT")
     torch.manual_seed(0)
@@ -185,9 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     head, steps = None, 0
     model = load_model(a.loop)[0] if a.loop else None
     if a.train:
-        head = ToneHead()
-        steps = train(head, a.train, a.minutes, a.synthesis, a.batch, a.crop, a.lr)
-        head.eval()
+        with tempfile.TemporaryDirectory() as out:
+            steps = train_tone(ToneTrainConfig(data=a.train, out=out, minutes=a.minutes, synthesis=a.synthesis,
+                                               batch=a.batch, crop=a.crop, lr=a.lr), progress=False)["steps"]
+            head = load_tone(out)
+    elif a.head:
+        head = load_tone(a.head)
     print(f"\n`python bench/tone_curve.py {shlex.join(sys.argv[1:] if argv is None else argv)}` — {date.today()}, "
           f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
           + (f"; estimator: {steps} steps" if head else "") + "\n")

@@ -159,6 +159,16 @@ def cmd_reblock(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_tone(a: argparse.Namespace) -> int:
+    from rar_edge.train.tone import ToneTrainConfig, train_tone
+
+    done = train_tone(ToneTrainConfig(data=a.data, out=a.out, minutes=a.minutes, steps=a.steps,
+                                      synthesis=a.synthesis, batch=a.batch, crop=a.crop, lr=a.lr, seed=a.seed))
+    print(f"done: {a.out} ({done['steps']} steps in {done['minutes']:.1f} min, last loss {done['last_loss']:.4f})")
+    print(f"next: rar-edge restore PHOTO -o OUT --tone --tone-head {a.out}")
+    return 0
+
+
 def cmd_eval(a: argparse.Namespace) -> int:
     from rar_edge.eval.evaluate import evaluate, format_report
     from rar_edge.train.checkpoint import load_model
@@ -285,6 +295,8 @@ def cmd_restore(a: argparse.Namespace) -> int:
     if a.budget_ms is not None and not 0 < a.budget_ms < float("inf"):
         raise RarEdgeError(f"--budget-ms must be a positive number of milliseconds, got {a.budget_ms:g}")
     check_writable(a.out)  # an unwritable -o is found now, not after the model loads or the restores
+    if a.tone_head is not None and not a.tone:
+        raise RarEdgeError("--tone-head names the exposure stage's head: add --tone to run the stage")
     rule_args = _rule_args(a)
     if a.max_megapixels is not None and not a.max_megapixels > 0:
         raise RarEdgeError(f"--max-megapixels must be a positive number of megapixels, got {a.max_megapixels:g}")
@@ -296,8 +308,8 @@ def cmd_restore(a: argparse.Namespace) -> int:
 
         restorer = Restorer.load(a.bundle, backend=a.backend, profile=a.profile, tile=a.tile,
                                  max_megapixels=a.max_megapixels, assess_tiles=a.assess_tiles,
-                                 half_latents=a.half_latents, **_provider_options(a))
-        restore = restorer_fn(restorer, budget_ms=a.budget_ms, **rule_args,
+                                 half_latents=a.half_latents, tone_head=a.tone_head, **_provider_options(a))
+        restore = restorer_fn(restorer, budget_ms=a.budget_ms, tone=a.tone, **rule_args,
                               **({} if a.json else {"progress": _CallsBar()}))
     else:
         for flag in ("backend", "budget_ms", "profile", "tile", "assess_tiles", "half_latents", "providers"):
@@ -305,13 +317,21 @@ def cmd_restore(a: argparse.Namespace) -> int:
                 raise RarEdgeError(f"--{flag.replace('_', '-')} needs --bundle (the runtime); --checkpoint runs torch")
         from rar_edge.infer import restore_array
         from rar_edge.runtime.images import unit_float
+        from rar_edge.runtime.tone import ToneCurve
         from rar_edge.train.checkpoint import load_model
 
+        tone = ToneCurve.load(a.tone_head) if a.tone else None  # the runtime's stage: both paths tone alike
         model, _ = load_model(a.checkpoint)
         rule = model.stop_rule(**rule_args)
 
         def restore(rgb):
-            return restore_array(model, unit_float(rgb), rule)
+            x, decision = tone(unit_float(rgb)) if tone else (unit_float(rgb), None)
+            out, record = restore_array(model, x, rule)
+            if decision is not None:
+                record["tone"] = decision.to_json()
+                if record["steps"] == 0:  # the loop kept the toned photo as it came
+                    out = x
+            return out, record
 
     return _report_restores(restore_files(restore, a.inputs, a.out, overwrite=a.overwrite,
                                           max_megapixels=a.max_megapixels), a)
@@ -426,7 +446,10 @@ def _print_record(record: dict, as_json: bool) -> None:
         budget = f", budget {record['budget_ms']:.0f} ms{' (it stopped the loop)' if record['budget_bound'] else ''}"
     found = ",".join(present(record.get("degradations", {}))) or "no degradation"
     why = f" ({record['stop_reason']})" if record.get("stop_reason") else ""
-    print(f"{head}: found {found}; {record['steps']} steps{why}, assessed quality {record['quality'][0]:.1f} -> "
+    tone = record.get("tone")
+    toned = "" if tone is None else ("tone curve applied (under-exposed); " if tone["applied"] else
+                                     "tone curve not needed; ")
+    print(f"{head}: {toned}found {found}; {record['steps']} steps{why}, assessed quality {record['quality'][0]:.1f} -> "
           f"{max(record['quality']):.1f} dB, {record['ms']['total']:.0f} ms{budget}")
 
 
@@ -495,6 +518,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 #: Examples at the end of a command's --help (ultralytics-style: the commands people run first).
 EXAMPLES = {
     "restore": "examples:\n  rar-edge restore photo.jpg -o out                      # the shipped default model\n"
+               "  rar-edge restore dark.jpg -o out --tone                # an under-exposed photo: its exposure first\n"
                "  rar-edge restore photos/ -o out --budget-ms 150 --json\n"
                "  rar-edge restore photo.jpg -o out --bundle exports/rar-edge-s-int8-executorch",
     "assess": "examples:\n  rar-edge assess photo.jpg\n  rar-edge assess photos/ --json --per-tile",
@@ -607,6 +631,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted distillation exactly")
     p.set_defaults(func=cmd_distill)
 
+    p = sub.add_parser("train-tone", parents=[common],
+                       help="train the exposure stage's head (restore --tone): a global tone curve for "
+                            "under-exposed photos, estimated from a thumbnail",
+                       description="Train the exposure stage's head on synthesized crops of clean photos: a small MLP "
+                                   "on a 64x64 thumbnail's statistics that returns a per-channel tone curve and "
+                                   "whether the photo is under-exposed. Minutes on a CPU, apart from any RAR model.")
+    p.add_argument("--data", required=True, help="folder of clean photos")
+    p.add_argument("--out", required=True, help="output folder: tone.safetensors and config.json")
+    p.add_argument("--minutes", type=float, default=7.0, help="time budget (the learning rate decays over it)")
+    p.add_argument("--steps", type=int, help="stop after this many steps (default: the time budget alone)")
+    p.add_argument("--synthesis", default="v3", choices=SYNTHESES, help="degradation models of the crops")
+    p.add_argument("--batch", type=int, default=16, help="crops per step")
+    p.add_argument("--crop", type=int, default=192, help="crop side in pixels")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine decay)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the crops and degradations")
+    p.set_defaults(func=cmd_train_tone)
+
     p = sub.add_parser("reblock", parents=[common],
                        help="carry a trained model into another block kind (e.g. rar-edge-s-conv -> rar-edge-s-dense), "
                             "fitting each new block to the one it replaces")
@@ -711,6 +752,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--half-latents", action="store_true",
                    help="keep the tiles' latents in float16 between calls: about a third less memory on large "
                         "photos, outputs about 56 dB from the float32 ones")
+    p.add_argument("--tone", action="store_true",
+                   help="exposure stage first: a global tone curve brightens photos its head finds under-exposed "
+                        "(dark scenes too: it cannot tell them apart), then the loop restores")
+    p.add_argument("--tone-head", help="with --tone: a head trained by `rar-edge train-tone` (default: the shipped one)")
     p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     _add_stop_rule_args(p)

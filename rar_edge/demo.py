@@ -7,7 +7,7 @@
    the ONNX and the ExecuTorch bundle;
 3. writes before/after grids and a plot of the assessed quality per step (the default bundle's), and prints per
    image: the degradations found, the steps, PSNR input -> output against the clean original and milliseconds,
-   and each int8 bundle's PSNR out and milliseconds.
+   and each int8 bundle's PSNR out and milliseconds; then the samples the exposure stage (``--tone``) changes.
 """
 
 from __future__ import annotations
@@ -77,8 +77,9 @@ def export_bundles(out: Path, targets: tuple[str, ...]) -> dict[str, Path]:
     return bundles
 
 
-def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float) -> list[dict]:
-    """Every sample through the runtime; one row per image with PSNR against its clean original."""
+def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float, tone: bool = False) -> list[dict]:
+    """Every sample through the runtime; one row per image with PSNR against its clean original. ``tone``: with
+    the exposure stage first (``rar-edge restore --tone``; the row's "toned" says where its head applied it)."""
     from rar_edge.eval.metrics import psnr
     from rar_edge.runtime import Restorer
     from rar_edge.runtime.images import load_image, save_image, unit_float
@@ -90,12 +91,13 @@ def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float) ->
     for name, meta in index.items():
         degraded = unit_float(load_image(samples / "degraded" / name).rgb)
         clean = unit_float(load_image(samples / meta["clean"]).rgb)
-        res = restorer.restore(degraded, budget_ms=budget_ms)
+        res = restorer.restore(degraded, budget_ms=budget_ms, tone=tone)
         save_image(out / name, res.image)
         rows.append({"name": name, "true": meta["degradations"], "found": res.degradations, "steps": res.steps,
                      "steps_run": res.steps_run, "stop": res.stop_reason, "quality": res.quality,
                      "psnr_in": psnr(degraded, clean), "psnr_out": psnr(res.image, clean),
                      "ms": res.ms["total"], "budget_bound": res.budget_bound,
+                     "toned": bool(res.tone and res.tone.applied),
                      "images": (degraded, res.image, clean)})
     return rows
 
@@ -125,6 +127,17 @@ def print_table(rows: list[dict], edge: dict[str, list[dict]], budget_ms: float)
               f"image (the loops it cut short: {bound})")
 
 
+def print_toned(rows: list[dict], toned: list[dict]) -> None:
+    """The samples the exposure stage changes (``toned``: restore_samples(..., tone=True)) against ``rows``."""
+    plain = {r["name"]: r for r in rows}
+    changed = [t for t in toned if t["toned"]]
+    print(f"\nwith the exposure stage first (rar-edge restore --tone: opt-in, it brightens dark scenes too), its "
+          f"head finds {len(changed)} of {len(toned)} samples under-exposed:")
+    for t in changed:
+        print(f"  {t['name']}: PSNR {t['psnr_in']:.2f} -> {t['psnr_out']:.2f} dB, {t['steps']} steps "
+              f"(without: -> {plain[t['name']]['psnr_out']:.2f} dB)")
+
+
 def write_pictures(rows: list[dict], work: Path) -> None:
     from rar_edge.viz import comparison_grid, line_plot
 
@@ -151,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         from rar_edge.runtime import DEFAULT_BUNDLE
 
         rows = restore_samples(DEFAULT_BUNDLE, samples, work / "restored", a.budget_ms)
+        toned = restore_samples(DEFAULT_BUNDLE, samples, work / "restored_tone", a.budget_ms, tone=True)
         bundles = export_bundles(work / "bundles", targets)
         edge = {f"int8 {target}": restore_samples(bundles[target], samples, work / f"restored_int8_{target}",
                                                    a.budget_ms) for target in ("onnx", "executorch")}
@@ -158,10 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: error: {e}", file=sys.stderr)
         return 2
     print_table(rows, edge, a.budget_ms)
+    print_toned(rows, toned)
     write_pictures(rows, work)
     print(f"default bundle: {DEFAULT_BUNDLE.name}; int8 bundles: {work / 'bundles'}; restored: {work / 'restored'} "
           f"(int8: {work / 'restored_int8_onnx'}, {work / 'restored_int8_executorch'}); pictures: "
-          f"{work / 'before_after.png'}, {work / 'quality_per_step.png'}")
+          f"{work / 'before_after.png'}, {work / 'quality_per_step.png'}; with --tone: {work / 'restored_tone'}")
     print(f"next: rar-edge restore YOUR_PHOTOS -o out --budget-ms {a.budget_ms:.0f}   (the default bundle; on a "
           f"device: --bundle {bundles['executorch']})")
     return 0

@@ -84,7 +84,8 @@ def restore_files(restore: RestoreFn, inputs: list[str], out_dir: str | Path,
             loaded = load_image(src, max_megapixels)  # an unreadable input is reported as such, whatever its name
             output_format(dst)  # before the restore: an output it cannot write costs no model time
             image, record = restore(loaded.rgb)
-            if record.get("steps") == 0 and Path(src).suffix.lower() == dst.suffix.lower():
+            toned = record.get("tone", {}).get("applied", False)
+            if record.get("steps") == 0 and not toned and Path(src).suffix.lower() == dst.suffix.lower():
                 # Nothing was restored: the input's own bytes (no re-encoding, metadata as they were).
                 with atomic_path(dst) as tmp:
                     shutil.copyfile(src, tmp)

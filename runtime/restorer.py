@@ -20,6 +20,7 @@ from .images import FULL_SCALE, check_megapixels, unit_float
 from .profile import DeviceProfile, load_profile
 from .scheduler import OVERHEAD, CostModel, LoopOutcome, adaptive_loop, overhead_per_pass
 from .tiling import Blender, grid, pad_to
+from .tone import ToneCurve, ToneDecision
 
 DEFAULT_TILE = 512  # for dynamic bundles
 #: The bundle ``Restorer.load()``, ``rar-edge restore`` and ``rar-edge assess`` use when none is named: the
@@ -49,6 +50,12 @@ class RestoreResult:
     waited_out: bool = False  # the wait for another thread's restore (ms["wait"]) alone used up the budget
     tiles: int = 1
     alpha: np.ndarray | None = field(default=None, repr=False)
+    tone: ToneDecision | None = None  # the exposure stage's decision, when asked for (restore(tone=True))
+
+    @property
+    def unchanged(self) -> bool:
+        """The input came back as given: no step kept, no tone curve applied."""
+        return self.steps == 0 and not (self.tone and self.tone.applied)
 
     def to_json(self) -> dict:
         return {"steps": self.steps, "steps_run": self.steps_run, "quality": [round(q, 3) for q in self.quality],
@@ -56,7 +63,7 @@ class RestoreResult:
                 "stop_reason": self.stop_reason, "ms": {k: round(v, 2) for k, v in self.ms.items()},
                 "budget_ms": self.budget_ms, "budget_bound": self.budget_bound,
                 "model_skipped": self.model_skipped, "cost_unknown": self.cost_unknown, "waited_out": self.waited_out,
-                "tiles": self.tiles}
+                "tiles": self.tiles, **({"tone": self.tone.to_json()} if self.tone else {})}
 
 
 @dataclass
@@ -250,8 +257,10 @@ class Restorer:
 
     def __init__(self, bundle: Path, manifest: dict, backend, profile: DeviceProfile | None = None,
                  tile: int | None = None, overlap: int | None = None, max_megapixels: float | None = None,
-                 assess_tiles: int | None = None, half_latents: bool = False):
+                 assess_tiles: int | None = None, half_latents: bool = False, tone_head: str | Path | None = None):
         self.bundle, self.manifest, self.backend = Path(bundle), manifest, backend
+        self.tone_head = tone_head  # the exposure stage's head folder (None: the shipped one), loaded when first asked
+        self._tone: ToneCurve | None = None
         self.half_latents = bool(half_latents)  # keep the tiles' latents in float16 between calls
         whole = isinstance(assess_tiles, (int, np.integer)) and not isinstance(assess_tiles, bool)
         if assess_tiles is not None and not (whole and assess_tiles >= 1):
@@ -308,7 +317,7 @@ class Restorer:
     def load(cls, bundle: str | Path | None = None, backend: str | None = None, profile: str | Path | DeviceProfile | None = None,
              tile: int | None = None, overlap: int | None = None, warmup: bool = True,
              max_megapixels: float | None = None, assess_tiles: int | None = None, half_latents: bool = False,
-             **backend_options) -> "Restorer":
+             tone_head: str | Path | None = None, **backend_options) -> "Restorer":
         """Verify the bundle (schema, SHA-256 of every artifact), open its backend, warm it up.
 
         ``bundle``: an exported bundle folder; None loads the shipped default (``DEFAULT_BUNDLE``).
@@ -321,6 +330,9 @@ class Restorer:
         ``half_latents``: keep every tile's latent in float16 between calls (each call still gets float32).
         The latents of a large photo are most of the runtime's memory (two steps of every tile); this halves
         them, at outputs about 56 dB from the float32 ones (BENCHMARKS.md, "Memory of a 12 MP photo").
+
+        ``tone_head``: the exposure stage's head (a ``rar-edge train-tone`` folder) for ``restore(tone=True)``;
+        None: the shipped one (runtime/tone.py). Checked here, so a bad folder fails before any photo.
         """
         bundle = DEFAULT_BUNDLE if bundle is None else Path(bundle)
         try:
@@ -328,8 +340,10 @@ class Restorer:
         except ValueError as e:
             raise RarEdgeError(str(e)) from None
         prof = load_profile(profile) if isinstance(profile, (str, Path)) else profile
+        tone = ToneCurve.load(tone_head) if tone_head is not None else None
         restorer = cls(bundle, manifest, open_backend(bundle, manifest, backend, **backend_options), prof, tile, overlap,
-                       max_megapixels, assess_tiles, half_latents)
+                       max_megapixels, assess_tiles, half_latents, tone_head)
+        restorer._tone = tone
         if warmup:
             restorer.warmup()
         return restorer
@@ -395,13 +409,17 @@ class Restorer:
                 target_quality: float | None = None, min_gain: float | None = None,
                 min_change: float | None = None, keep: str | None = None,
                 min_better: float | None = None, min_detect: float | None = None,
-                progress: Callable[[int, int], None] | None = None) -> RestoreResult:
+                progress: Callable[[int, int], None] | None = None, tone: bool = False) -> RestoreResult:
         """Restore one image (numpy array or PIL image); see RestoreResult. The stop rule's fields
         default to the bundle's (its manifest); any of them can be overridden per call (``min_better=0``
         turns the bundle's judge off, ``min_detect=0`` its clean gate). ``progress(done, total)`` is called
         after every model call (a tile's encode, assess, restore or decode) with the calls so far and the most
         the loop can make (it may stop sooner), and once more with ``done == total`` at the end: a 12 MP photo
-        is hundreds of calls."""
+        is hundreds of calls.
+
+        ``tone=True`` runs the exposure stage first (runtime/tone.py): where its head finds the photo
+        under-exposed, a global tone curve brightens it before the loop (``result.tone`` says whether and why).
+        Opt-in: it cannot tell an under-exposed photo from a dark scene, and brightens both."""
         if budget_ms is not None and not budget_ms > 0:
             raise RarEdgeError(f"budget_ms must be a positive number of milliseconds, got {budget_ms}")
         overrides = dict(max_steps=max_steps, target_quality=target_quality, min_gain=min_gain,
@@ -418,7 +436,7 @@ class Restorer:
         if not self._lock.acquire(timeout=timeout):
             return self._waited_out(image, budget_ms, entered)
         try:
-            return self._restore(image, budget_ms, rule, entered, progress)
+            return self._restore(image, budget_ms, rule, entered, progress, tone)
         finally:
             self._lock.release()
 
@@ -457,11 +475,22 @@ class Restorer:
         return Assessment(quality, names, present(names, threshold), threshold, len(job.tiles),
                           (time.perf_counter() - t0) * 1000.0, tiles if per_tile else None)
 
+    def tone_curve(self) -> ToneCurve:
+        """The exposure stage's head (loaded on first use)."""
+        if self._tone is None:
+            self._tone = ToneCurve.load(self.tone_head)
+        return self._tone
+
     def _restore(self, image: Any, budget_ms: float | None, rule: StopRule, entered: float,
-                 progress: Callable[[int, int], None] | None = None) -> RestoreResult:
+                 progress: Callable[[int, int], None] | None = None, tone: bool = False) -> RestoreResult:
         t0 = time.perf_counter()
         wait_ms = (t0 - entered) * 1000.0
         rgb, alpha, kind = as_rgb(image)
+        decision, tone_ms = None, 0.0
+        if tone:  # one curve for the whole photo, before the tiles (its time counts against the budget)
+            toned, decision = self.tone_curve()(unit_float(rgb))
+            rgb = toned if decision.applied else rgb
+            tone_ms = (time.perf_counter() - t0) * 1000.0
         job = _TiledImage(self, rgb)
         cost = self._cost = self.cost_model(job.tile)
         n = len(job.tiles)
@@ -486,21 +515,25 @@ class Restorer:
             self._on_call = None
         if progress is not None:
             progress(most, most)
-        if outcome.image is None:  # pass-through: the caller's image exactly as given (a copy: never aliased)
+        if outcome.image is None and decision is not None and decision.applied:
+            result_image = give_back(rgb, alpha, kind)  # no step kept: the toned photo (the stage's own buffer)
+        elif outcome.image is None:  # pass-through: the caller's image exactly as given (a copy: never aliased)
             result_image = image.copy()
         else:
             result_image = give_back(outcome.image[:rgb.shape[0], :rgb.shape[1]], alpha, kind)
         done = time.perf_counter()
         total, work = (done - entered) * 1000.0, (done - t0) * 1000.0
-        overhead = max(0.0, work - sum(self._ms.values()))
+        overhead = max(0.0, work - tone_ms - sum(self._ms.values()))
         if self._recording:
             # Per tile and pass: a large photo's tiling does not make a small one's prediction, and a skipped
             # call still records (what it cost says the model may fit again).
             cost.record(OVERHEAD, overhead_per_pass(overhead, n, outcome.steps_run))
         ms = {e: self._ms.get(e, 0.0) for e in ENTRY_POINTS} | {OVERHEAD: overhead, "wait": wait_ms, "total": total}
+        if decision is not None:
+            ms["tone"] = tone_ms
         return RestoreResult(image=result_image, steps=outcome.steps, steps_run=outcome.steps_run,
                              quality=outcome.qualities, degradations=dict(zip(self.degradations, outcome.probabilities)),
                              stop_reason=outcome.stop_reason, ms=ms, budget_ms=budget_ms,
                              budget_bound=outcome.stop_reason == "budget", model_skipped=outcome.model_skipped,
                              waited_out=budget_ms is not None and wait_ms >= budget_ms,
-                             cost_unknown=cold, tiles=n, alpha=alpha)
+                             cost_unknown=cold, tiles=n, alpha=alpha, tone=decision)

@@ -82,6 +82,14 @@ def test_demo_restores_every_sample_and_reports_what_the_runtime_did(tmp_path, c
                          "ms per image (the loops it cut short: 1)")
     demo.write_pictures(rows, tmp_path)
     assert (tmp_path / "before_after.png").stat().st_size > 10_000 and (tmp_path / "quality_per_step.png").is_file()
+    # --tone: only the under-exposed sample changes, for the better; the others are the rows without it
+    toned = demo.restore_samples(DEFAULT_BUNDLE, samples, tmp_path / "toned", budget_ms=1e6, tone=True)
+    assert [t["name"] for t in toned if t["toned"]] == ["05_coffee_low_light.png"]
+    for t, r in zip(toned, rows):
+        assert t["psnr_out"] > r["psnr_out"] + 3 if t["toned"] else t["psnr_out"] == r["psnr_out"]
+    demo.print_toned(rows, toned)
+    lines = capsys.readouterr().out.splitlines()
+    assert "finds 1 of 9 samples under-exposed" in lines[1] and lines[2].startswith("  05_coffee_low_light.png: PSNR")
 
 
 def test_found_means_one_rule_in_the_demo_the_cli_and_the_runtime(capsys):

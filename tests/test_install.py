@@ -64,6 +64,10 @@ def test_the_runtime_install_holds_no_torch_and_restores_through_cli_and_api(run
     record = json.loads(cli.stdout.strip().splitlines()[-1])
     assert record["output"].endswith(SAMPLE.name) and (out / SAMPLE.name).stat().st_size > 0
     assert 0 <= record["steps"] <= 2 and record["degradations"]["noise"] > 0.5  # the noisy sample is seen as noisy
+    dark = REPO / "samples" / "degraded" / "05_coffee_low_light.png"  # the exposure stage's head ships too
+    toned = _run(runtime_venv / "rar-edge", "restore", dark, "-o", out, "--json", "--max-steps", "0", "--tone")
+    assert toned.returncode == 0, toned.stderr[-2000:]
+    assert json.loads(toned.stdout.strip().splitlines()[-1])["tone"]["applied"]
 
     api = _run(python, "-c", f"""
 import numpy as np

@@ -1,4 +1,4 @@
-"""bench/tone_curve.py: the global tone curve's oracle and its blind estimator."""
+"""bench/tone_curve.py: the global tone curve's oracle and its blind estimator (the head: tests/test_tone.py)."""
 
 from __future__ import annotations
 
@@ -8,32 +8,6 @@ import torch
 from PIL import Image
 
 from conftest import load_bench
-
-
-def test_curve_is_the_identity_at_zero_and_brightens_with_positive_alphas():
-    bench = load_bench("tone_curve")
-    x = torch.rand(2, 3, 8, 8)
-    p = torch.zeros(2, 3 * bench.ITERS + 6)
-    assert torch.allclose(bench.apply_curve(x, p), x)
-    p[:, : 3 * bench.ITERS] = 1.0  # alpha = tanh(1) > 0 in every iteration: every mid-tone rises
-    y = bench.apply_curve(x, p)
-    mid = (x > 0.01) & (x < 0.99)
-    assert bool((y[mid] > x[mid]).all())
-    p = torch.zeros(1, 3 * bench.ITERS + 6)
-    p[0, 3 * bench.ITERS : 3 * bench.ITERS + 3] = float(np.log(2.0))  # gain 2, offset -0.1
-    p[0, 3 * bench.ITERS + 3 :] = -0.1
-    assert torch.allclose(bench.apply_curve(x[:1] * 0.4, p), (x[:1] * 0.8 - 0.1).clamp(0, 1), atol=1e-6)
-
-
-def test_a_new_estimator_returns_the_input_and_its_features_are_a_histogram():
-    bench = load_bench("tone_curve")
-    x = torch.rand(3, 3, 96, 80)
-    p, logit = bench.ToneHead()(x)
-    assert torch.allclose(bench.apply_curve(x, p), x) and torch.equal(logit, torch.zeros(3))
-    f = bench.features(x)
-    hist = f[:, 6:].view(3, 3, bench.BINS)
-    assert torch.allclose(hist.sum(2), torch.ones(3, 3), atol=1e-5)  # soft bins share each pixel out
-    assert torch.allclose(f[:, :3], torch.nn.functional.adaptive_avg_pool2d(x, bench.THUMB).mean((2, 3)))
 
 
 def test_oracle_undoes_a_per_channel_darkening():

@@ -1,0 +1,131 @@
+"""The exposure stage in numpy: a global tone curve for under-exposed photos, before the restore loop.
+
+``Restorer.restore(image, tone=True)`` (``rar-edge restore --tone``) runs it: the head reads the whole photo's
+64² thumbnail (per-channel mean, spread, 16-bin soft histogram), returns a per-channel curve and a logit
+"under-exposed"; where the logit reaches the head's gate (0) the photo goes through the curve, applied as a
+4096-entry lookup table per channel, and the loop restores the result. One curve per photo, not per tile: the
+tiles of a large photo stay consistent.
+
+Opt-in because the thumbnail cannot tell an under-exposed photo from a dark scene exposed as intended: a night
+shot is brightened too (BENCHMARKS.md). The head is rar_edge/model/tone.py's, trained by ``rar-edge
+train-tone``; its files: ``tone.safetensors`` (w1, b1, w2, b2: float32) and ``config.json``. On a device, the
+same arithmetic is ~40 lines (``features``, the MLP, ``curve_table``).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import rar_edge
+from rar_edge.errors import RarEdgeError
+
+#: The head that ships with the package (``Restorer.restore(tone=True)`` uses it unless told otherwise).
+DEFAULT_TONE = Path(rar_edge.__file__).resolve().parent / "weights" / "tone"
+TABLE = 4096  # lookup-table entries per channel (the curve is smooth: linear interpolation between them)
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """The float32 tensors of a safetensors file (8-byte header length, JSON header, raw little-endian data)."""
+    raw = path.read_bytes()
+    try:
+        (n,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8 : 8 + n])
+    except (struct.error, ValueError) as e:
+        raise RarEdgeError(f"{path} is not a safetensors file ({e}); train the head again (rar-edge train-tone)") from None
+    data, out = raw[8 + n :], {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        if meta.get("dtype") != "F32":
+            raise RarEdgeError(f"{path}: tensor {name} is {meta.get('dtype')}, the runtime reads F32 only")
+        lo, hi = meta["data_offsets"]
+        out[name] = np.frombuffer(data[lo:hi], "<f4").reshape(meta["shape"])
+    return out
+
+
+def adaptive_mean(x: np.ndarray, size: int) -> np.ndarray:
+    """(H,W,C) -> (size,size,C): torch's ``adaptive_avg_pool2d`` (bin i spans [floor(iH/s), ceil((i+1)H/s)))."""
+    def rows(a: np.ndarray) -> np.ndarray:  # pools axis 0 (slices: no copy of the photo)
+        n = len(a)
+        return np.stack([a[i * n // size : -(-(i + 1) * n // size)].mean(0, dtype=np.float64) for i in range(size)])
+    return rows(rows(x).swapaxes(0, 1)).swapaxes(0, 1)
+
+
+@dataclass(frozen=True)
+class ToneDecision:
+    """What the stage did to one photo."""
+
+    applied: bool
+    logit: float  # the head's "under-exposed" logit (applied where it reaches the gate)
+    gate: float
+
+    def to_json(self) -> dict:
+        return {"applied": self.applied, "under_exposed_logit": round(self.logit, 3), "gate": self.gate}
+
+
+class ToneCurve:
+    """A trained tone head (see the module docstring)."""
+
+    def __init__(self, weights: dict[str, np.ndarray], iters: int, thumb: int, bins: int, gate: float):
+        self.w, self.iters, self.thumb, self.bins, self.gate = weights, iters, thumb, bins, gate
+        want = 6 + 3 * bins, 3 * iters + 7
+        if weights["w1"].shape[1] != want[0] or weights["w2"].shape[0] != want[1]:
+            raise RarEdgeError(f"tone head's layers {weights['w1'].shape} / {weights['w2'].shape} do not match its "
+                               f"config ({want[0]} features in, {want[1]} numbers out); train it again")
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None) -> "ToneCurve":
+        """The head in ``folder`` (``rar-edge train-tone --out``), or the shipped one (None)."""
+        folder = DEFAULT_TONE if folder is None else Path(folder)
+        try:
+            config = json.loads((folder / "config.json").read_text())
+            weights = read_safetensors(folder / "tone.safetensors")
+        except FileNotFoundError as e:
+            raise RarEdgeError(f"no tone head in {folder} ({Path(e.filename).name} missing): pass a folder "
+                               "written by rar-edge train-tone") from None
+        if config.get("kind") != "rar-edge tone head" or not {"w1", "b1", "w2", "b2"} <= set(weights):
+            raise RarEdgeError(f"{folder} does not hold a tone head (rar-edge train-tone writes one)")
+        return cls(weights, int(config["iters"]), int(config["thumb"]), int(config["bins"]),
+                   float(config.get("gate_logit", 0.0)))
+
+    def features(self, rgb: np.ndarray) -> np.ndarray:
+        """The head's input for an (H,W,3) image in [0, 1] (rar_edge/model/tone.py ``features``)."""
+        t = adaptive_mean(rgb, self.thumb).reshape(-1, 3)
+        centers = np.linspace(0, 1, self.bins)
+        hist = np.maximum(0, 1 - np.abs(t[:, :, None] - centers) * (self.bins - 1)).mean(0)  # (3, bins)
+        return np.concatenate([t.mean(0), t.std(0, ddof=1), hist.reshape(-1)]).astype(np.float32)
+
+    def estimate(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+        """(curve parameters, "under-exposed" logit) for an (H,W,3) image in [0, 1]."""
+        h = np.maximum(0, self.w["w1"] @ self.features(rgb) + self.w["b1"])
+        p = self.w["w2"] @ h + self.w["b2"]
+        return p[:-1], float(p[-1])
+
+    def curve_table(self, params: np.ndarray) -> np.ndarray:
+        """(3, TABLE): each channel's curve sampled on [0, 1]."""
+        k = self.iters
+        alpha = np.tanh(params[: 3 * k]).reshape(k, 3, 1)
+        gain, offset = np.exp(params[3 * k : 3 * k + 3])[:, None], params[3 * k + 3 :][:, None]
+        y = np.broadcast_to(np.linspace(0, 1, TABLE), (3, TABLE)).astype(np.float64)
+        for a in alpha:
+            y = y + a * y * (1 - y)
+        return np.clip(gain * y + offset, 0, 1)
+
+    def apply(self, rgb: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """``rgb`` (H,W,3) in [0, 1] through the curve: a new float32 image."""
+        table, grid = self.curve_table(params), np.linspace(0, 1, TABLE)
+        out = np.empty(rgb.shape, np.float32)
+        for c in range(3):
+            out[..., c] = np.interp(rgb[..., c], grid, table[c])
+        return out
+
+    def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, ToneDecision]:
+        """The image through the curve where the head says under-exposed (else ``rgb`` itself), and why."""
+        params, logit = self.estimate(rgb)
+        decision = ToneDecision(applied=logit >= self.gate, logit=logit, gate=self.gate)
+        return (self.apply(rgb, params) if decision.applied else rgb), decision
