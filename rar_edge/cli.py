@@ -325,7 +325,8 @@ def cmd_restore(a: argparse.Namespace) -> int:
         rule = model.stop_rule(**rule_args)
 
         def restore(rgb):
-            x, decision = tone(unit_float(rgb)) if tone else (unit_float(rgb), None)
+            x, decision = tone(rgb) if tone else (rgb, None)
+            x = unit_float(x)
             out, record = restore_array(model, x, rule)
             if decision is not None:
                 record["tone"] = decision.to_json()

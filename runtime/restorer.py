@@ -488,7 +488,7 @@ class Restorer:
         rgb, alpha, kind = as_rgb(image)
         decision, tone_ms = None, 0.0
         if tone:  # one curve for the whole photo, before the tiles (its time counts against the budget)
-            toned, decision = self.tone_curve()(unit_float(rgb))
+            toned, decision = self.tone_curve()(rgb)
             rgb = toned if decision.applied else rgb
             tone_ms = (time.perf_counter() - t0) * 1000.0
         job = _TiledImage(self, rgb)

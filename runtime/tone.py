@@ -3,7 +3,8 @@
 ``Restorer.restore(image, tone=True)`` (``rar-edge restore --tone``) runs it: the head reads the whole photo's
 64² thumbnail (per-channel mean, spread, 16-bin soft histogram), returns a per-channel curve and a logit
 "under-exposed"; where the logit reaches the head's gate (0) the photo goes through the curve, applied as a
-4096-entry lookup table per channel, and the loop restores the result. One curve per photo, not per tile: the
+lookup table per channel (256 entries for 8-bit photos: exact; 65536 for 16-bit and float ones), and the loop
+restores the result. One curve per photo, not per tile: the
 tiles of a large photo stay consistent.
 
 Opt-in because the thumbnail cannot tell an under-exposed photo from a dark scene exposed as intended: a night
@@ -26,7 +27,9 @@ from rar_edge.errors import RarEdgeError
 
 #: The head that ships with the package (``Restorer.restore(tone=True)`` uses it unless told otherwise).
 DEFAULT_TONE = Path(rar_edge.__file__).resolve().parent / "weights" / "tone"
-TABLE = 4096  # lookup-table entries per channel (the curve is smooth: linear interpolation between them)
+#: The integer range each pixel type is looked up in (float photos are rounded to 16 bits first: at most
+#: 8e-6 off before the curve, far below what an 8-bit output shows).
+LEVELS = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -94,38 +97,44 @@ class ToneCurve:
                    float(config.get("gate_logit", 0.0)))
 
     def features(self, rgb: np.ndarray) -> np.ndarray:
-        """The head's input for an (H,W,3) image in [0, 1] (rar_edge/model/tone.py ``features``)."""
-        t = adaptive_mean(rgb, self.thumb).reshape(-1, 3)
+        """The head's input for an (H,W,3) image, uint8, uint16 or float in [0, 1] (rar_edge/model/tone.py
+        ``features`` of the image in [0, 1]; the thumbnail is taken from the pixels as they are: no float copy)."""
+        t = adaptive_mean(rgb, self.thumb).reshape(-1, 3) / LEVELS.get(rgb.dtype, 1)
         centers = np.linspace(0, 1, self.bins)
         hist = np.maximum(0, 1 - np.abs(t[:, :, None] - centers) * (self.bins - 1)).mean(0)  # (3, bins)
         return np.concatenate([t.mean(0), t.std(0, ddof=1), hist.reshape(-1)]).astype(np.float32)
 
     def estimate(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
-        """(curve parameters, "under-exposed" logit) for an (H,W,3) image in [0, 1]."""
+        """(curve parameters, "under-exposed" logit) for an (H,W,3) image (as ``features`` takes it)."""
         h = np.maximum(0, self.w["w1"] @ self.features(rgb) + self.w["b1"])
         p = self.w["w2"] @ h + self.w["b2"]
         return p[:-1], float(p[-1])
 
-    def curve_table(self, params: np.ndarray) -> np.ndarray:
-        """(3, TABLE): each channel's curve sampled on [0, 1]."""
+    def curve_table(self, params: np.ndarray, levels: int = 255) -> np.ndarray:
+        """(3, levels + 1): each channel's curve at the values 0, 1/levels, ..., 1."""
         k = self.iters
         alpha = np.tanh(params[: 3 * k]).reshape(k, 3, 1)
         gain, offset = np.exp(params[3 * k : 3 * k + 3])[:, None], params[3 * k + 3 :][:, None]
-        y = np.broadcast_to(np.linspace(0, 1, TABLE), (3, TABLE)).astype(np.float64)
+        y = np.broadcast_to(np.linspace(0, 1, levels + 1), (3, levels + 1)).astype(np.float64)
         for a in alpha:
             y = y + a * y * (1 - y)
-        return np.clip(gain * y + offset, 0, 1)
+        return np.clip(gain * y + offset, 0, 1).astype(np.float32)
 
     def apply(self, rgb: np.ndarray, params: np.ndarray) -> np.ndarray:
-        """``rgb`` (H,W,3) in [0, 1] through the curve: a new float32 image."""
-        table, grid = self.curve_table(params), np.linspace(0, 1, TABLE)
+        """``rgb`` (H,W,3: uint8, uint16 or float in [0, 1]) through the curve: a new float32 image in [0, 1].
+        One table lookup per value (a 12 MP photo: no float copy of the input, no interpolation)."""
+        levels = LEVELS.get(rgb.dtype, 65535)
+        table = self.curve_table(params, levels)
         out = np.empty(rgb.shape, np.float32)
         for c in range(3):
-            out[..., c] = np.interp(rgb[..., c], grid, table[c])
+            ch = rgb[..., c]
+            idx = ch if rgb.dtype in LEVELS else np.rint(np.clip(ch, 0, 1) * levels).astype(np.uint16)
+            out[..., c] = table[c][idx]
         return out
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, ToneDecision]:
-        """The image through the curve where the head says under-exposed (else ``rgb`` itself), and why."""
+        """The image through the curve where the head says under-exposed (a new float32 image; else ``rgb``
+        itself, as it came), and why."""
         params, logit = self.estimate(rgb)
         decision = ToneDecision(applied=logit >= self.gate, logit=logit, gate=self.gate)
         return (self.apply(rgb, params) if decision.applied else rgb), decision

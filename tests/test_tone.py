@@ -69,7 +69,13 @@ def test_the_runtime_computes_what_the_torch_head_does(tmp_path, size):
     assert np.abs(tone.features(rgb) - features(x)[0].numpy()).max() < 1e-5
     p_np, logit_np = tone.estimate(rgb)
     assert np.abs(p_np - p[0].numpy()).max() < 1e-5 and abs(logit_np - float(logit)) < 1e-5
-    assert np.abs(tone.apply(rgb, p_np) - want).max() < 5e-4  # the 4096-entry table's interpolation
+    assert np.abs(tone.apply(rgb, p_np) - want).max() < 5e-4  # float rounded to 16 bits for the table
+    u8 = np.round(rgb * 255).astype(np.uint8)  # 8-bit pixels as they are loaded: exact on the table's grid
+    x8 = torch.from_numpy(u8.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    assert np.abs(tone.features(u8) - features(x8)[0].numpy()).max() < 1e-5
+    with torch.no_grad():
+        want8 = apply_curve(x8, head(x8)[0])[0].permute(1, 2, 0).numpy()
+    assert np.abs(tone.apply(u8, tone.estimate(u8)[0]) - want8).max() < 1e-5
 
 
 def test_saved_head_loads_back_the_same_in_torch_and_refuses_what_is_not_one(tmp_path):
@@ -188,3 +194,16 @@ def test_the_shipped_head_brightens_under_exposed_photos_and_leaves_well_exposed
         gains.append(10 * np.log10(np.mean((dark - clean) ** 2) / np.mean((toned - clean) ** 2)))
     # measured when it shipped (2026-12-07): +3.8 to +10.1 dB, mean +8.1 over the nine clean samples
     assert min(gains) > 3.0 and np.mean(gains) > 7.0, gains
+
+
+def test_tone_cost_bench_prints_a_row_per_size_and_refuses_no_runs(capsys):
+    from conftest import load_bench
+
+    bench = load_bench("tone_cost")
+    assert bench.main(["--sizes", "64,40x70", "--runs", "2"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == ["size", "64×64", "40×70"]
+    assert all(float(r.split("|")[2]) > 0 and float(r.split("|")[3]) > 0 for r in rows[1:])
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--runs", "0"])
+    assert e.value.code == 2
