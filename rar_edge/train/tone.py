@@ -46,14 +46,13 @@ class ToneTrainConfig:
     seed: int = 1
     p_clean: float = 0.2
     other_weight: float = 0.05  # the curve's loss weight on crops that are not under-exposed (those: 1 + this)
-    types: tuple[str, ...] = ("low_light",)  # the degradations the curve undoes and the logit detects
 
 
 def _loss(head: ToneHead, clean: torch.Tensor, step: int, cfg: ToneTrainConfig) -> torch.Tensor:
     b = degrade(clean, seed=cfg.seed * 1_000_003 + step, synthesis=cfg.synthesis, p_clean=cfg.p_clean)
     d = b.degraded.clamp(0, 1)
     p, logit = head(d)
-    target = b.labels[:, [DEGRADATIONS.index(t) for t in cfg.types]].amax(1)
+    target = b.labels[:, DEGRADATIONS.index("low_light")]
     weight = target + cfg.other_weight  # under-exposed crops teach the curve; the rest keep it from harm
     mse = (apply_curve(d, p) - clean).pow(2).flatten(1).mean(1)
     return (mse * weight).sum() / weight.sum() + 0.05 * F.binary_cross_entropy_with_logits(logit, target)
