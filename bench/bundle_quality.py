@@ -15,7 +15,7 @@ returned unchanged and the lowest PSNR among them (how far a changed one fell; 1
 unchanged). With ``--samples DIR`` (a folder with samples.json, as ``samples/``: what ``make demo`` and a new user
 restore first), also one row per bundle of each sample's PSNR gain and steps, and their mean (each bundle's own
 rule, as make demo runs it: ``--rule`` does not apply to them). With ``--tone``, every bundle also runs with the
-exposure stage first (``Restorer.restore(tone=True)``, the shipped head), as one more row.
+exposure stage first (``Restorer.restore(tone=True)``: the shipped head, or ``--tone-head``'s), as one more row.
 """
 
 from __future__ import annotations
@@ -73,13 +73,14 @@ def parsed_rule(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict:
         p.error(str(e))
 
 
-def bundle_methods(bundle: Path, rule: dict | None = None, tone: bool = False) -> dict:
+def bundle_methods(bundle: Path, rule: dict | None = None, tone: bool = False, tone_head: str | None = None) -> dict:
     """The runtime's Restorer on ``bundle`` as report methods (image -> (restored, steps run)), by label: the
     bundle's path, and with ``tone`` also "PATH --tone" (the exposure stage first: ``restore(tone=True)``);
-    ``rule`` overrides the bundle's stop-rule fields. The bundle is loaded once."""
+    ``rule`` overrides the bundle's stop-rule fields; ``tone_head``: another head than the shipped one. The
+    bundle is loaded once."""
     from rar_edge.runtime import Restorer
 
-    r = Restorer.load(bundle)
+    r = Restorer.load(bundle, tone_head=tone_head)
 
     def method(with_tone: bool):
         def run(x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -115,10 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     add_test_set_args(p)
     p.add_argument("--tone", action="store_true", help="also each bundle with the exposure stage first "
                    "(restore --tone; row \"BUNDLE --tone\")")
+    p.add_argument("--tone-head", help="with --tone: a `rar-edge train-tone` folder instead of the shipped head")
     p.add_argument("--samples", help="also restore this folder's samples (samples.json, degraded/, clean/), e.g. "
                    "samples, with each bundle's own rule as make demo does")
     a = p.parse_args(argv)
     rule = parsed_rule(p, a)
+    if a.tone_head and not a.tone:
+        p.error("--tone-head names the exposure stage's head: add --tone")
     missing = [str(b) for b in a.bundles if not (b / "manifest.json").is_file()]
     if missing:
         p.error(f"not a bundle (no manifest.json): {', '.join(missing)}")
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     methods = {"input": lambda x: (x, 0)}
     for b in a.bundles:
-        methods |= bundle_methods(b, rule, a.tone)
+        methods |= bundle_methods(b, rule, a.tone, a.tone_head)
     for synthesis in a.syntheses.split(","):
         clean, degraded, names, index = test_set(a.photos, a.crops, a.crop, synthesis=synthesis)
         per = evaluate(methods, clean, degraded, names, index)

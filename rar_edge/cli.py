@@ -450,8 +450,11 @@ def _print_record(record: dict, as_json: bool) -> None:
     tone = record.get("tone")
     toned = "" if tone is None else ("tone curve applied (under-exposed); " if tone["applied"] else
                                      "tone curve not needed; ")
+    hint = ""
+    if tone is None and "low_light" in present(record.get("degradations", {})):  # the stage is opt-in: say so
+        hint = " (if the photo is under-exposed, --tone corrects its exposure first)"
     print(f"{head}: {toned}found {found}; {record['steps']} steps{why}, assessed quality {record['quality'][0]:.1f} -> "
-          f"{max(record['quality']):.1f} dB, {record['ms']['total']:.0f} ms{budget}")
+          f"{max(record['quality']):.1f} dB, {record['ms']['total']:.0f} ms{budget}{hint}")
 
 
 def cmd_profile(a: argparse.Namespace) -> int:

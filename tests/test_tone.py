@@ -207,3 +207,35 @@ def test_tone_cost_bench_prints_a_row_per_size_and_refuses_no_runs(capsys):
     with pytest.raises(SystemExit) as e:
         bench.main(["--runs", "0"])
     assert e.value.code == 2
+
+
+def test_restore_output_suggests_tone_where_low_light_is_found_and_says_what_the_stage_did(capsys):
+    from rar_edge.cli import _print_record
+
+    record = {"input": "in.png", "output": "out.png", "quality": [20.0, 24.0], "steps": 1, "stop_reason": "worse",
+              "ms": {"total": 5.0}, "degradations": {"noise": 0.1, "low_light": 0.8}}
+    _print_record(record, as_json=False)
+    assert capsys.readouterr().out.rstrip().endswith("--tone corrects its exposure first)")
+    _print_record({**record, "degradations": {"noise": 0.9, "low_light": 0.2}}, as_json=False)
+    assert "--tone" not in capsys.readouterr().out  # nothing dark found: no hint
+    for applied, said in ((True, "tone curve applied (under-exposed); found"), (False, "tone curve not needed; found")):
+        _print_record({**record, "tone": {"applied": applied, "under_exposed_logit": 1.0, "gate": 0.0}}, as_json=False)
+        out = capsys.readouterr().out
+        assert said in out and "--tone corrects" not in out  # asked for: the hint is moot
+
+
+def test_bundle_quality_adds_a_tone_row_per_bundle(bundles, tmp_path, photo_array):
+    from conftest import load_bench
+
+    bench = load_bench("bundle_quality")
+    save_tone(_head(1.0, 5.0), tmp_path / "head", {})
+    b = bundles["dynamic"]
+    methods = bench.bundle_methods(b, {"max_steps": 0}, tone=True, tone_head=str(tmp_path / "head"))
+    assert list(methods) == [str(b), f"{b} --tone"]
+    dark = np.ascontiguousarray(photo_array[:64, :64] * 0.3)
+    plain, toned = methods[str(b)](dark)[0], methods[f"{b} --tone"](dark)[0]
+    assert np.array_equal(plain, dark) and toned.mean() > 1.5 * dark.mean()
+    assert list(bench.bundle_methods(b)) == [str(b)]
+    with pytest.raises(SystemExit) as e:
+        bench.main([str(b), "--photos", str(tmp_path), "--tone-head", str(tmp_path / "head")])
+    assert e.value.code == 2
