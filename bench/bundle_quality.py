@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     rule = parsed_rule(p, a)
     if a.tone_head and not a.tone:
         p.error("--tone-head names the exposure stage's head: add --tone")
+    if a.tone_head and a.samples:
+        p.error("--samples restores as make demo does, with the shipped head: leave --tone-head out")
     missing = [str(b) for b in a.bundles if not (b / "manifest.json").is_file()]
     if missing:
         p.error(f"not a bundle (no manifest.json): {', '.join(missing)}")
@@ -144,32 +146,33 @@ def main(argv: list[str] | None = None) -> int:
         for m, s in results[synthesis].items():
             print(f"| {Path(m).name} ({Path(m).parent.name}) | {s['mean']:+.2f} | {s['single']:+.2f} | "
                   f"{s['composite']:+.2f} | " + " | ".join(f"{s['cases'][c]:+.2f}" for c in cases)
-                  + f" | {s['steps']:.2f} | {s['harmed']:.0%} | {s['worst_gain']:+.1f}"
+                  + f" | {s['steps']:.2f} | {s['harmed']:.1%} | {s['worst_gain']:+.1f}"
                   + f" | {s.get('clean_unchanged', float('nan')):.0%}"
                   + f" | {s.get('clean_psnr_min', float('nan')):.1f} |")
     if a.samples:
-        results["samples"] = samples_table(Path(a.samples), a.bundles)
+        results["samples"] = samples_table(Path(a.samples), a.bundles, a.tone)
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 
-def samples_table(folder: Path, bundles: list[Path]) -> dict:
+def samples_table(folder: Path, bundles: list[Path], tone: bool = False) -> dict:
     """Each bundle on every sample of ``folder`` (as ``make demo`` restores them: rar_edge.demo.restore_samples,
-    the bundle's own rule, no budget): per bundle, each sample's PSNR gain and steps run, and the mean gain;
-    printed as a table."""
+    the bundle's own rule, no budget; with ``tone`` also "BUNDLE --tone", the shipped head first): per bundle,
+    each sample's PSNR gain and steps run, and the mean gain; printed as a table."""
     import tempfile
 
     from rar_edge.demo import restore_samples
 
     results = {}
-    for bundle in dict.fromkeys(bundles):
+    for bundle, with_tone in ((b, t) for b in dict.fromkeys(bundles) for t in (False, True)[: 1 + tone]):
         with tempfile.TemporaryDirectory() as tmp:
-            rows = restore_samples(bundle, folder, Path(tmp), None)
+            rows = restore_samples(bundle, folder, Path(tmp), None, tone=with_tone)
         # PSNR capped as in the held-out tables: a sample already equal to its original would be infinite
         gains = {r["name"]: {"gain": min(r["psnr_out"], PSNR_CAP_DB) - min(r["psnr_in"], PSNR_CAP_DB), "steps": r["steps_run"]}
                  for r in rows}
-        results[str(bundle)] = {"images": gains, "mean": float(np.mean([g["gain"] for g in gains.values()]))}
+        label = f"{bundle} --tone" if with_tone else str(bundle)
+        results[label] = {"images": gains, "mean": float(np.mean([g["gain"] for g in gains.values()]))}
     names = list(next(iter(results.values()))["images"])
     print(f"\n{folder.name}/: PSNR gain in dB (steps run) per image\n")
     print("| bundle | " + " | ".join(Path(n).stem for n in names) + " | mean |")

@@ -162,6 +162,8 @@ def cmd_reblock(a: argparse.Namespace) -> int:
 def cmd_train_tone(a: argparse.Namespace) -> int:
     from rar_edge.train.tone import ToneTrainConfig, train_tone
 
+    if a.batch < 1 or a.crop < 8 or not a.lr > 0:
+        raise RarEdgeError(f"--batch must be >= 1, --crop >= 8 and --lr > 0 (got {a.batch}, {a.crop}, {a.lr:g})")
     done = train_tone(ToneTrainConfig(data=a.data, out=a.out, minutes=a.minutes, steps=a.steps,
                                       synthesis=a.synthesis, batch=a.batch, crop=a.crop, lr=a.lr, seed=a.seed))
     print(f"done: {a.out} ({done['steps']} steps in {done['minutes']:.1f} min, last loss {done['last_loss']:.4f})")
@@ -326,12 +328,10 @@ def cmd_restore(a: argparse.Namespace) -> int:
 
         def restore(rgb):
             x, decision = tone(rgb) if tone else (rgb, None)
-            x = unit_float(x)
-            out, record = restore_array(model, x, rule)
-            if decision is not None:
+            out, record = restore_array(model, unit_float(x), rule)
+            if decision is not None:  # as the runtime reports it: the stage's decision and time
                 record["tone"] = decision.to_json()
-                if record["steps"] == 0:  # the loop kept the toned photo as it came
-                    out = x
+                record["ms"] = {"tone": round(decision.ms, 2), "total": round(record["ms"]["total"] + decision.ms, 2)}
             return out, record
 
     return _report_restores(restore_files(restore, a.inputs, a.out, overwrite=a.overwrite,
@@ -440,7 +440,8 @@ def _print_record(record: dict, as_json: bool) -> None:
         return
     head = f"{record['input']} -> {record['output']}"
     if not record["quality"]:  # the budget could not pay for encode + decode
-        print(f"{head}: returned unchanged (budget below encode + decode), {record['ms']['total']:.0f} ms")
+        what = "tone curve applied, no restore step" if record.get("tone", {}).get("applied") else "returned unchanged"
+        print(f"{head}: {what} (budget below encode + decode), {record['ms']['total']:.0f} ms")
         return
     budget = ""
     if record.get("budget_ms"):

@@ -101,7 +101,8 @@ def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
 
     The RGB pixels stay uint8 / uint16 when they come so (the caller's array itself when it is already
     contiguous RGB: the runtime only reads it) and are converted to float tile by tile (``unit_float``):
-    a 12 MP uint8 photo then has no full-size float32 copy. Float input is read as float32; the result
+    a 12 MP uint8 photo then has no full-size float32 copy (but for the exposure stage's output, under
+    ``tone=True`` where its curve applies). Float input is read as float32; the result
     comes back in the input's own dtype (``give_back``).
     """
     try:
@@ -486,11 +487,10 @@ class Restorer:
         t0 = time.perf_counter()
         wait_ms = (t0 - entered) * 1000.0
         rgb, alpha, kind = as_rgb(image)
-        decision, tone_ms = None, 0.0
-        if tone:  # one curve for the whole photo, before the tiles (its time counts against the budget)
-            toned, decision = self.tone_curve()(rgb)
-            rgb = toned if decision.applied else rgb
-            tone_ms = (time.perf_counter() - t0) * 1000.0
+        decision = None
+        if tone:  # one curve for the whole photo, before the tiles; it runs whatever the budget (docs/runtime.md)
+            rgb, decision = self.tone_curve()(rgb)
+        tone_ms = decision.ms if decision is not None else 0.0
         job = _TiledImage(self, rgb)
         cost = self._cost = self.cost_model(job.tile)
         n = len(job.tiles)

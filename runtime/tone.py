@@ -16,7 +16,9 @@ same arithmetic is ~40 lines (``features``, the MLP, ``curve_table``).
 from __future__ import annotations
 
 import json
+import math
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,29 +27,38 @@ import numpy as np
 import rar_edge
 from rar_edge.errors import RarEdgeError
 
+from .images import FULL_SCALE
+
 #: The head that ships with the package (``Restorer.restore(tone=True)`` uses it unless told otherwise).
 DEFAULT_TONE = Path(rar_edge.__file__).resolve().parent / "weights" / "tone"
 #: The integer range each pixel type is looked up in (float photos are rounded to 16 bits first: at most
 #: 8e-6 off before the curve, far below what an 8-bit output shows).
-LEVELS = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
+LEVELS = {dtype: int(top) for dtype, top in FULL_SCALE.items()}
+RETRAIN = "train one with rar-edge train-tone (or leave --tone-head out for the shipped one)"
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """The float32 tensors of a safetensors file (8-byte header length, JSON header, raw little-endian data)."""
+    """The float32 tensors of a safetensors file (8-byte header length, JSON header, raw little-endian data);
+    a file that is not one, or is cut short, raises a one-line RarEdgeError."""
     raw = path.read_bytes()
     try:
         (n,) = struct.unpack("<Q", raw[:8])
         header = json.loads(raw[8 : 8 + n])
-    except (struct.error, ValueError) as e:
-        raise RarEdgeError(f"{path} is not a safetensors file ({e}); train the head again (rar-edge train-tone)") from None
-    data, out = raw[8 + n :], {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        if meta.get("dtype") != "F32":
-            raise RarEdgeError(f"{path}: tensor {name} is {meta.get('dtype')}, the runtime reads F32 only")
-        lo, hi = meta["data_offsets"]
-        out[name] = np.frombuffer(data[lo:hi], "<f4").reshape(meta["shape"])
+        if not isinstance(header, dict):
+            raise ValueError("its header is not a JSON object")
+        data, out = raw[8 + n :], {}
+        for name, meta in header.items():
+            if name == "__metadata__":
+                continue
+            if meta.get("dtype") != "F32":
+                raise ValueError(f"tensor {name} is {meta.get('dtype')}; the runtime reads F32 only")
+            lo, hi = (int(v) for v in meta["data_offsets"])
+            shape = [int(v) for v in meta["shape"]]
+            if not 0 <= lo <= hi <= len(data) or hi - lo != 4 * math.prod(shape):
+                raise ValueError(f"tensor {name}'s bytes are missing (the file is cut short?)")
+            out[name] = np.frombuffer(data[lo:hi], "<f4").reshape(shape)
+    except (struct.error, ValueError, TypeError, KeyError, AttributeError) as e:
+        raise RarEdgeError(f"{path} is not a readable safetensors file ({e}); {RETRAIN}") from None
     return out
 
 
@@ -66,6 +77,7 @@ class ToneDecision:
     applied: bool
     logit: float  # the head's "under-exposed" logit (applied where it reaches the gate)
     gate: float
+    ms: float = 0.0  # the stage's time: the estimate, and the curve where applied
 
     def to_json(self) -> dict:
         return {"applied": self.applied, "under_exposed_logit": round(self.logit, 3), "gate": self.gate}
@@ -76,25 +88,37 @@ class ToneCurve:
 
     def __init__(self, weights: dict[str, np.ndarray], iters: int, thumb: int, bins: int, gate: float):
         self.w, self.iters, self.thumb, self.bins, self.gate = weights, iters, thumb, bins, gate
-        want = 6 + 3 * bins, 3 * iters + 7
-        if weights["w1"].shape[1] != want[0] or weights["w2"].shape[0] != want[1]:
-            raise RarEdgeError(f"tone head's layers {weights['w1'].shape} / {weights['w2'].shape} do not match its "
-                               f"config ({want[0]} features in, {want[1]} numbers out); train it again")
+        w1, b1, w2, b2 = (weights[k] for k in ("w1", "b1", "w2", "b2"))
+        hidden, n_in, n_out = w1.shape[0] if w1.ndim == 2 else -1, 6 + 3 * bins, 3 * iters + 7
+        if (w1.shape, b1.shape, w2.shape, b2.shape) != ((hidden, n_in), (hidden,), (n_out, hidden), (n_out,)):
+            raise RarEdgeError(f"the tone head's layers ({w1.shape}, {b1.shape}, {w2.shape}, {b2.shape}) do not match "
+                               f"its config ({n_in} features in, {n_out} numbers out); {RETRAIN}")
+        if not math.isfinite(gate):
+            raise RarEdgeError(f"the tone head's gate_logit must be a finite number, got {gate}; {RETRAIN}")
 
     @classmethod
     def load(cls, folder: str | Path | None = None) -> "ToneCurve":
         """The head in ``folder`` (``rar-edge train-tone --out``), or the shipped one (None)."""
         folder = DEFAULT_TONE if folder is None else Path(folder)
+        if not folder.is_dir():
+            raise RarEdgeError(f"no tone head in {folder} (not a folder): pass a folder written by rar-edge train-tone")
         try:
             config = json.loads((folder / "config.json").read_text())
             weights = read_safetensors(folder / "tone.safetensors")
         except FileNotFoundError as e:
             raise RarEdgeError(f"no tone head in {folder} ({Path(e.filename).name} missing): pass a folder "
                                "written by rar-edge train-tone") from None
-        if config.get("kind") != "rar-edge tone head" or not {"w1", "b1", "w2", "b2"} <= set(weights):
-            raise RarEdgeError(f"{folder} does not hold a tone head (rar-edge train-tone writes one)")
-        return cls(weights, int(config["iters"]), int(config["thumb"]), int(config["bins"]),
-                   float(config.get("gate_logit", 0.0)))
+        except (OSError, ValueError) as e:  # unreadable, or config.json not JSON
+            raise RarEdgeError(f"cannot read the tone head in {folder} ({e}); {RETRAIN}") from None
+        if not isinstance(config, dict) or config.get("kind") != "rar-edge tone head" \
+                or not {"w1", "b1", "w2", "b2"} <= set(weights):
+            raise RarEdgeError(f"{folder} does not hold a tone head; {RETRAIN}")
+        try:
+            sizes = [int(config[k]) for k in ("iters", "thumb", "bins")]
+            gate = float(config.get("gate_logit", 0.0))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RarEdgeError(f"{folder}/config.json: bad or missing size ({e}); {RETRAIN}") from None
+        return cls(weights, *sizes, gate)
 
     def features(self, rgb: np.ndarray) -> np.ndarray:
         """The head's input for an (H,W,3) image, uint8, uint16 or float in [0, 1] (rar_edge/model/tone.py
@@ -134,7 +158,9 @@ class ToneCurve:
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, ToneDecision]:
         """The image through the curve where the head says under-exposed (a new float32 image; else ``rgb``
-        itself, as it came), and why."""
+        itself, as it came), and why (with the stage's time in ``ms``)."""
+        t0 = time.perf_counter()
         params, logit = self.estimate(rgb)
-        decision = ToneDecision(applied=logit >= self.gate, logit=logit, gate=self.gate)
-        return (self.apply(rgb, params) if decision.applied else rgb), decision
+        applied = logit >= self.gate
+        out = self.apply(rgb, params) if applied else rgb
+        return out, ToneDecision(applied=applied, logit=logit, gate=self.gate, ms=(time.perf_counter() - t0) * 1e3)

@@ -27,6 +27,8 @@ def describe(res) -> str:
     """One line for the user: what was found, what was done, how long it took."""
     found = [name for name, p in sorted(res.degradations.items(), key=lambda kv: -kv[1]) if p >= SHOW_ABOVE]
     did = "kept as is" if res.steps == 0 else f"{res.steps} restore step{'s' * (res.steps > 1)}"
+    if res.tone is not None and res.tone.applied:  # --tone: the exposure stage brightened it first
+        did = "exposure corrected" + ("" if res.steps == 0 else f", then {did}")
     why = "time ran out" if res.budget_bound else res.stop_reason.replace("_", " ")
     return (f"found {', '.join(found) or 'nothing certain'}; {did} (stopped: {why}); "
             f"assessed quality {res.quality[0]:.1f} -> {res.quality[res.steps]:.1f} dB; {res.ms['total']:.0f} ms")
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--out", default="restored", help="folder for the results (created)")
     p.add_argument("--budget-ms", type=float, default=250.0, help="latency budget per photo")
     p.add_argument("--profile", help="a device profile (rar-edge profile) to plan the budget from")
+    p.add_argument("--tone", action="store_true", help="the photos are under-exposed: correct their exposure first")
     a = p.parse_args(argv)
     try:
         # Load once: it verifies the bundle's checksums, opens the backend and warms it up.
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     for photo in a.photos:
         try:
             with Image.open(photo) as im:
-                res = restorer.restore(im, budget_ms=a.budget_ms)  # a PIL image in, a PIL image out
+                res = restorer.restore(im, budget_ms=a.budget_ms, tone=a.tone)  # a PIL image in, a PIL image out
         except (OSError, RarEdgeError) as e:  # an unreadable photo: tell the user, go on with the others
             print(f"{photo}: cannot restore ({e})", file=sys.stderr)
             failed += 1

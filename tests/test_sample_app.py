@@ -62,3 +62,12 @@ def test_app_refuses_a_folder_that_is_not_a_bundle(tmp_path):
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "manifest.json is missing" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_app_tone_corrects_an_under_exposed_photo_without_torch(bundles, tmp_path):
+    dark = ROOT / "samples" / "degraded" / "05_coffee_low_light.png"
+    r = run_app(bundles["onnx"], dark, "-o", tmp_path / "out", "--tone", "--budget-ms", "5000")
+    assert r.returncode == 0, r.stderr
+    assert "found" in r.stdout and "exposure corrected" in r.stdout
+    with Image.open(tmp_path / "out" / dark.name) as out, Image.open(dark) as src:
+        assert np.asarray(out).mean() > 2 * np.asarray(src.convert("RGB")).mean()  # the shipped head brightens it

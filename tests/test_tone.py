@@ -86,12 +86,15 @@ def test_saved_head_loads_back_the_same_in_torch_and_refuses_what_is_not_one(tmp
         assert torch.equal(load_tone(tmp_path / "h")(x)[0], head(x)[0])
     config = json.loads((tmp_path / "h" / "config.json").read_text())
     assert not config["training"]["data"].startswith("/")  # no machine path in what may ship
+    with pytest.raises(RarEdgeError, match="no tone head in .*not a folder"):
+        ToneCurve.load(tmp_path / "nothing")
+    (tmp_path / "nothing").mkdir()
     with pytest.raises(RarEdgeError, match="no tone head in .*config.json missing"):
         ToneCurve.load(tmp_path / "nothing")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text(json.dumps({"kind": "something else"}))
     (tmp_path / "bad" / "tone.safetensors").write_bytes(b"\x02\x00")
-    with pytest.raises(RarEdgeError, match="not a safetensors file"):
+    with pytest.raises(RarEdgeError, match="not a readable safetensors file"):
         ToneCurve.load(tmp_path / "bad")
     (tmp_path / "bad" / "tone.safetensors").write_bytes((tmp_path / "h" / "tone.safetensors").read_bytes())
     with pytest.raises(RarEdgeError, match="does not hold a tone head"):
@@ -164,7 +167,8 @@ def test_cli_checkpoint_path_tones_like_the_runtime(tiny_checkpoint, tmp_path, p
     status, out, err = cli("restore", src, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint, "--max-steps", "0",
                            "--tone", "--tone-head", tmp_path / "head", "--json")
     assert status == 0, err
-    assert json.loads(out.splitlines()[-1])["tone"]["applied"]
+    record = json.loads(out.splitlines()[-1])
+    assert record["tone"]["applied"] and record["ms"]["tone"] > 0 and record["ms"]["total"] >= record["ms"]["tone"]
     want = ToneCurve.load(tmp_path / "head")(np.asarray(Image.open(src), np.float32) / 255)[0]
     got = np.asarray(Image.open(tmp_path / "out" / "dark.png"), np.float32) / 255
     assert np.abs(got - want).max() <= 1 / 255 + 1e-6
@@ -239,3 +243,62 @@ def test_bundle_quality_adds_a_tone_row_per_bundle(bundles, tmp_path, photo_arra
     with pytest.raises(SystemExit) as e:
         bench.main([str(b), "--photos", str(tmp_path), "--tone-head", str(tmp_path / "head")])
     assert e.value.code == 2
+
+
+def test_a_broken_head_is_refused_in_one_line(tmp_path):
+    save_tone(_head(seed=1), tmp_path / "good", {})
+    good = (tmp_path / "good" / "tone.safetensors").read_bytes()
+    config = json.loads((tmp_path / "good" / "config.json").read_text())
+
+    def broken(name: str, weights: bytes = good, cfg=config) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "tone.safetensors").write_bytes(weights)
+        (folder / "config.json").write_text(cfg if isinstance(cfg, str) else json.dumps(cfg))
+        with pytest.raises(RarEdgeError) as e:
+            ToneCurve.load(folder)
+        assert "\n" not in str(e.value)
+        return str(e.value)
+
+    assert "cut short" in broken("truncated", good[:-100])
+    n = int.from_bytes(good[:8], "little")
+    header = json.loads(good[8 : 8 + n])
+    header["w1"]["data_offsets"] = [0, 10**9]
+    text = json.dumps(header).encode()
+    assert "cut short" in broken("offsets", len(text).to_bytes(8, "little") + text + good[8 + n :])
+    assert "cannot read the tone head" in broken("notjson", cfg="{oops")
+    assert "bad or missing size" in broken("noiters", cfg={k: v for k, v in config.items() if k != "iters"})
+    assert "gate_logit must be a finite number" in broken("nan", cfg={**config, "gate_logit": "nan"})
+    assert "do not match its config" in broken("bins", cfg={**config, "bins": 8})
+    with pytest.raises(RarEdgeError, match="not a folder"):
+        ToneCurve.load(tmp_path / "good" / "config.json")
+
+
+def test_restore_tone_keeps_the_input_kind_alpha_and_runs_under_any_budget(bundles, tmp_path, photo_array):
+    r = _restorer(bundles["onnx"], tmp_path, brighten=1.0, logit=5.0)
+    dark = (photo_array[:64, :64] * 0.3).astype(np.float32)
+    never = dict(max_steps=0)
+    alpha = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64, 1)
+    rgba = r.restore(np.concatenate([dark, alpha], 2), tone=True, **never).image
+    assert rgba.shape == (64, 64, 4) and np.array_equal(rgba[..., 3:], alpha) and rgba[..., :3].mean() > 1.5 * dark.mean()
+    gray = r.restore(dark.mean(2), tone=True, **never).image
+    assert gray.shape == (64, 64) and gray.mean() > 1.5 * dark.mean()
+    u16 = (dark * 65535).astype(np.uint16)
+    out16 = r.restore(u16, tone=True, **never).image
+    assert out16.dtype == np.uint16 and out16.mean() > 1.5 * u16.mean()
+    pil = r.restore(Image.fromarray((dark * 255).astype(np.uint8)), tone=True, **never).image
+    assert isinstance(pil, Image.Image) and np.asarray(pil).mean() > 1.5 * dark.mean() * 255
+    # a budget too short for encode + decode: the stage has run (it is not scheduled), the model has not
+    res = r.restore(dark, tone=True, budget_ms=1e-3)
+    assert res.model_skipped and res.tone.applied and res.quality == [] and res.image.mean() > 1.5 * dark.mean()
+    assert res.ms["tone"] > 0 and res.ms["total"] >= res.ms["tone"]
+
+
+def test_cli_says_the_photo_was_toned_when_the_budget_ran_out(bundles, tmp_path, photo_array):
+    src = tmp_path / "dark.png"
+    Image.fromarray((photo_array[:64, :64] * 0.3 * 255).astype(np.uint8)).save(src)
+    save_tone(_head(1.0, 5.0), tmp_path / "head", {})
+    status, out, err = cli("restore", src, "-o", tmp_path / "out", "--bundle", bundles["onnx"], "--budget-ms", "0.001",
+                           "--tone", "--tone-head", tmp_path / "head")
+    assert status == 0, err
+    assert "tone curve applied, no restore step (budget below encode + decode)" in out

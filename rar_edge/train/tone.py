@@ -91,8 +91,8 @@ def train_tone(cfg: ToneTrainConfig, progress: bool = True) -> dict:
             bar.set_postfix(loss=f"{loss:.4f}", min=f"{spent:.1f}")
     bar.close()
     summary = {"steps": step, "minutes": round((time.perf_counter() - start) / 60, 2), "last_loss": loss}
-    training = {k: v for k, v in asdict(cfg).items() if k != "out"}  # where it was written says nothing of it
-    save_tone(head, cfg.out, {**training, **summary, "date": date.today().isoformat()})
+    asked = {k: v for k, v in asdict(cfg).items() if k != "out"}  # where it was written says nothing of it
+    save_tone(head, cfg.out, {"config": asked, "result": summary, "date": date.today().isoformat()})
     return summary
 
 
