@@ -106,7 +106,7 @@ def test_the_readmes_python_example_runs_as_written(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "restored.png").is_file()
     lines = res.stdout.strip().splitlines()
-    assert len(lines) == 2 and "rain" in lines[1]
+    assert len(lines) == 3 and "rain" in lines[1] and lines[2].startswith("ToneDecision(applied=True")
 
 
 def test_the_default_bundle_restores_the_samples_as_the_model_card_says(tmp_path):
