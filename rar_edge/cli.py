@@ -407,7 +407,7 @@ def cmd_assess(a: argparse.Namespace) -> int:
     failed, header = [], not a.json  # the table's header comes with its first row
     for path in inputs:
         try:
-            result = restorer.assess(load_image(path).rgb, a.threshold, per_tile=a.per_tile)
+            result = restorer.assess(load_image(path).rgb, a.threshold, per_tile=a.per_tile, tone=a.tone)
         except RarEdgeError as e:
             failed.append((path, str(e)))
             if a.json:
@@ -419,11 +419,13 @@ def cmd_assess(a: argparse.Namespace) -> int:
             print(json.dumps({"input": path, **result.to_json()}), flush=True)
             continue
         if header:
-            print(f"{'image':<28} {'quality dB':>10}  " + " ".join(f"{n:>9}" for n in names) + "  present")
+            print(f"{'image':<28} {'quality dB':>10}  " + " ".join(f"{n:>9}" for n in names) + "  present"
+                  + ("  under-exposed (--tone would brighten)" if a.tone else ""))
             header = False
         present = ", ".join(result.present) or "-"
+        tone = "" if result.tone is None else f"  {'yes' if result.tone.applied else 'no'} (logit {result.tone.logit:+.1f})"
         print(f"{Path(path).name[:28]:<28} {result.quality:>10.1f}  "
-              + " ".join(f"{result.degradations[n]:>9.2f}" for n in names) + f"  {present}", flush=True)
+              + " ".join(f"{result.degradations[n]:>9.2f}" for n in names) + f"  {present}{tone}", flush=True)
         if a.per_tile:
             print("  per tile (dB): " + " ".join(f"{q:.1f}" for q in result.tile_quality))
     return _batch_status("assess", failed, len(inputs))
@@ -779,6 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5,
                    help="probability from which a degradation counts as present (default %(default)s)")
     p.add_argument("--per-tile", action="store_true", help="also print each tile's predicted quality")
+    p.add_argument("--tone", action="store_true",
+                   help="also say whether the exposure stage (restore --tone) finds the image under-exposed")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.set_defaults(func=cmd_assess)
 

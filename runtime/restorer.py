@@ -77,12 +77,15 @@ class Assessment:
     tiles: int
     ms: float
     tile_quality: list[float] | None = None  # per tile (raster order), when asked for
+    tone: ToneDecision | None = None  # assess(tone=True): would restore(tone=True) apply its curve here?
 
     def to_json(self) -> dict:
         out = {"quality": round(self.quality, 3), "degradations": {k: round(v, 4) for k, v in self.degradations.items()},
                "present": self.present, "threshold": self.threshold, "tiles": self.tiles, "ms": round(self.ms, 2)}
         if self.tile_quality is not None:
             out["tile_quality"] = [round(q, 3) for q in self.tile_quality]
+        if self.tone is not None:
+            out["tone"] = self.tone.to_json()
         return out
 
 
@@ -456,25 +459,29 @@ class Restorer:
         elif hasattr(image, "height") and hasattr(image, "width"):  # a PIL image
             check_megapixels(image.height, image.width, self.max_megapixels)
 
-    def assess(self, image: Any, threshold: float = FOUND_AT, per_tile: bool = False) -> Assessment:
+    def assess(self, image: Any, threshold: float = FOUND_AT, per_tile: bool = False,
+               tone: bool = False) -> Assessment:
         """The assessor alone: encode and assess every tile of ``image`` (numpy array or PIL image), no restore.
 
         ``quality`` is the predicted PSNR against the clean original (docs/runtime.md says how far to trust
-        it), ``present`` the degradations with a probability of at least ``threshold``.
+        it), ``present`` the degradations with a probability of at least ``threshold``; ``tone=True`` also
+        asks the exposure stage's head whether ``restore(tone=True)`` would brighten the image (``.tone``).
         """
         if not 0 < threshold < 1:
             raise RarEdgeError(f"threshold must be a probability in (0, 1), got {threshold}")
         self._check_size(image)
         with self._lock:
             t0 = time.perf_counter()
-            job = _TiledImage(self, as_rgb(image)[0])
+            rgb = as_rgb(image)[0]
+            decision = self.tone_curve().decide(rgb) if tone else None
+            job = _TiledImage(self, rgb)
             job.assessed = list(range(len(job.tiles)))  # every tile: the answer is the point here
             self._cost = None  # not a restore: nothing recorded into the cost models
             tiles: list[float] = []
             quality, probs, _ = job.assess(job.encode(), tiles)
         names = dict(zip(self.degradations, probs))
         return Assessment(quality, names, present(names, threshold), threshold, len(job.tiles),
-                          (time.perf_counter() - t0) * 1000.0, tiles if per_tile else None)
+                          (time.perf_counter() - t0) * 1000.0, tiles if per_tile else None, decision)
 
     def tone_curve(self) -> ToneCurve:
         """The exposure stage's head (loaded on first use)."""

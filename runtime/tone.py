@@ -156,6 +156,12 @@ class ToneCurve:
             out[..., c] = table[c][idx]
         return out
 
+    def decide(self, rgb: np.ndarray) -> ToneDecision:
+        """Whether the stage would apply its curve to this image (the estimate alone; ``applied``: it would)."""
+        t0 = time.perf_counter()
+        logit = self.estimate(rgb)[1]
+        return ToneDecision(applied=logit >= self.gate, logit=logit, gate=self.gate, ms=(time.perf_counter() - t0) * 1e3)
+
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, ToneDecision]:
         """The image through the curve where the head says under-exposed (a new float32 image; else ``rgb``
         itself, as it came), and why (with the stage's time in ``ms``)."""

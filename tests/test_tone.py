@@ -302,3 +302,19 @@ def test_cli_says_the_photo_was_toned_when_the_budget_ran_out(bundles, tmp_path,
                            "--tone", "--tone-head", tmp_path / "head")
     assert status == 0, err
     assert "tone curve applied, no restore step (budget below encode + decode)" in out
+
+
+def test_assess_tone_says_whether_restore_tone_would_brighten(bundles, tmp_path, photo_array):
+    dark = (photo_array[:64, :64] * 0.3).astype(np.float32)
+    on = _restorer(bundles["onnx"], tmp_path, brighten=1.0, logit=5.0)
+    a = on.assess(dark, tone=True)
+    assert a.tone.applied and a.to_json()["tone"]["applied"] and on.assess(dark).tone is None
+    assert a.quality == on.assess(dark).quality  # the assessment itself is the image's, untoned
+    assert not _restorer(bundles["onnx"], tmp_path, brighten=1.0, logit=-5.0).assess(dark, tone=True).tone.applied
+    samples = DEFAULT_TONE.parents[2] / "samples" / "degraded"  # the shipped head, through the CLI
+    status, out, err = cli("assess", samples / "05_coffee_low_light.png", samples / "00_brushes_noise.png", "--tone")
+    assert status == 0, err
+    lines = out.splitlines()
+    assert "under-exposed" in lines[0] and "  yes (logit +" in lines[1] and "  no (logit -" in lines[2]
+    status, out, _ = cli("assess", samples / "05_coffee_low_light.png", "--tone", "--json")
+    assert json.loads(out.splitlines()[-1])["tone"]["applied"] is True
