@@ -534,6 +534,8 @@ EXAMPLES = {
              "--minutes 60 --marks 15,30",
     "eval": "example:\n  rar-edge eval --checkpoint runs/s/best --data photos/heldout --synthesis albumentations",
     "fit-stop": "example:\n  rar-edge fit-stop --checkpoint runs/s/best --data photos/train --write",
+    "train-tone": "example:\n  rar-edge train-tone --data photos/train --out my-tone-head --minutes 7\n"
+                  "  rar-edge restore dark.jpg -o out --tone --tone-head my-tone-head",
 }
 
 
@@ -647,7 +649,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder of clean photos")
     p.add_argument("--out", required=True, help="output folder: tone.safetensors and config.json")
     p.add_argument("--minutes", type=float, default=7.0, help="time budget (the learning rate decays over it)")
-    p.add_argument("--steps", type=int, help="stop after this many steps (default: the time budget alone)")
+    p.add_argument("--steps", type=int, help="stop after this many steps (default: the time budget alone); the "
+                   "learning rate decays over whichever budget ends first")
     p.add_argument("--synthesis", default="v3", choices=SYNTHESES, help="degradation models of the crops")
     p.add_argument("--batch", type=int, default=16, help="crops per step")
     p.add_argument("--crop", type=int, default=192, help="crop side in pixels")
