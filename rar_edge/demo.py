@@ -7,7 +7,8 @@
    the ONNX and the ExecuTorch bundle;
 3. writes before/after grids and a plot of the assessed quality per step (the default bundle's), and prints per
    image: the degradations found, the steps, PSNR input -> output against the clean original and milliseconds,
-   and each int8 bundle's PSNR out and milliseconds; then the samples the exposure stage (``--tone``) changes.
+   and each int8 bundle's PSNR out and milliseconds; then the samples the exposure stage (``--tone``) changes
+   (and tone.png: those samples without and with it).
 """
 
 from __future__ import annotations
@@ -138,7 +139,9 @@ def print_toned(rows: list[dict], toned: list[dict]) -> None:
               f"(without: -> {plain[t['name']]['psnr_out']:.2f} dB)")
 
 
-def write_pictures(rows: list[dict], work: Path) -> None:
+def write_pictures(rows: list[dict], work: Path, toned: list[dict] | None = None) -> None:
+    """before_after.png and quality_per_step.png (``rows``: the default bundle's); with ``toned``
+    (restore_samples(..., tone=True)) also tone.png: the samples the exposure stage changed, without and with it."""
     from rar_edge.viz import comparison_grid, line_plot
 
     comparison_grid([list(r["images"]) for r in rows],
@@ -146,6 +149,13 @@ def write_pictures(rows: list[dict], work: Path) -> None:
                     ["degraded", "restored (default bundle, runtime)", "clean original"], work / "before_after.png")
     line_plot({r["name"].split(".")[0]: r["quality"] for r in rows}, work / "quality_per_step.png",
               "assessed quality per step (default bundle, runtime)", "step", "quality (dB)")
+    plain = {r["name"]: r for r in rows}
+    changed = [t for t in toned or [] if t["toned"]]
+    if changed:
+        comparison_grid([[t["images"][0], plain[t["name"]]["images"][1], t["images"][1], t["images"][2]] for t in changed],
+                        [f"{t['name']}: {t['psnr_in']:.1f} -> {plain[t['name']]['psnr_out']:.1f} dB, with --tone "
+                         f"{t['psnr_out']:.1f} dB" for t in changed],
+                        ["degraded", "restored", "restored with --tone", "clean original"], work / "tone.png")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,10 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print_table(rows, edge, a.budget_ms)
     print_toned(rows, toned)
-    write_pictures(rows, work)
+    write_pictures(rows, work, toned)
     print(f"default bundle: {DEFAULT_BUNDLE.name}; int8 bundles: {work / 'bundles'}; restored: {work / 'restored'} "
           f"(int8: {work / 'restored_int8_onnx'}, {work / 'restored_int8_executorch'}); pictures: "
-          f"{work / 'before_after.png'}, {work / 'quality_per_step.png'}; with --tone: {work / 'restored_tone'}")
+          f"{work / 'before_after.png'}, {work / 'quality_per_step.png'}; with --tone: {work / 'restored_tone'}, "
+          f"{work / 'tone.png'}")
     print(f"next: rar-edge restore YOUR_PHOTOS -o out --budget-ms {a.budget_ms:.0f}   (the default bundle; on a "
           f"device: --bundle {bundles['executorch']})")
     return 0

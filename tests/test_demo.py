@@ -90,6 +90,11 @@ def test_demo_restores_every_sample_and_reports_what_the_runtime_did(tmp_path, c
     demo.print_toned(rows, toned)
     lines = capsys.readouterr().out.splitlines()
     assert "finds 1 of 9 samples under-exposed" in lines[1] and lines[2].startswith("  05_coffee_low_light.png: PSNR")
+    from PIL import Image
+
+    demo.write_pictures(rows, tmp_path / "with_tone", toned)
+    with Image.open(tmp_path / "with_tone" / "tone.png") as picture:  # one row of four: the changed sample
+        assert picture.width > 3 * picture.height
 
 
 def test_found_means_one_rule_in_the_demo_the_cli_and_the_runtime(capsys):
