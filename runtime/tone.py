@@ -4,8 +4,7 @@
 64² thumbnail (per-channel mean, spread, 16-bin soft histogram), returns a per-channel curve and a logit
 "under-exposed"; where the logit reaches the head's gate (0) the photo goes through the curve, applied as a
 lookup table per channel (256 entries for 8-bit photos: exact; 65536 for 16-bit and float ones), and the loop
-restores the result. One curve per photo, not per tile: the
-tiles of a large photo stay consistent.
+restores the result. One curve per photo, not per tile: the tiles of a large photo stay consistent.
 
 Opt-in because the thumbnail cannot tell an under-exposed photo from a dark scene exposed as intended: a night
 shot is brightened too (BENCHMARKS.md). The head is rar_edge/model/tone.py's, trained by ``rar-edge
