@@ -263,8 +263,8 @@ class Restorer:
                  tile: int | None = None, overlap: int | None = None, max_megapixels: float | None = None,
                  assess_tiles: int | None = None, half_latents: bool = False, tone_head: str | Path | None = None):
         self.bundle, self.manifest, self.backend = Path(bundle), manifest, backend
-        self.tone_head = tone_head  # the exposure stage's head folder (None: the shipped one), loaded when first asked
-        self._tone: ToneCurve | None = None
+        self.tone_head = tone_head  # the exposure stage's head folder (None: the shipped one, loaded when first asked)
+        self._tone = ToneCurve.load(tone_head) if tone_head is not None else None  # a named one: checked now
         self.half_latents = bool(half_latents)  # keep the tiles' latents in float16 between calls
         whole = isinstance(assess_tiles, (int, np.integer)) and not isinstance(assess_tiles, bool)
         if assess_tiles is not None and not (whole and assess_tiles >= 1):
@@ -344,10 +344,8 @@ class Restorer:
         except ValueError as e:
             raise RarEdgeError(str(e)) from None
         prof = load_profile(profile) if isinstance(profile, (str, Path)) else profile
-        tone = ToneCurve.load(tone_head) if tone_head is not None else None
         restorer = cls(bundle, manifest, open_backend(bundle, manifest, backend, **backend_options), prof, tile, overlap,
                        max_megapixels, assess_tiles, half_latents, tone_head)
-        restorer._tone = tone
         if warmup:
             restorer.warmup()
         return restorer

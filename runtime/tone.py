@@ -157,15 +157,17 @@ class ToneCurve:
 
     def decide(self, rgb: np.ndarray) -> ToneDecision:
         """Whether the stage would apply its curve to this image (the estimate alone; ``applied``: it would)."""
-        t0 = time.perf_counter()
-        logit = self.estimate(rgb)[1]
-        return ToneDecision(applied=logit >= self.gate, logit=logit, gate=self.gate, ms=(time.perf_counter() - t0) * 1e3)
+        return self._run(rgb, apply=False)[1]
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, ToneDecision]:
         """The image through the curve where the head says under-exposed (a new float32 image; else ``rgb``
         itself, as it came), and why (with the stage's time in ``ms``)."""
+        return self._run(rgb, apply=True)
+
+    def _run(self, rgb: np.ndarray, apply: bool) -> tuple[np.ndarray, ToneDecision]:
+        """The one rule: the curve where the logit reaches the gate (computed only when ``apply``)."""
         t0 = time.perf_counter()
         params, logit = self.estimate(rgb)
         applied = logit >= self.gate
-        out = self.apply(rgb, params) if applied else rgb
+        out = self.apply(rgb, params) if applied and apply else rgb
         return out, ToneDecision(applied=applied, logit=logit, gate=self.gate, ms=(time.perf_counter() - t0) * 1e3)
