@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     bits.add_argument("--full-range", action="store_true",
                       help="int8 ONNX only: full 8-bit weights even on an x86 CPU without VNNI (for VNNI and ARM "
                       "devices; the parity check on such a CPU may then fail)")
+    tone = p.add_mutually_exclusive_group()
+    tone.add_argument("--tone-head", metavar="DIR",
+                      help="the exposure stage's head every bundle carries (a rar-edge train-tone folder; default: the "
+                      "shipped one): its files, which rar-edge restore --tone reads, and a float32 graph for apps "
+                      "(tone.onnx, tone.pte or tone.mlpackage: thumbnail -> curve table, logit; docs/export.md)")
+    tone.add_argument("--no-tone", action="store_true", help="leave the exposure stage's head out of the bundle")
     p.add_argument("-o", "--out", default="exports", help="output folder (default: exports)")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p
@@ -124,11 +130,16 @@ def run(args: argparse.Namespace) -> int:
     precisions = check_args(targets, args.precision, args.calib, args.dynamic, args.int8_graph, args.reduce_range,
                             args.full_range)
     bits = weight_bits(args.reduce_range, args.full_range, precisions.get("onnx") == "int8")
+    from rar_edge.runtime.tone import DEFAULT_TONE, ToneCurve
+
+    tone_head = None if args.no_tone else Path(args.tone_head) if args.tone_head else DEFAULT_TONE
+    if tone_head is not None:
+        ToneCurve.load(tone_head)  # a bad head fails now, in one line, not after minutes of export
     from .bundle import export_bundle  # heavy: torch, onnx, coremltools
 
     for target, precision in precisions.items():
         print(export_bundle(target, precision, args.checkpoint, args.preset, size, args.dynamic, Path(args.out),
-                            args.calib, args.int8_graph, bits))
+                            args.calib, args.int8_graph, bits, tone_head))
     return 0
 
 

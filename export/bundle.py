@@ -10,6 +10,7 @@ from pathlib import Path
 from rar_edge.atomic import atomic_dir
 from rar_edge.errors import RarEdgeError
 from rar_edge.manifest import build_manifest, sha256, write_manifest
+from rar_edge.runtime.tone import DEFAULT_TONE
 
 from . import INT8_GRAPHS, WEIGHT_BITS, default_weight_bits
 from .onnx_int8 import weight_bits_text
@@ -47,6 +48,14 @@ def _parity_line(precision: str, against: str, parity: dict | None, status: str)
             f"decode {_db(parity['decode_psnr_db'])}, quality within {parity['loop_quality_max_abs_db']:.3f} dB")
 
 
+def _tone_line(entry: dict, size: int) -> str:
+    parity = entry["parity"]
+    checked = (f"parity with the runtime: table within {parity['table_max_abs']:.1e}, logit within "
+               f"{parity['logit_max_abs']:.1e}" if parity["status"] == "measured" else f"parity: {parity['status']}")
+    return (f"  tone: {entry['graph']} {size / 1e6:.2f} MB (the exposure stage's head for apps, float32: "
+            f"thumbnail -> table, logit; gate {entry['gate']:g}), {checked}")
+
+
 def _db(psnr_db: float) -> str:
     """A parity PSNR for people: identical outputs (infinite PSNR) read "exact"."""
     return "exact" if math.isinf(psnr_db) else f"{psnr_db:.1f} dB"
@@ -79,8 +88,11 @@ class ParityFailed(RarEdgeError):
 
 def export_bundle(target: str, precision: str, checkpoint: str | None, preset: str | None, size: tuple[int, int],
                   dynamic: bool, out: Path, calib: str | None = None, int8_graph: str | None = None,
-                  weight_bits: int | None = None) -> str:
+                  weight_bits: int | None = None, tone_head: str | Path | None = DEFAULT_TONE) -> str:
     """Export ``target`` at ``precision``; returns a printable summary with the next command to run.
+
+    ``tone_head``: the exposure stage's head the bundle carries (its files and a float32 graph: export/tone.py;
+    default the shipped one), or None for none.
 
     ``int8_graph`` (INT8_GRAPHS) chooses how an int8 ONNX bundle's graphs are made, ``weight_bits``
     (export/__init__.py's WEIGHT_BITS; None: this CPU's default_weight_bits) how wide their weights are; other
@@ -95,7 +107,7 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
     source = load_source(checkpoint, preset)
     chosen = torch_programs(source, precision, target, calib)
     write = partial(_write_bundle, source, chosen, target, precision, size, dynamic, out, calib,
-                    weight_bits=weight_bits)
+                    weight_bits=weight_bits, tone_head=tone_head)
     if int8_graph is not None or (target, precision) != ("onnx", "int8"):
         return write(int8_graph or INT8_GRAPHS[0])
     try:
@@ -115,7 +127,8 @@ def export_bundle(target: str, precision: str, checkpoint: str | None, preset: s
 
 
 def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, int], dynamic: bool, out: Path,
-                  calib: str | None, int8_graph: str, weight_bits: int, fallback: str | None = None) -> str:
+                  calib: str | None, int8_graph: str, weight_bits: int, fallback: str | None = None,
+                  tone_head: str | Path | None = None) -> str:
     """One export attempt of ``export_bundle``; ``fallback`` is why onnxruntime's int8 graphs were passed over."""
     programs = chosen.parts
     height, width = size
@@ -128,8 +141,13 @@ def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, 
                               dynamic, source.path, chosen.quantization)
     against = ""  # what the parity check compared the bundle with, when not the bundle's own runtime
     float_left: list[str] = []  # int8 ONNX graphs' quantized ops that onnxruntime still runs in float
+    tone_files: list[str] = []
     try:
         with atomic_dir(out / name) as tmp:
+            if tone_head is not None:  # first: the manifest the formats embed below then describes it too
+                from .tone import export_tone
+
+                tone_files, manifest["tone"] = export_tone(target, tone_head, tmp)
             if target == "onnx":
                 from .onnx import embed_metadata, export_onnx, kernel_report, ort_runner, slim, unfused
 
@@ -203,7 +221,7 @@ def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, 
                                          if parity else {})}
             else:
                 manifest["parity"] = {"status": "measured", **parity}
-            manifest["artifacts"] = {f: sha256(tmp / f) for f in files}
+            manifest["artifacts"] = {f: sha256(tmp / f) for f in files + tone_files}
             write_manifest(tmp, manifest)
     except PermissionError as e:
         raise RarEdgeError(f"cannot write into {out} ({e.strerror}); choose a writable -o") from None
@@ -212,6 +230,7 @@ def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, 
     lines = [f"exported {bundle}",
              "  " + ", ".join(f"{f} {s / 1e6:.2f} MB" for f, s in sizes.items()),
              _parity_line(precision, against, parity, manifest["parity"]["status"]),
+             *([_tone_line(manifest["tone"], _size(bundle / manifest["tone"]["graph"]))] if tone_files else []),
              *([f"  warning: onnxruntime runs quantized convolutions/linears in float (slower than fp32): "
                 f"{', '.join(float_left)}"] if float_left else []),
              *([f"  warning: onnxruntime's quantizer missed the parity bound ({fallback}): these are the int8 "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +23,13 @@ def export_onnx(programs: dict, model, bundle: Path, height: int, width: int, dy
     fp32 programs are the float entry points; int8 ones the converted QDQ graphs of a distilled student
     (which only the dynamo exporter handles). ``dynamic`` gives dynamic batch and H x W.
     """
-    import logging
-
     import torch
 
     from rar_edge.quantize.qat import trace_inputs
 
     sigs = signatures(model.config)
     files = []
-    # torch.onnx narrates every stage (~9 lines per graph) and warns about torchvision ops this model never
-    # uses: nothing a user can act on. --debug (the "rar_edge" logger at DEBUG) shows them again.
-    quiet = not logging.getLogger("rar_edge").isEnabledFor(logging.DEBUG)
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    if quiet:
-        exporter_log.setLevel(logging.ERROR)
-    try:
+    with quiet_exporter() as quiet:
         for name in ENTRY_POINTS:
             args, shapes = trace_inputs(model, name, programs[name], height, width, dynamic)
             program = torch.onnx.export(programs[name], args, dynamo=True, opset_version=OPSET, dynamic_shapes=shapes,
@@ -45,9 +38,23 @@ def export_onnx(programs: dict, model, bundle: Path, height: int, width: int, dy
             path = bundle / f"{name}.onnx"
             program.save(str(path))
             files.append(path.name)
+    return files
+
+
+@contextmanager
+def quiet_exporter():
+    """Silence torch.onnx within (yields True) unless --debug: it narrates every stage (~9 lines per graph)
+    and warns about torchvision ops no graph here uses, nothing a user can act on. --debug (the "rar_edge"
+    logger at DEBUG) shows them again (yields False)."""
+    quiet = not logging.getLogger("rar_edge").isEnabledFor(logging.DEBUG)
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    if quiet:
+        exporter_log.setLevel(logging.ERROR)
+    try:
+        yield quiet
     finally:
         exporter_log.setLevel(level)
-    return files
 
 
 def global_pools(graph) -> int:

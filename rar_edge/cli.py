@@ -765,7 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tone", action="store_true",
                    help="exposure stage first: a global tone curve brightens photos its head finds under-exposed "
                         "(dark scenes too: it cannot tell them apart), then the loop restores")
-    p.add_argument("--tone-head", help="with --tone: a head trained by `rar-edge train-tone` (default: the shipped one)")
+    p.add_argument("--tone-head", help="with --tone: a head trained by `rar-edge train-tone` (default: the bundle's own, else the shipped one)")
     p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     _add_stop_rule_args(p)

@@ -93,6 +93,11 @@ def _positive_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x > 0
 
 
+def _inside(name) -> bool:
+    """A relative path that stays inside the bundle."""
+    return isinstance(name, str) and bool(name) and not Path(name).is_absolute() and ".." not in Path(name).parts
+
+
 def check_manifest(manifest, where: str = "manifest") -> dict:
     """Validate the fields the runtime reads; raise ValueError naming the first bad one."""
     def bad(field: str, want: str):
@@ -152,12 +157,15 @@ def check_manifest(manifest, where: str = "manifest") -> dict:
             bad(f"quality.{name}", "{weights: [numbers], bias: number}")
         if head is not None and count is not None and len(head["weights"]) != count:
             bad(f"quality.{name}.weights", f"{count} numbers for this model ({what})")
+    # The exposure stage's head came later (bundles without it tone with the shipped one): a folder inside.
+    tone = manifest.get("tone")
+    if tone is not None and not (isinstance(tone, dict) and _inside(tone.get("head"))):
+        bad("tone.head", "a folder name inside the bundle")
     artifacts = manifest.get("artifacts")
     if not isinstance(artifacts, dict) or not artifacts:
         bad("artifacts", "a map of file name to SHA-256")
     for name, digest in artifacts.items():
-        parts = Path(name).parts
-        if not name or Path(name).is_absolute() or ".." in parts or not isinstance(digest, str):
+        if not _inside(name) or not isinstance(digest, str):
             bad(f"artifact {name!r}", "a file name inside the bundle with a SHA-256 string")
     return manifest
 

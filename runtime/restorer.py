@@ -263,7 +263,7 @@ class Restorer:
                  tile: int | None = None, overlap: int | None = None, max_megapixels: float | None = None,
                  assess_tiles: int | None = None, half_latents: bool = False, tone_head: str | Path | None = None):
         self.bundle, self.manifest, self.backend = Path(bundle), manifest, backend
-        self.tone_head = tone_head  # the exposure stage's head folder (None: the shipped one, loaded when first asked)
+        self.tone_head = tone_head  # the exposure stage's head folder (None: the bundle's or the shipped one: tone_curve)
         self._tone = ToneCurve.load(tone_head) if tone_head is not None else None  # a named one: checked now
         self.half_latents = bool(half_latents)  # keep the tiles' latents in float16 between calls
         whole = isinstance(assess_tiles, (int, np.integer)) and not isinstance(assess_tiles, bool)
@@ -336,7 +336,8 @@ class Restorer:
         them, at outputs about 56 dB from the float32 ones (BENCHMARKS.md, "Memory of a 12 MP photo").
 
         ``tone_head``: the exposure stage's head (a ``rar-edge train-tone`` folder) for ``restore(tone=True)``;
-        None: the shipped one (runtime/tone.py). Checked here, so a bad folder fails before any photo.
+        None: the one the bundle carries (``tone/``, export/tone.py), or the shipped one for a bundle exported
+        without (runtime/tone.py). A named one is checked here, so a bad folder fails before any photo.
         """
         bundle = DEFAULT_BUNDLE if bundle is None else Path(bundle)
         try:
@@ -482,9 +483,12 @@ class Restorer:
                           (time.perf_counter() - t0) * 1000.0, tiles if per_tile else None, decision)
 
     def tone_curve(self) -> ToneCurve:
-        """The exposure stage's head (loaded on first use)."""
+        """The exposure stage's head (loaded on first use): the one named at load, else the bundle's own
+        (exported bundles carry one: export/tone.py), else the shipped one."""
         if self._tone is None:
-            self._tone = ToneCurve.load(self.tone_head)
+            own = self.manifest.get("tone")
+            self._tone = ToneCurve.load(self.tone_head if self.tone_head is not None
+                                        else self.bundle / own["head"] if own else None)
         return self._tone
 
     def _restore(self, image: Any, budget_ms: float | None, rule: StopRule, entered: float,

@@ -9,7 +9,8 @@ restores the result. One curve per photo, not per tile: the tiles of a large pho
 Opt-in because the thumbnail cannot tell an under-exposed photo from a dark scene exposed as intended: a night
 shot is brightened too (BENCHMARKS.md). The head is rar_edge/model/tone.py's, trained by ``rar-edge
 train-tone``; its files: ``tone.safetensors`` (w1, b1, w2, b2: float32) and ``config.json``. On a device, the
-same arithmetic is ~40 lines (``features``, the MLP, ``curve_table``).
+same head ships in every bundle as a graph of the bundle's format (export/tone.py), or is ~40 lines of
+arithmetic (``features``, the MLP, ``curve_table``).
 """
 
 from __future__ import annotations
@@ -119,10 +120,16 @@ class ToneCurve:
             raise RarEdgeError(f"{folder}/config.json: bad or missing size ({e}); {RETRAIN}") from None
         return cls(weights, *sizes, gate)
 
+    def thumbnail(self, rgb: np.ndarray) -> np.ndarray:
+        """(thumb, thumb, 3) in [0, 1]: an (H,W,3) image (uint8, uint16 or float in [0, 1]) averaged over
+        ``thumb`` x ``thumb`` bins, taken from the pixels as they are (no float copy of the photo). A bundle's
+        tone graph reads this, as (1, 3, thumb, thumb) float32 (export/tone.py)."""
+        return adaptive_mean(rgb, self.thumb) / LEVELS.get(rgb.dtype, 1)
+
     def features(self, rgb: np.ndarray) -> np.ndarray:
-        """The head's input for an (H,W,3) image, uint8, uint16 or float in [0, 1] (rar_edge/model/tone.py
-        ``features`` of the image in [0, 1]; the thumbnail is taken from the pixels as they are: no float copy)."""
-        t = adaptive_mean(rgb, self.thumb).reshape(-1, 3) / LEVELS.get(rgb.dtype, 1)
+        """The head's input for an (H,W,3) image, as ``thumbnail`` takes it (rar_edge/model/tone.py ``features``
+        of the image in [0, 1])."""
+        t = self.thumbnail(rgb).reshape(-1, 3)
         centers = np.linspace(0, 1, self.bins)
         hist = np.maximum(0, 1 - np.abs(t[:, :, None] - centers) * (self.bins - 1)).mean(0)  # (3, bins)
         return np.concatenate([t.mean(0), t.std(0, ddof=1), hist.reshape(-1)]).astype(np.float32)

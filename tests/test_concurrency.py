@@ -36,5 +36,6 @@ def test_two_processes_exporting_to_one_folder(tiny_checkpoint, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], [err[-1500:] for _, err in results]
     bundle = tmp_path / "rar-tiny-fp32-onnx"
     manifest = verify_bundle(bundle)  # whole: every artifact matches the manifest's checksums
-    assert set(manifest["artifacts"]) == {p.name for p in bundle.iterdir() if p.name != "manifest.json"}
+    assert set(manifest["artifacts"]) == {p.relative_to(bundle).as_posix() for p in bundle.rglob("*")
+                                          if p.is_file() and p.name != "manifest.json"}
     assert [p.name for p in tmp_path.iterdir()] == ["rar-tiny-fp32-onnx"]  # nothing half-written left beside it

@@ -15,6 +15,11 @@ from rar_edge.manifest import SCHEMA_VERSION, verify_bundle
 from conftest import built_once, export_here, run_cli
 
 
+def tone_files(suffix: str) -> list[str]:
+    """The exposure stage's files every bundle carries (tests/test_tone_export.py), its graph's by suffix."""
+    return [f"tone.{suffix}", "tone/config.json", "tone/tone.safetensors"]
+
+
 def _export(*args: str):
     return run_cli("export", *args)
 
@@ -116,12 +121,13 @@ def test_onnx_bundle(onnx_bundles, precision):
     assert manifest["precision"] == precision and manifest["preset"] == "rar-tiny"
     assert manifest["degradations"] == ["noise", "blur", "jpeg", "rain", "haze", "low_light"]
     assert set(manifest["entry_points"]) == {"encode", "assess", "restore", "decode"}
-    assert sorted(manifest["artifacts"]) == ["assess.onnx", "decode.onnx", "encode.onnx", "restore.onnx"]
+    graphs = ["assess.onnx", "decode.onnx", "encode.onnx", "restore.onnx"]
+    assert sorted(manifest["artifacts"]) == [*graphs, *tone_files("onnx")]  # the exposure stage's: test_tone_export.py
     parity = manifest["parity"]
     assert parity["status"] == "measured" and parity["passed"] and parity["loop_psnr_db"] >= (40 if precision == "fp32" else 35)
     assert manifest["dynamic"] == (graph_kind != "qat")  # the default int8 graphs are the --dynamic export
     ops = set()
-    for name in manifest["artifacts"]:
+    for name in graphs:
         model = onnx.load(str(bundle / name))
         onnx.checker.check_model(model)
         assert model.opset_import[0].version >= 17
@@ -305,7 +311,7 @@ def test_executorch_bundle(et_bundles, precision):
 
     bundle = et_bundles[precision]
     manifest = verify_bundle(bundle)
-    assert list(manifest["artifacts"]) == ["rar.pte"] and manifest["input_shape"] == [64, 64]
+    assert list(manifest["artifacts"]) == ["rar.pte", *tone_files("pte")] and manifest["input_shape"] == [64, 64]
     assert manifest["parity"]["passed"] and manifest["parity"]["loop_psnr_db"] >= (40 if precision == "fp32" else 35)
     program = Runtime.get().load_program(str(bundle / "rar.pte"))
     assert set(program.method_names) == {"encode", "assess", "restore", "decode"}
@@ -464,7 +470,7 @@ def test_coreml_bundle(coreml_bundles, which):
     folder = {"fp16": out, "fp32": out / "fp32", "int8": out / "qat", "weights": out / "weights"}[which]
     bundle = folder / f"rar-tiny-{precision}-coreml"
     manifest = verify_bundle(bundle)
-    assert list(manifest["artifacts"]) == ["rar.mlpackage"] and manifest["target"] == "coreml"
+    assert list(manifest["artifacts"]) == ["rar.mlpackage", *tone_files("mlpackage")] and manifest["target"] == "coreml"
     spec = ct.utils.load_spec(str(bundle / "rar.mlpackage"))
     functions = {f.name: f for f in spec.description.functions}
     assert sorted(functions) == ["assess", "decode", "encode", "restore"]
@@ -496,6 +502,25 @@ def test_coreml_bundle(coreml_bundles, which):
         assert "half precision" in emulation["compared"] and emulation["passed"]
         assert emulation["loop_psnr_db"] >= (35 if precision == "int8" else 40)
         assert "emulation, against the converted torch graph in half precision" in logs[which]
+
+
+@pytest.mark.xdist_group("coreml")
+def test_coreml_bundle_carries_the_tone_package(coreml_bundles):
+    import coremltools as ct
+
+    out, logs = coreml_bundles
+    bundle = out / "rar-tiny-fp16-coreml"
+    manifest = verify_bundle(bundle)
+    entry = manifest["tone"]
+    assert entry["graph"] == "tone.mlpackage"
+    assert set(manifest["artifacts"]) >= {"tone.mlpackage", "tone/config.json", "tone/tone.safetensors"}
+    assert entry["parity"]["status"].startswith("not run on this platform")  # Linux: no Core ML predictions
+    spec = ct.utils.load_spec(str(bundle / "tone.mlpackage"))
+    assert [i.name for i in spec.description.input] == ["thumbnail"]
+    assert list(spec.description.input[0].type.multiArrayType.shape) == [1, 3, 64, 64]
+    assert [o.name for o in spec.description.output] == ["table", "logit"]
+    assert json.loads(dict(spec.description.metadata.userDefined)["tone"])["gate"] == 0.0
+    assert "tone: tone.mlpackage" in logs["fp16"]
 
 
 @pytest.mark.xdist_group("coreml")

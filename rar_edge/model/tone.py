@@ -26,7 +26,11 @@ FEATURES = 6 + 3 * BINS
 
 def features(x: torch.Tensor) -> torch.Tensor:
     """Per-channel mean, standard deviation and soft histogram of the 64² thumbnail (N, FEATURES)."""
-    t = F.adaptive_avg_pool2d(x, THUMB)
+    return thumbnail_features(F.adaptive_avg_pool2d(x, THUMB))
+
+
+def thumbnail_features(t: torch.Tensor) -> torch.Tensor:
+    """``features`` of a thumbnail itself (N,3,THUMB,THUMB): what a bundle's tone graph reads (export/tone.py)."""
     centers = torch.linspace(0, 1, BINS).view(1, 1, BINS, 1)
     hist = torch.relu(1 - (t.flatten(2)[:, :, None, :] - centers).abs() * (BINS - 1)).mean(3).flatten(1)
     return torch.cat([t.mean((2, 3)), t.std((2, 3)), hist], 1)

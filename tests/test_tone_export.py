@@ -1,0 +1,128 @@
+"""The exposure stage in bundles: the tone head's files and its graph (tone.onnx, tone.pte, tone.mlpackage)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import cli, export_here
+from rar_edge.manifest import verify_bundle
+from rar_edge.runtime.tone import DEFAULT_TONE, ToneCurve
+
+HEAD_FILES = ["tone/config.json", "tone/tone.safetensors"]
+
+
+def _dark_photos(photo_array: np.ndarray) -> list[np.ndarray]:
+    """8-bit photos as an app holds them: one as taken, one under-exposed (where the shipped head applies)."""
+    photo = photo_array[:96, :128]
+    return [np.round(photo * 255).astype(np.uint8), np.round(photo * 0.15 * 255).astype(np.uint8)]
+
+
+def _check_graph(bundle, run, photos) -> None:
+    """The bundle's graph (``run``: thumbnail -> (table, logit)) on each photo's thumbnail, applied by the
+    manifest's rule, gives what the runtime's stage gives."""
+    entry = verify_bundle(bundle)["tone"]
+    curve = ToneCurve.load(bundle / entry["head"])
+    applied = []
+    for rgb in photos:
+        thumb = np.ascontiguousarray(curve.thumbnail(rgb).transpose(2, 0, 1)[None], dtype=np.float32)
+        assert list(thumb.shape) == entry["inputs"]["thumbnail"]
+        table, logit = (np.asarray(o) for o in run(thumb))
+        assert list(table.shape) == entry["outputs"]["table"] and table.size == 3 * 256
+        params, want_logit = curve.estimate(rgb)
+        assert abs(float(logit.reshape(-1)[0]) - want_logit) < 1e-3
+        assert np.abs(table[0] - curve.curve_table(params)).max() < 1e-4
+        if float(logit.reshape(-1)[0]) >= entry["gate"]:  # the rule an app follows: a lookup per 8-bit value
+            by_app = np.stack([table[0, c][rgb[..., c]] for c in range(3)], axis=-1)
+            want, decision = curve(rgb)
+            assert decision.applied and np.abs(by_app - want).max() < 1e-4
+        applied.append(float(logit.reshape(-1)[0]) >= entry["gate"])
+    assert applied == [False, True]  # the shipped head: the photo as taken is left, the dark one brightened
+
+
+def test_onnx_bundle_carries_the_tone_head_and_its_graph(bundles, photo_array):
+    import onnx
+    import onnxruntime as ort
+
+    bundle = bundles["onnx"]
+    manifest = verify_bundle(bundle)
+    entry = manifest["tone"]
+    assert entry["graph"] == "tone.onnx" and entry["head"] == "tone" and entry["gate"] == 0.0
+    assert set(manifest["artifacts"]) >= {"tone.onnx", *HEAD_FILES}
+    for name in ("config.json", "tone.safetensors"):  # the shipped head, as it ships
+        assert (bundle / "tone" / name).read_bytes() == (DEFAULT_TONE / name).read_bytes()
+    assert entry["parity"]["passed"] and entry["parity"]["table_max_abs"] < 1e-4
+    model = onnx.load(str(bundle / "tone.onnx"))
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["thumbnail"]
+    assert [o.name for o in model.graph.output] == ["table", "logit"]
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["tone"])["gate"] == 0.0 and "QuantizeLinear" not in {n.op_type for n in model.graph.node}
+    session = ort.InferenceSession(str(bundle / "tone.onnx"), providers=["CPUExecutionProvider"])
+    _check_graph(bundle, lambda t: session.run(None, {"thumbnail": t}), _dark_photos(photo_array))
+
+
+def test_executorch_bundle_carries_the_tone_graph(bundles, photo_array):
+    import torch
+    from executorch.runtime import Runtime
+
+    bundle = bundles["executorch"]
+    manifest = verify_bundle(bundle)
+    assert manifest["tone"]["graph"] == "tone.pte" and set(manifest["artifacts"]) >= {"tone.pte", *HEAD_FILES}
+    method = Runtime.get().load_program(str(bundle / "tone.pte")).load_method("tone")
+    _check_graph(bundle, lambda t: [o.numpy() for o in method.execute([torch.from_numpy(t)])],
+                 _dark_photos(photo_array))
+
+
+def test_a_dynamic_bundle_carries_the_fixed_size_graph(bundles):
+    manifest = verify_bundle(bundles["dynamic"])
+    assert manifest["tone"]["inputs"]["thumbnail"] == [1, 3, 64, 64] and manifest["tone"]["parity"]["passed"]
+
+
+def test_no_tone_leaves_it_out_and_a_named_head_is_the_bundle_s(tiny_checkpoint, tmp_path, photo_array):
+    from rar_edge.runtime import Restorer
+
+    plain = export_here("--target", "onnx", "--checkpoint", tiny_checkpoint, "--imgsz", "64", "--no-tone",
+                        "-o", tmp_path / "plain")
+    bundle = tmp_path / "plain" / "rar-tiny-fp32-onnx"
+    manifest = verify_bundle(bundle)
+    assert "tone" not in manifest and not (bundle / "tone").exists() and not (bundle / "tone.onnx").exists()
+    assert "tone:" not in plain
+    # a bundle without a head tones with the shipped one
+    assert Restorer.load(bundle, warmup=False).tone_curve().gate == 0.0
+    head = tmp_path / "always"  # the shipped head with its gate moved: every photo toned
+    shutil.copytree(DEFAULT_TONE, head)
+    config = json.loads((head / "config.json").read_text())
+    (head / "config.json").write_text(json.dumps({**config, "gate_logit": -1000.0}))
+    log = export_here("--target", "onnx", "--checkpoint", tiny_checkpoint, "--imgsz", "64", "--tone-head", head,
+                      "-o", tmp_path / "named")
+    bundle = tmp_path / "named" / "rar-tiny-fp32-onnx"
+    assert verify_bundle(bundle)["tone"]["gate"] == -1000.0 and "tone: tone.onnx" in log
+    restorer = Restorer.load(bundle, warmup=False)  # the bundle's head, unless told another
+    assert restorer.assess(photo_array[:64, :64], tone=True).tone.applied
+    assert not Restorer.load(bundle, warmup=False, tone_head=DEFAULT_TONE).assess(
+        photo_array[:64, :64], tone=True).tone.applied
+
+
+def test_a_bad_tone_head_fails_the_export_in_one_line_and_writes_nothing(tiny_checkpoint, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for head, message in ((tmp_path / "missing", "no tone head in"), (tmp_path / "empty", "config.json missing")):
+        code, out, err = cli("export", "--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--imgsz", "64",
+                             "--tone-head", str(head), "-o", str(tmp_path / "out"))
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "out" / "rar-tiny-fp32-onnx").exists()
+    code, _, err = cli("export", "--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--no-tone",
+                       "--tone-head", str(DEFAULT_TONE), "-o", str(tmp_path / "out"))
+    assert code == 2 and "--no-tone" in err
+
+
+def test_a_manifest_whose_tone_head_leaves_the_bundle_is_refused(bundles, tmp_path):
+    from rar_edge.manifest import check_manifest
+
+    manifest = verify_bundle(bundles["onnx"])
+    for bad in ("../elsewhere", "/abs/path", 3):
+        with pytest.raises(ValueError, match="tone"):
+            check_manifest({**manifest, "tone": {**manifest["tone"], "head": bad}})
