@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,11 @@ from rar_edge.manifest import verify_bundle
 from rar_edge.train.checkpoint import load_model
 
 from conftest import cli
+
+
+def _files(bundle: Path) -> dict[str, bytes]:
+    """Every file of a bundle (its tone/ folder's too) by its path inside it."""
+    return {p.relative_to(bundle).as_posix(): p.read_bytes() for p in sorted(bundle.rglob("*")) if p.is_file()}
 
 
 def test_a_bundle_records_the_trajectories_its_checkpoint_does(bundles, tiny_checkpoint, photo_dir):
@@ -45,12 +51,12 @@ def test_fit_stop_writes_the_rule_into_the_bundle(bundles, photo_dir, tmp_path):
 
     bundle = tmp_path / "b"
     shutil.copytree(bundles["onnx"], bundle)
-    before = {p.name: p.read_bytes() for p in bundle.iterdir()}
+    before = _files(bundle)
     args = ("fit-stop", "--bundle", bundle, "--data", photo_dir, "--crop", 64, "--max-images", 2, "--max-steps", 2)
     status, out, err = cli(*args)
     assert status == 0, err
     assert out.startswith("fp32 model, 36 images") and "--write" in out
-    assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
+    assert _files(bundle) == before
 
     status, out, err = cli(*args, "--write")
     assert status == 0, err
@@ -62,11 +68,15 @@ def test_fit_stop_writes_the_rule_into_the_bundle(bundles, photo_dir, tmp_path):
     assert {k: v for k, v in fitted.to_dict().items() if k != "gate"} == manifest["quality"]["defaults"]
     assert ("judge" in manifest["quality"]) == (fitted.min_better > 0)
     assert Restorer.load(bundle, warmup=False).rule == fitted
-    for name in manifest["artifacts"]:
+    graphs = [n for n in manifest["artifacts"] if n.endswith(".onnx") and n != "tone.onnx"]
+    assert len(graphs) == 4
+    for name in graphs:
         meta = {p.key: p.value for p in onnx.load(str(bundle / name)).metadata_props}
         assert json.loads(meta["quality"]) == manifest["quality"], name
         assert json.loads(meta["stop_rule_fit"]) == record
-    assert sorted(p.name for p in bundle.iterdir()) == sorted(before)
+    # the exposure stage's graph carries its own entry, not the manifest: the rule leaves it as it was
+    assert (bundle / "tone.onnx").read_bytes() == before["tone.onnx"]
+    assert sorted(_files(bundle)) == sorted(before)
 
 
 def test_a_failed_store_leaves_the_bundle_as_it_was(bundles, tmp_path, monkeypatch):
@@ -75,7 +85,7 @@ def test_a_failed_store_leaves_the_bundle_as_it_was(bundles, tmp_path, monkeypat
 
     bundle = tmp_path / "b"
     shutil.copytree(bundles["onnx"], bundle)
-    before = {p.name: p.read_bytes() for p in bundle.iterdir()}
+    before = _files(bundle)
 
     def broken(*_):
         raise OSError("disk full")
@@ -83,7 +93,7 @@ def test_a_failed_store_leaves_the_bundle_as_it_was(bundles, tmp_path, monkeypat
     monkeypatch.setattr(onnx_target, "embed_metadata", broken)
     with pytest.raises(OSError, match="disk full"):
         store_stop_rule(bundle, StopRule(2, 30.0, 0.0), None, {})
-    assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
+    assert _files(bundle) == before
     assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temporary folder left
 
 
@@ -139,16 +149,16 @@ def test_a_rule_the_runtime_would_refuse_never_replaces_the_bundle(bundles, tmp_
 
     bundle = tmp_path / "b"
     shutil.copytree(bundles["onnx"], bundle)
-    before = {p.name: p.read_bytes() for p in bundle.iterdir()}
+    before = _files(bundle)
     with pytest.raises(RarEdgeError, match="does not make a valid bundle .*judge.weights.*left as it was"):
         store_stop_rule(bundle, StopRule(2, 30.0, -10.0, min_better=0.5), Judge((0.1, 0.2), 0.0), {})
-    assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
+    assert _files(bundle) == before
     assert [p.name for p in tmp_path.iterdir()] == ["b"]
 
     monkeypatch.chdir(bundle)
     store_stop_rule(".", StopRule(2, 30.0, 0.1), None, {"how": "here"})
     assert verify_bundle(bundle)["stop_rule_fit"] == {"how": "here"}
-    assert sorted(p.name for p in bundle.iterdir()) == sorted(before)
+    assert sorted(_files(bundle)) == sorted(before)
     assert [p.name for p in tmp_path.iterdir()] == ["b"]
 
 
