@@ -112,11 +112,12 @@ def _onnx(graph, args, path: Path, entry: dict):
     import onnxruntime as ort
     import torch
 
-    from .onnx import OPSET, quiet_exporter
+    from .onnx import OPSET, quiet_exporter, slim
 
     with quiet_exporter() as quiet:
         torch.onnx.export(graph, args, dynamo=True, opset_version=OPSET, input_names=list(INPUTS),
                           output_names=list(OUTPUTS), verbose=not quiet).save(str(path))
+    slim(path.parent, [path.name])  # the exporter's stack traces and shape notes: half the file
     model = onnx.load(str(path))  # the gate and the rule travel in the file, for apps that read only it
     model.metadata_props.add(key="tone", value=json.dumps(entry))
     onnx.save(model, str(path))

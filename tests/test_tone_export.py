@@ -61,6 +61,7 @@ def test_onnx_bundle_carries_the_tone_head_and_its_graph(bundles, photo_array):
     assert [o.name for o in model.graph.output] == ["table", "logit"]
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["tone"])["gate"] == 0.0 and "QuantizeLinear" not in {n.op_type for n in model.graph.node}
+    assert not any(n.metadata_props for n in model.graph.node)  # slimmed like the entry points' graphs
     session = ort.InferenceSession(str(bundle / "tone.onnx"), providers=["CPUExecutionProvider"])
     _check_graph(bundle, lambda t: session.run(None, {"thumbnail": t}), _dark_photos(photo_array))
 
