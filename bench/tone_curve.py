@@ -99,23 +99,30 @@ def assessed_low_light(model, x: torch.Tensor, batch: int = 8) -> torch.Tensor:
         return torch.cat([model.assess(model.encode(x[i : i + batch]))[1][:, j] for i in range(0, len(x), batch)])
 
 
+#: The estimator's training options (``--train`` only): type and default.
+TRAINING = {"minutes": (float, 7.0), "synthesis": (str, "v3"), "batch": (int, 16), "crop": (int, 192),
+            "lr": (float, 2e-3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", required=True, help="held-out photos (24 centre crops of 256²)")
     ap.add_argument("--oracle", action="store_true", help="the oracle curves' gains")
     ap.add_argument("--train", help="training photos: train a blind estimator and evaluate it")
     ap.add_argument("--head", help="evaluate this estimator (a `rar-edge train-tone` folder) instead of training one")
-    ap.add_argument("--minutes", type=float, default=7.0)
-    ap.add_argument("--synthesis", default="v3", help="training synthesis of the estimator")
     ap.add_argument("--gates", default="", help="comma-separated logits at which the curve is applied")
     ap.add_argument("--loop", help="a checkpoint whose restore loop runs after each gated curve (and alone)")
     ap.add_argument("--assess-gate", type=float, help="with --loop: also require its assessed low light >= this")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--crop", type=int, default=192)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    for flag, (kind, default) in TRAINING.items():  # with --train only (None: not given)
+        ap.add_argument(f"--{flag}", type=kind, help=f"with --train: the estimator's training {flag} (default {default})")
     a = ap.parse_args(argv)
     if a.train and a.head:
         ap.error("--train trains a head and --head reads one: pass one of them")
+    given = [f"--{flag}" for flag in TRAINING if getattr(a, flag) is not None]
+    if given and not a.train:
+        ap.error(f"{', '.join(given)} set how --train trains an estimator: add --train PHOTOS, or drop them")
+    for flag, (_, default) in TRAINING.items():
+        setattr(a, flag, default if getattr(a, flag) is None else getattr(a, flag))
     if a.gates and not (a.train or a.head):
         ap.error("--gates gates an estimator: add --train PHOTOS or --head FOLDER")
     if a.assess_gate is not None and not a.loop:

@@ -21,7 +21,9 @@ def test_oracle_undoes_a_per_channel_darkening():
 
 def test_cli_refuses_options_without_what_they_act_on(tmp_path, capsys):
     bench = load_bench("tone_curve")
-    for args, needs in ((["--gates", "1"], "--train"), (["--assess-gate", "0.5"], "--loop")):
+    for args, needs in ((["--gates", "1"], "--train"), (["--assess-gate", "0.5"], "--loop"),
+                        (["--head", str(tmp_path), "--minutes", "3"], "--minutes set how --train"),
+                        (["--lr", "0.01", "--batch", "4"], "--batch, --lr set how --train")):
         with pytest.raises(SystemExit) as e:
             bench.main(["--photos", str(tmp_path), *args])
         assert e.value.code == 2 and needs in capsys.readouterr().err
