@@ -127,3 +127,30 @@ def test_a_manifest_whose_tone_head_leaves_the_bundle_is_refused(bundles, tmp_pa
     for bad in ("../elsewhere", "/abs/path", 3):
         with pytest.raises(ValueError, match="tone"):
             check_manifest({**manifest, "tone": {**manifest["tone"], "head": bad}})
+
+
+def test_the_app_side_example_in_docs_export_runs_as_written(bundles, tmp_path):
+    """docs/export.md's app-side block (numpy, onnxruntime, Pillow: no rar_edge) on a test bundle tones the
+    low-light sample as the runtime's stage does, to the 8-bit value."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    repo = Path(__file__).parents[1]
+    doc = (repo / "docs" / "export.md").read_text()
+    section = doc[doc.index("### The exposure stage in every bundle"):]
+    block = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    assert "import rar_edge" not in block and "from rar_edge" not in block
+    code = block.replace('"exports/rar-edge-s-int8-onnx"', repr(str(bundles["onnx"])))
+    assert code != block
+    (tmp_path / "samples").symlink_to(repo / "samples")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    photo = np.asarray(Image.open(repo / "samples" / "degraded" / "05_coffee_low_light.png").convert("RGB"))
+    want, decision = ToneCurve.load(bundles["onnx"] / "tone")(photo)
+    assert decision.applied  # the shipped head finds this sample under-exposed (tests/test_tone.py)
+    got = np.asarray(Image.open(tmp_path / "toned.png")).astype(int)
+    assert np.abs(got - np.round(want * 255)).max() <= 1 and got.mean() > 2 * photo.mean()
