@@ -15,8 +15,6 @@ from rar_edge.errors import RarEdgeError
 from rar_edge.loop import Judge, StopRule
 from rar_edge.manifest import sha256, verify_bundle, write_manifest
 
-from .tone import GRAPH as TONE_GRAPH
-
 #: Why ``--write`` does not store a rule in a Core ML bundle (its metadata would need coremltools' round trip).
 COREML_REWRITE = ("{bundle} is a Core ML bundle: fit its checkpoint (rar-edge fit-stop --checkpoint --write) and "
                   "export it again")
@@ -48,7 +46,7 @@ def store_stop_rule(bundle: str | Path, rule: StopRule, judge: Judge | None, rec
     with atomic_dir(bundle) as tmp:
         shutil.copytree(bundle, tmp, dirs_exist_ok=True)
         # the entry points' graphs carry the manifest (the tone graph carries only its own entry: export/tone.py)
-        onnx_files = sorted(f for f in manifest["artifacts"] if f.endswith(".onnx") and f != TONE_GRAPH["onnx"])
+        onnx_files = sorted(f"{n}.onnx" for n in manifest["entry_points"] if f"{n}.onnx" in manifest["artifacts"])
         if onnx_files:
             from .onnx import embed_metadata
 

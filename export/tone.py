@@ -5,15 +5,17 @@ carries the head it uses (``tone/``: the files ``rar-edge train-tone`` wrote, re
 and the same head as a graph of the bundle's own format (``tone.onnx``, ``tone.pte`` or ``tone.mlpackage``),
 so that an app runs the stage on its device without porting the runtime's numpy:
 
-- input ``thumbnail`` (1,3,64,64): the photo's RGB in [0, 1] averaged over 64 x 64 bins (bin i of a side of
-  n pixels spans [floor(i n / 64), ceil((i + 1) n / 64)): torch's ``adaptive_avg_pool2d``; the runtime's
-  ``ToneCurve.thumbnail``);
-- outputs ``table`` (1,3,256): each channel's curve at 0, 1/255, ..., 1, and ``logit`` (1,): "under-exposed";
-- the rule: where ``logit >= manifest["tone"]["gate"]``, replace each 8-bit value v of channel c by
-  ``table[c][v]`` (then restore as usual); elsewhere leave the photo as it is.
+- input ``thumbnail`` (1,3,64,64), NCHW, R G B: the whole photo's (not a tile's) encoded values divided by
+  255 (65535 for 16-bit), alpha dropped, averaged over 64 x 64 bins: bin i of a side of n pixels spans
+  [floor(i n / 64), ceil((i + 1) n / 64)) (torch's ``adaptive_avg_pool2d``; the runtime's ``ToneCurve.thumbnail``);
+- outputs ``table`` (1,3,256): each channel's curve at 0, 1/255, ..., 1 (floats in [0, 1]), and ``logit`` (1,);
+- the rule: where ``logit >= manifest["tone"]["gate"]``, each 8-bit value v of channel c becomes
+  ``table[0][c][v]`` (16-bit and float values: interpolate between entries), then restore as usual; elsewhere
+  the photo stays as it is.
 
-The graph is float32 in every bundle, int8 ones included: 11 k weights, nothing to gain from int8. Its parity
-check holds it to the runtime's numpy on thumbnails of real photos, as taken and darkened.
+The graph is built from the numpy head's own weights and sizes (whatever the runtime reads, exports), float32
+in every bundle, int8 ones included (11 k weights: nothing for int8 to save). Its parity check holds it to the
+runtime's numpy on thumbnails of real photos, as taken and darkened.
 """
 
 from __future__ import annotations
@@ -34,56 +36,84 @@ INPUTS, OUTPUTS = ("thumbnail",), ("table", "logit")
 BOUNDS = {"table": 1e-4, "logit": 1e-3}
 
 
-def tone_graph(head_dir: Path):
-    """The head of ``head_dir`` as a module: thumbnail (1,3,T,T) -> (table (1,3,LEVELS), logit (1,))."""
+def tone_graph(curve):
+    """``curve`` (a runtime ToneCurve) as a torch module: thumbnail (1,3,T,T) -> (table (1,3,LEVELS), logit (1,)),
+    built from its own weights and sizes, so that any head the runtime reads exports."""
     import torch
     from torch import nn
 
     from rar_edge.model.tone import apply_curve, thumbnail_features
-    from rar_edge.train.tone import load_tone
 
     class ToneGraph(nn.Module):
-        def __init__(self, head) -> None:
+        def __init__(self) -> None:
             super().__init__()
-            self.head = head
+            w = {k: torch.from_numpy(np.array(curve.w[k], dtype=np.float32)) for k in ("w1", "b1", "w2", "b2")}
+            self.first, self.last = nn.Linear(*w["w1"].shape[::-1]), nn.Linear(*w["w2"].shape[::-1])
+            with torch.no_grad():
+                self.first.weight.copy_(w["w1"]), self.first.bias.copy_(w["b1"])
+                self.last.weight.copy_(w["w2"]), self.last.bias.copy_(w["b2"])
             self.register_buffer("levels", torch.linspace(0, 1, LEVELS).expand(1, 3, 1, LEVELS).contiguous())
 
         def forward(self, thumbnail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            p = self.head.mlp(thumbnail_features(thumbnail))
-            return apply_curve(self.levels, p[:, :-1]).flatten(2), p[:, -1]
+            p = self.last(torch.relu(self.first(thumbnail_features(thumbnail, curve.bins))))
+            return apply_curve(self.levels, p[:, :-1], curve.iters).flatten(2), p[:, -1]
 
-    return ToneGraph(load_tone(head_dir)).eval()
+    return ToneGraph().eval()
 
 
 def export_tone(target: str, head_dir: str | Path, bundle: Path) -> tuple[list[str], dict]:
-    """Copy the head into ``bundle/tone/`` and write its graph for ``target``; returns (files, manifest entry)."""
+    """Copy the head into ``bundle/tone/`` and write its graph for ``target``; returns (files, manifest entry).
+    Raises a one-line RarEdgeError where the graph misses its parity bound (the caller's bundle is then not
+    written)."""
     import torch
 
-    from rar_edge.model.tone import THUMB
     from rar_edge.runtime.tone import ToneCurve
     from rar_edge.train.tone import CONFIG, WEIGHTS
 
+    from .bundle import NOT_RUN
+
     head_dir = Path(head_dir)
-    curve = ToneCurve.load(head_dir)  # a broken head fails here, in one line, before anything is written
-    if curve.thumb != THUMB:
-        raise RarEdgeError(f"the tone head in {head_dir} reads {curve.thumb}² thumbnails; this rar_edge exports "
-                           f"{THUMB}² ones: retrain it with rar-edge train-tone")
+    ToneCurve.load(head_dir)  # a broken head fails in one line before anything is copied
     (bundle / HEAD_DIR).mkdir()
-    head_files = [f"{HEAD_DIR}/{name}" for name in (CONFIG, WEIGHTS)]  # the head alone: not what else is beside it
-    for name in (CONFIG, WEIGHTS):
+    for name in (CONFIG, WEIGHTS):  # the head alone, not what else lies beside it
         shutil.copyfile(head_dir / name, bundle / HEAD_DIR / name)
+    curve = ToneCurve.load(bundle / HEAD_DIR)  # what ships is what the graph is built from and checked against
     path = bundle / GRAPH[target]
+    side = curve.thumb
     entry = {"graph": path.name, "head": HEAD_DIR, "gate": curve.gate,
-             "inputs": {"thumbnail": [1, 3, THUMB, THUMB]}, "outputs": {"table": [1, 3, LEVELS], "logit": [1]},
-             "thumbnail": f"RGB in [0, 1], each channel's mean over {THUMB} x {THUMB} bins (adaptive average pooling)",
-             "rule": "where logit >= gate, each 8-bit value v of channel c becomes table[c][v]"}
+             "inputs": {"thumbnail": [1, 3, side, side]}, "outputs": {"table": [1, 3, LEVELS], "logit": [1]},
+             **({"method": "tone"} if target == "executorch" else {}),
+             "thumbnail": f"NCHW, R G B, the whole photo's encoded values / 255 (65535 for 16-bit), alpha dropped, "
+                          f"each averaged over {side} x {side} bins: bin i of a side of n pixels spans "
+                          f"[floor(i n / {side}), ceil((i + 1) n / {side}))",
+             "rule": "where logit >= gate, each 8-bit value v of channel c becomes table[0][c][v] (16-bit and float "
+                     "values: interpolate between entries); floats in [0, 1]; elsewhere the photo stays as it is"}
+    graph = tone_graph(curve)
     write = {"onnx": _onnx, "executorch": _executorch, "coreml": _coreml}[target]
-    run = write(tone_graph(head_dir), (torch.rand(1, 3, THUMB, THUMB),), path, entry)
-    entry["parity"] = tone_parity(curve, run) if run is not None else {
-        "status": "not run on this platform (Core ML predicts only on macOS); spec and op list verified"}
-    if run is not None and not entry["parity"]["passed"]:
-        raise RarEdgeError(f"parity check failed for the tone graph {path.name}: {'; '.join(entry['parity']['failures'])}")
-    return [path.name, *head_files], entry
+    run, entry["ops"] = write(graph, (torch.rand(1, 3, side, side),), path, entry)
+    if run is not None:
+        entry["parity"] = tone_parity(curve, run)
+    else:  # Core ML off macOS: the torch graph it was converted from, against the runtime's numpy
+        entry["parity"] = {"status": NOT_RUN, "reason": "Core ML predicts only on macOS: the package was verified "
+                           "by its spec (input and output names, shapes and types) and op list",
+                           "emulation": {"compared": "the torch graph it was converted from",
+                                         **tone_parity(curve, torch_runner(graph))}}
+    checked = entry["parity"] if run is not None else entry["parity"]["emulation"]
+    if not checked["passed"]:
+        raise RarEdgeError(f"parity check failed for the tone graph {path.name}: {'; '.join(checked['failures'])}; "
+                           "nothing written; --no-tone exports the bundle without the exposure stage")
+    return [path.name, *(f"{HEAD_DIR}/{name}" for name in (CONFIG, WEIGHTS))], entry
+
+
+def torch_runner(graph):
+    """``graph`` as a parity runner: thumbnail -> (table, logit) as numpy."""
+    import torch
+
+    def run(thumb: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [o.numpy() for o in graph(torch.from_numpy(thumb))]
+
+    return run
 
 
 def tone_parity(curve, run) -> dict:
@@ -91,7 +121,7 @@ def tone_parity(curve, run) -> dict:
     as taken and at a fifth of their brightness (where the head brightens)."""
     from .parity import photo_crops
 
-    photos = photo_crops(256, 256, count=2).transpose(0, 2, 3, 1)
+    photos = photo_crops(256, 256, count=2).transpose(0, 2, 3, 1)  # float in [0, 1], as the runtime reads them
     table_err = logit_err = 0.0
     for rgb in [*photos, *(photos * 0.2)]:
         params, logit = curve.estimate(rgb)
@@ -122,23 +152,28 @@ def _onnx(graph, args, path: Path, entry: dict):
     model.metadata_props.add(key="tone", value=json.dumps(entry))
     onnx.save(model, str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda thumb: session.run(None, {INPUTS[0]: thumb})
+    ops = sorted({n.op_type for n in model.graph.node})  # for reduced-operator onnxruntime builds
+    return (lambda thumb: session.run(None, {INPUTS[0]: thumb})), ops
 
 
 def _executorch(graph, args, path: Path, entry: dict):  # a .pte has no metadata: the manifest beside it
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
     from executorch.runtime import Runtime
 
     from rar_edge.errors import quiet_native_chatter
 
     edge = to_edge_transform_and_lower({"tone": torch.export.export(graph, args)}, partitioner=[XnnpackPartitioner()])
+    info = get_delegation_info(edge.exported_program("tone").graph_module)
+    ops = {"delegated_ops": int(info.num_delegated_nodes),  # for selective builds: the portable kernels it needs
+           "outside_delegate": {op: b.non_delegated for op, b in info.delegation_by_operator.items() if b.non_delegated}}
     with open(path, "wb") as f:
         edge.to_executorch().write_to_file(f)
     with quiet_native_chatter():
         method = Runtime.get().load_program(str(path)).load_method("tone")
-    return lambda thumb: [o.numpy() for o in method.execute([torch.from_numpy(thumb)])]
+    return (lambda thumb: [o.numpy() for o in method.execute([torch.from_numpy(thumb)])]), ops
 
 
 def _coreml(graph, args, path: Path, entry: dict):
@@ -158,12 +193,22 @@ def _coreml(graph, args, path: Path, entry: dict):
     ml.short_description = "RAR's exposure stage: a thumbnail's tone curve table and its under-exposed logit"
     ml.save(str(path))
     spec = ct.utils.load_spec(str(path))
-    ops = {op for fn in coreml.package_ops(spec).values() for op in fn}
-    bad = coreml.unsupported_ops(ops)
-    if bad:
-        raise RarEdgeError(f"Core ML export: the tone graph uses ops outside iOS 18's registry: {', '.join(bad)}")
+    ops = sorted({op for fn in coreml.package_ops(spec).values() for op in fn})
+    problems = [f"ops outside iOS 18's registry: {', '.join(bad)}"] if (bad := coreml.unsupported_ops(set(ops))) else []
+    float32 = ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32
+    for kind, feats, want in (("inputs", spec.description.input, entry["inputs"]),
+                              ("outputs", spec.description.output, entry["outputs"])):
+        if [f.name for f in feats] != list(want):
+            problems.append(f"{kind} {[f.name for f in feats]} are not {list(want)}")
+        problems += [f"{f.name} is not float32" for f in feats if f.type.multiArrayType.dataType != float32]
+    if list(spec.description.input[0].type.multiArrayType.shape) != entry["inputs"]["thumbnail"]:
+        problems.append(f"thumbnail shape {list(spec.description.input[0].type.multiArrayType.shape)} is not "
+                        f"{entry['inputs']['thumbnail']}")
+    if problems:
+        raise RarEdgeError(f"Core ML package {path.name} failed verification: {'; '.join(problems)}; nothing written; "
+                           "--no-tone exports the bundle without the exposure stage")
     if not coreml.can_predict():
-        return None
+        return None, ops
     model = ct.models.MLModel(str(path))
-    return lambda thumb: [np.asarray(v, np.float32) for v in
-                          (lambda out: (out["table"], out["logit"]))(model.predict({INPUTS[0]: thumb}))]
+    return (lambda thumb: [np.asarray(v, np.float32) for v in
+                           (lambda out: (out["table"], out["logit"]))(model.predict({INPUTS[0]: thumb}))]), ops

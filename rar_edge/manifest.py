@@ -157,13 +157,23 @@ def check_manifest(manifest, where: str = "manifest") -> dict:
             bad(f"quality.{name}", "{weights: [numbers], bias: number}")
         if head is not None and count is not None and len(head["weights"]) != count:
             bad(f"quality.{name}.weights", f"{count} numbers for this model ({what})")
-    # The exposure stage's head came later (bundles without it tone with the shipped one): a folder inside.
-    tone = manifest.get("tone")
-    if tone is not None and not (isinstance(tone, dict) and _inside(tone.get("head"))):
-        bad("tone.head", "a folder name inside the bundle")
     artifacts = manifest.get("artifacts")
     if not isinstance(artifacts, dict) or not artifacts:
         bad("artifacts", "a map of file name to SHA-256")
+    # The exposure stage came later (bundles without it tone with the shipped head): its graph and its head's
+    # files inside the bundle and under its checksums, and a gate.
+    tone = manifest.get("tone")
+    if tone is not None:
+        if not isinstance(tone, dict):
+            bad("tone", "an object")
+        head = tone.get("head")
+        if not (_inside(head) and Path(head) != Path(".") and {f"{head}/config.json", f"{head}/tone.safetensors"}
+                <= set(artifacts)):
+            bad("tone.head", "a folder inside the bundle whose config.json and tone.safetensors are artifacts")
+        if not (_inside(tone.get("graph")) and tone["graph"] in artifacts):
+            bad("tone.graph", "an artifact of the bundle")
+        if not _number(tone.get("gate")):
+            bad("tone.gate", "a number")
     for name, digest in artifacts.items():
         if not _inside(name) or not isinstance(digest, str):
             bad(f"artifact {name!r}", "a file name inside the bundle with a SHA-256 string")

@@ -73,14 +73,20 @@ def test_executorch_bundle_carries_the_tone_graph(bundles, photo_array):
     bundle = bundles["executorch"]
     manifest = verify_bundle(bundle)
     assert manifest["tone"]["graph"] == "tone.pte" and set(manifest["artifacts"]) >= {"tone.pte", *HEAD_FILES}
+    assert manifest["tone"]["method"] == "tone" and manifest["tone"]["ops"]["delegated_ops"] > 0  # the MLP in XNNPACK
+    assert not any("linear" in op or "mm" in op for op in manifest["tone"]["ops"]["outside_delegate"])
     method = Runtime.get().load_program(str(bundle / "tone.pte")).load_method("tone")
     _check_graph(bundle, lambda t: [o.numpy() for o in method.execute([torch.from_numpy(t)])],
                  _dark_photos(photo_array))
 
 
 def test_a_dynamic_bundle_carries_the_fixed_size_graph(bundles):
+    import onnx
+
     manifest = verify_bundle(bundles["dynamic"])
     assert manifest["tone"]["inputs"]["thumbnail"] == [1, 3, 64, 64] and manifest["tone"]["parity"]["passed"]
+    graph = onnx.load(str(bundles["dynamic"] / "tone.onnx")).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 3, 64, 64]
 
 
 def test_no_tone_leaves_it_out_and_a_named_head_is_the_bundle_s(tiny_checkpoint, tmp_path, photo_array):
@@ -93,7 +99,8 @@ def test_no_tone_leaves_it_out_and_a_named_head_is_the_bundle_s(tiny_checkpoint,
     assert "tone" not in manifest and not (bundle / "tone").exists() and not (bundle / "tone.onnx").exists()
     assert "tone:" not in plain
     # a bundle without a head tones with the shipped one
-    assert Restorer.load(bundle, warmup=False).tone_curve().gate == 0.0
+    used, shipped = Restorer.load(bundle, warmup=False).tone_curve(), ToneCurve.load(DEFAULT_TONE)
+    assert all(np.array_equal(used.w[k], shipped.w[k]) for k in shipped.w)
     head = tmp_path / "always"  # the shipped head with its gate moved: every photo toned
     shutil.copytree(DEFAULT_TONE, head)
     config = json.loads((head / "config.json").read_text())
@@ -101,11 +108,55 @@ def test_no_tone_leaves_it_out_and_a_named_head_is_the_bundle_s(tiny_checkpoint,
     log = export_here("--target", "onnx", "--checkpoint", tiny_checkpoint, "--imgsz", "64", "--tone-head", head,
                       "-o", tmp_path / "named")
     bundle = tmp_path / "named" / "rar-tiny-fp32-onnx"
-    assert verify_bundle(bundle)["tone"]["gate"] == -1000.0 and "tone: tone.onnx" in log
+    assert verify_bundle(bundle)["tone"]["gate"] == -1000.0 and "tone: tone.onnx" in log and "gate -1000" in log
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(bundle / "tone.onnx")).metadata_props}
+    assert json.loads(meta["tone"])["gate"] == -1000.0  # the graph says its gate too
     restorer = Restorer.load(bundle, warmup=False)  # the bundle's head, unless told another
     assert restorer.assess(photo_array[:64, :64], tone=True).tone.applied
     assert not Restorer.load(bundle, warmup=False, tone_head=DEFAULT_TONE).assess(
         photo_array[:64, :64], tone=True).tone.applied
+
+
+def test_any_head_the_runtime_reads_exports_at_its_own_sizes(tiny_checkpoint, tmp_path, photo_array):
+    """A head of other sizes than the shipped one (4 curve steps, 8 bins, 32² thumbnails, no "hidden" in its
+    config: the runtime needs none) exports, and its graph computes what the runtime does."""
+    import onnxruntime as ort
+    from safetensors.numpy import save_file
+
+    head, rng = tmp_path / "small", np.random.default_rng(0)
+    head.mkdir()
+    iters, bins, hidden = 4, 8, 24
+    save_file({"w1": rng.normal(0, 0.3, (hidden, 6 + 3 * bins)).astype(np.float32),
+               "b1": rng.normal(0, 0.1, hidden).astype(np.float32),
+               "w2": rng.normal(0, 0.3, (3 * iters + 7, hidden)).astype(np.float32),
+               "b2": rng.normal(0, 0.1, 3 * iters + 7).astype(np.float32)}, str(head / "tone.safetensors"))
+    (head / "config.json").write_text(json.dumps({"kind": "rar-edge tone head", "iters": iters, "thumb": 32,
+                                                  "bins": bins, "gate_logit": 0.25}))
+    export_here("--target", "onnx", "--checkpoint", tiny_checkpoint, "--imgsz", "64", "--tone-head", head,
+                "-o", tmp_path / "out")
+    bundle = tmp_path / "out" / "rar-tiny-fp32-onnx"
+    entry = verify_bundle(bundle)["tone"]
+    assert entry["inputs"]["thumbnail"] == [1, 3, 32, 32] and entry["gate"] == 0.25 and entry["parity"]["passed"]
+    curve, session = ToneCurve.load(bundle / "tone"), ort.InferenceSession(str(bundle / "tone.onnx"))
+    for rgb in _dark_photos(photo_array):
+        thumb = np.ascontiguousarray(curve.thumbnail(rgb).transpose(2, 0, 1)[None], dtype=np.float32)
+        table, logit = session.run(None, {"thumbnail": thumb})
+        params, want = curve.estimate(rgb)
+        assert np.abs(table[0] - curve.curve_table(params)).max() < 1e-4 and abs(float(logit[0]) - want) < 1e-3
+
+
+def test_a_tone_graph_that_misses_parity_fails_the_export_and_writes_nothing(tiny_checkpoint, tmp_path,
+                                                                              monkeypatch, capsys):
+    from rar_edge.export import tone
+    from rar_edge.export.__main__ import main
+
+    monkeypatch.setattr(tone, "BOUNDS", {"table": 0.0, "logit": 0.0})  # no float graph meets these
+    code = main(["--target", "onnx", "--checkpoint", str(tiny_checkpoint), "--imgsz", "64", "-o", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "parity check failed for the tone graph tone.onnx" in err[0], err
+    assert "--no-tone" in err[0] and list(tmp_path.iterdir()) == []  # no bundle, no temporary folder
 
 
 def test_a_bad_tone_head_fails_the_export_in_one_line_and_writes_nothing(tiny_checkpoint, tmp_path):
@@ -120,13 +171,19 @@ def test_a_bad_tone_head_fails_the_export_in_one_line_and_writes_nothing(tiny_ch
     assert code == 2 and "--no-tone" in err
 
 
-def test_a_manifest_whose_tone_head_leaves_the_bundle_is_refused(bundles, tmp_path):
+def test_a_manifest_whose_tone_entry_leaves_the_bundle_or_its_checksums_is_refused(bundles):
     from rar_edge.manifest import check_manifest
 
     manifest = verify_bundle(bundles["onnx"])
-    for bad in ("../elsewhere", "/abs/path", 3):
-        with pytest.raises(ValueError, match="tone"):
-            check_manifest({**manifest, "tone": {**manifest["tone"], "head": bad}})
+    tone = manifest["tone"]
+    outside = {k: v for k, v in manifest["artifacts"].items() if not k.startswith("tone/")}
+    for bad, field in [({**tone, "head": h}, "tone.head") for h in ("../elsewhere", "/abs/path", 3, ".", None)] + [
+            ({**tone, "graph": g}, "tone.graph") for g in ("../tone.onnx", "other.onnx", None)] + [
+            ({**tone, "gate": g}, "tone.gate") for g in ("0", None, float("nan"))] + [("tone", "tone")]:
+        with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+            check_manifest({**manifest, "tone": bad})
+    with pytest.raises(ValueError, match=r"tone\.head"):  # the head's files under no checksum
+        check_manifest({**manifest, "artifacts": outside})
 
 
 def test_the_app_side_example_in_docs_export_runs_as_written(bundles, tmp_path):

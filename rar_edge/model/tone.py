@@ -29,10 +29,10 @@ def features(x: torch.Tensor) -> torch.Tensor:
     return thumbnail_features(F.adaptive_avg_pool2d(x, THUMB))
 
 
-def thumbnail_features(t: torch.Tensor) -> torch.Tensor:
-    """``features`` of a thumbnail itself (N,3,THUMB,THUMB): what a bundle's tone graph reads (export/tone.py)."""
-    centers = torch.linspace(0, 1, BINS).view(1, 1, BINS, 1)
-    hist = torch.relu(1 - (t.flatten(2)[:, :, None, :] - centers).abs() * (BINS - 1)).mean(3).flatten(1)
+def thumbnail_features(t: torch.Tensor, bins: int = BINS) -> torch.Tensor:
+    """``features`` of a thumbnail itself (N,3,T,T): what a bundle's tone graph reads (export/tone.py)."""
+    centers = torch.linspace(0, 1, bins).view(1, 1, bins, 1)
+    hist = torch.relu(1 - (t.flatten(2)[:, :, None, :] - centers).abs() * (bins - 1)).mean(3).flatten(1)
     return torch.cat([t.mean((2, 3)), t.std((2, 3)), hist], 1)
 
 
@@ -51,13 +51,13 @@ class ToneHead(nn.Module):
         return p[:, :-1], p[:, -1]
 
 
-def apply_curve(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """``x`` (N,3,H,W) through each image's curve: ITERS steps ``y + alpha y (1 - y)``, then ``gain y + offset``."""
+def apply_curve(x: torch.Tensor, p: torch.Tensor, iters: int = ITERS) -> torch.Tensor:
+    """``x`` (N,3,H,W) through each image's curve: ``iters`` steps ``y + alpha y (1 - y)``, then ``gain y + offset``."""
     n = x.shape[0]
-    alpha = torch.tanh(p[:, : 3 * ITERS]).view(n, ITERS, 3, 1, 1)
-    gain = torch.exp(p[:, 3 * ITERS : 3 * ITERS + 3]).view(n, 3, 1, 1)
-    offset = p[:, 3 * ITERS + 3 :].view(n, 3, 1, 1)
+    alpha = torch.tanh(p[:, : 3 * iters]).view(n, iters, 3, 1, 1)
+    gain = torch.exp(p[:, 3 * iters : 3 * iters + 3]).view(n, 3, 1, 1)
+    offset = p[:, 3 * iters + 3 :].view(n, 3, 1, 1)
     y = x.clamp(0, 1)
-    for k in range(ITERS):
+    for k in range(iters):
         y = y + alpha[:, k] * y * (1 - y)
     return (gain * y + offset).clamp(0, 1)
