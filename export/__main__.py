@@ -32,7 +32,7 @@ class ExportError(RarEdgeError):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rar_edge.export",
                                 description="Export a RAR model to ExecuTorch, Core ML or ONNX bundles.")
-    p.add_argument("--target", required=True,
+    p.add_argument("--target",
                    help=f"{', '.join(TARGETS)} or all (aliases: {', '.join(f'{k}={v}' for k, v in ALIASES.items())})")
     p.add_argument("--checkpoint", help="folder from 'rar-edge train' (float) or 'rar-edge distill' (OUT/student, int8)")
     p.add_argument("--preset", help="preset of the shipped weights (default rar-edge-s)")
@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "shipped one): its files, which rar-edge restore --tone reads, and a float32 graph for apps "
                       "(tone.onnx, tone.pte or tone.mlpackage: thumbnail -> curve table, logit; docs/export.md)")
     tone.add_argument("--no-tone", action="store_true", help="leave the exposure stage's head out of the bundle")
+    p.add_argument("--add-tone", metavar="BUNDLE",
+                   help="instead of exporting: put the exposure stage (the shipped head, or --tone-head DIR) into an "
+                   "exported ONNX or ExecuTorch bundle without exporting its graphs again (one exported without it, "
+                   "or to change its head)")
     p.add_argument("-o", "--out", default="exports", help="output folder (default: exports)")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p
@@ -125,6 +129,10 @@ def weight_bits(reduce_range: bool, full_range: bool, onnx_int8: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.add_tone:
+        return add_tone(args)
+    if not args.target:
+        raise ExportError("--target is required: executorch, coreml, onnx or all (or --add-tone BUNDLE)")
     targets = resolve_targets(args.target)
     size = parse_imgsz(args.imgsz)
     precisions = check_args(targets, args.precision, args.calib, args.dynamic, args.int8_graph, args.reduce_range,
@@ -140,6 +148,27 @@ def run(args: argparse.Namespace) -> int:
     for target, precision in precisions.items():
         print(export_bundle(target, precision, args.checkpoint, args.preset, size, args.dynamic, Path(args.out),
                             args.calib, args.int8_graph, bits, tone_head))
+    return 0
+
+
+def add_tone(args: argparse.Namespace) -> int:
+    """``--add-tone BUNDLE [--tone-head DIR]``: the exposure stage into an exported bundle (export/tone.py)."""
+    exporting = [flag for flag, given in (("--target", args.target), ("--checkpoint", args.checkpoint),
+                                          ("--preset", args.preset), ("--precision", args.precision),
+                                          ("--calib", args.calib), ("--int8-graph", args.int8_graph),
+                                          ("--reduce-range", args.reduce_range), ("--full-range", args.full_range),
+                                          ("--dynamic", args.dynamic), ("--no-tone", args.no_tone)) if given]
+    if exporting:
+        raise ExportError(f"--add-tone rewrites a bundle and exports nothing: drop {', '.join(exporting)} (only "
+                          "--tone-head goes with it)")
+    from .tone import add_tone as add
+
+    manifest = add(args.add_tone, args.tone_head)
+    entry = manifest["tone"]
+    parity = entry["parity"]
+    print(f"added the exposure stage to {args.add_tone}: {entry['graph']} (gate {entry['gate']:g}), parity with the "
+          f"runtime: table within {parity['table_max_abs']:.1e}, logit within {parity['logit_max_abs']:.1e}\n"
+          f"next: rar-edge restore IMAGES -o OUT --tone --bundle {args.add_tone}")
     return 0
 
 

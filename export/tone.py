@@ -212,3 +212,30 @@ def _coreml(graph, args, path: Path, entry: dict):
     model = ct.models.MLModel(str(path))
     return (lambda thumb: [np.asarray(v, np.float32) for v in
                            (lambda out: (out["table"], out["logit"]))(model.predict({INPUTS[0]: thumb}))]), ops
+
+
+#: Why ``add_tone`` does not rewrite a Core ML bundle.
+COREML_ADD = ("{bundle} is a Core ML bundle: export it again (every export carries the exposure stage; --tone-head "
+              "DIR puts another head in)")
+
+
+def add_tone(bundle: str | Path, head_dir: str | Path | None = None) -> dict:
+    """Put the exposure stage (the head in ``head_dir``; None: the shipped one) into an exported ONNX or
+    ExecuTorch bundle without exporting its graphs again: for bundles exported before bundles carried it (the
+    shipped default bundle) or to change the head. A stage the bundle carries is replaced. Returns the new
+    manifest (``python -m rar_edge.export --add-tone BUNDLE [--tone-head DIR]``)."""
+    from rar_edge.runtime.tone import DEFAULT_TONE
+
+    from .rewrite import rewrite_bundle
+
+    def change(copy: Path, manifest: dict) -> dict:
+        old = manifest.get("tone")
+        artifacts = dict(manifest["artifacts"])
+        if old:  # its graph and its head's files go; the new ones come in under the same names
+            (copy / old["graph"]).unlink()
+            shutil.rmtree(copy / old["head"])
+            artifacts = {f: d for f, d in artifacts.items() if f != old["graph"] and not f.startswith(f"{old['head']}/")}
+        files, entry = export_tone(manifest["target"], DEFAULT_TONE if head_dir is None else head_dir, copy)
+        return {**manifest, "tone": entry, "artifacts": {**artifacts, **dict.fromkeys(files, "")}}
+
+    return rewrite_bundle(bundle, change, "the exposure stage", COREML_ADD)

@@ -211,3 +211,54 @@ def test_the_app_side_example_in_docs_export_runs_as_written(bundles, tmp_path):
     assert decision.applied  # the shipped head finds this sample under-exposed (tests/test_tone.py)
     got = np.asarray(Image.open(tmp_path / "toned.png")).astype(int)
     assert np.abs(got - np.round(want * 255)).max() <= 1 and got.mean() > 2 * photo.mean()
+
+
+def _graph_bytes(path) -> bytes:
+    """An ONNX file's graph without its metadata: what computes."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    return model.SerializeToString()
+
+
+def test_add_tone_puts_the_stage_into_a_bundle_exported_without_it(tiny_checkpoint, tmp_path, photo_array):
+    import onnx
+
+    from rar_edge.runtime import Restorer
+
+    export_here("--target", "onnx", "--checkpoint", tiny_checkpoint, "--imgsz", "64", "--no-tone", "-o", tmp_path)
+    bundle = tmp_path / "rar-tiny-fp32-onnx"
+    entry_graphs = [f"{n}.onnx" for n in ("encode", "assess", "restore", "decode")]
+    before = {name: _graph_bytes(bundle / name) for name in entry_graphs}
+    log = export_here("--add-tone", bundle)
+    manifest = verify_bundle(bundle)  # every checksum taken again
+    assert manifest["tone"]["parity"]["passed"] and set(manifest["artifacts"]) == {*entry_graphs, "tone.onnx", *HEAD_FILES}
+    assert {name: _graph_bytes(bundle / name) for name in entry_graphs} == before  # not exported again
+    meta = {p.key: p.value for p in onnx.load(str(bundle / "encode.onnx")).metadata_props}
+    assert json.loads(meta["tone"])["graph"] == "tone.onnx"  # the graphs carry the new manifest
+    assert "added the exposure stage" in log and "tone.onnx" in log and f"--bundle {bundle}" in log
+    head = tmp_path / "always"  # again with another head: the stage is replaced, not added
+    shutil.copytree(DEFAULT_TONE, head)
+    config = json.loads((head / "config.json").read_text())
+    (head / "config.json").write_text(json.dumps({**config, "gate_logit": -1000.0}))
+    export_here("--add-tone", bundle, "--tone-head", head)
+    again = verify_bundle(bundle)
+    assert again["tone"]["gate"] == -1000.0 and set(again["artifacts"]) == set(manifest["artifacts"])
+    assert Restorer.load(bundle, warmup=False).assess(photo_array[:64, :64], tone=True).tone.applied
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+
+
+def test_add_tone_refuses_core_ml_and_export_arguments_and_leaves_the_bundle(bundles, tmp_path):
+    bundle = tmp_path / "b"
+    shutil.copytree(bundles["onnx"], bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps({**manifest, "target": "coreml"}))
+    before = {p.relative_to(bundle).as_posix(): p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
+    code, _, err = cli("export", "--add-tone", str(bundle))
+    assert code == 2 and "is a Core ML bundle: export it again" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("export", "--add-tone", str(bundle), "--target", "onnx")
+    assert code == 2 and "--add-tone" in err and "--target" in err
+    code, _, err = cli("export", "--checkpoint", "x")
+    assert code == 2 and "--target" in err
+    assert {p.relative_to(bundle).as_posix(): p.read_bytes() for p in bundle.rglob("*") if p.is_file()} == before
