@@ -162,12 +162,11 @@ def add_tone(args: argparse.Namespace) -> int:
         raise ExportError(f"--add-tone rewrites a bundle and exports nothing: drop {', '.join(exporting)} (only "
                           "--tone-head goes with it)")
     from .tone import add_tone as add
+    from .tone import summary_line
 
-    manifest = add(args.add_tone, args.tone_head)
-    entry = manifest["tone"]
-    parity = entry["parity"]
-    print(f"added the exposure stage to {args.add_tone}: {entry['graph']} (gate {entry['gate']:g}), parity with the "
-          f"runtime: table within {parity['table_max_abs']:.1e}, logit within {parity['logit_max_abs']:.1e}\n"
+    entry = add(args.add_tone, args.tone_head)["tone"]
+    graph = Path(args.add_tone) / entry["graph"]
+    print(f"added the exposure stage to {args.add_tone}\n{summary_line(entry, graph.stat().st_size)}\n"
           f"next: rar-edge restore IMAGES -o OUT --tone --bundle {args.add_tone}")
     return 0
 

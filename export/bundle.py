@@ -17,6 +17,8 @@ from .onnx_int8 import weight_bits_text
 from .onnx_static import ORT_QUANTIZED
 from .parity import DYNAMIC_PARITY_SIZE, check_parity, photo_crops, torch_runner
 from .source import float_programs, load_source, torch_programs
+from .tone import export_tone
+from .tone import summary_line as tone_summary
 
 
 log = logging.getLogger(__name__)
@@ -46,19 +48,6 @@ def _parity_line(precision: str, against: str, parity: dict | None, status: str)
         return line
     return (f"  parity ({precision}{against}): loop {_db(parity['loop_psnr_db'])}, "
             f"decode {_db(parity['decode_psnr_db'])}, quality within {parity['loop_quality_max_abs_db']:.3f} dB")
-
-
-def _tone_line(entry: dict, size: int) -> str:
-    parity = entry["parity"]
-    if parity["status"] == NOT_RUN:
-        emulated = parity["emulation"]
-        checked = (f"parity: {NOT_RUN} (Core ML predicts only on macOS), spec and op list verified; emulation, "
-                   f"{emulated['compared']}: table within {emulated['table_max_abs']:.1e}")
-    else:
-        checked = (f"parity with the runtime: table within {parity['table_max_abs']:.1e}, logit within "
-                   f"{parity['logit_max_abs']:.1e}")
-    return (f"  tone: {entry['graph']} {size / 1e6:.2f} MB (the exposure stage's head for apps, float32: "
-            f"thumbnail -> table, logit; gate {entry['gate']:g}), {checked}")
 
 
 def _db(psnr_db: float) -> str:
@@ -150,7 +139,6 @@ def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, 
     try:
         with atomic_dir(out / name) as tmp:
             if tone_head is not None:  # first: the manifest the formats embed below then describes it too
-                from .tone import export_tone
 
                 tone_files, manifest["tone"] = export_tone(target, tone_head, tmp)
             if target == "onnx":
@@ -235,7 +223,7 @@ def _write_bundle(source, chosen, target: str, precision: str, size: tuple[int, 
     lines = [f"exported {bundle}",
              "  " + ", ".join(f"{f} {s / 1e6:.2f} MB" for f, s in sizes.items()),
              _parity_line(precision, against, parity, manifest["parity"]["status"]),
-             *([_tone_line(manifest["tone"], _size(bundle / manifest["tone"]["graph"]))] if tone_files else []),
+             *([tone_summary(manifest["tone"], _size(bundle / manifest["tone"]["graph"]))] if tone_files else []),
              *([f"  warning: onnxruntime runs quantized convolutions/linears in float (slower than fp32): "
                 f"{', '.join(float_left)}"] if float_left else []),
              *([f"  warning: onnxruntime's quantizer missed the parity bound ({fallback}): these are the int8 "

@@ -67,8 +67,7 @@ def export_tone(target: str, head_dir: str | Path, bundle: Path) -> tuple[list[s
     written)."""
     import torch
 
-    from rar_edge.runtime.tone import ToneCurve
-    from rar_edge.train.tone import CONFIG, WEIGHTS
+    from rar_edge.runtime.tone import CONFIG, WEIGHTS, ToneCurve
 
     from .bundle import NOT_RUN
 
@@ -105,6 +104,22 @@ def export_tone(target: str, head_dir: str | Path, bundle: Path) -> tuple[list[s
     return [path.name, *(f"{HEAD_DIR}/{name}" for name in (CONFIG, WEIGHTS))], entry
 
 
+def summary_line(entry: dict, size: int) -> str:
+    """The line an export (and ``--add-tone``) prints for the stage: its graph, size, gate and parity."""
+    from .bundle import NOT_RUN
+
+    parity = entry["parity"]
+    if parity["status"] == NOT_RUN:
+        emulated = parity["emulation"]
+        checked = (f"parity: {NOT_RUN} (Core ML predicts only on macOS), spec and op list verified; emulation, "
+                   f"{emulated['compared']}: table within {emulated['table_max_abs']:.1e}")
+    else:
+        checked = (f"parity with the runtime: table within {parity['table_max_abs']:.1e}, logit within "
+                   f"{parity['logit_max_abs']:.1e}")
+    return (f"  tone: {entry['graph']} {size / 1e6:.2f} MB (the exposure stage's head for apps, float32: "
+            f"thumbnail -> table, logit; gate {entry['gate']:g}), {checked}")
+
+
 def torch_runner(graph):
     """``graph`` as a parity runner: thumbnail -> (table, logit) as numpy."""
     import torch
@@ -123,7 +138,8 @@ def tone_parity(curve, run) -> dict:
 
     photos = photo_crops(256, 256, count=2).transpose(0, 2, 3, 1)  # float in [0, 1], as the runtime reads them
     table_err = logit_err = 0.0
-    for rgb in [*photos, *(photos * 0.2)]:
+    images = [*photos, *(photos * 0.2)]
+    for rgb in images:
         params, logit = curve.estimate(rgb)
         thumb = np.ascontiguousarray(curve.thumbnail(rgb).transpose(2, 0, 1)[None], dtype=np.float32)
         table, got = run(thumb)
@@ -131,7 +147,7 @@ def tone_parity(curve, run) -> dict:
         logit_err = max(logit_err, abs(float(np.asarray(got).reshape(-1)[0]) - logit))
     failures = [f"{k} max abs {v:.2e} > {BOUNDS[k]:.0e}" for k, v in (("table", table_err), ("logit", logit_err))
                 if not v <= BOUNDS[k]]
-    return {"status": "measured", "images": 4, "table_max_abs": table_err, "logit_max_abs": logit_err,
+    return {"status": "measured", "images": len(images), "table_max_abs": table_err, "logit_max_abs": logit_err,
             "passed": not failures, "failures": failures}
 
 

@@ -35,6 +35,8 @@ DEFAULT_TONE = Path(rar_edge.__file__).resolve().parent / "weights" / "tone"
 #: 8e-6 off before the curve, far below what an 8-bit output shows).
 LEVELS = {dtype: int(top) for dtype, top in FULL_SCALE.items()}
 RETRAIN = "train one with rar-edge train-tone (or leave --tone-head out for the shipped one)"
+#: A head's files (``rar-edge train-tone`` writes them; bundles carry them in ``tone/``).
+WEIGHTS, CONFIG = "tone.safetensors", "config.json"
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -103,8 +105,8 @@ class ToneCurve:
         if not folder.is_dir():
             raise RarEdgeError(f"no tone head in {folder} (not a folder): pass a folder written by rar-edge train-tone")
         try:
-            config = json.loads((folder / "config.json").read_text())
-            weights = read_safetensors(folder / "tone.safetensors")
+            config = json.loads((folder / CONFIG).read_text())
+            weights = read_safetensors(folder / WEIGHTS)
         except FileNotFoundError as e:
             raise RarEdgeError(f"no tone head in {folder} ({Path(e.filename).name} missing): pass a folder "
                                "written by rar-edge train-tone") from None

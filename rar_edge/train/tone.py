@@ -26,9 +26,9 @@ from rar_edge.data.folder import PhotoFolder
 from rar_edge.errors import RarEdgeError
 from rar_edge.model.tone import BINS, ITERS, THUMB, ToneHead, apply_curve
 from rar_edge.paths import portable
+from rar_edge.runtime.tone import CONFIG, WEIGHTS  # the file names the runtime reads
 
 #: The files of a trained head (the runtime reads these names).
-WEIGHTS, CONFIG = "tone.safetensors", "config.json"
 KIND = "rar-edge tone head"
 
 
