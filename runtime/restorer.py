@@ -17,6 +17,7 @@ from rar_edge.manifest import verify_bundle
 
 from .backends import ENTRY_POINTS, open_backend
 from .images import FULL_SCALE, check_megapixels, unit_float
+from .jpeg_grid import grid_score, jpeg_probability
 from .profile import DeviceProfile, load_profile
 from .scheduler import OVERHEAD, CostModel, LoopOutcome, adaptive_loop, overhead_per_pass
 from .tiling import Blender, grid, pad_to
@@ -78,10 +79,12 @@ class Assessment:
     ms: float
     tile_quality: list[float] | None = None  # per tile (raster order), when asked for
     tone: ToneDecision | None = None  # assess(tone=True): would restore(tone=True) apply its curve here?
+    jpeg_grid: float = 0.0  # probability of JPEG compression from the codec's 8×8 grid (runtime/jpeg_grid.py)
 
     def to_json(self) -> dict:
         out = {"quality": round(self.quality, 3), "degradations": {k: round(v, 4) for k, v in self.degradations.items()},
-               "present": self.present, "threshold": self.threshold, "tiles": self.tiles, "ms": round(self.ms, 2)}
+               "jpeg_grid": round(self.jpeg_grid, 4), "present": self.present, "threshold": self.threshold,
+               "tiles": self.tiles, "ms": round(self.ms, 2)}
         if self.tile_quality is not None:
             out["tile_quality"] = [round(q, 3) for q in self.tile_quality]
         if self.tone is not None:
@@ -463,8 +466,10 @@ class Restorer:
         """The assessor alone: encode and assess every tile of ``image`` (numpy array or PIL image), no restore.
 
         ``quality`` is the predicted PSNR against the clean original (docs/runtime.md says how far to trust
-        it), ``present`` the degradations with a probability of at least ``threshold``; ``tone=True`` also
-        asks the exposure stage's head whether ``restore(tone=True)`` would brighten the image (``.tone``).
+        it), ``present`` the degradations with a probability of at least ``threshold``, and "jpeg" also where
+        JPEG's 8×8 block grid is found that surely (``jpeg_grid``: runtime/jpeg_grid.py; the assessor takes
+        strong JPEG for clean, the grid does not); ``tone=True`` also asks the exposure stage's head whether
+        ``restore(tone=True)`` would brighten the image (``.tone``).
         """
         if not 0 < threshold < 1:
             raise RarEdgeError(f"threshold must be a probability in (0, 1), got {threshold}")
@@ -479,8 +484,10 @@ class Restorer:
             tiles: list[float] = []
             quality, probs, _ = job.assess(job.encode(), tiles)
         names = dict(zip(self.degradations, probs))
-        return Assessment(quality, names, present(names, threshold), threshold, len(job.tiles),
-                          (time.perf_counter() - t0) * 1000.0, tiles if per_tile else None, decision)
+        grid = jpeg_probability(grid_score(rgb))
+        found = present({**names, "jpeg": max(names.get("jpeg", 0.0), grid)}, threshold)
+        return Assessment(quality, names, found, threshold, len(job.tiles), (time.perf_counter() - t0) * 1000.0,
+                          tiles if per_tile else None, decision, grid)
 
     def tone_curve(self) -> ToneCurve:
         """The exposure stage's head (loaded on first use): the one named at load, else the bundle's own
