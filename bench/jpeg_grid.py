@@ -30,9 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import test_set  # noqa: E402
 
-from rar_edge.eval.judge import _logistic  # noqa: E402
+from rar_edge.eval.judge import fit_logistic  # noqa: E402
 from rar_edge.eval.metrics import roc_auc  # noqa: E402
-from rar_edge.runtime.jpeg_grid import grid_score, jpeg_probability  # noqa: E402
+from rar_edge.runtime.jpeg_grid import grid_score, jpeg_probability, with_grid  # noqa: E402
 
 
 def scored(photos: str, synthesis: str, crops: int, crop: int) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
@@ -47,7 +47,7 @@ def fit(photos: str, syntheses: list[str], crops: int, crop: int) -> dict:
     parts = [scored(photos, s, crops, crop)[:2] for s in syntheses]
     x = np.concatenate([p[0] for p in parts]) - 1.0
     y = np.concatenate([p[1] for p in parts])
-    weights, bias = _logistic(x[:, None], y, 1.0, 30)
+    weights, bias = fit_logistic(x[:, None], y, 1.0, 30)
     return {"weight": round(float(weights[0]), 2), "bias": round(float(bias), 2), "crops": int(len(x)),
             "auc": roc_auc(x, y)}
 
@@ -65,13 +65,18 @@ def held_out(photos: str, bundle: str | None, syntheses: list[str], crops: int, 
         learned = np.array([a.degradations["jpeg"] for a in assessed])
         grid = np.array([a.jpeg_grid for a in assessed])
         assert np.allclose(grid, [jpeg_probability(v) for v in score])  # assess reads the same grid
-        cases = list(dict.fromkeys(names))
+        combined = np.array([with_grid(a.degradations, a.jpeg_grid)["jpeg"] for a in assessed])
+        found = np.array(["jpeg" in a.present for a in assessed])  # assess's own threshold: 0.5
+        cases, names = list(dict.fromkeys(names)), np.array(names)
         out[s] = {"assessor": roc_auc(learned, label), "grid": roc_auc(grid, label),
-                  "combined": roc_auc(np.maximum(learned, grid), label),
-                  "found_at_0.5": {c: float(np.mean(np.maximum(learned, grid)[np.array(names) == c] >= 0.5))
-                                   for c in cases},
-                  "median_score": {c: float(np.median(score[np.array(names) == c])) for c in cases}}
+                  "combined": roc_auc(combined, label),
+                  "found_at_0.5": {c: float(found[names == c].mean()) for c in cases},
+                  "median_score": {c: float(np.median(score[names == c])) for c in cases}}
     return out
+
+
+#: Steps fit-stop's recording runs for --loop (bench/loop_headroom.py's default cap).
+LOOP_CAP = 6
 
 
 def loop_with_grid(checkpoint: str, photos: str, syntheses: list[str], crop: int, max_images: int) -> dict:
@@ -81,27 +86,25 @@ def loop_with_grid(checkpoint: str, photos: str, syntheses: list[str], crop: int
 
     from rar_edge.data.folder import PhotoFolder
     from rar_edge.eval.cases import make_cases
-    from rar_edge.eval.fit_stop import record_trajectories, replay
+    from rar_edge.eval.fit_stop import RECORD_SEED, record_trajectories
     from rar_edge.train.checkpoint import load_model
 
     model, _ = load_model(checkpoint)
     model.eval()
     clean = PhotoFolder(photos).center_crops(crop)[:max_images]
-    j = model.config.degradations.index("jpeg")
-    rule, judge = model.stop_rule(max_steps=6), model.config.judge_head
+    kinds = model.config.degradations
     out = {}
     for s in syntheses:
-        traj = record_trajectories(model, clean, 6, synthesis=s)
-        batch, names = make_cases(clean, seed=7, synthesis=s)  # the recording's own inputs (its seed)
+        traj = record_trajectories(model, clean, LOOP_CAP, seed=RECORD_SEED, synthesis=s)
+        batch, names = make_cases(clean, seed=RECORD_SEED, synthesis=s)  # the recording's own inputs
         assert names == traj.cases
         grid = np.array([jpeg_probability(grid_score(x))
                          for x in batch.degraded.clamp(0, 1).numpy().transpose(0, 2, 3, 1)])
-        probs = traj.probabilities.copy()
-        probs[:, j] = np.maximum(probs[:, j], grid)
-        picks = np.array([replay(rule, q, c, v, judge, p)[0]
-                          for q, c, v, p in zip(traj.quality, traj.change, traj.vectors, probs)])
+        read = np.array([[with_grid(dict(zip(kinds, p)), g)[k] for k in kinds]
+                         for p, g in zip(traj.probabilities, grid)])
         out[s] = {"loop": headroom(traj, loop_picks(model, traj))["loop"],
-                  "gate reads the grid": headroom(traj, picks)["loop"]}
+                  "gate reads the grid": headroom(traj, loop_picks(model, traj, read))["loop"],
+                  "grid_found": {c: float((grid[np.array(names) == c] >= 0.5).mean()) for c in dict.fromkeys(names)}}
     return out
 
 
@@ -149,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         out["loop"] = loop_with_grid(a.loop, a.photos, syntheses, a.crop, a.max_images)
         for s, rows in out["loop"].items():
             cases = list(rows["loop"]["cases"])
-            print(f"\n{s}\n| loop | mean | single | composite | " + " | ".join(cases) + " | clean untouched |")
-            for how, r in rows.items():
+            print(f"\n{s}: the grid finds JPEG in " + ", ".join(f"{v:.0%} of {c}" for c, v in rows["grid_found"].items()))
+            print("| loop | mean | single | composite | " + " | ".join(cases) + " | clean untouched |")
+            for how in ("loop", "gate reads the grid"):
+                r = rows[how]
                 print(f"| {how} | {r['mean']:+.2f} | {r['single']:+.2f} | {r['composite']:+.2f} | "
                       + " | ".join(f"{r['cases'][c]:+.2f}" for c in cases) + f" | {r['clean_unchanged']:.0%} |")
     else:

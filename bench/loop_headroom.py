@@ -49,11 +49,13 @@ def headroom(traj: Trajectories, picked: np.ndarray) -> dict:
     return rows
 
 
-def loop_picks(model, traj: Trajectories) -> np.ndarray:
-    """The step each image's loop returns under the model's own rule (its judge and gate included)."""
+def loop_picks(model, traj: Trajectories, probabilities: np.ndarray | None = None) -> np.ndarray:
+    """The step each image's loop returns under the model's own rule (its judge and gate included);
+    ``probabilities``: what its clean gate reads instead of the recorded ones (N, D)."""
     rule, judge = model.stop_rule(max_steps=min(model.config.max_steps, traj.change.shape[1])), model.config.judge_head
+    probabilities = traj.probabilities if probabilities is None else probabilities
     return np.array([replay(rule, q, c, v, judge, p)[0]
-                     for q, c, v, p in zip(traj.quality, traj.change, traj.vectors, traj.probabilities)])
+                     for q, c, v, p in zip(traj.quality, traj.change, traj.vectors, probabilities)])
 
 
 def main(argv: list[str] | None = None) -> int:

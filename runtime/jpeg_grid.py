@@ -4,9 +4,9 @@ A JPEG codes each 8×8 block of luma on its own, so a compressed photo steps mor
 8k+8 (and rows alike) than between any other neighbours. The score is that boundary step over the median step
 of the eight column phases, horizontal and vertical averaged: about 1 for a photo never compressed, and above
 it in proportion to how coarsely the blocks were quantized. It reads the codec, not a degradation model, so it
-holds on photos whatever made them (BENCHMARKS.md: ROC-AUC 0.94 / 0.91 against the assessor's 0.75 / 0.87 on
-held-out crops under the training synthesis and the independent one), where the latent assessor, trained on
-one synthesis, takes strong JPEG for clean.
+holds on photos whatever made them (BENCHMARKS.md, ``bench/jpeg_grid.py``: ROC-AUC 0.93 / 0.92 against the
+assessor's 0.75 / 0.85 on held-out crops under the training synthesis and the independent one), where the latent
+assessor, trained on one synthesis, takes strong JPEG for clean.
 
 The grid must still be where the codec put it: counted from the photo's top-left corner, or from its
 bottom-right one (a photo turned upright by its EXIF orientation). A photo resized, or cropped off the grid
@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from rar_edge.errors import RarEdgeError
+
 from .images import FULL_SCALE
 
 BLOCK = 8
@@ -29,10 +31,10 @@ BLOCK = 8
 WEIGHT, BIAS = 12.51, -2.46
 #: Rec. 601 luma, as JPEG codes it.
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-#: The column steps are read on at least this many rows (and the row steps on as many columns): the grid
-#: runs the whole height, so every third row of a 12 MP photo finds it as well as all of them, at a third of
-#: the cost; a small photo needs every row.
-ROWS = 768
+#: The column steps are read on an evenly spaced sample of at least this many rows (the row steps on as many
+#: columns): the grid runs the whole height and width, so a sample shows it, and a 12 MP photo costs 46 ms
+#: instead of about 150; photos up to 1535 pixels a side are read whole.
+LINES = 768
 
 
 def _phase_steps(luma: np.ndarray) -> np.ndarray:
@@ -51,18 +53,29 @@ def _axis_score(luma: np.ndarray) -> float:
 
 
 def grid_score(rgb: np.ndarray) -> float:
-    """How much more the luma steps on the 8×8 grid than elsewhere (~1: no JPEG grid; RGB (H, W, 3) uint8,
-    uint16 or float in [0, 1])."""
+    """How much more the luma steps on the 8×8 grid than elsewhere (~1: no JPEG grid; RGB or RGBA (H, W, C)
+    uint8, uint16, or float32/float64 in [0, 1])."""
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise RarEdgeError(f"the JPEG grid reads RGB pixels (H, W, 3), got an array of shape {rgb.shape}")
+    if rgb.dtype not in FULL_SCALE and rgb.dtype not in (np.float32, np.float64):
+        raise RarEdgeError(f"the JPEG grid reads uint8, uint16 or float pixels, got {rgb.dtype}; convert first")
     h, w = rgb.shape[:2]
     if h < 2 * BLOCK or w < 2 * BLOCK:
         return 1.0
-    scale = 255.0 / FULL_SCALE.get(rgb.dtype, 1.0)  # steps in 8-bit levels whatever the type
-    rows = rgb[:: max(1, h // ROWS), :, :3].astype(np.float32) @ (LUMA * scale)
-    cols = rgb[:, :: max(1, w // ROWS), :3].astype(np.float32) @ (LUMA * scale)
-    return 0.5 * (_axis_score(rows) + _axis_score(cols.T))
+    scale = 255.0 / FULL_SCALE.get(rgb.dtype, 1.0)  # steps in 8-bit levels whatever the type (the 1e-4 floor)
+    rows = rgb[:: max(1, h // LINES), :, :3].astype(np.float32) @ (LUMA * scale)
+    cols = rgb[:, :: max(1, w // LINES), :3].astype(np.float32) @ (LUMA * scale)
+    score = 0.5 * (_axis_score(rows) + _axis_score(cols.T))
+    return score if math.isfinite(score) else 1.0  # NaN pixels: no evidence either way
 
 
 def jpeg_probability(score: float) -> float:
     """The probability that a photo with this grid score was JPEG-compressed (the fitted logistic)."""
     s = WEIGHT * (score - 1.0) + BIAS
     return 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))
+
+
+def with_grid(probabilities: dict[str, float], grid: float) -> dict[str, float]:
+    """The assessor's degradation probabilities with JPEG's raised to the grid's where that is larger: what
+    ``Assessment.present`` names degradations from."""
+    return {**probabilities, "jpeg": max(probabilities.get("jpeg", 0.0), grid)}

@@ -17,7 +17,7 @@ from rar_edge.manifest import verify_bundle
 
 from .backends import ENTRY_POINTS, open_backend
 from .images import FULL_SCALE, check_megapixels, unit_float
-from .jpeg_grid import grid_score, jpeg_probability
+from .jpeg_grid import grid_score, jpeg_probability, with_grid
 from .profile import DeviceProfile, load_profile
 from .scheduler import OVERHEAD, CostModel, LoopOutcome, adaptive_loop, overhead_per_pass
 from .tiling import Blender, grid, pad_to
@@ -485,7 +485,7 @@ class Restorer:
             quality, probs, _ = job.assess(job.encode(), tiles)
         names = dict(zip(self.degradations, probs))
         grid = jpeg_probability(grid_score(rgb))
-        found = present({**names, "jpeg": max(names.get("jpeg", 0.0), grid)}, threshold)
+        found = present(with_grid(names, grid), threshold)
         return Assessment(quality, names, found, threshold, len(job.tiles), (time.perf_counter() - t0) * 1000.0,
                           tiles if per_tile else None, decision, grid)
 

@@ -43,12 +43,36 @@ def test_low_quality_jpeg_is_found_and_photos_never_compressed_are_not():
 
 
 def test_the_score_reads_any_pixel_type_alike():
-    y = jpeg(photo(CLEAN[0]), 20)
-    s = grid_score(y)
-    assert grid_score(y.astype(np.uint16) * 257) == pytest.approx(s, rel=1e-5)
-    assert grid_score(y.astype(np.float32) / 255) == pytest.approx(s, rel=1e-5)
-    rgba = np.dstack([y, np.full(y.shape[:2], 255, np.uint8)])
-    assert grid_score(rgba) == pytest.approx(s, rel=1e-6)  # alpha is not read
+    # Flat 8×8 blocks: every step off the grid is 0, so the score is the grid's step over the 1e-4 floor, in
+    # 8-bit levels: a type read at another scale would move it by that scale.
+    levels = np.random.default_rng(0).integers(0, 256, (8, 8, 3)).astype(np.uint8)
+    blocks = np.kron(levels, np.ones((8, 8, 1), np.uint8))
+    s = grid_score(blocks)
+    assert s > 1e4
+    assert grid_score(blocks.astype(np.uint16) * 257) == pytest.approx(s, rel=1e-5)
+    for t in (np.float32, np.float64):
+        assert grid_score(blocks.astype(t) / 255) == pytest.approx(s, rel=1e-5)
+    rgba = np.dstack([blocks, np.zeros(blocks.shape[:2], np.uint8)])
+    assert grid_score(rgba) == s  # alpha is not read
+
+
+def test_bad_pixels_get_a_one_line_error():
+    from rar_edge.errors import RarEdgeError
+
+    for bad, what in ((np.zeros((32, 32), np.uint8), "shape"), (np.zeros((32, 32, 1), np.uint8), "shape"),
+                      (np.zeros((32, 32, 3), np.int32), "int32")):
+        with pytest.raises(RarEdgeError, match=what):
+            grid_score(bad)
+    nan = np.full((32, 32, 3), np.nan, np.float32)
+    assert grid_score(nan) == 1.0  # no evidence, not NaN
+
+
+def test_with_grid_raises_only_jpeg_and_only_upward():
+    from rar_edge.runtime.jpeg_grid import with_grid
+
+    probs = {"noise": 0.7, "jpeg": 0.2}
+    assert with_grid(probs, 0.9) == {"noise": 0.7, "jpeg": 0.9}
+    assert with_grid(probs, 0.1) == probs and probs == {"noise": 0.7, "jpeg": 0.2}  # the input is not changed
 
 
 def test_the_grid_is_found_from_either_corner_and_lost_off_it():
@@ -73,24 +97,26 @@ def test_assess_names_jpeg_where_the_grid_is_found(bundles):
     assert a.jpeg_grid == pytest.approx(jpeg_probability(grid_score(x))) and a.jpeg_grid < 0.2
     assert b.jpeg_grid > 0.95 and "jpeg" in b.present
     # present: the assessor's own findings, and jpeg where either says so, at the caller's threshold.
-    for res in (a, b):
-        merged = {**res.degradations, "jpeg": max(res.degradations["jpeg"], res.jpeg_grid)}
-        assert res.present == [n for n, p in merged.items() if p >= 0.5]
-    assert "jpeg" not in restorer.assess(jpeg(x, 15), threshold=0.99999999).present
+    for image in (x, jpeg(x, 15)):
+        for threshold in (0.05, 0.5, 0.9):
+            res = restorer.assess(image, threshold=threshold)
+            merged = {**res.degradations, "jpeg": max(res.degradations["jpeg"], res.jpeg_grid)}
+            assert res.present == [n for n, p in merged.items() if p >= threshold]
+    assert "jpeg" in restorer.assess(x, threshold=0.05).present  # the grid's 0.07 for a photo never compressed
     assert b.to_json()["jpeg_grid"] == round(b.jpeg_grid, 4)
 
 
 def test_assess_cli_shows_the_grid(bundles, tmp_path):
     path = tmp_path / "photo.jpg"
     Image.fromarray(photo(CLEAN[0])).save(path, format="JPEG", quality=15)
+    status, out, err = cli("assess", path, "--bundle", bundles["onnx"], "--json")
+    record = json.loads(out)
+    assert status == 0 and record["jpeg_grid"] > 0.95 and "jpeg" in record["present"]
     status, out, err = cli("assess", path, "--bundle", bundles["onnx"])
     assert status == 0, err
     header, row = out.splitlines()
-    assert "jpeg grid" in header and row.split()[-1].endswith("jpeg")  # present ends the row
-    grid = float(row.split()[-2].rstrip(","))
-    assert grid > 0.95
-    status, out, err = cli("assess", path, "--bundle", bundles["onnx"], "--json")
-    assert status == 0 and json.loads(out)["jpeg_grid"] > 0.95 and "jpeg" in json.loads(out)["present"]
+    assert header.split()[-3:] == ["jpeg", "grid", "present"]
+    assert f"{record['jpeg_grid']:.2f}  {', '.join(record['present'])}" in row
 
 
 def test_bench_fits_a_rising_logistic_and_reports_the_auc(photo_dir, bundles, tmp_path, capsys):
@@ -118,7 +144,8 @@ def test_bench_replays_a_loop_with_the_gate_reading_the_grid(photo_dir, tiny_che
     assert bench.main(["--photos", str(photo_dir), "--loop", str(tiny_checkpoint), "--syntheses", "v2",
                        "--crop", "64", "--max-images", "2", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["loop"]["v2"]
-    assert set(rows) == {"loop", "gate reads the grid"}
+    assert set(rows) == {"loop", "gate reads the grid", "grid_found"}
+    assert rows["grid_found"]["jpeg"] > 0 and rows["grid_found"]["clean"] == 0  # the recording's own inputs
     assert {"jpeg", "noise+jpeg"} <= set(rows["loop"]["cases"])
     # The grid only raises the gate's JPEG probability, and only a little where there is no grid: inputs
     # without JPEG replay as they did.

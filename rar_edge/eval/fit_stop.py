@@ -88,6 +88,9 @@ NO_MIN_GAIN = -10.0
 #: process start (an import of torch, ~2 s) costs more than the replay it saves (a fit's 1434 recordings replay
 #: ~1,600 rules a second per process, walked in groups: BENCHMARKS.md, "fit-stop's replay").
 MIN_RULES_PER_WORKER = 4000
+#: Seed of fit-stop's recordings (the cases' severities and models): benches that recompute a recording's
+#: inputs pass it to make_cases too.
+RECORD_SEED = 7
 #: Exposure range of the dark originals (fit_from_photos' ``dark_originals``): each fit crop scaled by a factor in it.
 DARK_SCALE: tuple[float, float] = (0.2, 0.5)
 
@@ -119,7 +122,7 @@ class RuleScore:
 
 
 @torch.no_grad()
-def record_trajectories(model, clean: torch.Tensor, cap: int, seed: int = 7, batch_size: int = 8,
+def record_trajectories(model, clean: torch.Tensor, cap: int, seed: int = RECORD_SEED, batch_size: int = 8,
                         synthesis: str = DEFAULT_SYNTHESIS,
                         cases: tuple[tuple[str, ...], ...] = CASES, bar=None) -> Trajectories:
     """Run ``cap`` fixed steps on every evaluation case of ``clean`` (N,3,H,W), degraded by ``synthesis``,
@@ -448,7 +451,7 @@ class StopFit(NamedTuple):
 
 
 def fit_from_photos(model, data: str, cap: int, crop: int = 256, max_images: int = 48, step_cost: float = 0.0,
-                    seed: int = 7, judge: bool = False, min_clean_pass: float = 1.0,
+                    seed: int = RECORD_SEED, judge: bool = False, min_clean_pass: float = 1.0,
                     syntheses: tuple[str, ...] = (DEFAULT_SYNTHESIS,), clean_crops: int = FIT_CLEAN_CROPS,
                     harm_weight: float = 0.0, dark_originals: float = 0.0, workers: int = 1,
                     progress: bool = False, gate: bool = False) -> StopFit:

@@ -47,7 +47,7 @@ def fit_judge(x: np.ndarray, better: np.ndarray, l2: float = 1.0, iterations: in
     if better.all() or not better.any():
         raise ValueError(f"the trajectories hold only {'helpful' if better.all() else 'harmful'} steps: "
                          "record more images or more cases before fitting a judge")
-    return Judge(*_logistic(x, better, l2, iterations))
+    return Judge(*fit_logistic(x, better, l2, iterations))
 
 
 def gate_examples(probabilities: np.ndarray, psnr: np.ndarray, psnr_in: np.ndarray,
@@ -68,10 +68,10 @@ def fit_gate(x: np.ndarray, helpable: np.ndarray, l2: float = 1.0, iterations: i
     if not helpable.any():
         raise ValueError(f"no recorded input is helped by steps (by more than {GATE_MARGIN_DB} dB): this model's "
                          "steps have nothing for a gate to let in yet")
-    return Gate(*_logistic(x, helpable, l2, iterations))
+    return Gate(*fit_logistic(x, helpable, l2, iterations))
 
 
-def _logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int) -> tuple[tuple[float, ...], float]:
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int) -> tuple[tuple[float, ...], float]:
     """(weights, bias) of L2-regularised logistic regression of boolean ``y`` on ``x``, in x's own units."""
     mean, std = x.mean(0), x.std(0)
     std = np.where(std > 1e-12, std, 1.0)  # constant features get weight 0 through the penalty
