@@ -132,7 +132,7 @@ def test_bench_fits_a_rising_logistic_and_reports_the_auc(photo_dir, bundles, tm
     report = json.loads(out.read_text())
     v2 = report["held_out"]["v2"]
     assert v2["grid"] > 0.5 and set(v2["found_at_0.5"]) >= {"jpeg", "clean"}
-    assert set(report["ms"]) == {"512x512", "4000x3000"}
+    assert set(report["ms"]) == {"512x512", "4000x3000", "4000x3000, every line"}
     with pytest.raises(SystemExit) as e:
         bench.main(["--fit", str(photo_dir), "--photos", str(photo_dir)])
     assert e.value.code == 2
@@ -155,3 +155,14 @@ def test_bench_replays_a_loop_with_the_gate_reading_the_grid(photo_dir, tiny_che
     with pytest.raises(SystemExit) as e:
         bench.main(["--fit", str(photo_dir), "--loop", str(tiny_checkpoint)])
     assert e.value.code == 2
+
+
+def test_a_sample_of_lines_reads_the_grid_of_a_large_photo():
+    from skimage import data
+
+    # 2048 × 2048 (sampled every second line), mirrored: tiles side by side would step at their seams, on the grid
+    x = np.pad(data.astronaut(), ((0, 1536), (0, 1536), (0, 0)), mode="symmetric")
+    y = jpeg(x, 30)
+    for image in (x, y):
+        assert grid_score(image) == pytest.approx(grid_score(image, lines=1 << 30), abs=0.05)
+    assert jpeg_probability(grid_score(y)) > 0.95 > 0.2 > jpeg_probability(grid_score(x))
