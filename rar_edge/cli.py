@@ -449,14 +449,17 @@ def _print_record(record: dict, as_json: bool) -> None:
     budget = ""
     if record.get("budget_ms"):
         budget = f", budget {record['budget_ms']:.0f} ms{' (it stopped the loop)' if record['budget_bound'] else ''}"
-    found = ",".join(present(record.get("degradations", {}))) or "no degradation"
+    found_names = present(record.get("degradations", {}), jpeg_grid=record.get("jpeg_grid", 0.0))
+    found = ",".join(found_names) or "no degradation"
     why = f" ({record['stop_reason']})" if record.get("stop_reason") else ""
     tone = record.get("tone")
     toned = "" if tone is None else ("tone curve applied (under-exposed); " if tone["applied"] else
                                      "tone curve not needed; ")
     hint = ""
-    if tone is None and "low_light" in present(record.get("degradations", {})):  # the stage is opt-in: say so
+    if tone is None and "low_light" in found_names:  # the stage is opt-in: say so
         hint = " (if the photo is under-exposed, --tone corrects its exposure first)"
+    elif "jpeg" in found_names and record["steps"] == 0:  # found, and left: say why, not "clean"
+        hint = " (JPEG blocking: the loop does not undo it yet)"
     print(f"{head}: {toned}found {found}; {record['steps']} steps{why}, assessed quality {record['quality'][0]:.1f} -> "
           f"{max(record['quality']):.1f} dB, {record['ms']['total']:.0f} ms{budget}{hint}")
 

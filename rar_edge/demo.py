@@ -94,7 +94,8 @@ def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float, to
         clean = unit_float(load_image(samples / meta["clean"]).rgb)
         res = restorer.restore(degraded, budget_ms=budget_ms, tone=tone)
         save_image(out / name, res.image)
-        rows.append({"name": name, "true": meta["degradations"], "found": res.degradations, "steps": res.steps,
+        rows.append({"name": name, "true": meta["degradations"], "found": res.degradations,
+                     "jpeg_grid": res.jpeg_grid, "steps": res.steps,
                      "steps_run": res.steps_run, "stop": res.stop_reason, "quality": res.quality,
                      "psnr_in": psnr(degraded, clean), "psnr_out": psnr(res.image, clean),
                      "ms": res.ms["total"], "budget_bound": res.budget_bound,
@@ -111,16 +112,20 @@ def print_table(rows: list[dict], edge: dict[str, list[dict]], budget_ms: float)
     by_name = {label: {r["name"]: r for r in other} for label, other in edge.items()}
     width = {label: len(label) + 13 for label in edge}  # "<label> dB / ms" and a gap before it
     print("\nper image: the default bundle's result, then each int8 bundle's PSNR out / ms (PSNR against the clean "
-          "original);\nsteps: kept (run, why the loop stopped; 'clean': no degradation detected, returned as it came)")
+          "original);\nsteps: kept (run, why the loop stopped; 'clean': nothing the loop restores detected, returned "
+          "as it came)")
     print(f"{'image':<28} {'true':<12} {f'found (p>={FOUND_AT:g})':<20} {'steps (run, stop)':<18} {'PSNR in -> out':>16} "
           f"{'ms':>6}" + "".join(f"{label + ' dB / ms':>{width[label]}}" for label in edge))
+    found_in = {r["name"]: present(r["found"], jpeg_grid=r.get("jpeg_grid", 0.0)) for r in rows}
     for r in rows:
-        found = ",".join(present(r["found"])) or "-"
+        found = ",".join(found_in[r["name"]]) or "-"
         steps = f"{r['steps']} ({r['steps_run']}, {r['stop']})"
         cells = "".join(f"{o['psnr_out']:>{width[label] - 9}.2f} / {o['ms']:>6.1f}"
                         if (o := by_name[label].get(r["name"])) else f"{'-':>{width[label]}}" for label in edge)
         print(f"{r['name']:<28} {'+'.join(r['true']):<12} {found:<20} {steps:<18} "
               f"{r['psnr_in']:>7.2f} -> {r['psnr_out']:<6.2f} {r['ms']:>6.1f}{cells}")
+    if any("jpeg" in found_in[r["name"]] and r["steps"] == 0 for r in rows):
+        print("(jpeg found by its 8x8 block grid and left as it came: the loop does not undo JPEG blocking yet)")
     for label, which in (("default bundle", rows), *edge.items()):
         gain = np.mean([r["psnr_out"] - r["psnr_in"] for r in which])
         bound = sum(r["budget_bound"] for r in which)

@@ -1,4 +1,5 @@
-"""JPEG's 8×8 block grid, found in the pixels: a second opinion on "jpeg" for ``Restorer.assess``.
+"""JPEG's 8×8 block grid, found in the pixels: a second opinion on "jpeg" for ``Restorer.assess`` and
+``restore``'s report (the loop does not read it).
 
 A JPEG codes each 8×8 block of luma on its own, so a compressed photo steps more between pixel columns 8k+7 and
 8k+8 (and rows alike) than between any other neighbours. The score is that boundary step over the median step

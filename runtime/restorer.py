@@ -52,6 +52,7 @@ class RestoreResult:
     tiles: int = 1
     alpha: np.ndarray | None = field(default=None, repr=False)
     tone: ToneDecision | None = None  # the exposure stage's decision, when asked for (restore(tone=True))
+    jpeg_grid: float = 0.0  # probability that the input was JPEG-compressed, from its 8×8 grid (runtime/jpeg_grid.py)
 
     @property
     def unchanged(self) -> bool:
@@ -64,7 +65,8 @@ class RestoreResult:
                 "stop_reason": self.stop_reason, "ms": {k: round(v, 2) for k, v in self.ms.items()},
                 "budget_ms": self.budget_ms, "budget_bound": self.budget_bound,
                 "model_skipped": self.model_skipped, "cost_unknown": self.cost_unknown, "waited_out": self.waited_out,
-                "tiles": self.tiles, **({"tone": self.tone.to_json()} if self.tone else {})}
+                "tiles": self.tiles, "jpeg_grid": round(self.jpeg_grid, 4),
+                **({"tone": self.tone.to_json()} if self.tone else {})}
 
 
 @dataclass
@@ -97,9 +99,10 @@ class Assessment:
 FOUND_AT = 0.5
 
 
-def present(probs: dict[str, float], threshold: float = FOUND_AT) -> list[str]:
-    """The names in ``probs`` (degradation -> probability) with a probability of at least ``threshold``."""
-    return [name for name, p in probs.items() if p >= threshold]
+def present(probs: dict[str, float], threshold: float = FOUND_AT, jpeg_grid: float = 0.0) -> list[str]:
+    """The names in ``probs`` (degradation -> probability) with a probability of at least ``threshold``, and
+    "jpeg" where ``jpeg_grid`` (the JPEG grid's probability: runtime/jpeg_grid.py) reaches it."""
+    return [name for name, p in with_grid(probs, jpeg_grid).items() if p >= threshold]
 
 
 def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
@@ -485,7 +488,7 @@ class Restorer:
             quality, probs, _ = job.assess(job.encode(), tiles)
         names = dict(zip(self.degradations, probs))
         grid = jpeg_probability(grid_score(rgb))
-        found = present(with_grid(names, grid), threshold)
+        found = present(names, threshold, grid)
         return Assessment(quality, names, found, threshold, len(job.tiles), (time.perf_counter() - t0) * 1000.0,
                           tiles if per_tile else None, decision, grid)
 
@@ -503,6 +506,9 @@ class Restorer:
         t0 = time.perf_counter()
         wait_ms = (t0 - entered) * 1000.0
         rgb, alpha, kind = as_rgb(image)
+        t_grid = time.perf_counter()
+        grid = jpeg_probability(grid_score(rgb))  # on the photo as given: a report, the loop does not read it
+        grid_ms = (time.perf_counter() - t_grid) * 1000.0
         decision = None
         if tone:  # one curve for the whole photo, before the tiles; it runs whatever the budget (docs/runtime.md)
             rgb, decision = self.tone_curve()(rgb)
@@ -539,12 +545,13 @@ class Restorer:
             result_image = give_back(outcome.image[:rgb.shape[0], :rgb.shape[1]], alpha, kind)
         done = time.perf_counter()
         total, work = (done - entered) * 1000.0, (done - t0) * 1000.0
-        overhead = max(0.0, work - tone_ms - sum(self._ms.values()))
+        overhead = max(0.0, work - tone_ms - grid_ms - sum(self._ms.values()))
         if self._recording:
             # Per tile and pass: a large photo's tiling does not make a small one's prediction, and a skipped
             # call still records (what it cost says the model may fit again).
             cost.record(OVERHEAD, overhead_per_pass(overhead, n, outcome.steps_run))
-        ms = {e: self._ms.get(e, 0.0) for e in ENTRY_POINTS} | {OVERHEAD: overhead, "wait": wait_ms, "total": total}
+        ms = {e: self._ms.get(e, 0.0) for e in ENTRY_POINTS} | {OVERHEAD: overhead, "jpeg_grid": grid_ms,
+                                                                  "wait": wait_ms, "total": total}
         if decision is not None:
             ms["tone"] = tone_ms
         return RestoreResult(image=result_image, steps=outcome.steps, steps_run=outcome.steps_run,
@@ -552,4 +559,4 @@ class Restorer:
                              stop_reason=outcome.stop_reason, ms=ms, budget_ms=budget_ms,
                              budget_bound=outcome.stop_reason == "budget", model_skipped=outcome.model_skipped,
                              waited_out=budget_ms is not None and wait_ms >= budget_ms,
-                             cost_unknown=cold, tiles=n, alpha=alpha, tone=decision)
+                             cost_unknown=cold, tiles=n, alpha=alpha, tone=decision, jpeg_grid=grid)

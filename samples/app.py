@@ -18,6 +18,7 @@ from PIL import Image
 from rar_edge.atomic import atomic_path
 from rar_edge.errors import RarEdgeError
 from rar_edge.runtime import Restorer
+from rar_edge.runtime.jpeg_grid import with_grid
 
 #: A degradation is reported to the user when the assessor gives it at least this probability.
 SHOW_ABOVE = 0.5
@@ -25,7 +26,8 @@ SHOW_ABOVE = 0.5
 
 def describe(res) -> str:
     """One line for the user: what was found, what was done, how long it took."""
-    found = [name for name, p in sorted(res.degradations.items(), key=lambda kv: -kv[1]) if p >= SHOW_ABOVE]
+    probs = with_grid(res.degradations, res.jpeg_grid)  # JPEG also where its 8×8 block grid shows
+    found = [name for name, p in sorted(probs.items(), key=lambda kv: -kv[1]) if p >= SHOW_ABOVE]
     did = "kept as is" if res.steps == 0 else f"{res.steps} restore step{'s' * (res.steps > 1)}"
     if res.tone is not None and res.tone.applied:  # --tone: the exposure stage brightened it first
         did = "exposure corrected" + ("" if res.steps == 0 else f", then {did}")

@@ -110,8 +110,18 @@ def test_found_means_one_rule_in_the_demo_the_cli_and_the_runtime(capsys):
     row = {"name": "x.png", "true": ["noise"], "found": probs, "steps": 1, "steps_run": 2, "stop": "worse",
            "psnr_in": 20.0, "psnr_out": 24.0, "ms": 5.0, "budget_bound": False}
     demo.print_table([row], {}, 1e6)
-    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("x.png"))
-    assert line.split()[2] == "noise,rain"
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("x.png"))
+    assert line.split()[2] == "noise,rain" and "block grid" not in out
+    # The JPEG grid's probability counts by the same rule: at FOUND_AT it is found; a row it left says why.
+    demo.print_table([{**row, "jpeg_grid": FOUND_AT, "steps": 0}], {}, 1e6)
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("x.png"))
+    assert line.split()[2] == "noise,rain,jpeg" and "the loop does not undo JPEG blocking yet" in out
+    assert present(probs, jpeg_grid=np.nextafter(FOUND_AT, 0.0)) == ["noise", "rain"]
     _print_record({"input": "in.png", "output": "out.png", "quality": [20.0, 24.0], "degradations": probs,
                    "steps": 1, "stop_reason": "worse", "ms": {"total": 5.0}}, as_json=False)
     assert "found noise,rain;" in capsys.readouterr().out
+    _print_record({"input": "in.png", "output": "out.png", "quality": [20.0], "degradations": probs,
+                   "jpeg_grid": FOUND_AT, "steps": 0, "stop_reason": "clean", "ms": {"total": 5.0}}, as_json=False)
+    assert "found noise,rain,jpeg; 0 steps (clean)" in (out := capsys.readouterr().out) and "does not undo it" in out

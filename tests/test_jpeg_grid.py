@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,21 @@ def test_a_sample_of_lines_reads_the_grid_of_a_large_photo():
     for image in (x, y):
         assert grid_score(image) == pytest.approx(grid_score(image, lines=1 << 30), abs=0.05)
     assert jpeg_probability(grid_score(y)) > 0.95 > 0.2 > jpeg_probability(grid_score(x))
+
+
+def test_restore_reports_the_grid_without_acting_on_it(bundles, tmp_path):
+    restorer = Restorer.load(bundles["onnx"])
+    y = jpeg(photo(CLEAN[0]), 15)
+    res = restorer.restore(y, max_steps=2)
+    assert res.jpeg_grid == pytest.approx(jpeg_probability(grid_score(y))) and res.jpeg_grid > 0.95
+    assert res.to_json()["jpeg_grid"] == round(res.jpeg_grid, 4) and res.ms["jpeg_grid"] > 0
+    # The loop does not read it: the same steps and qualities as the assessment alone predicts.
+    assert res.quality[0] == pytest.approx(restorer.assess(y).quality, abs=1e-4)
+    # The CLI names it among what it found, and says why a JPEG came back untouched.
+    path = tmp_path / "photo.png"
+    Image.fromarray(y).save(path)  # the pixels as decoded: no second compression
+    status, out, err = cli("restore", path, "-o", tmp_path / "out", "--bundle", bundles["onnx"],
+                           "--max-steps", "0")
+    assert status == 0, err
+    assert re.search(r"found \S*jpeg\S*; 0 steps", out), out
+    assert "JPEG blocking: the loop does not undo it yet" in out

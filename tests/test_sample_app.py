@@ -71,3 +71,11 @@ def test_app_tone_corrects_an_under_exposed_photo_without_torch(bundles, tmp_pat
     assert "found" in r.stdout and "exposure corrected" in r.stdout
     with Image.open(tmp_path / "out" / dark.name) as out, Image.open(dark) as src:
         assert np.asarray(out).mean() > 2 * np.asarray(src.convert("RGB")).mean()  # the shipped head brightens it
+
+
+def test_app_names_jpeg_from_its_block_grid(bundles, tmp_path):
+    jpeg = ROOT / "samples" / "degraded" / "02_coffee_jpeg.png"  # a JPEG round trip saved as PNG: its grid stays
+    r = run_app(bundles["onnx"], jpeg, "-o", tmp_path / "out", "--budget-ms", "5000")
+    assert r.returncode == 0, r.stderr
+    found = r.stdout.split("found ", 1)[1].split(";", 1)[0].split(", ")
+    assert "jpeg" in found, r.stdout
