@@ -319,6 +319,7 @@ def cmd_restore(a: argparse.Namespace) -> int:
                 raise RarEdgeError(f"--{flag.replace('_', '-')} needs --bundle (the runtime); --checkpoint runs torch")
         from rar_edge.infer import restore_array
         from rar_edge.runtime.images import unit_float
+        from rar_edge.runtime.jpeg_grid import grid_score, jpeg_probability
         from rar_edge.runtime.tone import ToneCurve
         from rar_edge.train.checkpoint import load_model
 
@@ -329,6 +330,7 @@ def cmd_restore(a: argparse.Namespace) -> int:
         def restore(rgb):
             x, decision = tone(rgb) if tone else (rgb, None)
             out, record = restore_array(model, unit_float(x), rule)
+            record["jpeg_grid"] = jpeg_probability(grid_score(rgb))  # as the runtime reports it, on the photo as given
             if decision is not None:  # as the runtime reports it: the stage's decision and time
                 record["tone"] = decision.to_json()
                 record["ms"] = {"tone": round(decision.ms, 2), "total": round(record["ms"]["total"] + decision.ms, 2)}
@@ -449,17 +451,18 @@ def _print_record(record: dict, as_json: bool) -> None:
     budget = ""
     if record.get("budget_ms"):
         budget = f", budget {record['budget_ms']:.0f} ms{' (it stopped the loop)' if record['budget_bound'] else ''}"
-    found_names = present(record.get("degradations", {}), jpeg_grid=record.get("jpeg_grid", 0.0))
+    found_names = present(record.get("degradations", {}), jpeg_grid=record.get("jpeg_grid"))
     found = ",".join(found_names) or "no degradation"
     why = f" ({record['stop_reason']})" if record.get("stop_reason") else ""
     tone = record.get("tone")
     toned = "" if tone is None else ("tone curve applied (under-exposed); " if tone["applied"] else
                                      "tone curve not needed; ")
-    hint = ""
+    hints = []
     if tone is None and "low_light" in found_names:  # the stage is opt-in: say so
-        hint = " (if the photo is under-exposed, --tone corrects its exposure first)"
-    elif "jpeg" in found_names and record["steps"] == 0:  # found, and left: say why, not "clean"
-        hint = " (JPEG blocking: the loop does not undo it yet)"
+        hints.append("if the photo is under-exposed, --tone corrects its exposure first")
+    if "jpeg" in found_names and record.get("stop_reason") == "clean":  # found, yet "clean" to the loop: say why
+        hints.append("JPEG blocking: the loop does not undo it yet")
+    hint = "".join(f" ({h})" for h in hints)
     print(f"{head}: {toned}found {found}; {record['steps']} steps{why}, assessed quality {record['quality'][0]:.1f} -> "
           f"{max(record['quality']):.1f} dB, {record['ms']['total']:.0f} ms{budget}{hint}")
 

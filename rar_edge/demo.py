@@ -116,7 +116,7 @@ def print_table(rows: list[dict], edge: dict[str, list[dict]], budget_ms: float)
           "as it came)")
     print(f"{'image':<28} {'true':<12} {f'found (p>={FOUND_AT:g})':<20} {'steps (run, stop)':<18} {'PSNR in -> out':>16} "
           f"{'ms':>6}" + "".join(f"{label + ' dB / ms':>{width[label]}}" for label in edge))
-    found_in = {r["name"]: present(r["found"], jpeg_grid=r.get("jpeg_grid", 0.0)) for r in rows}
+    found_in = {r["name"]: present(r["found"], jpeg_grid=r.get("jpeg_grid")) for r in rows}
     for r in rows:
         found = ",".join(found_in[r["name"]]) or "-"
         steps = f"{r['steps']} ({r['steps_run']}, {r['stop']})"
@@ -124,8 +124,8 @@ def print_table(rows: list[dict], edge: dict[str, list[dict]], budget_ms: float)
                         if (o := by_name[label].get(r["name"])) else f"{'-':>{width[label]}}" for label in edge)
         print(f"{r['name']:<28} {'+'.join(r['true']):<12} {found:<20} {steps:<18} "
               f"{r['psnr_in']:>7.2f} -> {r['psnr_out']:<6.2f} {r['ms']:>6.1f}{cells}")
-    if any("jpeg" in found_in[r["name"]] and r["steps"] == 0 for r in rows):
-        print("(jpeg found by its 8x8 block grid and left as it came: the loop does not undo JPEG blocking yet)")
+    if any("jpeg" in found_in[r["name"]] and r["stop"] == "clean" for r in rows):  # found, yet "clean" to the loop
+        print("(jpeg found and left as it came: the loop does not undo JPEG blocking yet)")
     for label, which in (("default bundle", rows), *edge.items()):
         gain = np.mean([r["psnr_out"] - r["psnr_in"] for r in which])
         bound = sum(r["budget_bound"] for r in which)

@@ -56,6 +56,8 @@ def _axis_score(luma: np.ndarray) -> float:
 def grid_score(rgb: np.ndarray, lines: int = LINES) -> float:
     """How much more the luma steps on the 8×8 grid than elsewhere (~1: no JPEG grid; RGB or RGBA (H, W, C)
     uint8, uint16, or float32/float64 in [0, 1]), read on at least ``lines`` rows and columns."""
+    if lines < 1:
+        raise RarEdgeError(f"the JPEG grid needs at least one line to read, got lines={lines}")
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise RarEdgeError(f"the JPEG grid reads RGB pixels (H, W, 3), got an array of shape {rgb.shape}")
     if rgb.dtype not in FULL_SCALE and rgb.dtype not in (np.float32, np.float64):

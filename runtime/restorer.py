@@ -52,7 +52,9 @@ class RestoreResult:
     tiles: int = 1
     alpha: np.ndarray | None = field(default=None, repr=False)
     tone: ToneDecision | None = None  # the exposure stage's decision, when asked for (restore(tone=True))
-    jpeg_grid: float = 0.0  # probability that the input was JPEG-compressed, from its 8×8 grid (runtime/jpeg_grid.py)
+    # Probability that the input was JPEG-compressed, from its 8×8 grid (runtime/jpeg_grid.py); None where the
+    # budget left no time for it (Restorer._jpeg_grid)
+    jpeg_grid: float | None = None
 
     @property
     def unchanged(self) -> bool:
@@ -65,7 +67,7 @@ class RestoreResult:
                 "stop_reason": self.stop_reason, "ms": {k: round(v, 2) for k, v in self.ms.items()},
                 "budget_ms": self.budget_ms, "budget_bound": self.budget_bound,
                 "model_skipped": self.model_skipped, "cost_unknown": self.cost_unknown, "waited_out": self.waited_out,
-                "tiles": self.tiles, "jpeg_grid": round(self.jpeg_grid, 4),
+                "tiles": self.tiles, "jpeg_grid": None if self.jpeg_grid is None else round(self.jpeg_grid, 4),
                 **({"tone": self.tone.to_json()} if self.tone else {})}
 
 
@@ -99,10 +101,10 @@ class Assessment:
 FOUND_AT = 0.5
 
 
-def present(probs: dict[str, float], threshold: float = FOUND_AT, jpeg_grid: float = 0.0) -> list[str]:
+def present(probs: dict[str, float], threshold: float = FOUND_AT, jpeg_grid: float | None = None) -> list[str]:
     """The names in ``probs`` (degradation -> probability) with a probability of at least ``threshold``, and
-    "jpeg" where ``jpeg_grid`` (the JPEG grid's probability: runtime/jpeg_grid.py) reaches it."""
-    return [name for name, p in with_grid(probs, jpeg_grid).items() if p >= threshold]
+    "jpeg" where ``jpeg_grid`` (the JPEG grid's probability: runtime/jpeg_grid.py; None: not measured) reaches it."""
+    return [name for name, p in with_grid(probs, jpeg_grid or 0.0).items() if p >= threshold]
 
 
 def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
@@ -319,6 +321,7 @@ class Restorer:
         self._ms: dict[str, float] = {}
         self._cost: CostModel | None = None
         self._recording = True  # False during the first warm-up pass (first calls are not representative)
+        self._grid_ms_per_mp: float | None = None  # the JPEG grid's last measured cost (_jpeg_grid)
         self._on_call: Callable[[], None] | None = None  # a restore's progress hook, once per backend call
         self.warming: threading.Thread | None = None  # the warm-up a cold budgeted call started in the background
         self._lock = threading.Lock()
@@ -449,12 +452,27 @@ class Restorer:
         finally:
             self._lock.release()
 
+    def _jpeg_grid(self, rgb: np.ndarray, budget_ms: float | None, entered: float) -> tuple[float | None, float]:
+        """(the JPEG grid's probability for ``rgb``, its ms): a report after the loop, which never reads it. Under
+        a budget it runs only where the time left pays for twice its last measured cost per megapixel (None
+        otherwise, and until an unbudgeted call or warmup() has measured it), so it cannot break the budget."""
+        mp = rgb.shape[0] * rgb.shape[1] / 1e6
+        if budget_ms is not None:
+            left = budget_ms - (time.perf_counter() - entered) * 1000.0
+            if self._grid_ms_per_mp is None or 2.0 * self._grid_ms_per_mp * mp > left:
+                return None, 0.0
+        t = time.perf_counter()
+        p = jpeg_probability(grid_score(rgb))
+        ms = (time.perf_counter() - t) * 1000.0
+        self._grid_ms_per_mp = ms / mp  # a small photo's rate is the higher (fixed costs): safe for larger ones
+        return p, ms
+
     def _waited_out(self, image: Any, budget_ms: float, entered: float) -> RestoreResult:
         """The input as given (a copy), when the wait for the model alone used up the budget."""
         total = (time.perf_counter() - entered) * 1000.0
         return RestoreResult(image=image.copy(), steps=0, steps_run=0, quality=[], degradations={},
-                             stop_reason="budget", ms={e: 0.0 for e in ENTRY_POINTS} | {OVERHEAD: 0.0, "wait": total,
-                                                                                       "total": total},
+                             stop_reason="budget", ms={e: 0.0 for e in ENTRY_POINTS} | {
+                                 OVERHEAD: 0.0, "jpeg_grid": 0.0, "wait": total, "total": total},
                              budget_ms=budget_ms, budget_bound=True, model_skipped=True, waited_out=True, tiles=0)
 
     def _check_size(self, image: Any) -> None:
@@ -487,10 +505,10 @@ class Restorer:
             tiles: list[float] = []
             quality, probs, _ = job.assess(job.encode(), tiles)
         names = dict(zip(self.degradations, probs))
-        grid = jpeg_probability(grid_score(rgb))
-        found = present(names, threshold, grid)
+        jpeg_p = jpeg_probability(grid_score(rgb))
+        found = present(names, threshold, jpeg_p)
         return Assessment(quality, names, found, threshold, len(job.tiles), (time.perf_counter() - t0) * 1000.0,
-                          tiles if per_tile else None, decision, grid)
+                          tiles if per_tile else None, decision, jpeg_p)
 
     def tone_curve(self) -> ToneCurve:
         """The exposure stage's head (loaded on first use): the one named at load, else the bundle's own
@@ -506,9 +524,7 @@ class Restorer:
         t0 = time.perf_counter()
         wait_ms = (t0 - entered) * 1000.0
         rgb, alpha, kind = as_rgb(image)
-        t_grid = time.perf_counter()
-        grid = jpeg_probability(grid_score(rgb))  # on the photo as given: a report, the loop does not read it
-        grid_ms = (time.perf_counter() - t_grid) * 1000.0
+        given = rgb  # the JPEG grid reads the photo as given, not as toned
         decision = None
         if tone:  # one curve for the whole photo, before the tiles; it runs whatever the budget (docs/runtime.md)
             rgb, decision = self.tone_curve()(rgb)
@@ -543,6 +559,7 @@ class Restorer:
             result_image = image.copy()
         else:
             result_image = give_back(outcome.image[:rgb.shape[0], :rgb.shape[1]], alpha, kind)
+        jpeg_p, grid_ms = self._jpeg_grid(given, budget_ms, entered)
         done = time.perf_counter()
         total, work = (done - entered) * 1000.0, (done - t0) * 1000.0
         overhead = max(0.0, work - tone_ms - grid_ms - sum(self._ms.values()))
@@ -559,4 +576,4 @@ class Restorer:
                              stop_reason=outcome.stop_reason, ms=ms, budget_ms=budget_ms,
                              budget_bound=outcome.stop_reason == "budget", model_skipped=outcome.model_skipped,
                              waited_out=budget_ms is not None and wait_ms >= budget_ms,
-                             cost_unknown=cold, tiles=n, alpha=alpha, tone=decision, jpeg_grid=grid)
+                             cost_unknown=cold, tiles=n, alpha=alpha, tone=decision, jpeg_grid=jpeg_p)

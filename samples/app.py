@@ -19,15 +19,17 @@ from rar_edge.atomic import atomic_path
 from rar_edge.errors import RarEdgeError
 from rar_edge.runtime import Restorer
 from rar_edge.runtime.jpeg_grid import with_grid
+from rar_edge.runtime.restorer import FOUND_AT, present
 
-#: A degradation is reported to the user when the assessor gives it at least this probability.
-SHOW_ABOVE = 0.5
+#: A degradation is reported to the user when the assessor (or, for JPEG, the block grid) gives it at least this
+#: probability: the runtime's own rule (``present``), at the runtime's threshold.
+SHOW_ABOVE = FOUND_AT
 
 
 def describe(res) -> str:
     """One line for the user: what was found, what was done, how long it took."""
-    probs = with_grid(res.degradations, res.jpeg_grid)  # JPEG also where its 8×8 block grid shows
-    found = [name for name, p in sorted(probs.items(), key=lambda kv: -kv[1]) if p >= SHOW_ABOVE]
+    probs = with_grid(res.degradations, res.jpeg_grid or 0.0)  # JPEG also where its 8×8 block grid shows
+    found = sorted(present(res.degradations, SHOW_ABOVE, res.jpeg_grid), key=lambda name: -probs[name])
     did = "kept as is" if res.steps == 0 else f"{res.steps} restore step{'s' * (res.steps > 1)}"
     if res.tone is not None and res.tone.applied:  # --tone: the exposure stage brightened it first
         did = "exposure corrected" + ("" if res.steps == 0 else f", then {did}")

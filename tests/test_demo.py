@@ -114,10 +114,12 @@ def test_found_means_one_rule_in_the_demo_the_cli_and_the_runtime(capsys):
     line = next(line for line in out.splitlines() if line.startswith("x.png"))
     assert line.split()[2] == "noise,rain" and "block grid" not in out
     # The JPEG grid's probability counts by the same rule: at FOUND_AT it is found; a row it left says why.
-    demo.print_table([{**row, "jpeg_grid": FOUND_AT, "steps": 0}], {}, 1e6)
+    demo.print_table([{**row, "jpeg_grid": FOUND_AT, "steps": 0, "stop": "clean"}], {}, 1e6)
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith("x.png"))
     assert line.split()[2] == "noise,rain,jpeg" and "the loop does not undo JPEG blocking yet" in out
+    demo.print_table([{**row, "jpeg_grid": FOUND_AT}], {}, 1e6)  # stepped: no note
+    assert "JPEG blocking" not in capsys.readouterr().out
     assert present(probs, jpeg_grid=np.nextafter(FOUND_AT, 0.0)) == ["noise", "rain"]
     _print_record({"input": "in.png", "output": "out.png", "quality": [20.0, 24.0], "degradations": probs,
                    "steps": 1, "stop_reason": "worse", "ms": {"total": 5.0}}, as_json=False)

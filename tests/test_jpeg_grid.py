@@ -64,6 +64,8 @@ def test_bad_pixels_get_a_one_line_error():
                       (np.zeros((32, 32, 3), np.int32), "int32")):
         with pytest.raises(RarEdgeError, match=what):
             grid_score(bad)
+    with pytest.raises(RarEdgeError, match="at least one line"):
+        grid_score(np.zeros((32, 32, 3), np.uint8), lines=0)
     nan = np.full((32, 32, 3), np.nan, np.float32)
     assert grid_score(nan) == 1.0  # no evidence, not NaN
 
@@ -166,22 +168,63 @@ def test_a_sample_of_lines_reads_the_grid_of_a_large_photo():
     y = jpeg(x, 30)
     for image in (x, y):
         assert grid_score(image) == pytest.approx(grid_score(image, lines=1 << 30), abs=0.05)
+    assert grid_score(y, lines=16) != grid_score(y)  # the sample is what ``lines`` says
     assert jpeg_probability(grid_score(y)) > 0.95 > 0.2 > jpeg_probability(grid_score(x))
 
 
-def test_restore_reports_the_grid_without_acting_on_it(bundles, tmp_path):
+def test_restore_reports_the_grid_without_acting_on_it(bundles, tmp_path, monkeypatch):
+    import rar_edge.runtime.restorer as restorer_module
+
     restorer = Restorer.load(bundles["onnx"])
     y = jpeg(photo(CLEAN[0]), 15)
-    res = restorer.restore(y, max_steps=2)
+    res = restorer.restore(y, max_steps=2, min_detect=0)
     assert res.jpeg_grid == pytest.approx(jpeg_probability(grid_score(y))) and res.jpeg_grid > 0.95
     assert res.to_json()["jpeg_grid"] == round(res.jpeg_grid, 4) and res.ms["jpeg_grid"] > 0
-    # The loop does not read it: the same steps and qualities as the assessment alone predicts.
-    assert res.quality[0] == pytest.approx(restorer.assess(y).quality, abs=1e-4)
-    # The CLI names it among what it found, and says why a JPEG came back untouched.
+    # The loop does not read it: with no grid found, the same steps, qualities and pixels.
+    monkeypatch.setattr(restorer_module, "grid_score", lambda rgb: 1.0)
+    blind = restorer.restore(y, max_steps=2, min_detect=0)
+    assert blind.jpeg_grid < 0.2 and res.steps_run == blind.steps_run > 0
+    assert (res.steps, res.stop_reason, res.quality, res.degradations) == \
+        (blind.steps, blind.stop_reason, blind.quality, blind.degradations)
+    assert np.array_equal(res.image, blind.image)
+
+
+def test_the_grid_never_breaks_a_budget(bundles, monkeypatch):
+    import time
+
+    import rar_edge.runtime.restorer as restorer_module
+
+    restorer = Restorer.load(bundles["onnx"], warmup=False)  # warmup() would measure the grid too
+    y = jpeg(photo(CLEAN[0]), 15)
+    # Unmeasured, a budgeted call leaves it out; an unbudgeted call measures it, and budgets that pay for it
+    # get it after that.
+    assert restorer.restore(y, budget_ms=1e6).jpeg_grid is None
+    assert restorer.restore(y).jpeg_grid > 0.95
+    assert restorer.restore(y, budget_ms=1e6).jpeg_grid > 0.95
+    assert Restorer.load(bundles["onnx"]).restore(y, budget_ms=1e6).jpeg_grid > 0.95  # warmup() measured it
+    # A grid that costs 300 ms: measured once, then left out where the budget cannot pay twice that.
+    slow = restorer_module.grid_score
+
+    def slow_score(rgb):
+        time.sleep(0.3)
+        return slow(rgb)
+
+    monkeypatch.setattr(restorer_module, "grid_score", slow_score)
+    res = restorer.restore(y)
+    assert res.ms["jpeg_grid"] >= 300 and res.ms["overhead"] < 300  # its time is its own, not the overhead's
+    budgeted = restorer.restore(y, budget_ms=400)
+    assert budgeted.jpeg_grid is None and budgeted.ms["jpeg_grid"] == 0.0 and budgeted.ms["total"] < 400
+
+
+def test_restore_cli_names_jpeg_the_assessor_misses(bundles, tmp_path):
+    from rar_edge.runtime.restorer import FOUND_AT
+
+    y = jpeg(photo(CLEAN[0]), 15)
+    assert Restorer.load(bundles["onnx"]).assess(y).degradations["jpeg"] < FOUND_AT  # the grid alone finds it
     path = tmp_path / "photo.png"
     Image.fromarray(y).save(path)  # the pixels as decoded: no second compression
     status, out, err = cli("restore", path, "-o", tmp_path / "out", "--bundle", bundles["onnx"],
-                           "--max-steps", "0")
+                           "--min-detect", "0.999999")
     assert status == 0, err
-    assert re.search(r"found \S*jpeg\S*; 0 steps", out), out
-    assert "JPEG blocking: the loop does not undo it yet" in out
+    assert re.search(r"found \S*jpeg\S*; 0 steps \(clean\)", out), out
+    assert "(JPEG blocking: the loop does not undo it yet)" in out
