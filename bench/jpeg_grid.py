@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         out["loop"] = loop_with_grid(a.loop, a.photos, syntheses, a.crop, a.max_images)
         for s, rows in out["loop"].items():
             cases = list(rows["loop"]["cases"])
-            print(f"\n{s}: the grid finds JPEG in " + ", ".join(f"{v:.0%} of {c}" for c, v in rows["grid_found"].items()))
+            found = ", ".join(f"{v:.0%} of {c}" for c, v in rows["grid_found"].items())
+            print(f"\n{s}: the grid finds JPEG in {found}")
             print("| loop | mean | single | composite | " + " | ".join(cases) + " | clean untouched |")
             for how in ("loop", "gate reads the grid"):
                 r = rows[how]

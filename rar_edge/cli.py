@@ -427,8 +427,8 @@ def cmd_assess(a: argparse.Namespace) -> int:
         present = ", ".join(result.present) or "-"
         tone = "" if result.tone is None else f"  {'yes' if result.tone.applied else 'no'} (logit {result.tone.logit:+.1f})"
         print(f"{Path(path).name[:28]:<28} {result.quality:>10.1f}  "
-              + " ".join(f"{result.degradations[n]:>9.2f}" for n in names) + f"  {result.jpeg_grid:>9.2f}  {present}{tone}",
-              flush=True)
+              + " ".join(f"{result.degradations[n]:>9.2f}" for n in names)
+              + f"  {result.jpeg_grid:>9.2f}  {present}{tone}", flush=True)
         if a.per_tile:
             print("  per tile (dB): " + " ".join(f"{q:.1f}" for q in result.tile_quality))
     return _batch_status("assess", failed, len(inputs))
