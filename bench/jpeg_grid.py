@@ -32,7 +32,8 @@ from report import test_set  # noqa: E402
 
 from rar_edge.eval.judge import fit_logistic  # noqa: E402
 from rar_edge.eval.metrics import roc_auc  # noqa: E402
-from rar_edge.runtime.jpeg_grid import LINES, grid_score, jpeg_probability, with_grid  # noqa: E402
+from rar_edge.runtime.restorer import FOUND_AT  # noqa: E402
+from rar_edge.runtime.jpeg_grid import LINES, grid_probability, grid_score, jpeg_probability, with_grid  # noqa: E402
 
 
 def scored(photos: str, synthesis: str, crops: int, crop: int) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
@@ -98,13 +99,13 @@ def loop_with_grid(checkpoint: str, photos: str, syntheses: list[str], crop: int
         traj = record_trajectories(model, clean, LOOP_CAP, seed=RECORD_SEED, synthesis=s)
         batch, names = make_cases(clean, seed=RECORD_SEED, synthesis=s)  # the recording's own inputs
         assert names == traj.cases
-        grid = np.array([jpeg_probability(grid_score(x))
-                         for x in batch.degraded.clamp(0, 1).numpy().transpose(0, 2, 3, 1)])
+        grid = np.array([grid_probability(x) for x in batch.degraded.clamp(0, 1).numpy().transpose(0, 2, 3, 1)])
         read = np.array([[with_grid(dict(zip(kinds, p)), g)[k] for k in kinds]
                          for p, g in zip(traj.probabilities, grid)])
         out[s] = {"loop": headroom(traj, loop_picks(model, traj))["loop"],
                   "gate reads the grid": headroom(traj, loop_picks(model, traj, read))["loop"],
-                  "grid_found": {c: float((grid[np.array(names) == c] >= 0.5).mean()) for c in dict.fromkeys(names)}}
+                  "grid_found": {c: float((grid[np.array(names) == c] >= FOUND_AT).mean())
+                                 for c in dict.fromkeys(names)}}
     return out
 
 

@@ -319,7 +319,7 @@ def cmd_restore(a: argparse.Namespace) -> int:
                 raise RarEdgeError(f"--{flag.replace('_', '-')} needs --bundle (the runtime); --checkpoint runs torch")
         from rar_edge.infer import restore_array
         from rar_edge.runtime.images import unit_float
-        from rar_edge.runtime.jpeg_grid import grid_score, jpeg_probability
+        from rar_edge.runtime.jpeg_grid import grid_probability
         from rar_edge.runtime.tone import ToneCurve
         from rar_edge.train.checkpoint import load_model
 
@@ -330,7 +330,7 @@ def cmd_restore(a: argparse.Namespace) -> int:
         def restore(rgb):
             x, decision = tone(rgb) if tone else (rgb, None)
             out, record = restore_array(model, unit_float(x), rule)
-            record["jpeg_grid"] = jpeg_probability(grid_score(rgb))  # as the runtime reports it, on the photo as given
+            record["jpeg_grid"] = grid_probability(rgb)  # as the runtime reports it, on the photo as given
             if decision is not None:  # as the runtime reports it: the stage's decision and time
                 record["tone"] = decision.to_json()
                 record["ms"] = {"tone": round(decision.ms, 2), "total": round(record["ms"]["total"] + decision.ms, 2)}

@@ -39,6 +39,11 @@ CHANGE_EPS = 1e-6
 GATE_FEATURES = "the input's degradation probabilities, in the model's order of degradations"
 
 
+def sigmoid(s: float) -> float:
+    """1 / (1 + e^-s), without overflow for large |s| (the logistic heads' and the JPEG grid's)."""
+    return 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))
+
+
 @dataclass(frozen=True)
 class LogisticHead:
     """A logistic head's weights and bias (the judge's and the clean gate's), stored as
@@ -53,8 +58,7 @@ class LogisticHead:
         if len(x) != len(self.weights):
             raise ValueError(f"the {type(self).__name__.lower()} has {len(self.weights)} weights but got {len(x)} "
                              f"{what}: its model's assessor has another size; refit it with rar-edge fit-stop")
-        s = self.bias + math.fsum(w * float(v) for w, v in zip(self.weights, x))
-        return 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))  # no overflow
+        return sigmoid(self.bias + math.fsum(w * float(v) for w, v in zip(self.weights, x)))
 
     def to_dict(self) -> dict:
         return {"features": self.FEATURES, "weights": list(self.weights), "bias": self.bias}

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from rar_edge.errors import RarEdgeError
+from rar_edge.loop import sigmoid
 
 from .images import FULL_SCALE
 
@@ -74,8 +75,13 @@ def grid_score(rgb: np.ndarray, lines: int = LINES) -> float:
 
 def jpeg_probability(score: float) -> float:
     """The probability that a photo with this grid score was JPEG-compressed (the fitted logistic)."""
-    s = WEIGHT * (score - 1.0) + BIAS
-    return 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))
+    return sigmoid(WEIGHT * (score - 1.0) + BIAS)
+
+
+def grid_probability(rgb: np.ndarray, lines: int = LINES) -> float:
+    """The probability that ``rgb`` was JPEG-compressed, from its grid score: what ``Restorer.assess`` and
+    ``restore`` report as ``jpeg_grid``."""
+    return jpeg_probability(grid_score(rgb, lines))
 
 
 def with_grid(probabilities: dict[str, float], grid: float) -> dict[str, float]:

@@ -17,7 +17,7 @@ from rar_edge.manifest import verify_bundle
 
 from .backends import ENTRY_POINTS, open_backend
 from .images import FULL_SCALE, check_megapixels, unit_float
-from .jpeg_grid import grid_score, jpeg_probability, with_grid
+from .jpeg_grid import grid_probability, with_grid
 from .profile import DeviceProfile, load_profile
 from .scheduler import OVERHEAD, CostModel, LoopOutcome, adaptive_loop, overhead_per_pass
 from .tiling import Blender, grid, pad_to
@@ -462,7 +462,7 @@ class Restorer:
             if self._grid_ms_per_mp is None or 2.0 * self._grid_ms_per_mp * mp > left:
                 return None, 0.0
         t = time.perf_counter()
-        p = jpeg_probability(grid_score(rgb))
+        p = grid_probability(rgb)
         ms = (time.perf_counter() - t) * 1000.0
         self._grid_ms_per_mp = ms / mp  # a small photo's rate is the higher (fixed costs): safe for larger ones
         return p, ms
@@ -505,7 +505,7 @@ class Restorer:
             tiles: list[float] = []
             quality, probs, _ = job.assess(job.encode(), tiles)
         names = dict(zip(self.degradations, probs))
-        jpeg_p = jpeg_probability(grid_score(rgb))
+        jpeg_p = grid_probability(rgb)
         found = present(names, threshold, jpeg_p)
         return Assessment(quality, names, found, threshold, len(job.tiles), (time.perf_counter() - t0) * 1000.0,
                           tiles if per_tile else None, decision, jpeg_p)

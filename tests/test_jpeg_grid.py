@@ -181,7 +181,7 @@ def test_restore_reports_the_grid_without_acting_on_it(bundles, tmp_path, monkey
     assert res.jpeg_grid == pytest.approx(jpeg_probability(grid_score(y))) and res.jpeg_grid > 0.95
     assert res.to_json()["jpeg_grid"] == round(res.jpeg_grid, 4) and res.ms["jpeg_grid"] > 0
     # The loop does not read it: with no grid found, the same steps, qualities and pixels.
-    monkeypatch.setattr(restorer_module, "grid_score", lambda rgb: 1.0)
+    monkeypatch.setattr(restorer_module, "grid_probability", lambda rgb: jpeg_probability(1.0))
     blind = restorer.restore(y, max_steps=2, min_detect=0)
     assert blind.jpeg_grid < 0.2 and res.steps_run == blind.steps_run > 0
     assert (res.steps, res.stop_reason, res.quality, res.degradations) == \
@@ -203,13 +203,13 @@ def test_the_grid_never_breaks_a_budget(bundles, monkeypatch):
     assert restorer.restore(y, budget_ms=1e6).jpeg_grid > 0.95
     assert Restorer.load(bundles["onnx"]).restore(y, budget_ms=1e6).jpeg_grid > 0.95  # warmup() measured it
     # A grid that costs 300 ms: measured once, then left out where the budget cannot pay twice that.
-    slow = restorer_module.grid_score
+    slow = restorer_module.grid_probability
 
-    def slow_score(rgb):
+    def slow_probability(rgb):
         time.sleep(0.3)
         return slow(rgb)
 
-    monkeypatch.setattr(restorer_module, "grid_score", slow_score)
+    monkeypatch.setattr(restorer_module, "grid_probability", slow_probability)
     res = restorer.restore(y)
     assert res.ms["jpeg_grid"] >= 300 and res.ms["overhead"] < 300  # its time is its own, not the overhead's
     budgeted = restorer.restore(y, budget_ms=400)
