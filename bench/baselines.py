@@ -44,9 +44,16 @@ def clahe(x: np.ndarray) -> np.ndarray:
     return exposure.equalize_adapthist(x, clip_limit=0.01)
 
 
+def dark_channel(x: np.ndarray, patch: int = 15) -> np.ndarray:
+    """(H,W): the darkest channel's minimum over each ``patch``² window. Near 0 almost everywhere in a clear
+    outdoor photo (shadows, saturated colours); haze's airlight lifts it (He et al.)."""
+    return ndimage.minimum_filter(x.min(axis=2), size=patch)
+
+
 def dark_channel_dehaze(x: np.ndarray, patch: int = 15, omega: float = 0.95, t_min: float = 0.1) -> np.ndarray:
-    """He et al.'s dark channel prior, without the soft-matting refinement (a box-smoothed transmission)."""
-    dark = ndimage.minimum_filter(x.min(axis=2), size=patch)
+    """He et al.'s dark channel prior, without the soft-matting refinement (a box-smoothed transmission);
+    ``omega`` < 1 keeps that share of the haze (He et al.'s 0.95: a trace, for depth)."""
+    dark = dark_channel(x, patch)
     top = dark.ravel().argsort()[-max(1, dark.size // 1000):]
     airlight = x.reshape(-1, 3)[top].max(axis=0).clip(1e-3, 1)
     t = 1 - omega * ndimage.minimum_filter((x / airlight).min(axis=2), size=patch)
