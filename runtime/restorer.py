@@ -29,6 +29,13 @@ DEFAULT_TILE = 512  # for dynamic bundles
 #: ONNX with dynamic sizes (torch-free; on CPUs without VNNI onnxruntime runs fp32 faster than int8:
 #: BENCHMARKS.md). tests/test_shipped.py checks it still matches those weights.
 DEFAULT_BUNDLE = Path(rar_edge.__file__).resolve().parent / "weights" / "bundles" / "rar-edge-s-conv-fp32-onnx"
+#: The JPEG grid's report under a budget (Restorer._jpeg_grid): its cost per megapixel varies with the photo's
+#: size (memory traffic: up to 2.9x between 512² and 3 MP on the project's host, bench/jpeg_grid.py), so a
+#: budget must leave this many times its cost at the last measured rate. Below GRID_MIN_MP its fixed costs
+#: dominate: such a photo is priced as that size, and its own rate (far above a large photo's) is kept only
+#: while nothing else was measured; after that its cost can raise the rate for that size, never lower it.
+GRID_MARGIN = 4.0
+GRID_MIN_MP = 0.25
 #: A rule that takes exactly one step and decodes it (warm-up and profiling: every entry point runs).
 FORCED_STEP = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, min_change=0.0, keep="last", min_better=0.0,
                    min_detect=0.0)
@@ -454,17 +461,22 @@ class Restorer:
 
     def _jpeg_grid(self, rgb: np.ndarray, budget_ms: float | None, entered: float) -> tuple[float | None, float]:
         """(the JPEG grid's probability for ``rgb``, its ms): a report after the loop, which never reads it. Under
-        a budget it runs only where the time left pays for twice its last measured cost per megapixel (None
-        otherwise, and until an unbudgeted call or warmup() has measured it), so it cannot break the budget."""
-        mp = rgb.shape[0] * rgb.shape[1] / 1e6
+        a budget it runs only where the time left pays for GRID_MARGIN times its cost at the last measured rate
+        per megapixel (None otherwise, and until an unbudgeted call or warmup() has measured it), so it cannot
+        break the budget. Photos under GRID_MIN_MP are priced as that size and can only raise the rate."""
+        size = rgb.shape[0] * rgb.shape[1] / 1e6
+        mp = max(size, GRID_MIN_MP)
         if budget_ms is not None:
             left = budget_ms - (time.perf_counter() - entered) * 1000.0
-            if self._grid_ms_per_mp is None or 2.0 * self._grid_ms_per_mp * mp > left:
+            if self._grid_ms_per_mp is None or GRID_MARGIN * self._grid_ms_per_mp * mp > left:
                 return None, 0.0
         t = time.perf_counter()
         p = grid_probability(rgb)
         ms = (time.perf_counter() - t) * 1000.0
-        self._grid_ms_per_mp = ms / mp  # a small photo's rate is the higher (fixed costs): safe for larger ones
+        if size >= GRID_MIN_MP or self._grid_ms_per_mp is None:
+            self._grid_ms_per_mp = ms / size  # a small photo's own rate: the higher, so the safe one to start from
+        else:  # a small photo's cost raises the rate for its priced size, never lowers it
+            self._grid_ms_per_mp = max(self._grid_ms_per_mp, ms / GRID_MIN_MP)
         return p, ms
 
     def _waited_out(self, image: Any, budget_ms: float, entered: float) -> RestoreResult:

@@ -135,7 +135,8 @@ def test_bench_fits_a_rising_logistic_and_reports_the_auc(photo_dir, bundles, tm
     report = json.loads(out.read_text())
     v2 = report["held_out"]["v2"]
     assert v2["grid"] > 0.5 and set(v2["found_at_0.5"]) >= {"jpeg", "clean"}
-    assert set(report["ms"]) == {"512x512", "4000x3000", "4000x3000, every line"}
+    assert set(report["ms"]) == {f"{w}x{h}" for h, w in bench.COST_SIZES} | {"4000x3000, every line"}
+    assert {"512x512", "2000x1500", "4000x3000"} <= set(report["ms"])  # the sizes docs/runtime.md cites
     with pytest.raises(SystemExit) as e:
         bench.main(["--fit", str(photo_dir), "--photos", str(photo_dir)])
     assert e.value.code == 2
@@ -214,6 +215,38 @@ def test_the_grid_never_breaks_a_budget(bundles, monkeypatch):
     assert res.ms["jpeg_grid"] >= 300 and res.ms["overhead"] < 300  # its time is its own, not the overhead's
     budgeted = restorer.restore(y, budget_ms=400)
     assert budgeted.jpeg_grid is None and budgeted.ms["jpeg_grid"] == 0.0 and budgeted.ms["total"] < 400
+
+
+def test_small_photos_are_priced_as_a_quarter_megapixel_and_do_not_set_the_rate(bundles, monkeypatch):
+    import time
+
+    import rar_edge.runtime.restorer as restorer_module
+    from rar_edge.runtime.restorer import GRID_MARGIN, GRID_MIN_MP
+
+    restorer = Restorer.load(bundles["onnx"], warmup=False)
+    real, delay = restorer_module.grid_probability, {"s": 0.0}
+
+    def timed(rgb):
+        time.sleep(delay["s"])
+        return real(rgb)
+
+    monkeypatch.setattr(restorer_module, "grid_probability", timed)
+    small = jpeg(photo(CLEAN[0]), 15)  # 256²: 0.066 MP
+    large = jpeg(np.tile(photo(CLEAN[0]), (2, 2, 1)), 15)  # 512²: 0.262 MP, over GRID_MIN_MP
+    assert small.shape[0] * small.shape[1] < GRID_MIN_MP * 1e6 <= large.shape[0] * large.shape[1]
+    # A large photo whose grid costs 100 ms sets the rate: about 380 ms per megapixel.
+    delay["s"] = 0.1
+    assert restorer.restore(large, max_steps=0).ms["jpeg_grid"] >= 100
+    # A small photo is priced as GRID_MIN_MP: 4 x 380 x 0.25 = 380 ms, more than a 300 ms budget leaves,
+    # though its own area (0.066 MP) would price it at 100 ms.
+    delay["s"] = 0.0
+    assert restorer.restore(small, budget_ms=300, max_steps=0).jpeg_grid is None
+    # A budget that leaves more than that pays for it; the small photo's quick grid cannot lower the rate, so
+    # the large photo is still priced at 4 x 100 ms and left out of a 300 ms budget.
+    assert restorer.restore(small, budget_ms=2000, max_steps=0).jpeg_grid > 0.95
+    delay["s"] = 0.1
+    assert restorer.restore(large, budget_ms=300, max_steps=0).jpeg_grid is None
+    assert GRID_MARGIN * 0.1e3 > 300
 
 
 def test_restore_cli_names_jpeg_the_assessor_misses(bundles, tmp_path):
