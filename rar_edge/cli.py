@@ -54,6 +54,9 @@ def _rule_args(a: argparse.Namespace) -> dict:
         raise RarEdgeError(f"--min-better must be a probability in [0, 1) (e.g. 0.5; 0: judge off), got {a.min_better}")
     if a.min_detect is not None and not 0 <= a.min_detect < 1:
         raise RarEdgeError(f"--min-detect must be a probability in [0, 1) (e.g. 0.6; 0: off), got {a.min_detect}")
+    for flag, value in (("--target-quality", a.target_quality), ("--min-gain", a.min_gain)):
+        if value is not None and value != value:  # NaN
+            raise RarEdgeError(f"{flag} must be a number of dB, got nan")
     return {"max_steps": a.max_steps, "target_quality": a.target_quality, "min_gain": a.min_gain,
             "min_change": a.min_change, "keep": a.keep, "min_better": a.min_better, "min_detect": a.min_detect}
 
@@ -355,7 +358,8 @@ class _CallsBar:
         if self.bar is None:
             if total < self.MIN_CALLS or done >= total:
                 return
-            self.bar = tqdm(total=total, unit="call", desc="tiles x steps", leave=False, file=sys.stderr)
+            self.bar = tqdm(total=total, unit="call", desc="tiles x steps", leave=False, file=sys.stderr,
+                            disable=not sys.stderr.isatty())
         self.bar.n = done
         self.bar.refresh()
         if done >= total:
@@ -368,7 +372,9 @@ def _report_restores(records, a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     failed = []
-    bar = tqdm(records, total=len(a.inputs), unit="img", disable=len(a.inputs) < 2 or a.json, file=sys.stderr)
+    # A bar only on a terminal: in a log or a pipe its redraws would be spliced into the result lines.
+    bar = tqdm(records, total=len(a.inputs), unit="img", file=sys.stderr,
+               disable=len(a.inputs) < 2 or a.json or not sys.stderr.isatty())
     for record in bar:
         if "error" in record:
             failed.append(record)
@@ -376,6 +382,8 @@ def _report_restores(records, a: argparse.Namespace) -> int:
                 continue
         with tqdm.external_write_mode(file=sys.stderr):  # a line, not a line spliced into the bar
             _print_record(record, a.json)
+    if len(a.inputs) > 1 and not a.json and len(failed) < len(a.inputs):
+        print(f"restored {len(a.inputs) - len(failed)} of {len(a.inputs)} images into {a.out}")
     return _batch_status("restore", [(r["input"], r["error"]) for r in failed], len(a.inputs), detailed=True)
 
 
@@ -397,8 +405,6 @@ def cmd_assess(a: argparse.Namespace) -> int:
     """The assessor alone, torch-free: per image the predicted quality and each degradation's probability."""
     if not 0 < a.threshold < 1:
         raise RarEdgeError(f"--threshold must be a probability in (0, 1), got {a.threshold:g}")
-    if a.tile is not None and a.tile <= 0:
-        raise RarEdgeError(f"--tile must be a positive number of pixels, got {a.tile}")
     from rar_edge.runtime import Restorer
     from rar_edge.runtime.files import expand_inputs
     from rar_edge.runtime.images import load_image
@@ -435,7 +441,8 @@ def cmd_assess(a: argparse.Namespace) -> int:
 
 
 def _print_record(record: dict, as_json: bool) -> None:
-    from rar_edge.runtime.restorer import present
+    from rar_edge.loop import STOP_REASONS
+    from rar_edge.runtime.restorer import FOUND_AT, present
 
     if as_json:
         print(json.dumps(record), flush=True)
@@ -451,20 +458,32 @@ def _print_record(record: dict, as_json: bool) -> None:
     budget = ""
     if record.get("budget_ms"):
         budget = f", budget {record['budget_ms']:.0f} ms{' (it stopped the loop)' if record['budget_bound'] else ''}"
-    found_names = present(record.get("degradations", {}), jpeg_grid=record.get("jpeg_grid"))
+    probs = record.get("degradations", {})
+    found_names = present(probs, jpeg_grid=record.get("jpeg_grid"))
     found = ",".join(found_names) or "no degradation"
-    why = f" ({record['stop_reason']})" if record.get("stop_reason") else ""
+    if not found_names and record.get("steps_run") and probs:  # the clean gate opened below FOUND_AT: say on what
+        top = max(probs, key=probs.get)
+        found += f" at p >= {FOUND_AT:g} (the most probable: {top} {probs[top]:.2f})"
+    reason = record.get("stop_reason")
+    why = f" ({reason}: {STOP_REASONS[reason]})" if reason in STOP_REASONS else f" ({reason})" if reason else ""
     tone = record.get("tone")
     toned = "" if tone is None else ("tone curve applied (under-exposed); " if tone["applied"] else
                                      "tone curve not needed; ")
+    # The quality of the image written (the kept step's; a step undone is not shown); after a tone curve, the
+    # loop assessed the brightened photo.
+    quality = record["quality"]
+    shown = quality[min(record["steps"], len(quality) - 1)]
+    of = " of the brightened photo" if tone and tone["applied"] else ""
     hints = []
     if tone is None and "low_light" in found_names:  # the stage is opt-in: say so
         hints.append("if the photo is under-exposed, --tone corrects its exposure first")
     if "jpeg" in found_names and record.get("stop_reason") == "clean":  # found, yet "clean" to the loop: say why
         hints.append("JPEG blocking: the loop does not undo it yet")
     hint = "".join(f" ({h})" for h in hints)
-    print(f"{head}: {toned}found {found}; {record['steps']} steps{why}, assessed quality {record['quality'][0]:.1f} -> "
-          f"{max(record['quality']):.1f} dB, {record['ms']['total']:.0f} ms{budget}{hint}")
+    steps = f"{record['steps']} step{'' if record['steps'] == 1 else 's'}"
+    change = f"{quality[0]:.1f} -> {shown:.1f}" if record["steps"] else f"{quality[0]:.1f}"
+    print(f"{head}: {toned}found {found}; {steps}{why}, assessed quality{of} {change} dB, "
+          f"{record['ms']['total']:.0f} ms{budget}{hint}")
 
 
 def cmd_profile(a: argparse.Namespace) -> int:

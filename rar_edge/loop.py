@@ -23,6 +23,17 @@ QUALITY_MEANING = (
 QUALITY_CAP_DB = 40.0
 
 
+#: Why a loop stopped (``stop_reason``), in words for people: what ``rar-edge restore`` prints after the code.
+STOP_REASONS = {
+    "clean": "nothing the loop restores was detected",
+    "target": "the assessed quality reached the target",
+    "no_gain": "the last step gained too little",
+    "small_step": "the next step was too small to take",
+    "max_steps": "the step cap",
+    "worse": "the next step was judged worse and undone",
+    "budget": "the time budget",
+}
+
 #: How the loop picks the latent it decodes (StopRule.keep).
 KEEP_CHOICES = ("best", "last")
 
@@ -161,6 +172,9 @@ class StopRule:
     def __post_init__(self) -> None:
         if self.max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
+        for name in ("target_quality", "min_gain"):  # NaN compares false: the rule would never stop on it
+            if math.isnan(float(getattr(self, name))):
+                raise ValueError(f"{name} must be a number of dB, got nan")
         if not self.min_change >= 0:
             raise ValueError(f"min_change must be >= 0, got {self.min_change}")
         if not 0 <= self.min_better < 1:

@@ -70,20 +70,24 @@ def restorer_fn(restorer, **restore_args) -> RestoreFn:
     return run
 
 
+def _make_folder(out_dir: str | Path) -> None:
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RarEdgeError(f"cannot create output folder {out_dir} ({e.strerror or e}); choose a writable -o") from None
+
+
 def restore_files(restore: RestoreFn, inputs: list[str], out_dir: str | Path,
                   overwrite: bool = False, max_megapixels: float | None = None) -> Iterator[dict]:
     """One record per input: the JSON contract (input, output, steps, quality, degradations, ms, ...) or,
     for an input that failed (or is over ``max_megapixels``), {"input", "error"}; later inputs still run."""
     outputs = plan_outputs(inputs, out_dir, overwrite)
-    try:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RarEdgeError(f"cannot create output folder {out_dir} ({e.strerror or e}); choose a writable -o") from None
     for src, dst in zip(inputs, outputs):
         try:
             loaded = load_image(src, max_megapixels)  # an unreadable input is reported as such, whatever its name
             output_format(dst)  # before the restore: an output it cannot write costs no model time
             image, record = restore(loaded.rgb)
+            _make_folder(out_dir)  # only once there is something to write: a batch that fails leaves no folder
             toned = record.get("tone", {}).get("applied", False)
             if record.get("steps") == 0 and not toned and Path(src).suffix.lower() == dst.suffix.lower():
                 # Nothing was restored: the input's own bytes (no re-encoding, metadata as they were).

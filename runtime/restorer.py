@@ -24,6 +24,9 @@ from .tiling import Blender, grid, pad_to
 from .tone import ToneCurve, ToneDecision
 
 DEFAULT_TILE = 512  # for dynamic bundles
+#: The largest tile side accepted: a tile's activations grow with its area (warmup() restores one at once),
+#: and larger tiles gain nothing once a photo fits in one.
+MAX_TILE = 4096
 #: The bundle ``Restorer.load()``, ``rar-edge restore`` and ``rar-edge assess`` use when none is named: the
 #: committed rar-edge-s-conv weights (its manifest's ``source``: checkpoints/rar-edge-s-conv-v2) exported to fp32
 #: ONNX with dynamic sizes (torch-free; on CPUs without VNNI onnxruntime runs fp32 faster than int8:
@@ -308,9 +311,10 @@ class Restorer:
                 raise RarEdgeError(f"this bundle has a fixed tile {self.fixed_tile[0]}x{self.fixed_tile[1]}: tile= "
                                    "applies to dynamic bundles (python -m rar_edge.export --dynamic)")
         else:
-            side = tile or DEFAULT_TILE
-            if side % self.multiple:
-                raise RarEdgeError(f"tile {side} must be a multiple of {self.multiple}")
+            side = DEFAULT_TILE if tile is None else tile
+            if not self.multiple <= side <= MAX_TILE or side % self.multiple:
+                raise RarEdgeError(f"tile must be a multiple of {self.multiple} from {self.multiple} to {MAX_TILE} "
+                                   f"pixels, got {side} (leave it out for {DEFAULT_TILE})")
             self.fixed_tile = None
             self.dynamic_tile = side
         smallest = min(self.fixed_tile or (self.dynamic_tile, self.dynamic_tile))

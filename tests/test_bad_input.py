@@ -100,6 +100,17 @@ def test_not_an_image_with_an_image_extension(which, bundles, tiny_checkpoint, g
     assert "not an image" in _restore_batch(which, bundles, tiny_checkpoint, bad, good, tmp_path / "out")
 
 
+@PATHS
+def test_a_run_where_every_input_fails_leaves_no_output_folder(which, bundles, tiny_checkpoint, tmp_path):
+    bad = tmp_path / "in" / "notes.png"
+    bad.parent.mkdir()
+    bad.write_text("meeting notes, not a photo")
+    status, _, err = cli("restore", bad, "-o", tmp_path / "out" / "restored",
+                         *_model_args(which, bundles, tiny_checkpoint))
+    _clean_failure(status, err, "not an image")
+    assert status == 2 and not (tmp_path / "out").exists()
+
+
 def test_a_file_that_is_no_image_by_name_fails_alone(bundles, tiny_checkpoint, good, tmp_path):
     """A batch with a non-image file (readme.md) restores the rest and blames the input, not the output folder;
     a readable image under a name no image format has (.img) fails alone too, with what to do."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import rar_edge.export
 import rar_edge.export.__main__ as export_entry
 import rar_edge.manifest
+import rar_edge.runtime.restorer  # noqa: F401  imported before any test patches verify_bundle: it binds the real one
 from rar_edge import demo
 
 
@@ -126,4 +127,31 @@ def test_found_means_one_rule_in_the_demo_the_cli_and_the_runtime(capsys):
     assert "found noise,rain;" in capsys.readouterr().out
     _print_record({"input": "in.png", "output": "out.png", "quality": [20.0], "degradations": probs,
                    "jpeg_grid": FOUND_AT, "steps": 0, "stop_reason": "clean", "ms": {"total": 5.0}}, as_json=False)
-    assert "found noise,rain,jpeg; 0 steps (clean)" in (out := capsys.readouterr().out) and "does not undo it" in out
+    assert "found noise,rain,jpeg; 0 steps (clean: nothing the loop restores was detected)" in \
+        (out := capsys.readouterr().out) and "does not undo it" in out
+
+
+def test_a_restore_line_shows_the_written_images_quality_and_why_the_loop_stopped(capsys):
+    from rar_edge.cli import _print_record
+
+    # Step 2 was judged worse and undone: the line shows step 1's quality (the image written), not the best seen.
+    record = {"input": "in.png", "output": "out.png", "quality": [15.9, 18.7, 19.1],
+              "degradations": {"noise": 0.9, "rain": 0.1}, "steps": 1, "steps_run": 2, "stop_reason": "worse",
+              "ms": {"total": 5.0}}
+    _print_record(record, as_json=False)
+    out = capsys.readouterr().out
+    assert "found noise; 1 step (worse: the next step was judged worse and undone)" in out
+    assert "assessed quality 15.9 -> 18.7 dB" in out and "19.1" not in out
+    # Kept steps whose assessment fell are shown falling (keep="last").
+    _print_record({**record, "quality": [16.3, 16.2, 16.1], "steps": 2, "stop_reason": "max_steps"}, False)
+    assert "2 steps (max_steps: the step cap), assessed quality 16.3 -> 16.1 dB" in capsys.readouterr().out
+    # The clean gate opened below FOUND_AT: the line says on what, not "no degradation" alone.
+    _print_record({**record, "degradations": {"noise": 0.48, "rain": 0.49}}, False)
+    assert "found no degradation at p >= 0.5 (the most probable: rain 0.49); 1 step" in capsys.readouterr().out
+    # After a tone curve the loop assessed the brightened photo; at 0 steps one figure.
+    _print_record({**record, "tone": {"applied": True, "under_exposed_logit": 2.9, "gate": 0.0}}, False)
+    assert "tone curve applied (under-exposed); found noise; 1 step" in (out := capsys.readouterr().out)
+    assert "assessed quality of the brightened photo 15.9 -> 18.7 dB" in out
+    _print_record({**record, "quality": [34.9], "steps": 0, "steps_run": 0, "stop_reason": "target"}, False)
+    assert "0 steps (target: the assessed quality reached the target), assessed quality 34.9 dB," in \
+        capsys.readouterr().out

@@ -159,6 +159,10 @@ def test_the_clean_gate_returns_the_input_when_nothing_is_detected():
         LoopTrace(rule, 15.0)
     with pytest.raises(ValueError, match="min_detect must be a probability"):
         StopRule(min_detect=1.0)
+    for name in ("target_quality", "min_gain"):  # NaN would never stop the loop on it
+        with pytest.raises(ValueError, match=f"{name} must be a number of dB"):
+            StopRule(**{name: float("nan")})
+    assert StopRule(target_quality=float("inf"), min_gain=-float("inf")).max_steps == 4  # infinities stay allowed
 
 
 def test_a_learned_gate_opens_the_clean_gate_too_in_all_three_loops():

@@ -429,6 +429,11 @@ def test_tile_and_overlap_arguments_are_checked(bundles):
         Restorer.load(bundles["onnx"], tile=128, warmup=False)
     with pytest.raises(RarEdgeError, match="overlap must be"):
         Restorer.load(bundles["dynamic"], tile=64, overlap=40, warmup=False)
+    # Not a size in range: one line naming it, before any tile is allocated (a huge tile ran out of memory,
+    # a negative one crashed, 0 ran silently at the default).
+    for bad in (0, -16, 8192, 1_000_000, 100):
+        with pytest.raises(RarEdgeError, match=rf"tile must be a multiple of \d+ from \d+ to 4096 pixels, got {bad}"):
+            Restorer.load(bundles["dynamic"], tile=bad)
     r = Restorer.load(bundles["dynamic"], tile=64)  # warm-up measures 64x64 tiles
     small = r.cost_model((32, 32))  # a size not seen yet starts from the 64x64 figures, scaled by pixels
     assert small.predict("restore") == pytest.approx(r.cost_model((64, 64)).predict("restore") / 4)
@@ -571,6 +576,8 @@ def test_cli_restore_skips_images_over_max_megapixels(bundles, tmp_path):
                                  ("--min-better", "1", "--min-better must be a probability"),
                                  ("--min-detect", "1.5", "--min-detect must be a probability"),
                                  ("--keep", "first", "invalid choice"),
+                                 ("--target-quality", "nan", "--target-quality must be a number of dB"),
+                                 ("--min-gain", "nan", "--min-gain must be a number of dB"),
                                  ("--assess-tiles", "0", "--assess-tiles must be a whole number of tiles >= 1")):
         res = run_cli("restore", str(tmp_path / "small.png"), "-o", str(out), "--bundle", str(bundles["onnx"]),
                       flag, value)
