@@ -8,11 +8,17 @@ import os
 import sys
 import threading
 import traceback
+import warnings
 from typing import Callable, Iterator
 
 
 class RarEdgeError(Exception):
     """An error caused by the user's input; its message says what was wrong and what to do."""
+
+
+class RarEdgeWarning(UserWarning):
+    """Something about the user's input that does not stop the work but changes what comes out (the CLI prints
+    it as one line: ``PROG: warning: ...``)."""
 
 
 #: The extra of ``pip install 'rar-edge[EXTRA]'`` that brings each module the runtime install leaves out.
@@ -142,7 +148,18 @@ def run_guarded(prog: str, command: Callable[[], int], debug: bool = False, extr
     if not debug:
         quiet_import_notices()
     try:
-        return command()
+        with warnings.catch_warnings():  # restores showwarning and the filters on the way out
+            warnings.simplefilter("always", RarEdgeWarning)  # once per input, not once per process
+            shown = warnings.showwarning
+
+            def show(message, category, filename, lineno, file=None, line=None):
+                if issubclass(category, RarEdgeWarning):
+                    print(f"{prog}: warning: {message}", file=sys.stderr)
+                else:
+                    shown(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = show
+            return command()
     except RarEdgeError as e:
         if debug:
             traceback.print_exc()

@@ -2,14 +2,16 @@
 
 Loading applies EXIF orientation, takes the first frame of an animated file, and converts every mode to
 RGB: grayscale, palette and CMYK to uint8 RGB (8 bits per channel stay 8 bits: the runtime converts to
-float tile by tile, so a 12 MP photo has no full-size float copy), 16-bit and float modes to float32 in
-[0, 1] at full precision; an alpha channel is kept aside and written back untouched. The ICC profile
+float tile by tile, so a 12 MP photo has no full-size float copy), 16-bit grey and float modes to float32 in
+[0, 1] at full precision (16-bit colour: Pillow decodes it to 8 bits per channel, said by a RarEdgeWarning);
+an alpha channel is kept aside and written back untouched. The ICC profile
 travels to the output.
 Outputs are 8 bits per channel in the format of their extension, written atomically.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rar_edge.atomic import atomic_path
-from rar_edge.errors import RarEdgeError
+from rar_edge.errors import RarEdgeError, RarEdgeWarning
 
 #: Formats whose files can hold an alpha channel.
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
@@ -127,8 +129,15 @@ def load_image(path: str | Path, max_megapixels: float | None = None) -> LoadedI
     try:
         with Image.open(path) as im:
             check_megapixels(im.height, im.width, max_megapixels, str(path))
+            # Pillow decodes 16-bit colour (PNG, TIFF: raw mode "RGB;16B" and the like) to 8 bits per channel; only
+            # 16-bit grey keeps its precision (split_pil). Said, not hidden: the file is read at 8 bits.
+            narrowed = im.mode in ("RGB", "RGBA") and any(";16" in str(t.args) for t in im.tile)
             im.load()
-            return split_pil(im)
+            loaded = split_pil(im)
+        if narrowed:
+            warnings.warn(f"{path}: a 16-bit colour image is read at 8 bits per channel (Pillow decodes no more); "
+                          "its fine levels are lost before the model sees it", RarEdgeWarning, stacklevel=2)
+        return loaded
     except RarEdgeError:
         raise
     except Image.DecompressionBombError as e:
