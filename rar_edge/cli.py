@@ -387,6 +387,11 @@ def _report_restores(records, a: argparse.Namespace) -> int:
     return _batch_status("restore", [(r["input"], r["error"]) for r in failed], len(a.inputs), detailed=True)
 
 
+def _about(path: str, error: str) -> str:
+    """An input's error, naming the input once (most errors about a file start with its path already)."""
+    return error if error.startswith(str(path)) else f"{path}: {error}"
+
+
 def _batch_status(command: str, failed: list[tuple[str, str]], total: int, detailed: bool = False) -> int:
     """Exit status of a command over ``total`` inputs, of which ``failed`` (input, error) failed: 0 for none; a
     single input that failed is bad input (its one error line, 2); some of a batch, a summary line and 1
@@ -397,7 +402,7 @@ def _batch_status(command: str, failed: list[tuple[str, str]], total: int, detai
         print(f"rar-edge {command}: error: {failed[0][1]}", file=sys.stderr)
         return 2
     print(f"rar-edge {command}: {len(failed)} of {total} inputs failed"
-          + (": " + "; ".join(f"{path} ({error})" for path, error in failed) if detailed else ""), file=sys.stderr)
+          + (": " + "; ".join(_about(path, error) for path, error in failed) if detailed else ""), file=sys.stderr)
     return 1
 
 
@@ -421,7 +426,7 @@ def cmd_assess(a: argparse.Namespace) -> int:
             if a.json:
                 print(json.dumps({"input": path, "error": str(e)}))
             elif len(inputs) > 1:  # a single input's error is said once, below
-                print(f"{path}: error: {e}", file=sys.stderr)
+                print(f"error: {_about(path, str(e))}", file=sys.stderr)
             continue
         if a.json:
             print(json.dumps({"input": path, **result.to_json()}), flush=True)
@@ -448,12 +453,18 @@ def _print_record(record: dict, as_json: bool) -> None:
         print(json.dumps(record), flush=True)
         return
     if "error" in record:
-        print(f"{record['input']}: error: {record['error']}", file=sys.stderr)
+        print(f"error: {_about(record['input'], record['error'])}", file=sys.stderr)
         return
     head = f"{record['input']} -> {record['output']}"
     if not record["quality"]:  # the budget could not pay for encode + decode
         what = "tone curve applied, no restore step" if record.get("tone", {}).get("applied") else "returned unchanged"
-        print(f"{head}: {what} (budget below encode + decode), {record['ms']['total']:.0f} ms")
+        if record.get("cost_unknown"):
+            why = "nothing measured yet says what the model costs here: run once without --budget-ms, or --profile"
+        elif record.get("needed_ms"):
+            why = f"budget below encode + decode: they need about {record['needed_ms']:.0f} ms for this photo"
+        else:
+            why = "budget below encode + decode"
+        print(f"{head}: {what} ({why}), {record['ms']['total']:.0f} ms")
         return
     budget = ""
     if record.get("budget_ms"):

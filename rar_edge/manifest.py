@@ -184,6 +184,8 @@ def verify_bundle(bundle: str | Path) -> dict:
     """Read a bundle's manifest, check its fields and every artifact's SHA-256; raise ValueError on damage."""
     bundle = recover_dir(bundle)
     path = bundle / MANIFEST
+    if not Path(bundle).exists():
+        raise ValueError(f"{bundle} does not exist; pass a bundle folder (python -m rar_edge.export writes one)")
     if not path.is_file():
         raise ValueError(f"{bundle} is not a bundle: {MANIFEST} is missing; export one with python -m rar_edge.export")
     try:

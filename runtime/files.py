@@ -54,7 +54,10 @@ def plan_outputs(inputs: list[str], out_dir: str | Path, overwrite: bool = False
                            f"names): pass e.g. -o {out_dir.with_suffix('')}")
     names = [Path(p).name for p in inputs]
     if len(set(names)) != len(names):
-        raise RarEdgeError("two inputs share a file name and would overwrite each other in the output folder")
+        first: dict[str, str] = {}
+        clash = next((first[n], p) for n, p in zip(names, inputs) if first.setdefault(n, p) != p)
+        raise RarEdgeError(f"{clash[0]} and {clash[1]} share a file name and would overwrite each other in the "
+                           "output folder; restore them into separate folders (-o)")
     outputs = [out_dir / n for n in names]
     for src, dst in zip(inputs, outputs):  # (an output format it cannot write fails that input alone: restore_files)
         if not overwrite and dst.exists() and dst.resolve() == Path(src).resolve():

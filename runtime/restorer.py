@@ -65,6 +65,9 @@ class RestoreResult:
     # Probability that the input was JPEG-compressed, from its 8×8 grid (runtime/jpeg_grid.py); None where the
     # budget left no time for it (Restorer._jpeg_grid)
     jpeg_grid: float | None = None
+    # Skipped because the budget could not pay for encode + assess + decode: the ms they were predicted to take
+    # (the smallest budget that runs the model on this photo, as far as the cost model knows); else None
+    needed_ms: float | None = None
 
     @property
     def unchanged(self) -> bool:
@@ -78,6 +81,7 @@ class RestoreResult:
                 "budget_ms": self.budget_ms, "budget_bound": self.budget_bound,
                 "model_skipped": self.model_skipped, "cost_unknown": self.cost_unknown, "waited_out": self.waited_out,
                 "tiles": self.tiles, "jpeg_grid": None if self.jpeg_grid is None else round(self.jpeg_grid, 4),
+                "needed_ms": None if self.needed_ms is None else round(self.needed_ms, 1),
                 **({"tone": self.tone.to_json()} if self.tone else {})}
 
 
@@ -592,4 +596,5 @@ class Restorer:
                              stop_reason=outcome.stop_reason, ms=ms, budget_ms=budget_ms,
                              budget_bound=outcome.stop_reason == "budget", model_skipped=outcome.model_skipped,
                              waited_out=budget_ms is not None and wait_ms >= budget_ms,
-                             cost_unknown=cold, tiles=n, alpha=alpha, tone=decision, jpeg_grid=jpeg_p)
+                             cost_unknown=cold, tiles=n, alpha=alpha, tone=decision, jpeg_grid=jpeg_p,
+                             needed_ms=outcome.needed_ms)

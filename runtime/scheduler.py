@@ -78,6 +78,7 @@ class LoopOutcome:
     probabilities: list[float] = field(default_factory=list)  # of the input's assessment
     stop_reason: str = "budget"
     model_skipped: bool = False
+    needed_ms: float | None = None  # skipped for the budget: what encode, assess and decode were predicted to take
 
 
 def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict: Callable[[str], float],
@@ -109,8 +110,9 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
     # before each step; without its pass, a photo of many tiles overran its budget by that pass (up to 64 ms
     # of 2000 for 15 tiles, BENCHMARKS.md "Budgets over a mixed sequence").
     finish = ("decode", OVERHEAD)
-    if not affordable("encode", "assess", OVERHEAD, *finish):
-        return LoopOutcome(image=None, model_skipped=True)
+    first = ("encode", "assess", OVERHEAD, *finish)
+    if not affordable(*first):
+        return LoopOutcome(image=None, model_skipped=True, needed_ms=scale * sum(predict(e) for e in first))
     began = clock()
     state = ops.encode()
     quality, probs, cond = ops.assess(state)

@@ -111,6 +111,16 @@ def test_a_run_where_every_input_fails_leaves_no_output_folder(which, bundles, t
     assert status == 2 and not (tmp_path / "out").exists()
 
 
+def test_two_inputs_with_one_name_are_named_and_nothing_runs(good, tmp_path):
+    other = tmp_path / "elsewhere" / good.name
+    other.parent.mkdir()
+    other.write_bytes(good.read_bytes())
+    status, _, err = cli("restore", good, other, "-o", tmp_path / "out")
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{good} and {other} share a file name" in err and "separate folders" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_file_that_is_no_image_by_name_fails_alone(bundles, tiny_checkpoint, good, tmp_path):
     """A batch with a non-image file (readme.md) restores the rest and blames the input, not the output folder;
     a readable image under a name no image format has (.img) fails alone too, with what to do."""

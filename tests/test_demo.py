@@ -152,6 +152,11 @@ def test_a_restore_line_shows_the_written_images_quality_and_why_the_loop_stoppe
     _print_record({**record, "tone": {"applied": True, "under_exposed_logit": 2.9, "gate": 0.0}}, False)
     assert "tone curve applied (under-exposed); found noise; 1 step" in (out := capsys.readouterr().out)
     assert "assessed quality of the brightened photo 15.9 -> 18.7 dB" in out
+    # The budget could not pay for the model: the line says what would.
+    _print_record({**record, "quality": [], "steps": 0, "steps_run": 0, "stop_reason": "budget", "needed_ms": 956.4,
+                   "cost_unknown": False}, False)
+    assert "returned unchanged (budget below encode + decode: they need about 956 ms for this photo)" in \
+        capsys.readouterr().out
     _print_record({**record, "quality": [34.9], "steps": 0, "steps_run": 0, "stop_reason": "target"}, False)
     assert "0 steps (target: the assessed quality reached the target), assessed quality 34.9 dB," in \
         capsys.readouterr().out

@@ -136,7 +136,8 @@ def test_fit_stop_on_a_bundle_refuses_bad_arguments(bundles, tiny_checkpoint, ph
                           ((), "one of the two"),
                           (("--bundle", bundles["onnx"], "--precision", "fp32"), "fitted at its own precision"),
                           (("--bundle", bundles["onnx"], "--crop", 32), "takes 64x64 tiles only: fit it with --crop 64"),
-                          (("--bundle", tmp_path / "missing"), "is not a bundle")]:
+                          (("--bundle", tmp_path / "missing"), "missing does not exist; pass a bundle folder"),
+                          (("--bundle", photo_dir), "is not a bundle: manifest.json is missing")]:
         status, out, err = cli("fit-stop", "--data", photo_dir, *args)
         assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
 

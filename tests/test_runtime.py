@@ -179,6 +179,8 @@ def test_scheduler_skips_the_model_when_the_budget_cannot_pay_for_encode_and_dec
     ops = FakeOps([20, 30])
     out = _run(ops, StopRule(), budget=20)
     assert out.model_skipped and out.image is None and out.steps == 0 and ops.calls == []
+    assert out.needed_ms == 25  # encode 10 + assess 5 + decode 10: the smallest budget that runs the model
+    assert _run(FakeOps([20, 30]), StopRule(max_steps=0), budget=25).needed_ms is None  # it ran
 
 
 def test_scheduler_charges_the_runtime_overhead_on_every_pass():
@@ -453,6 +455,10 @@ def test_budget_zero_model_path_returns_the_input(restorer):
     res = restorer.restore(img, budget_ms=0.001)
     assert res.model_skipped and res.steps == 0 and res.quality == [] and np.array_equal(res.image, img)
     assert res.budget_bound and res.stop_reason == "budget"
+    # It says what would have run the model: the measured encode + assess + decode (and the runtime's passes).
+    ran = restorer.restore(img, max_steps=0, min_detect=0, target_quality=-1e9)
+    assert res.needed_ms > 0.5 * (ran.ms["encode"] + ran.ms["assess"]) and res.to_json()["needed_ms"] > 0
+    assert ran.needed_ms is None and ran.to_json()["needed_ms"] is None
 
 
 def test_images_over_max_megapixels_are_refused_before_any_work(bundles):
