@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rar_edge.export",
                                 description="Export a RAR model to ExecuTorch, Core ML or ONNX bundles.")
     p.add_argument("--target",
-                   help=f"{', '.join(TARGETS)} or all (aliases: {', '.join(f'{k}={v}' for k, v in ALIASES.items())})")
+                   help=f"required (but with --add-tone): {', '.join(TARGETS)} or all "
+                        f"(aliases: {', '.join(f'{k}={v}' for k, v in ALIASES.items())})")
     p.add_argument("--checkpoint", help="folder from 'rar-edge train' (float) or 'rar-edge distill' (OUT/student, int8)")
     p.add_argument("--preset", help="preset of the shipped weights (default rar-edge-s)")
     p.add_argument("--precision", help="fp32 | fp16 | int8 (default: fp16 for Core ML, fp32 otherwise)")

@@ -319,7 +319,8 @@ def cmd_restore(a: argparse.Namespace) -> int:
     else:
         for flag in ("backend", "budget_ms", "profile", "tile", "assess_tiles", "half_latents", "providers"):
             if getattr(a, flag) not in (None, False):
-                raise RarEdgeError(f"--{flag.replace('_', '-')} needs --bundle (the runtime); --checkpoint runs torch")
+                raise RarEdgeError(f"--{flag.replace('_', '-')} is a runtime option (the default bundle or --bundle); "
+                                   "--checkpoint runs torch: leave one of the two out")
         from rar_edge.infer import restore_array
         from rar_edge.runtime.images import unit_float
         from rar_edge.runtime.jpeg_grid import grid_probability
@@ -333,7 +334,7 @@ def cmd_restore(a: argparse.Namespace) -> int:
         def restore(rgb):
             x, decision = tone(rgb) if tone else (rgb, None)
             out, record = restore_array(model, unit_float(x), rule)
-            record["jpeg_grid"] = grid_probability(rgb)  # as the runtime reports it, on the photo as given
+            record["jpeg_grid"] = round(grid_probability(rgb), 4)  # as the runtime reports it, on the photo as given
             if decision is not None:  # as the runtime reports it: the stage's decision and time
                 record["tone"] = decision.to_json()
                 record["ms"] = {"tone": round(decision.ms, 2), "total": round(record["ms"]["total"] + decision.ms, 2)}
