@@ -166,10 +166,12 @@ def check_manifest(manifest, where: str = "manifest") -> dict:
     if tone is not None:
         if not isinstance(tone, dict):
             bad("tone", "an object")
+        from rar_edge.runtime.tone import CONFIG, WEIGHTS  # the head's file names: one place (numpy only)
+
         head = tone.get("head")
-        if not (_inside(head) and Path(head) != Path(".") and {f"{head}/config.json", f"{head}/tone.safetensors"}
+        if not (_inside(head) and Path(head) != Path(".") and {f"{head}/{CONFIG}", f"{head}/{WEIGHTS}"}
                 <= set(artifacts)):
-            bad("tone.head", "a folder inside the bundle whose config.json and tone.safetensors are artifacts")
+            bad("tone.head", f"a folder inside the bundle whose {CONFIG} and {WEIGHTS} are artifacts")
         if not (_inside(tone.get("graph")) and tone["graph"] in artifacts):
             bad("tone.graph", "an artifact of the bundle")
         if not _number(tone.get("gate")):
