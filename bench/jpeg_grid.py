@@ -109,9 +109,10 @@ def loop_with_grid(checkpoint: str, photos: str, syntheses: list[str], crop: int
     return out
 
 
-#: Photo sizes the cost is timed at: the runtime prices the grid per megapixel from its last photo
-#: (Restorer._jpeg_grid), so the spread of ms per megapixel across sizes is what its margin must cover.
-COST_SIZES = ((256, 256), (512, 512), (1000, 1000), (1500, 2000), (3000, 4000))
+#: Photo sizes the cost is timed at (height, width): the runtime prices the grid by the highest ms per megapixel
+#: it measured (runtime/jpeg_grid.py GridCost), so the spread across sizes is what its margin must cover: read
+#: whole up to 1535 px a side (the peak), sampled above.
+COST_SIZES = ((512, 512), (1000, 1000), (1535, 2300), (3000, 4000), (6000, 8000))
 
 
 def cost(runs: int = 10) -> dict:

@@ -54,11 +54,16 @@ def _rule_args(a: argparse.Namespace) -> dict:
         raise RarEdgeError(f"--min-better must be a probability in [0, 1) (e.g. 0.5; 0: judge off), got {a.min_better}")
     if a.min_detect is not None and not 0 <= a.min_detect < 1:
         raise RarEdgeError(f"--min-detect must be a probability in [0, 1) (e.g. 0.6; 0: off), got {a.min_detect}")
-    for flag, value in (("--target-quality", a.target_quality), ("--min-gain", a.min_gain)):
-        if value is not None and value != value:  # NaN
-            raise RarEdgeError(f"{flag} must be a number of dB, got nan")
-    return {"max_steps": a.max_steps, "target_quality": a.target_quality, "min_gain": a.min_gain,
-            "min_change": a.min_change, "keep": a.keep, "min_better": a.min_better, "min_detect": a.min_detect}
+    overrides = {"max_steps": a.max_steps, "target_quality": a.target_quality, "min_gain": a.min_gain,
+                 "min_change": a.min_change, "keep": a.keep, "min_better": a.min_better, "min_detect": a.min_detect}
+    from rar_edge.loop import StopRule
+
+    try:  # the rule's own checks (a NaN target...), before any model loads; its field names said as flags
+        StopRule(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as e:
+        field, _, rest = str(e).partition(" ")
+        raise RarEdgeError(f"--{field.replace('_', '-')} {rest}" if field in overrides else str(e)) from None
+    return overrides
 
 
 #: Largest evaluation crop: the photo folders hold photos of at most 1024 px (smaller ones are upscaled).

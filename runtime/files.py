@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from rar_edge.atomic import atomic_path
+from rar_edge.atomic import atomic_path, check_writable
 from rar_edge.errors import RarEdgeError
 
 from .images import load_image, output_format, save_image
@@ -52,12 +52,19 @@ def plan_outputs(inputs: list[str], out_dir: str | Path, overwrite: bool = False
     if not out_dir.exists() and out_dir.suffix.lower() in Image.registered_extensions():  # a file name, not a folder
         raise RarEdgeError(f"-o {out_dir} looks like an image file, but -o takes a folder (outputs keep their input "
                            f"names): pass e.g. -o {out_dir.with_suffix('')}")
-    names = [Path(p).name for p in inputs]
-    if len(set(names)) != len(names):
-        first: dict[str, str] = {}
-        clash = next((first[n], p) for n, p in zip(names, inputs) if first.setdefault(n, p) != p)
-        raise RarEdgeError(f"{clash[0]} and {clash[1]} share a file name and would overwrite each other in the "
+    seen: dict[str, str] = {}  # file name -> the first input with it
+    for path in inputs:
+        name = Path(path).name
+        if name not in seen:
+            seen[name] = path
+            continue
+        first = seen[name]
+        if Path(first).resolve() == Path(path).resolve():
+            also = "" if str(first) == str(path) else f" (as {first} and {path})"
+            raise RarEdgeError(f"{path} is given twice{also}; pass each image once")
+        raise RarEdgeError(f"{first} and {path} share a file name and would overwrite each other in the "
                            "output folder; restore them into separate folders (-o)")
+    names = [Path(p).name for p in inputs]
     outputs = [out_dir / n for n in names]
     for src, dst in zip(inputs, outputs):  # (an output format it cannot write fails that input alone: restore_files)
         if not overwrite and dst.exists() and dst.resolve() == Path(src).resolve():
@@ -85,6 +92,7 @@ def restore_files(restore: RestoreFn, inputs: list[str], out_dir: str | Path,
     """One record per input: the JSON contract (input, output, steps, quality, degradations, ms, ...) or,
     for an input that failed (or is over ``max_megapixels``), {"input", "error"}; later inputs still run."""
     outputs = plan_outputs(inputs, out_dir, overwrite)
+    check_writable(out_dir)  # an unwritable folder fails now, once, not after every input's restore
     for src, dst in zip(inputs, outputs):
         try:
             loaded = load_image(src, max_megapixels)  # an unreadable input is reported as such, whatever its name

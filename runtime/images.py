@@ -3,7 +3,8 @@
 Loading applies EXIF orientation, takes the first frame of an animated file, and converts every mode to
 RGB: grayscale, palette and CMYK to uint8 RGB (8 bits per channel stay 8 bits: the runtime converts to
 float tile by tile, so a 12 MP photo has no full-size float copy), 16-bit grey and float modes to float32 in
-[0, 1] at full precision (16-bit colour: Pillow decodes it to 8 bits per channel, said by a RarEdgeWarning);
+[0, 1] at full precision (16-bit colour or grey + alpha: Pillow decodes them to 8 bits per channel, said by a
+RarEdgeWarning);
 an alpha channel is kept aside and written back untouched. The ICC profile
 travels to the output.
 Outputs are 8 bits per channel in the format of their extension, written atomically.
@@ -28,6 +29,15 @@ EXIF_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
 
 
 #: Full scale of the integer pixel types the runtime takes.
+#: Pillow's modes for 16-bit (and 32-bit integer) grey: read at full precision (split_pil).
+SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I")
+#: Raw modes of files with 16 bits per channel that Pillow decodes to 8 (not "BGR;16": 16 bits per *pixel*).
+SIXTEEN_BIT_NARROWED = ("RGB;16", "RGBA;16", "RGBX;16", "LA;16")
+
+
+def _raw_mode(args) -> str:
+    """A decoder's raw mode from its tile arguments (a string, or a tuple that starts with it)."""
+    return str(args[0] if isinstance(args, tuple) and args else args)
 FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
@@ -63,7 +73,7 @@ def split_pil(im: Image.Image) -> LoadedImage:
     exif = _upright_exif(im)
     im = ImageOps.exif_transpose(im)
     alpha = None
-    if mode in ("I;16", "I;16B", "I;16L", "I"):
+    if mode in SIXTEEN_BIT_GREY:
         # By the mode, never by the content: a dark 16-bit photo must not be taken for an 8-bit one.
         # Pillow gives 16-bit PNG and TIFF greys as "I;16" or "I"; both are scaled as 16-bit.
         arr = np.asarray(im, dtype=np.float32)
@@ -129,15 +139,12 @@ def load_image(path: str | Path, max_megapixels: float | None = None) -> LoadedI
     try:
         with Image.open(path) as im:
             check_megapixels(im.height, im.width, max_megapixels, str(path))
-            # Pillow decodes 16-bit colour (PNG, TIFF: raw mode "RGB;16B" and the like) to 8 bits per channel; only
-            # 16-bit grey keeps its precision (split_pil). Said, not hidden: the file is read at 8 bits.
-            narrowed = im.mode in ("RGB", "RGBA") and any(";16" in str(t.args) for t in im.tile)
+            # Pillow decodes 16-bit colour and grey + alpha (PNG, TIFF: raw modes "RGB;16B", "LA;16B"...) to 8 bits
+            # per channel; only 16-bit grey keeps its precision (split_pil). Said, not hidden. (A tile is a
+            # 4-tuple whose last item is the raw mode, in every Pillow this project allows.)
+            narrowed = any(_raw_mode(t[3]).startswith(SIXTEEN_BIT_NARROWED) for t in im.tile)
             im.load()
             loaded = split_pil(im)
-        if narrowed:
-            warnings.warn(f"{path}: a 16-bit colour image is read at 8 bits per channel (Pillow decodes no more); "
-                          "its fine levels are lost before the model sees it", RarEdgeWarning, stacklevel=2)
-        return loaded
     except RarEdgeError:
         raise
     except Image.DecompressionBombError as e:
@@ -149,6 +156,10 @@ def load_image(path: str | Path, max_megapixels: float | None = None) -> LoadedI
     except Exception as e:  # noqa: BLE001 - Pillow's decoders raise OSError, SyntaxError, IndexError, struct.error...
         detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise RarEdgeError(f"{path}: truncated or corrupt image ({detail})") from None
+    if narrowed:  # after the decode's try: a warning turned into an error (-W error) is not called corruption
+        warnings.warn(f"{path}: a 16-bit image with colour or alpha is read at 8 bits per channel (Pillow decodes "
+                      "no more); its fine levels are lost before the model sees it", RarEdgeWarning, stacklevel=2)
+    return loaded
 
 
 def output_format(path: str | Path) -> str:

@@ -17,7 +17,7 @@ from rar_edge.manifest import verify_bundle
 
 from .backends import ENTRY_POINTS, open_backend
 from .images import FULL_SCALE, check_megapixels, unit_float
-from .jpeg_grid import grid_probability, with_grid
+from .jpeg_grid import GridCost, grid_probability, with_grid
 from .profile import DeviceProfile, load_profile
 from .scheduler import OVERHEAD, CostModel, LoopOutcome, adaptive_loop, overhead_per_pass
 from .tiling import Blender, grid, pad_to
@@ -32,13 +32,6 @@ MAX_TILE = 4096
 #: ONNX with dynamic sizes (torch-free; on CPUs without VNNI onnxruntime runs fp32 faster than int8:
 #: BENCHMARKS.md). tests/test_shipped.py checks it still matches those weights.
 DEFAULT_BUNDLE = Path(rar_edge.__file__).resolve().parent / "weights" / "bundles" / "rar-edge-s-conv-fp32-onnx"
-#: The JPEG grid's report under a budget (Restorer._jpeg_grid): its cost per megapixel varies with the photo's
-#: size (memory traffic: up to 2.9x between 512² and 3 MP on the project's host, bench/jpeg_grid.py), so a
-#: budget must leave this many times its cost at the last measured rate. Below GRID_MIN_MP its fixed costs
-#: dominate: such a photo is priced as that size, and its own rate (far above a large photo's) is kept only
-#: while nothing else was measured; after that its cost can raise the rate for that size, never lower it.
-GRID_MARGIN = 4.0
-GRID_MIN_MP = 0.25
 #: A rule that takes exactly one step and decodes it (warm-up and profiling: every entry point runs).
 FORCED_STEP = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, min_change=0.0, keep="last", min_better=0.0,
                    min_detect=0.0)
@@ -65,8 +58,9 @@ class RestoreResult:
     # Probability that the input was JPEG-compressed, from its 8×8 grid (runtime/jpeg_grid.py); None where the
     # budget left no time for it (Restorer._jpeg_grid)
     jpeg_grid: float | None = None
-    # Skipped because the budget could not pay for encode + assess + decode: the ms they were predicted to take
-    # (the smallest budget that runs the model on this photo, as far as the cost model knows); else None
+    # Skipped because the budget could not pay for encode + assess + decode: the time already spent and what they
+    # were predicted to take (the smallest budget that runs the model on this photo, as far as the cost model
+    # knows); else None
     needed_ms: float | None = None
 
     @property
@@ -336,7 +330,7 @@ class Restorer:
         self._ms: dict[str, float] = {}
         self._cost: CostModel | None = None
         self._recording = True  # False during the first warm-up pass (first calls are not representative)
-        self._grid_ms_per_mp: float | None = None  # the JPEG grid's last measured cost (_jpeg_grid)
+        self._grid_cost = GridCost()  # what the JPEG grid's report costs here (_jpeg_grid)
         self._on_call: Callable[[], None] | None = None  # a restore's progress hook, once per backend call
         self.warming: threading.Thread | None = None  # the warm-up a cold budgeted call started in the background
         self._lock = threading.Lock()
@@ -469,22 +463,17 @@ class Restorer:
 
     def _jpeg_grid(self, rgb: np.ndarray, budget_ms: float | None, entered: float) -> tuple[float | None, float]:
         """(the JPEG grid's probability for ``rgb``, its ms): a report after the loop, which never reads it. Under
-        a budget it runs only where the time left pays for GRID_MARGIN times its cost at the last measured rate
-        per megapixel (None otherwise, and until an unbudgeted call or warmup() has measured it), so it cannot
-        break the budget. Photos under GRID_MIN_MP are priced as that size and can only raise the rate."""
-        size = rgb.shape[0] * rgb.shape[1] / 1e6
-        mp = max(size, GRID_MIN_MP)
+        a budget it runs only where the time left pays for it (``GridCost.affordable``: None otherwise, and until
+        an unbudgeted call or warmup() has measured it), so it cannot break the budget."""
+        h, w = rgb.shape[:2]
         if budget_ms is not None:
             left = budget_ms - (time.perf_counter() - entered) * 1000.0
-            if self._grid_ms_per_mp is None or GRID_MARGIN * self._grid_ms_per_mp * mp > left:
+            if not self._grid_cost.affordable(h, w, left):
                 return None, 0.0
         t = time.perf_counter()
         p = grid_probability(rgb)
         ms = (time.perf_counter() - t) * 1000.0
-        if size >= GRID_MIN_MP or self._grid_ms_per_mp is None:
-            self._grid_ms_per_mp = ms / size  # a small photo's own rate: the higher, so the safe one to start from
-        else:  # a small photo's cost raises the rate for its priced size, never lowers it
-            self._grid_ms_per_mp = max(self._grid_ms_per_mp, ms / GRID_MIN_MP)
+        self._grid_cost.record(h, w, ms)
         return p, ms
 
     def _waited_out(self, image: Any, budget_ms: float, entered: float) -> RestoreResult:

@@ -78,7 +78,8 @@ class LoopOutcome:
     probabilities: list[float] = field(default_factory=list)  # of the input's assessment
     stop_reason: str = "budget"
     model_skipped: bool = False
-    needed_ms: float | None = None  # skipped for the budget: what encode, assess and decode were predicted to take
+    needed_ms: float | None = None  # skipped for the budget: the time spent so far and what encode, assess and
+    #                                 decode were predicted to take (the smallest budget that would run them)
 
 
 def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict: Callable[[str], float],
@@ -112,7 +113,9 @@ def adaptive_loop(ops: LoopOps, rule: StopRule, budget_ms: float | None, predict
     finish = ("decode", OVERHEAD)
     first = ("encode", "assess", OVERHEAD, *finish)
     if not affordable(*first):
-        return LoopOutcome(image=None, model_skipped=True, needed_ms=scale * sum(predict(e) for e in first))
+        # the time already spent (a wait, the tiling, the exposure stage) counts against the budget too
+        needed = budget_ms - left_ms() + scale * sum(predict(e) for e in first)
+        return LoopOutcome(image=None, model_skipped=True, needed_ms=needed)
     began = clock()
     state = ops.encode()
     quality, probs, cond = ops.assess(state)

@@ -119,6 +119,10 @@ def test_two_inputs_with_one_name_are_named_and_nothing_runs(good, tmp_path):
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert f"{good} and {other} share a file name" in err and "separate folders" in err
     assert not (tmp_path / "out").exists()
+    # The same image twice (a folder and a file in it, or one path repeated): said so, not a crash.
+    for args in ((good, good), (good.parent, good)):
+        status, _, err = cli("restore", *args, "-o", tmp_path / "out")
+        assert status == 2 and len(err.strip().splitlines()) == 1 and "is given twice" in err, err
 
 
 def test_a_file_that_is_no_image_by_name_fails_alone(bundles, tiny_checkpoint, good, tmp_path):
@@ -201,8 +205,8 @@ def test_image_modes(which, mode, bundles, tiny_checkpoint, tmp_path):
     assert status == 0, err
     # 16-bit colour is restored, from 8 bits per channel (all Pillow decodes), and the user is told in one line.
     warned = [line for line in err.splitlines() if "warning:" in line]
-    assert warned == ([f"rar-edge restore: warning: {src}: a 16-bit colour image is read at 8 bits per channel "
-                       "(Pillow decodes no more); its fine levels are lost before the model sees it"]
+    assert warned == ([f"rar-edge restore: warning: {src}: a 16-bit image with colour or alpha is read at 8 bits per "
+                       "channel (Pillow decodes no more); its fine levels are lost before the model sees it"]
                       if mode == "16-bit-colour.png" else []), err
     out = tmp_path / "out" / src.name
     with Image.open(out) as im:

@@ -136,7 +136,7 @@ def test_bench_fits_a_rising_logistic_and_reports_the_auc(photo_dir, bundles, tm
     v2 = report["held_out"]["v2"]
     assert v2["grid"] > 0.5 and set(v2["found_at_0.5"]) >= {"jpeg", "clean"}
     assert set(report["ms"]) == {f"{w}x{h}" for h, w in bench.COST_SIZES} | {"4000x3000, every line"}
-    assert {"512x512", "2000x1500", "4000x3000"} <= set(report["ms"])  # the sizes docs/runtime.md cites
+    assert {"512x512", "2300x1535", "4000x3000", "8000x6000"} <= set(report["ms"])  # the sizes the docs cite
     with pytest.raises(SystemExit) as e:
         bench.main(["--fit", str(photo_dir), "--photos", str(photo_dir)])
     assert e.value.code == 2
@@ -203,7 +203,7 @@ def test_the_grid_never_breaks_a_budget(bundles, monkeypatch):
     assert restorer.restore(y).jpeg_grid > 0.95
     assert restorer.restore(y, budget_ms=1e6).jpeg_grid > 0.95
     assert Restorer.load(bundles["onnx"]).restore(y, budget_ms=1e6).jpeg_grid > 0.95  # warmup() measured it
-    # A grid that costs 300 ms: measured once, then left out where the budget cannot pay twice that.
+    # A grid that costs 300 ms: measured once, then left out where the budget cannot pay four times that.
     slow = restorer_module.grid_probability
 
     def slow_probability(rgb):
@@ -221,7 +221,7 @@ def test_small_photos_are_priced_as_a_quarter_megapixel_and_do_not_set_the_rate(
     import time
 
     import rar_edge.runtime.restorer as restorer_module
-    from rar_edge.runtime.restorer import GRID_MARGIN, GRID_MIN_MP
+    from rar_edge.runtime.jpeg_grid import GridCost
 
     restorer = Restorer.load(bundles["onnx"], warmup=False)
     real, delay = restorer_module.grid_probability, {"s": 0.0}
@@ -232,12 +232,13 @@ def test_small_photos_are_priced_as_a_quarter_megapixel_and_do_not_set_the_rate(
 
     monkeypatch.setattr(restorer_module, "grid_probability", timed)
     small = jpeg(photo(CLEAN[0]), 15)  # 256²: 0.066 MP
-    large = jpeg(np.tile(photo(CLEAN[0]), (2, 2, 1)), 15)  # 512²: 0.262 MP, over GRID_MIN_MP
-    assert small.shape[0] * small.shape[1] < GRID_MIN_MP * 1e6 <= large.shape[0] * large.shape[1]
+    large = jpeg(np.tile(photo(CLEAN[0]), (2, 2, 1)), 15)  # 512²: 0.262 MP, over GridCost.MIN_MP
+    assert small.shape[0] * small.shape[1] < GridCost.MIN_MP * 1e6 <= large.shape[0] * large.shape[1]
+    assert GridCost.MARGIN * 100 > 300  # the margins below hold for the 300 ms budgets
     # A large photo whose grid costs 100 ms sets the rate: about 380 ms per megapixel.
     delay["s"] = 0.1
     assert restorer.restore(large, max_steps=0).ms["jpeg_grid"] >= 100
-    # A small photo is priced as GRID_MIN_MP: 4 x 380 x 0.25 = 380 ms, more than a 300 ms budget leaves,
+    # A small photo is priced as GridCost.MIN_MP: 4 x 380 x 0.25 = 380 ms, more than a 300 ms budget leaves,
     # though its own area (0.066 MP) would price it at 100 ms.
     delay["s"] = 0.0
     assert restorer.restore(small, budget_ms=300, max_steps=0).jpeg_grid is None
@@ -246,7 +247,24 @@ def test_small_photos_are_priced_as_a_quarter_megapixel_and_do_not_set_the_rate(
     assert restorer.restore(small, budget_ms=2000, max_steps=0).jpeg_grid > 0.95
     delay["s"] = 0.1
     assert restorer.restore(large, budget_ms=300, max_steps=0).jpeg_grid is None
-    assert GRID_MARGIN * 0.1e3 > 300
+
+
+def test_the_grid_cost_keeps_the_highest_rate_and_prices_small_photos_as_a_quarter_megapixel():
+    from rar_edge.runtime.jpeg_grid import GridCost
+
+    cost = GridCost()
+    assert cost.predict(512, 512) is None and cost.predict(64, 64) is None and not cost.affordable(64, 64, 1e9)
+    cost.record(64, 64, 0.5)  # a thumbnail: its own time prices small photos only
+    assert cost.predict(32, 32) == 0.5 and cost.predict(512, 512) is None
+    cost.record(500, 500, 2.0)  # 8 ms per megapixel
+    assert cost.predict(1000, 1000) == pytest.approx(8.0) and cost.predict(64, 64) == pytest.approx(2.0)
+    cost.record(3000, 4000, 24.0)  # 2 ms per megapixel: a large photo's lower rate does not lower the price
+    assert cost.rate == pytest.approx(8.0)
+    cost.record(1500, 2000, 30.0)  # 10 ms per megapixel: a higher one raises it
+    assert cost.predict(3000, 4000) == pytest.approx(120.0)
+    assert cost.affordable(3000, 4000, GridCost.MARGIN * 120.0) and not cost.affordable(3000, 4000, 479.0)
+    cost.record(100, 100, 9.0)  # a small photo that took long: it prices small photos, not large ones
+    assert cost.predict(64, 64) == 9.0 and cost.predict(1000, 1000) == pytest.approx(10.0)
 
 
 def test_restore_cli_names_jpeg_the_assessor_misses(bundles, tmp_path):

@@ -181,6 +181,10 @@ def test_scheduler_skips_the_model_when_the_budget_cannot_pay_for_encode_and_dec
     assert out.model_skipped and out.image is None and out.steps == 0 and ops.calls == []
     assert out.needed_ms == 25  # encode 10 + assess 5 + decode 10: the smallest budget that runs the model
     assert _run(FakeOps([20, 30]), StopRule(max_steps=0), budget=25).needed_ms is None  # it ran
+    late = FakeOps([20, 30])
+    late.now = 12.0  # 12 ms spent before the loop (a wait, the tiling): a budget must pay for them too
+    out = adaptive_loop(late, StopRule(), 30, lambda e: late.costs.get(e, 0), clock=late.clock, start=0.0)
+    assert out.model_skipped and out.needed_ms == pytest.approx(37.0)
 
 
 def test_scheduler_charges_the_runtime_overhead_on_every_pass():
@@ -435,7 +439,7 @@ def test_tile_and_overlap_arguments_are_checked(bundles):
     # a negative one crashed, 0 ran silently at the default).
     for bad in (0, -16, 8192, 1_000_000, 100):
         with pytest.raises(RarEdgeError, match=rf"tile must be a multiple of \d+ from \d+ to 4096 pixels, got {bad}"):
-            Restorer.load(bundles["dynamic"], tile=bad)
+            Restorer.load(bundles["dynamic"], tile=bad, warmup=False)
     r = Restorer.load(bundles["dynamic"], tile=64)  # warm-up measures 64x64 tiles
     small = r.cost_model((32, 32))  # a size not seen yet starts from the 64x64 figures, scaled by pixels
     assert small.predict("restore") == pytest.approx(r.cost_model((64, 64)).predict("restore") / 4)

@@ -7,13 +7,14 @@ uninterrupted run would have drawn, with no data-loader state to save.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from rar_edge.errors import RarEdgeError
+from rar_edge.errors import RarEdgeError, RarEdgeWarning
 from rar_edge.runtime.images import load_image, to_uint8
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -34,7 +35,9 @@ def load_rgb(path: str | Path, max_side: int | None = None) -> np.ndarray:
     The runtime's loader does the decoding, so training sees every mode (16-bit, CMYK, palette,
     EXIF-rotated...) exactly as ``rar-edge restore`` will.
     """
-    arr = to_uint8(load_image(path).rgb)
+    with warnings.catch_warnings():  # training reads 8 bits anyway: a 16-bit file's warning says nothing here
+        warnings.simplefilter("ignore", RarEdgeWarning)
+        arr = to_uint8(load_image(path).rgb)
     if max_side and max(arr.shape[:2]) > max_side:
         im = Image.fromarray(arr)
         im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
