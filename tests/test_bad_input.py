@@ -347,7 +347,7 @@ def test_missing_bundle(good, tmp_path):
     for args in (["restore", good, "-o", tmp_path / "out", "--bundle", tmp_path / "nope"],
                  ["profile", "--bundle", tmp_path / "nope", "-o", tmp_path / "p.json"]):
         status, _, err = cli(*args)
-        _clean_failure(status, err, str(tmp_path / "nope"), "not a bundle")
+        _clean_failure(status, err, str(tmp_path / "nope"), "does not exist; pass a bundle folder")
         assert status == 2
     assert not (tmp_path / "out").exists() and not (tmp_path / "p.json").exists()
 
