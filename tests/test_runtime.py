@@ -725,6 +725,15 @@ def test_waiting_for_the_lock_counts_against_the_budget(bundles):
     assert np.array_equal(res.image, photo) and res.image is not photo
     assert res.waited_out and res.to_json()["waited_out"] is True  # flagged: the wait alone spent the budget
     assert not r.restore(_noisy(64, 64), budget_ms=100).waited_out  # no other thread: no wait
+    # It keeps back what handing the input back costs (1 ms, and 1 ms per MB to copy): a 36 MB photo stops
+    # waiting about 37 ms before its budget ends, and its total counts the copy.
+    r._lock.acquire()
+    try:
+        big = np.zeros((3000, 4000, 3), np.uint8)
+        res = r.restore(big, budget_ms=100)
+    finally:
+        r._lock.release()
+    assert res.waited_out and res.ms["wait"] < 90 and res.ms["total"] >= res.ms["wait"]
 
 
 # --- pass-through returns the caller's image; files keep their bytes and metadata ---------------------------
