@@ -4,9 +4,8 @@ Loading applies EXIF orientation, takes the first frame of an animated file, and
 RGB: grayscale, palette and CMYK to uint8 RGB (8 bits per channel stay 8 bits: the runtime converts to
 float tile by tile, so a 12 MP photo has no full-size float copy), 16-bit grey and float modes to float32 in
 [0, 1] at full precision (16-bit colour or grey + alpha: Pillow decodes them to 8 bits per channel, said by a
-RarEdgeWarning);
-an alpha channel is kept aside and written back untouched. The ICC profile
-travels to the output.
+RarEdgeWarning); an alpha channel is kept aside and written back untouched. The ICC profile travels to the
+output.
 Outputs are 8 bits per channel in the format of their extension, written atomically.
 """
 
@@ -29,6 +28,7 @@ EXIF_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
 
 
 #: Full scale of the integer pixel types the runtime takes.
+FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 #: Pillow's modes for 16-bit (and 32-bit integer) grey: read at full precision (split_pil).
 SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I")
 #: Raw modes of files with 16 bits per channel that Pillow decodes to 8 (not "BGR;16": 16 bits per *pixel*).
@@ -38,7 +38,6 @@ SIXTEEN_BIT_NARROWED = ("RGB;16", "RGBA;16", "RGBX;16", "LA;16")
 def _raw_mode(args) -> str:
     """A decoder's raw mode from its tile arguments (a string, or a tuple that starts with it)."""
     return str(args[0] if isinstance(args, tuple) and args else args)
-FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
 def unit_float(pixels: np.ndarray, copy: bool = False) -> np.ndarray:

@@ -190,8 +190,10 @@ def wait_reserve_ms(image: Any) -> float:
     1 ms per megabyte of the input (copying it back, at a conservative 1 GB/s)."""
     if isinstance(image, np.ndarray):
         nbytes = image.nbytes
-    else:  # a PIL image: its pixels as stored
-        nbytes = getattr(image, "width", 0) * getattr(image, "height", 0) * len(getattr(image, "getbands", lambda: "RGB")())
+    elif hasattr(image, "getbands"):  # a PIL image: a byte per band and pixel (16-bit modes are rare)
+        nbytes = image.width * image.height * len(image.getbands())
+    else:  # not an image: as_rgb says so once the lock is held
+        nbytes = 0
     return 1.0 + nbytes / 1e6
 
 
@@ -463,7 +465,7 @@ class Restorer:
         self._check_size(image)
         # Under a budget, wait for another thread's restore no longer than the budget lasts: past it the
         # answer can only be the input, and waiting on would overrun by the rest of that restore.
-        # It stops waiting early by WAIT_RESERVE: the wake-up comes late by a fraction of a millisecond, and
+        # It stops waiting wait_reserve_ms early: the wake-up comes late by a fraction of a millisecond, and
         # handing back a copy of the input takes time too (bench/budget_sequence.py saw a 2000.1 ms wait).
         timeout = -1 if budget_ms is None else max(0.0, (budget_ms - wait_reserve_ms(image)) / 1000.0
                                                      - (time.perf_counter() - entered))
