@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="folder from 'rar-edge train' (float) or 'rar-edge distill' (OUT/student, int8)")
     p.add_argument("--preset", help="preset of the shipped weights (default rar-edge-s)")
     p.add_argument("--precision", help="fp32 | fp16 | int8 (default: fp16 for Core ML, fp32 otherwise)")
-    p.add_argument("--imgsz", default="512", help="input (tile) size: 512 or 512x768 (multiples of 16)")
+    p.add_argument("--imgsz", default="512", help="input (tile) size: 512 or 512x768 (multiples of 16; default 512)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and H x W instead of a fixed tile")
     p.add_argument("--calib", metavar="DIR", help="photo folder for post-training int8 of a float checkpoint "
                    "(a distilled student's QAT int8 is more accurate)")

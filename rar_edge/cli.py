@@ -302,8 +302,11 @@ def cmd_restore(a: argparse.Namespace) -> int:
 
     a.inputs = expand_inputs(a.inputs)  # folders: the images in them
     plan_outputs(a.inputs, a.out, a.overwrite)  # refuse bad arguments before loading any model
-    if a.budget_ms is not None and not 0 < a.budget_ms < float("inf"):
-        raise RarEdgeError(f"--budget-ms must be a positive number of milliseconds, got {a.budget_ms:g}")
+    from rar_edge.runtime.restorer import MAX_BUDGET_MS
+
+    if a.budget_ms is not None and not 0 < a.budget_ms < MAX_BUDGET_MS:
+        raise RarEdgeError(f"--budget-ms must be a positive number of milliseconds below {MAX_BUDGET_MS:g}, "
+                           f"got {a.budget_ms:g}")
     check_writable(a.out)  # an unwritable -o is found now, not after the model loads or the restores
     if a.tone_head is not None and not a.tone:
         raise RarEdgeError("--tone-head names the exposure stage's head: add --tone to run the stage")

@@ -12,6 +12,7 @@ the decode's time is saved. The torch loop, the runtime and ``rar-edge fit-stop`
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields
 from typing import ClassVar, Sequence
 
@@ -25,7 +26,7 @@ QUALITY_CAP_DB = 40.0
 
 #: Why a loop stopped (``stop_reason``), in words for people: what ``rar-edge restore`` prints after the code.
 STOP_REASONS = {
-    "clean": "nothing the loop restores was detected",
+    "clean": "no degradation reached the clean gate's threshold",
     "target": "the assessed quality reached the target",
     "no_gain": "the last step gained too little",
     "small_step": "the next step was too small to take",
@@ -170,6 +171,13 @@ class StopRule:
     gate: Gate | None = None
 
     def __post_init__(self) -> None:
+        # Types first: a string or a float step count would fail deep in the loop, or round silently.
+        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, numbers.Integral):
+            raise ValueError(f"max_steps must be a whole number of steps, got {self.max_steps!r}")
+        for name in ("target_quality", "min_gain", "min_change", "min_better", "min_detect"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{name} must be a number, got {value!r}")
         if self.max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
         for name in ("target_quality", "min_gain"):  # NaN compares false: the rule would never stop on it

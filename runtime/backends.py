@@ -59,6 +59,8 @@ class OnnxBackend:
         import onnxruntime as ort
 
         available = ort.get_available_providers()
+        if isinstance(providers, str):  # "cuda" or "cuda,cpu": one name is not a list of one-letter names
+            providers = resolve_providers(providers)
         providers = providers or ["CPUExecutionProvider"]
         missing = [p for p in providers if p not in available]
         if missing:

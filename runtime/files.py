@@ -37,7 +37,10 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             continue
         found = sorted(str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
         if not found:
-            raise RarEdgeError(f"folder {path} holds no image files; pass image files or a folder of them")
+            subfolders = sorted(p.name for p in path.iterdir() if p.is_dir())
+            inside = (f" (folders are not searched inside: pass {', '.join(str(path / d) for d in subfolders[:3])}"
+                      f"{', ...' if len(subfolders) > 3 else ''})") if subfolders else ""
+            raise RarEdgeError(f"folder {path} holds no image files{inside}; pass image files or a folder of them")
         out += found
     return out
 

@@ -58,8 +58,10 @@ class LoadedImage:
     exif: bytes | None = None  # the photo's EXIF (date, camera, GPS...), orientation reset: the pixels are upright
 
 
-def split_pil(im: Image.Image) -> LoadedImage:
-    """An opened PIL image as RGB (uint8, or float32 for 16-bit and float modes) + alpha, whatever its mode."""
+def split_pil(im: Image.Image, upright: bool = True) -> LoadedImage:
+    """An opened PIL image as RGB (uint8, or float32 for 16-bit and float modes) + alpha, whatever its mode.
+    ``upright``: turn it as its EXIF orientation says (files: they are written back upright); False keeps the
+    pixels as they are (an image handed to the API comes back in its own orientation and size)."""
     try:
         frames = getattr(im, "n_frames", 1)
     except Exception:  # noqa: BLE001 - Pillow fails in many ways counting the frames of a damaged animation
@@ -69,8 +71,8 @@ def split_pil(im: Image.Image) -> LoadedImage:
         im.load()
     icc = im.info.get("icc_profile")
     mode = im.mode
-    exif = _upright_exif(im)
-    im = ImageOps.exif_transpose(im)
+    exif = _upright_exif(im) if upright else None
+    im = ImageOps.exif_transpose(im) if upright else im
     alpha = None
     if mode in SIXTEEN_BIT_GREY:
         # By the mode, never by the content: a dark 16-bit photo must not be taken for an 8-bit one.

@@ -131,7 +131,7 @@ def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
     if Image is not None and isinstance(image, Image.Image):
         from .images import split_pil
 
-        loaded = split_pil(image)
+        loaded = split_pil(image, upright=False)  # like a numpy array: its pixels as they are, its size kept
         return loaded.rgb, loaded.alpha, "pil"
     if not isinstance(image, np.ndarray):
         raise RarEdgeError(f"image must be a numpy array or a PIL image, not {type(image).__name__}")
@@ -183,6 +183,16 @@ def give_back(rgb: np.ndarray, alpha: np.ndarray | None, kind: Any) -> Any:
         out += 0.5
         return out.astype(dtype)
     return out.astype(dtype, copy=False)  # float16 / float32 / float64 as given
+
+
+#: The largest budget taken (a day): a wait for the lock cannot be longer than the platform's timeout allows,
+#: and no call needs more. None means no budget.
+MAX_BUDGET_MS = 86_400_000.0
+
+
+def _is_number(x: Any) -> bool:
+    """A real number, not a bool or a string."""
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
 
 
 def wait_reserve_ms(image: Any) -> float:
@@ -453,8 +463,11 @@ class Restorer:
         ``tone=True`` runs the exposure stage first (runtime/tone.py): where its head finds the photo
         under-exposed, a global tone curve brightens it before the loop (``result.tone`` says whether and why).
         Opt-in: it cannot tell an under-exposed photo from a dark scene, and brightens both."""
-        if budget_ms is not None and not budget_ms > 0:
-            raise RarEdgeError(f"budget_ms must be a positive number of milliseconds, got {budget_ms}")
+        if budget_ms is not None and not (_is_number(budget_ms) and 0 < budget_ms < MAX_BUDGET_MS):
+            raise RarEdgeError(f"budget_ms must be a positive number of milliseconds below {MAX_BUDGET_MS:g} "
+                               f"(None: no budget), got {budget_ms!r}")
+        if progress is not None and not callable(progress):
+            raise RarEdgeError(f"progress must be a function progress(done, total), got {type(progress).__name__}")
         overrides = dict(max_steps=max_steps, target_quality=target_quality, min_gain=min_gain,
                          min_change=min_change, keep=keep, min_better=min_better, min_detect=min_detect)
         try:
@@ -518,8 +531,8 @@ class Restorer:
         strong JPEG for clean, the grid does not); ``tone=True`` also asks the exposure stage's head whether
         ``restore(tone=True)`` would brighten the image (``.tone``).
         """
-        if not 0 < threshold < 1:
-            raise RarEdgeError(f"threshold must be a probability in (0, 1), got {threshold}")
+        if not (_is_number(threshold) and 0 < threshold < 1):
+            raise RarEdgeError(f"threshold must be a probability in (0, 1), got {threshold!r}")
         self._check_size(image)
         with self._lock:
             t0 = time.perf_counter()

@@ -363,7 +363,10 @@ def test_folder_input_restores_its_images(bundles, good, tmp_path):
     (tmp_path / "empty").mkdir()
     status, _, err = cli("restore", tmp_path / "empty", "-o", tmp_path / "out2", "--bundle", bundles["onnx"])
     _clean_failure(status, err, "holds no image files")
-    assert status == 2
+    assert status == 2 and "not searched inside" not in err
+    (tmp_path / "empty" / "train").mkdir()  # rar-edge photos' layout: images in subfolders, which are not searched
+    status, _, err = cli("restore", tmp_path / "empty", "-o", tmp_path / "out2", "--bundle", bundles["onnx"])
+    assert status == 2 and f"folders are not searched inside: pass {tmp_path / 'empty' / 'train'})" in err, err
 
 
 @pytest.mark.parametrize("budget", ["0", "-5", "inf"])

@@ -127,7 +127,7 @@ def test_found_means_one_rule_in_the_demo_the_cli_and_the_runtime(capsys):
     assert "found noise,rain;" in capsys.readouterr().out
     _print_record({"input": "in.png", "output": "out.png", "quality": [20.0], "degradations": probs,
                    "jpeg_grid": FOUND_AT, "steps": 0, "stop_reason": "clean", "ms": {"total": 5.0}}, as_json=False)
-    assert "found noise,rain,jpeg; 0 steps (clean: nothing the loop restores was detected)" in \
+    assert "found noise,rain,jpeg; 0 steps (clean: no degradation reached the clean gate's threshold)" in \
         (out := capsys.readouterr().out) and "does not undo it" in out
 
 

@@ -454,6 +454,52 @@ def test_a_photo_kept_at_step_0_comes_back_bit_exact_without_a_decode(restorer, 
     assert stepped.steps == 1 and stepped.ms["decode"] > 0.0 and not np.array_equal(stepped.image, photo_array)
 
 
+def test_api_arguments_of_the_wrong_kind_are_one_line_errors(restorer, bundles):
+    """Strings, floats for counts, infinite budgets, a non-function progress: one RarEdgeError naming the
+    argument, before any work (they crashed deep in the loop, or overflowed the lock's timeout)."""
+    from rar_edge.runtime import Restorer
+
+    img = (np.random.default_rng(4).random((32, 32, 3)) * 255).astype(np.uint8)
+    for kwargs, message in ((dict(budget_ms="150"), "budget_ms must be a positive number"),
+                            (dict(budget_ms=float("inf")), "budget_ms must be a positive number"),
+                            (dict(budget_ms=1e15), r"below 8\.64e\+07"),
+                            (dict(budget_ms=True), "budget_ms must be"),
+                            (dict(max_steps="3"), "max_steps must be a whole number"),
+                            (dict(max_steps=2.5), "max_steps must be a whole number"),
+                            (dict(min_change="0.1"), "min_change must be a number"),
+                            (dict(target_quality="x"), "target_quality must be a number, got 'x'"),
+                            (dict(progress=5), "progress must be a function")):
+        with pytest.raises(RarEdgeError, match=message):
+            restorer.restore(img, **kwargs)
+    with pytest.raises(RarEdgeError, match="threshold must be a probability"):
+        restorer.assess(img, threshold="0.5")
+    assert restorer.restore(img, budget_ms=86_000_000, max_steps=np.int64(1)).budget_ms == 86_000_000
+    # One provider named as a string is that provider, not a list of one-letter names.
+    with pytest.raises(RarEdgeError) as e:
+        Restorer.load(bundles["onnx"], providers="cuda", warmup=False)
+    assert "CUDAExecutionProvider" in str(e.value) and "c, u, d, a" not in str(e.value)
+    assert Restorer.load(bundles["onnx"], providers="cpu", warmup=False).backend.providers == ["CPUExecutionProvider"]
+
+
+def test_a_pil_image_comes_back_in_its_own_orientation_and_size(restorer):
+    im = Image.fromarray((np.random.default_rng(5).random((32, 48, 3)) * 255).astype(np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90° to display": a file would be turned upright; an image handed over is not
+    tagged = Image.open(_saved(im, exif))
+    assert tagged.getexif()[0x0112] == 6
+    res = restorer.restore(tagged, max_steps=1, min_detect=0, target_quality=99, min_gain=-99, keep="last")
+    assert res.image.size == tagged.size == (48, 32)
+
+
+def _saved(im, exif):
+    import io
+
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", exif=exif.tobytes())
+    buf.seek(0)
+    return buf
+
+
 def test_budget_zero_model_path_returns_the_input(restorer):
     img = (np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8)
     res = restorer.restore(img, budget_ms=0.001)
