@@ -111,6 +111,10 @@ def check_args(targets: list[str], precision: str | None, calib: str | None, dyn
         raise ExportError("--calib calibrates int8 activations: use it with --precision int8")
     if calib is not None and not Path(calib).is_dir():
         raise ExportError(f"--calib {calib} is not a folder; pass a folder of photos")
+    if dynamic and chosen.get("executorch") == "int8":  # known before minutes of export, not after
+        raise ExportError("a --dynamic int8 ExecuTorch program keeps one of the restorer's convolutions outside "
+                          "XNNPACK, so it is refused (docs/export.md): drop --dynamic (the runtime tiles images at the "
+                          "fixed shape) or export fp32")
     if dynamic and "coreml" in chosen:
         print("export: warning: --dynamic gives Core ML ranged input shapes, which keep the model off the Neural "
               "Engine; the default fixed tile (the runtime tiles images) runs there", file=sys.stderr)

@@ -385,6 +385,17 @@ def test_target_all_and_aliases():
     assert resolve_targets("ios") == ["coreml"] and resolve_targets("ort") == ["onnx"]
 
 
+def test_dynamic_int8_executorch_is_refused_before_any_work():
+    from rar_edge.export.__main__ import ExportError, check_args
+
+    for targets in (["executorch"], ["executorch", "coreml", "onnx"]):
+        with pytest.raises(ExportError, match="--dynamic int8 ExecuTorch program .* drop --dynamic"):
+            check_args(targets, "int8", None, True)
+    assert check_args(["executorch"], "int8", None, False) == {"executorch": "int8"}
+    assert check_args(["executorch"], "fp32", None, True) == {"executorch": "fp32"}
+    assert check_args(["onnx"], "int8", None, True) == {"onnx": "int8"}
+
+
 def test_int8_graph_is_for_int8_onnx_only(tiny_checkpoint, tmp_path):
     from rar_edge.export.__main__ import ExportError, check_args
 
