@@ -9,6 +9,7 @@ a failed export, parity included, leaves nothing behind. Heavy imports happen af
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import warnings
@@ -133,6 +134,24 @@ def weight_bits(reduce_range: bool, full_range: bool, onnx_int8: bool) -> int:
     return bits
 
 
+def default_model_note() -> str:
+    """What an export without --checkpoint or --preset exports, and how it differs from the model that
+    ``Restorer.load()`` and ``rar-edge restore`` run (the shipped default bundle, exported from a checkpoint
+    of its own: its manifest's ``source``)."""
+    from rar_edge import SHIPPED_STUDENT
+    from rar_edge.runtime.restorer import DEFAULT_BUNDLE
+
+    try:
+        source = json.loads((DEFAULT_BUNDLE / "manifest.json").read_text()).get("source")
+    except (OSError, ValueError):
+        source = None
+    note = f"export: note: exporting the shipped student {SHIPPED_STUDENT} (its int8 programs for int8 targets)"
+    if source and Path(source).name != SHIPPED_STUDENT:
+        note += (f"; the default bundle that rar-edge restore runs holds another model, exported from {source}: "
+                 f"export that one with --checkpoint {source} (in a source checkout)")
+    return note
+
+
 def run(args: argparse.Namespace) -> int:
     if args.add_tone:
         return add_tone(args)
@@ -148,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
     tone_head = None if args.no_tone else Path(args.tone_head) if args.tone_head else DEFAULT_TONE
     if tone_head is not None:
         ToneCurve.load(tone_head)  # a bad head fails now, in one line, not after minutes of export
+    if args.checkpoint is None and args.preset is None:
+        print(default_model_note(), file=sys.stderr)
     from .bundle import export_bundle  # heavy: torch, onnx, coremltools
 
     for target, precision in precisions.items():

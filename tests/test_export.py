@@ -385,6 +385,17 @@ def test_target_all_and_aliases():
     assert resolve_targets("ios") == ["coreml"] and resolve_targets("ort") == ["onnx"]
 
 
+def test_an_export_of_the_shipped_student_says_which_model_the_default_bundle_holds():
+    from rar_edge import SHIPPED_STUDENT
+    from rar_edge.export.__main__ import default_model_note
+    from rar_edge.runtime.restorer import DEFAULT_BUNDLE
+
+    source = json.loads((DEFAULT_BUNDLE / "manifest.json").read_text())["source"]
+    note = default_model_note()
+    assert f"exporting the shipped student {SHIPPED_STUDENT}" in note
+    assert Path(source).name != SHIPPED_STUDENT and f"export that one with --checkpoint {source}" in note
+
+
 def test_dynamic_int8_executorch_is_refused_before_any_work():
     from rar_edge.export.__main__ import ExportError, check_args
 
