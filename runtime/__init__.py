@@ -9,7 +9,9 @@ Nothing in this package may import torch (tests/test_runtime.py checks it with t
 ExecuTorch backend imports it lazily because ExecuTorch's desktop Python runtime needs it.
 """
 
+from .backends import resolve_providers
 from .profile import DeviceProfile, load_profile
 from .restorer import DEFAULT_BUNDLE, Assessment, Restorer, RestoreResult
 
-__all__ = ["DEFAULT_BUNDLE", "Assessment", "DeviceProfile", "Restorer", "RestoreResult", "load_profile"]
+__all__ = ["DEFAULT_BUNDLE", "Assessment", "DeviceProfile", "Restorer", "RestoreResult", "load_profile",
+           "resolve_providers"]

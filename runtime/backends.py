@@ -179,4 +179,13 @@ def open_backend(bundle: Path, manifest: dict, backend: str | None = None, **opt
     if "torch_threads" in options and name != "executorch":
         raise RarEdgeError(f"torch_threads sets torch's threads for the executorch backend; {bundle} runs on {name} "
                            "(for onnxruntime's own threads pass threads=N)")
+    import inspect
+
+    params = inspect.signature(BACKENDS[name].__init__).parameters
+    known = {n for n, p in params.items() if p.kind is not p.VAR_KEYWORD} - {"self", "bundle", "manifest"}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())  # options meant for other backends
+    unknown = [] if takes_any else sorted(set(options) - known)
+    if unknown:
+        raise RarEdgeError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for the {name} "
+                           f"backend; it takes {', '.join(sorted(known))}")
     return BACKENDS[name](bundle, manifest, **options)

@@ -412,6 +412,10 @@ def test_damaged_bundle_unknown_backend_and_coreml_here(bundles, tmp_path):
         Restorer.load(bundles["onnx"], backend="tpu")
     with pytest.raises(RarEdgeError, match="runs executorch bundles"):
         Restorer.load(bundles["onnx"], backend="et")
+    # A misspelt option names itself and what the backend takes, not an internal class's __init__.
+    with pytest.raises(RarEdgeError, match="unknown option thread for the onnx backend; it takes providers, spin, "
+                                           "threads"):
+        Restorer.load(bundles["onnx"], thread=2)
     copy = tmp_path / "b"
     shutil.copytree(bundles["onnx"], copy)
     with open(copy / "restore.onnx", "r+b") as f:
