@@ -107,13 +107,14 @@ def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float, to
 def print_table(rows: list[dict], edge: dict[str, list[dict]], budget_ms: float) -> None:
     """One line per image: ``rows``' result (the default bundle's), then each of ``edge``'s bundles' PSNR out
     and milliseconds on the same image (``edge``: a label per bundle, e.g. "int8 onnx", and its rows)."""
+    from rar_edge.loop import STOP_REASONS
     from rar_edge.runtime.restorer import FOUND_AT, present
 
     by_name = {label: {r["name"]: r for r in other} for label, other in edge.items()}
     width = {label: len(label) + 13 for label in edge}  # "<label> dB / ms" and a gap before it
     print("\nper image: the default bundle's result, then each int8 bundle's PSNR out / ms (PSNR against the clean "
-          "original);\nsteps: kept (run, why the loop stopped; 'clean': nothing the loop restores detected, returned "
-          "as it came)")
+          f"original);\nsteps: kept (run, why the loop stopped; 'clean': {STOP_REASONS['clean']}, returned as it "
+          "came)")
     print(f"{'image':<28} {'true':<12} {f'found (p>={FOUND_AT:g})':<20} {'steps (run, stop)':<18} {'PSNR in -> out':>16} "
           f"{'ms':>6}" + "".join(f"{label + ' dB / ms':>{width[label]}}" for label in edge))
     found_in = {r["name"]: present(r["found"], jpeg_grid=r.get("jpeg_grid")) for r in rows}
