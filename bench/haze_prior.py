@@ -88,7 +88,8 @@ def markdown(synthesis: str, r: dict, gate_omega: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", required=True, help="held-out photos")
     p.add_argument("--bundle", help="the bundle whose assessor is compared (default: the shipped default)")
     p.add_argument("--syntheses", default="v2,albumentations")

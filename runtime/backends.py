@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from rar_edge.errors import RarEdgeError, quiet_native_chatter
+from rar_edge.errors import RarEdgeError, debug_requested, quiet_import_notices, quiet_native_chatter
 
 ENTRY_POINTS = ("encode", "assess", "restore", "decode")
 #: Backend per bundle target, and aliases accepted by --backend.
@@ -117,6 +117,8 @@ class ExecuTorchBackend:
         (BENCHMARKS.md, "ExecuTorch per operator"). This sets a process-wide torch setting: pass None when
         the process also runs torch work of its own.
         """
+        if not debug_requested():  # torchao's "Failed to load" lines on import: nothing an app can act on
+            quiet_import_notices()
         try:
             import torch
             from executorch.runtime import Runtime

@@ -649,7 +649,8 @@ def test_cli_runtime_options_need_a_bundle(tiny_checkpoint, tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
     for flags in (["--half-latents"], ["--assess-tiles", "4"]):
         res = run_cli("restore", str(img), "-o", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint), *flags)
-        assert res.returncode == 2 and f"{flags[0]} is a runtime option (the default bundle or --bundle)" in res.stderr, res.stderr
+        assert res.returncode == 2, res.stderr
+        assert f"{flags[0]} is a runtime option (the default bundle or --bundle)" in res.stderr, res.stderr
     assert not (tmp_path / "out" / "a.png").exists()
 
 
