@@ -470,7 +470,7 @@ def _print_record(record: dict, as_json: bool) -> None:
         if record.get("cost_unknown"):
             why = "nothing measured yet says what the model costs here: run once without --budget-ms, or --profile"
         elif record.get("needed_ms"):
-            why = f"budget below encode + decode: they need about {record['needed_ms']:.0f} ms for this photo"
+            why = f"budget below encode + decode: this photo needs a budget of about {record['needed_ms']:.0f} ms"
         else:
             why = "budget below encode + decode"
         print(f"{head}: {what} ({why}), {record['ms']['total']:.0f} ms")

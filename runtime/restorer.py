@@ -476,6 +476,8 @@ class Restorer:
             raise RarEdgeError(str(e)) from None
         entered = time.perf_counter()  # the budget counts from here: the wait for the lock is the caller's time too
         self._check_size(image)
+        if not isinstance(image, np.ndarray) and hasattr(image, "load"):
+            image.load()  # a lazily opened PIL file decodes now, not inside a waited-out copy (wait_reserve_ms)
         # Under a budget, wait for another thread's restore no longer than the budget lasts: past it the
         # answer can only be the input, and waiting on would overrun by the rest of that restore.
         # It stops waiting wait_reserve_ms early: the wake-up comes late by a fraction of a millisecond, and

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from rar_edge.atomic import atomic_path
 from rar_edge.errors import RarEdgeError
@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     for photo in a.photos:
         try:
             with Image.open(photo) as im:
-                res = restorer.restore(im, budget_ms=a.budget_ms, tone=a.tone)  # a PIL image in, a PIL image out
+                # upright first: the runtime restores an image's pixels as they are, and the PNG written carries
+                # no EXIF orientation
+                upright = ImageOps.exif_transpose(im)
+                res = restorer.restore(upright, budget_ms=a.budget_ms, tone=a.tone)  # a PIL image in, one out
         except (OSError, RarEdgeError) as e:  # an unreadable photo: tell the user, go on with the others
             print(f"{photo}: cannot restore ({e})", file=sys.stderr)
             failed += 1

@@ -155,7 +155,7 @@ def test_a_restore_line_shows_the_written_images_quality_and_why_the_loop_stoppe
     # The budget could not pay for the model: the line says what would.
     _print_record({**record, "quality": [], "steps": 0, "steps_run": 0, "stop_reason": "budget", "needed_ms": 956.4,
                    "cost_unknown": False}, False)
-    assert "returned unchanged (budget below encode + decode: they need about 956 ms for this photo)" in \
+    assert "returned unchanged (budget below encode + decode: this photo needs a budget of about 956 ms)" in \
         capsys.readouterr().out
     _print_record({**record, "quality": [34.9], "steps": 0, "steps_run": 0, "stop_reason": "target"}, False)
     assert "0 steps (target: the assessed quality reached the target), assessed quality 34.9 dB," in \

@@ -39,5 +39,6 @@ def test_bench_reports_aucs_oracle_and_gated_gains(photo_dir, bundles, tmp_path,
     assert report["gated"]["0.3"]["clean changed"] <= report["gated"]["0.1"]["clean changed"]
     printed = capsys.readouterr().out
     assert "ROC-AUC for haze present" in printed and "| omega 0.5 where dark channel p10 ≥ |" in printed
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         bench.main(["--photos", str(tmp_path / "missing")])
+    assert e.value.code == 2

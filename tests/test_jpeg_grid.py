@@ -254,8 +254,8 @@ def test_the_grid_cost_keeps_the_highest_rate_and_prices_small_photos_as_a_quart
 
     cost = GridCost()
     assert cost.predict(512, 512) is None and cost.predict(64, 64) is None and not cost.affordable(64, 64, 1e9)
-    cost.record(64, 64, 0.5)  # a thumbnail: its own time prices small photos only
-    assert cost.predict(32, 32) == 0.5 and cost.predict(512, 512) is None
+    cost.record(64, 64, 0.5)  # a thumbnail: its own time prices small photos; its own rate large ones, for now
+    assert cost.predict(32, 32) == 0.5 and cost.predict(512, 512) == pytest.approx(0.5 / 0.004096 * 0.262144)
     cost.record(500, 500, 2.0)  # 8 ms per megapixel
     assert cost.predict(1000, 1000) == pytest.approx(8.0) and cost.predict(64, 64) == pytest.approx(2.0)
     cost.record(3000, 4000, 24.0)  # 2 ms per megapixel: a large photo's lower rate does not lower the price
