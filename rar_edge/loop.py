@@ -51,6 +51,11 @@ CHANGE_EPS = 1e-6
 GATE_FEATURES = "the input's degradation probabilities, in the model's order of degradations"
 
 
+def is_number(x) -> bool:
+    """A real number (Python's or numpy's), not a bool or a string: what the rule's fields and budgets take."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
 def sigmoid(s: float) -> float:
     """1 / (1 + e^-s), without overflow for large |s| (the logistic heads' and the JPEG grid's)."""
     return 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))
@@ -176,7 +181,7 @@ class StopRule:
             raise ValueError(f"max_steps must be a whole number of steps, got {self.max_steps!r}")
         for name in ("target_quality", "min_gain", "min_change", "min_better", "min_detect"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            if not is_number(value):
                 raise ValueError(f"{name} must be a number, got {value!r}")
         if self.max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")

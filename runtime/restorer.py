@@ -12,7 +12,7 @@ import numpy as np
 
 import rar_edge
 from rar_edge.errors import RarEdgeError
-from rar_edge.loop import Gate, Judge, StopRule
+from rar_edge.loop import Gate, Judge, StopRule, is_number
 from rar_edge.manifest import verify_bundle
 
 from .backends import ENTRY_POINTS, open_backend
@@ -188,11 +188,6 @@ def give_back(rgb: np.ndarray, alpha: np.ndarray | None, kind: Any) -> Any:
 #: The largest budget taken (a day): a wait for the lock cannot be longer than the platform's timeout allows,
 #: and no call needs more. None means no budget.
 MAX_BUDGET_MS = 86_400_000.0
-
-
-def _is_number(x: Any) -> bool:
-    """A real number, not a bool or a string."""
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
 
 
 def wait_reserve_ms(image: Any) -> float:
@@ -463,7 +458,7 @@ class Restorer:
         ``tone=True`` runs the exposure stage first (runtime/tone.py): where its head finds the photo
         under-exposed, a global tone curve brightens it before the loop (``result.tone`` says whether and why).
         Opt-in: it cannot tell an under-exposed photo from a dark scene, and brightens both."""
-        if budget_ms is not None and not (_is_number(budget_ms) and 0 < budget_ms < MAX_BUDGET_MS):
+        if budget_ms is not None and not (is_number(budget_ms) and 0 < budget_ms < MAX_BUDGET_MS):
             raise RarEdgeError(f"budget_ms must be a positive number of milliseconds below {MAX_BUDGET_MS:g} "
                                f"(None: no budget), got {budget_ms!r}")
         if progress is not None and not callable(progress):
@@ -533,7 +528,7 @@ class Restorer:
         strong JPEG for clean, the grid does not); ``tone=True`` also asks the exposure stage's head whether
         ``restore(tone=True)`` would brighten the image (``.tone``).
         """
-        if not (_is_number(threshold) and 0 < threshold < 1):
+        if not (is_number(threshold) and 0 < threshold < 1):
             raise RarEdgeError(f"threshold must be a probability in (0, 1), got {threshold!r}")
         self._check_size(image)
         with self._lock:
