@@ -2,7 +2,7 @@
 
     python bench/bundle_quality.py BUNDLE [BUNDLE ...] --photos photos/heldout [--crops 1] [--crop 256]
         [--syntheses v2,albumentations] [--rule max_steps=3,min_better=0,min_detect=0,target_quality=40] [--json F]
-        [--samples samples]
+        [--samples samples] [--no-denoise]
 
 Every held-out photo gives ``--crops`` random crops, each degraded under every evaluation case (bench/report.py's
 test set: the same crops, cases and seeds). Each bundle restores them with its own loop defaults (the runtime's
@@ -16,6 +16,7 @@ unchanged). With ``--samples DIR`` (a folder with samples.json, as ``samples/``:
 restore first), also one row per bundle of each sample's PSNR gain and steps, and their mean (each bundle's own
 rule, as make demo runs it: ``--rule`` does not apply to them). With ``--tone``, every bundle also runs with the
 exposure stage first (``Restorer.restore(tone=True)``: the shipped head, or ``--tone-head``'s), as one more row.
+The runtime's noise stage runs where noise is found, as for users; ``--no-denoise`` measures the loops alone.
 """
 
 from __future__ import annotations
@@ -119,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tone-head", help="with --tone: a `rar-edge train-tone` folder instead of the shipped head")
     p.add_argument("--samples", help="also restore this folder's samples (samples.json, degraded/, clean/), e.g. "
                    "samples, with each bundle's own rule as make demo does")
+    p.add_argument("--no-denoise", action="store_true",
+                   help="the loop alone: without the noise stage restore runs where noise is found")
     a = p.parse_args(argv)
-    rule = parsed_rule(p, a)
+    rule = parsed_rule(p, a) | ({"denoise": False} if a.no_denoise else {})
     if a.tone_head and not a.tone:
         p.error("--tone-head names the exposure stage's head: add --tone")
     if a.tone_head and a.samples:

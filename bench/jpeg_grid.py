@@ -110,7 +110,7 @@ def loop_with_grid(checkpoint: str, photos: str, syntheses: list[str], crop: int
 
 
 #: Photo sizes the cost is timed at (height, width): the runtime prices the grid by the highest ms per megapixel
-#: it measured (runtime/jpeg_grid.py GridCost), so the spread across sizes is what its margin must cover: read
+#: it measured (runtime/stage_cost.py StageCost), so the spread across sizes is what its margin must cover: read
 #: whole up to 1535 px a side (the peak), sampled above.
 COST_SIZES = ((512, 512), (1000, 1000), (1535, 2300), (3000, 4000), (6000, 8000))
 

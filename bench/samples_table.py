@@ -3,7 +3,8 @@
     python bench/samples_table.py [--bundle BUNDLE] [--budget-ms MS]
 
 Default: the shipped default bundle, no budget (the loop's own stop rule decides). Prints one Markdown row
-per sample: its degradations, the steps kept (run, stop reason), PSNR in -> out against the clean original
+per sample: its degradations, the steps kept (run, stop reason; "+n": the noise stage ran after the loop), PSNR in
+-> out against the clean original
 and the gain, then the mean gain. tests/test_shipped.py restores the same samples and compares with the
 model card's copy of this table.
 """
@@ -29,7 +30,8 @@ def main() -> None:
     print("| sample | degradations | steps (run, stop) | PSNR in → out | gain dB |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['name']} | {'+'.join(r['true'])} | {r['steps']} ({r['steps_run']}, {r['stop']}) | "
+        print(f"| {r['name']} | {'+'.join(r['true'])} | {r['steps']} ({r['steps_run']}, {r['stop']})"
+              f"{' +n' if r['denoised'] else ''} | "
               f"{r['psnr_in']:.2f} → {r['psnr_out']:.2f} | {r['psnr_out'] - r['psnr_in']:+.2f} |")
     mean = sum(r["psnr_out"] - r["psnr_in"] for r in rows) / len(rows)
     print(f"\nmean gain {mean:+.2f} dB over {len(rows)} samples")

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from rar_edge import DEFAULT_SYNTHESIS, DEGRADATIONS, FIT_CLEAN_CROPS, FOREIGN_SYNTHESIS, RESTORE_LOSSES, SYNTHESES, __version__
@@ -322,7 +323,7 @@ def cmd_restore(a: argparse.Namespace) -> int:
         restorer = Restorer.load(a.bundle, backend=a.backend, profile=a.profile, tile=a.tile,
                                  max_megapixels=a.max_megapixels, assess_tiles=a.assess_tiles,
                                  half_latents=a.half_latents, tone_head=a.tone_head, **_provider_options(a))
-        restore = restorer_fn(restorer, budget_ms=a.budget_ms, tone=a.tone, **rule_args,
+        restore = restorer_fn(restorer, budget_ms=a.budget_ms, tone=a.tone, denoise=a.denoise, **rule_args,
                               **({} if a.json else {"progress": _CallsBar()}))
     else:
         for flag in ("backend", "budget_ms", "profile", "tile", "assess_tiles", "half_latents", "providers"):
@@ -330,8 +331,10 @@ def cmd_restore(a: argparse.Namespace) -> int:
                 raise RarEdgeError(f"--{flag.replace('_', '-')} is a runtime option (the default bundle or --bundle); "
                                    "--checkpoint runs torch: leave one of the two out")
         from rar_edge.infer import restore_array
+        from rar_edge.runtime.denoise import denoise
         from rar_edge.runtime.images import unit_float
         from rar_edge.runtime.jpeg_grid import grid_probability
+        from rar_edge.runtime.restorer import present
         from rar_edge.runtime.tone import ToneCurve
         from rar_edge.train.checkpoint import load_model
 
@@ -343,9 +346,16 @@ def cmd_restore(a: argparse.Namespace) -> int:
             x, decision = tone(rgb) if tone else (rgb, None)
             out, record = restore_array(model, unit_float(x), rule)
             record["jpeg_grid"] = round(grid_probability(rgb), 4)  # as the runtime reports it, on the photo as given
+            record["denoised"] = a.denoise and "noise" in present(record["degradations"])  # as the runtime runs it
+            if record["denoised"]:
+                t = time.perf_counter()
+                out = denoise(out)
+                ms = (time.perf_counter() - t) * 1000
+                record["ms"] = {**record["ms"], "denoise": round(ms, 2), "total": round(record["ms"]["total"] + ms, 2)}
             if decision is not None:  # as the runtime reports it: the stage's decision and time
                 record["tone"] = decision.to_json()
-                record["ms"] = {"tone": round(decision.ms, 2), "total": round(record["ms"]["total"] + decision.ms, 2)}
+                record["ms"] = {**record["ms"], "tone": round(decision.ms, 2),
+                                "total": round(record["ms"]["total"] + decision.ms, 2)}
             return out, record
 
     return _report_restores(restore_files(restore, a.inputs, a.out, overwrite=a.overwrite,
@@ -501,6 +511,8 @@ def _print_record(record: dict, as_json: bool) -> None:
         hints.append("JPEG blocking: the loop does not undo it yet")
     hint = "".join(f" ({h})" for h in hints)
     steps = f"{record['steps']} step{'' if record['steps'] == 1 else 's'}"
+    if record.get("denoised"):
+        steps += " + the noise stage"
     change = f"{quality[0]:.1f} -> {shown:.1f}" if record["steps"] else f"{quality[0]:.1f}"
     print(f"{head}: {toned}found {found}; {steps}{why}, assessed quality{of} {change} dB, "
           f"{record['ms']['total']:.0f} ms{budget}{hint}")
@@ -812,6 +824,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exposure stage first: a global tone curve brightens photos its head finds under-exposed "
                         "(dark scenes too: it cannot tell them apart), then the loop restores")
     p.add_argument("--tone-head", help="with --tone: a head trained by `rar-edge train-tone` (default: the bundle's own, else the shipped one)")
+    p.add_argument("--no-denoise", dest="denoise", action="store_false",
+                   help="skip the noise stage (by default it runs after the loop on photos where noise is found)")
     p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     _add_stop_rule_args(p)

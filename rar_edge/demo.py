@@ -99,7 +99,7 @@ def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float, to
                      "steps_run": res.steps_run, "stop": res.stop_reason, "quality": res.quality,
                      "psnr_in": psnr(degraded, clean), "psnr_out": psnr(res.image, clean),
                      "ms": res.ms["total"], "budget_bound": res.budget_bound,
-                     "toned": bool(res.tone and res.tone.applied),
+                     "toned": bool(res.tone and res.tone.applied), "denoised": res.denoised,
                      "images": (degraded, res.image, clean)})
     return rows
 
@@ -114,13 +114,13 @@ def print_table(rows: list[dict], edge: dict[str, list[dict]], budget_ms: float)
     width = {label: len(label) + 13 for label in edge}  # "<label> dB / ms" and a gap before it
     print("\nper image: the default bundle's result, then each int8 bundle's PSNR out / ms (PSNR against the clean "
           f"original);\nsteps: kept (run, why the loop stopped; 'clean': {STOP_REASONS['clean']}, returned as it "
-          "came)")
+          "came); +n: the noise stage ran after the loop (noise found)")
     print(f"{'image':<28} {'true':<12} {f'found (p>={FOUND_AT:g})':<20} {'steps (run, stop)':<18} {'PSNR in -> out':>16} "
           f"{'ms':>6}" + "".join(f"{label + ' dB / ms':>{width[label]}}" for label in edge))
     found_in = {r["name"]: present(r["found"], jpeg_grid=r.get("jpeg_grid")) for r in rows}
     for r in rows:
         found = ",".join(found_in[r["name"]]) or "-"
-        steps = f"{r['steps']} ({r['steps_run']}, {r['stop']})"
+        steps = f"{r['steps']} ({r['steps_run']}, {r['stop']}){' +n' if r.get('denoised') else ''}"
         cells = "".join(f"{o['psnr_out']:>{width[label] - 9}.2f} / {o['ms']:>6.1f}"
                         if (o := by_name[label].get(r["name"])) else f"{'-':>{width[label]}}" for label in edge)
         print(f"{r['name']:<28} {'+'.join(r['true']):<12} {found:<20} {steps:<18} "

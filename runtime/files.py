@@ -2,7 +2,7 @@
 
 One loop serves the runtime and the torch reference path, so both treat files alike: the same loader
 (EXIF, alpha, ICC, 16-bit...), the same refusals, atomic writes, and a bad file never stops the batch.
-A photo that needed no step (and no tone curve, under ``--tone``) is written as the input's own bytes (same
+A photo that needed no step (and no tone curve, under ``--tone``, nor the noise stage) is written as the input's own bytes (same
 format); a restored one keeps the input's ICC profile and EXIF (orientation applied to the pixels and reset).
 """
 
@@ -103,7 +103,8 @@ def restore_files(restore: RestoreFn, inputs: list[str], out_dir: str | Path,
             image, record = restore(loaded.rgb)
             _make_folder(out_dir)  # only once there is something to write: a batch that fails leaves no folder
             toned = record.get("tone", {}).get("applied", False)
-            if record.get("steps") == 0 and not toned and Path(src).suffix.lower() == dst.suffix.lower():
+            if (record.get("steps") == 0 and not toned and not record.get("denoised")
+                    and Path(src).suffix.lower() == dst.suffix.lower()):
                 # Nothing was restored: the input's own bytes (no re-encoding, metadata as they were).
                 with atomic_path(dst) as tmp:
                     shutil.copyfile(src, tmp)

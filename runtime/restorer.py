@@ -17,9 +17,11 @@ from rar_edge.manifest import verify_bundle
 
 from .backends import ENTRY_POINTS, open_backend
 from .images import FULL_SCALE, check_megapixels, unit_float
-from .jpeg_grid import GridCost, grid_probability, with_grid
+from .denoise import denoise as denoise_stage
+from .jpeg_grid import grid_probability, with_grid
 from .profile import DeviceProfile, load_profile
 from .scheduler import OVERHEAD, CostModel, LoopOutcome, adaptive_loop, overhead_per_pass
+from .stage_cost import StageCost
 from .tiling import Blender, grid, pad_to
 from .tone import ToneCurve, ToneDecision
 
@@ -32,6 +34,8 @@ MAX_TILE = 4096
 #: ONNX with dynamic sizes (torch-free; on CPUs without VNNI onnxruntime runs fp32 faster than int8:
 #: BENCHMARKS.md). tests/test_shipped.py checks it still matches those weights.
 DEFAULT_BUNDLE = Path(rar_edge.__file__).resolve().parent / "weights" / "bundles" / "rar-edge-s-conv-fp32-onnx"
+#: The noise stage runs under a budget where the time left pays for this many times its predicted cost.
+NOISE_MARGIN = 1.5
 #: A rule that takes exactly one step and decodes it (warm-up and profiling: every entry point runs).
 FORCED_STEP = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, min_change=0.0, keep="last", min_better=0.0,
                    min_detect=0.0)
@@ -56,17 +60,19 @@ class RestoreResult:
     alpha: np.ndarray | None = field(default=None, repr=False)
     tone: ToneDecision | None = None  # the exposure stage's decision, when asked for (restore(tone=True))
     # Probability that the input was JPEG-compressed, from its 8×8 grid (runtime/jpeg_grid.py); None where the
-    # budget left no time for it (Restorer._jpeg_grid)
+    # budget left no time for it (Restorer._stage)
     jpeg_grid: float | None = None
     # Skipped because the budget could not pay for encode + assess + decode: the time already spent and what they
     # were predicted to take (the smallest budget that runs the model on this photo, as far as the cost model
     # knows); else None
     needed_ms: float | None = None
+    # The noise stage ran on the returned image (runtime/denoise.py): noise was found in the input
+    denoised: bool = False
 
     @property
     def unchanged(self) -> bool:
-        """The input came back as given: no step kept, no tone curve applied."""
-        return self.steps == 0 and not (self.tone and self.tone.applied)
+        """The input came back as given: no step kept, no tone curve applied, no noise stage."""
+        return self.steps == 0 and not (self.tone and self.tone.applied) and not self.denoised
 
     def to_json(self) -> dict:
         return {"steps": self.steps, "steps_run": self.steps_run, "quality": [round(q, 3) for q in self.quality],
@@ -76,6 +82,7 @@ class RestoreResult:
                 "model_skipped": self.model_skipped, "cost_unknown": self.cost_unknown, "waited_out": self.waited_out,
                 "tiles": self.tiles, "jpeg_grid": None if self.jpeg_grid is None else round(self.jpeg_grid, 4),
                 "needed_ms": None if self.needed_ms is None else round(self.needed_ms, 1),
+                "denoised": self.denoised,
                 **({"tone": self.tone.to_json()} if self.tone else {})}
 
 
@@ -347,7 +354,10 @@ class Restorer:
         self._ms: dict[str, float] = {}
         self._cost: CostModel | None = None
         self._recording = True  # False during the first warm-up pass (first calls are not representative)
-        self._grid_cost = GridCost()  # what the JPEG grid's report costs here (_jpeg_grid)
+        self._grid_cost = StageCost()  # what the JPEG grid's report costs here (_stage)
+        # what the noise stage costs here (_stage): its time depends little on the pixels (97-139 ms at 512² on
+        # random, flat and photo content; BENCHMARKS.md), so a smaller margin than the grid's
+        self._noise_cost = StageCost(margin=NOISE_MARGIN)
         self._on_call: Callable[[], None] | None = None  # a restore's progress hook, once per backend call
         self.warming: threading.Thread | None = None  # the warm-up a cold budgeted call started in the background
         self._lock = threading.Lock()
@@ -422,7 +432,8 @@ class Restorer:
 
     def warmup(self, tile: tuple[int, int] | None = None) -> None:
         """Two restores of a tile-sized image with one forced step, through the same path as ``restore``:
-        first calls are slow (not recorded), the second seeds the cost model, the runtime's overhead included."""
+        first calls are slow (not recorded), the second seeds the cost model, the runtime's overhead included;
+        then the noise stage once, to price it."""
         tile = tile or self.tile_for(*(self.fixed_tile or (self.dynamic_tile, self.dynamic_tile)))
         image = np.full((*tile, 3), 0.5, np.float32)
         rule = StopRule(**FORCED_STEP)  # one step, always decoded: every entry point runs
@@ -433,6 +444,8 @@ class Restorer:
             finally:
                 self._recording = True
             self._restore(image, None, rule, time.perf_counter())
+            self._stage(self._noise_cost, denoise_stage, image, None, time.perf_counter())  # a flat tile finds no
+            # noise: price the stage here
 
     def _warm_in_background(self, tile: tuple[int, int]) -> None:
         """After a cold budgeted call (held lock): measure this tile size in a thread, once, so that later budgeted
@@ -447,7 +460,8 @@ class Restorer:
                 target_quality: float | None = None, min_gain: float | None = None,
                 min_change: float | None = None, keep: str | None = None,
                 min_better: float | None = None, min_detect: float | None = None,
-                progress: Callable[[int, int], None] | None = None, tone: bool = False) -> RestoreResult:
+                progress: Callable[[int, int], None] | None = None, tone: bool = False,
+                denoise: bool = True) -> RestoreResult:
         """Restore one image (numpy array or PIL image); see RestoreResult. The stop rule's fields
         default to the bundle's (its manifest); any of them can be overridden per call (``min_better=0``
         turns the bundle's judge off, ``min_detect=0`` its clean gate). ``progress(done, total)`` is called
@@ -457,7 +471,13 @@ class Restorer:
 
         ``tone=True`` runs the exposure stage first (runtime/tone.py): where its head finds the photo
         under-exposed, a global tone curve brightens it before the loop (``result.tone`` says whether and why).
-        Opt-in: it cannot tell an under-exposed photo from a dark scene, and brightens both."""
+        Opt-in: it cannot tell an under-exposed photo from a dark scene, and brightens both.
+
+        Where the assessor finds noise in the input (``present``), the noise stage (runtime/denoise.py) runs on the
+        image the loop returns (``result.denoised``); under a budget only where the time left pays for it.
+        ``denoise=False`` turns it off."""
+        if not isinstance(denoise, bool):
+            raise RarEdgeError(f"denoise must be True or False, got {denoise!r}")
         if budget_ms is not None and not (is_number(budget_ms) and 0 < budget_ms < MAX_BUDGET_MS):
             raise RarEdgeError(f"budget_ms must be a positive number of milliseconds below {MAX_BUDGET_MS:g} "
                                f"(None: no budget), got {budget_ms!r}")
@@ -482,24 +502,23 @@ class Restorer:
         if not self._lock.acquire(timeout=timeout):
             return self._waited_out(image, budget_ms, entered)
         try:
-            return self._restore(image, budget_ms, rule, entered, progress, tone)
+            return self._restore(image, budget_ms, rule, entered, progress, tone, denoise)
         finally:
             self._lock.release()
 
-    def _jpeg_grid(self, rgb: np.ndarray, budget_ms: float | None, entered: float) -> tuple[float | None, float]:
-        """(the JPEG grid's probability for ``rgb``, its ms): a report after the loop, which never reads it. Under
-        a budget it runs only where the time left pays for it (``GridCost.affordable``: None otherwise, and until
-        an unbudgeted call or warmup() has measured it), so it cannot break the budget."""
+    def _stage(self, cost: StageCost, run: Callable[[np.ndarray], Any], rgb: np.ndarray, budget_ms: float | None,
+               entered: float) -> tuple[Any, float]:
+        """(``run(rgb)``, its ms) for a stage after the loop (the JPEG grid's report, the noise stage), or (None, 0.0)
+        where a budget's time left does not pay for it (``cost.affordable``: never until an unbudgeted call or
+        warmup() has measured it), so that no such stage breaks the budget."""
         h, w = rgb.shape[:2]
-        if budget_ms is not None:
-            left = budget_ms - (time.perf_counter() - entered) * 1000.0
-            if not self._grid_cost.affordable(h, w, left):
-                return None, 0.0
+        if budget_ms is not None and not cost.affordable(h, w, budget_ms - (time.perf_counter() - entered) * 1000.0):
+            return None, 0.0
         t = time.perf_counter()
-        p = grid_probability(rgb)
-        ms = (time.perf_counter() - t) * 1000.0
-        self._grid_cost.record(h, w, ms)
-        return p, ms
+        out = run(rgb)
+        ms = max((time.perf_counter() - t) * 1000.0, 1e-6)  # > 0: it ran
+        cost.record(h, w, ms)
+        return out, ms
 
     def _waited_out(self, image: Any, budget_ms: float, entered: float) -> RestoreResult:
         """The input as given (a copy), when the wait for the model alone used up the budget."""
@@ -508,7 +527,7 @@ class Restorer:
         total = (time.perf_counter() - entered) * 1000.0  # the copy is the caller's time too
         return RestoreResult(image=copy, steps=0, steps_run=0, quality=[], degradations={},
                              stop_reason="budget", ms={e: 0.0 for e in ENTRY_POINTS} | {
-                                 OVERHEAD: 0.0, "jpeg_grid": 0.0, "wait": waited, "total": total},
+                                 OVERHEAD: 0.0, "jpeg_grid": 0.0, "denoise": 0.0, "wait": waited, "total": total},
                              budget_ms=budget_ms, budget_bound=True, model_skipped=True, waited_out=True, tiles=0)
 
     def _check_size(self, image: Any) -> None:
@@ -556,7 +575,8 @@ class Restorer:
         return self._tone
 
     def _restore(self, image: Any, budget_ms: float | None, rule: StopRule, entered: float,
-                 progress: Callable[[int, int], None] | None = None, tone: bool = False) -> RestoreResult:
+                 progress: Callable[[int, int], None] | None = None, tone: bool = False,
+                 denoise: bool = True) -> RestoreResult:
         t0 = time.perf_counter()
         wait_ms = (t0 - entered) * 1000.0
         rgb, alpha, kind = as_rgb(image)
@@ -589,28 +609,35 @@ class Restorer:
             self._on_call = None
         if progress is not None:
             progress(most, most)
-        if outcome.image is None and decision is not None and decision.applied:
+        probabilities = dict(zip(self.degradations, outcome.probabilities))
+        kept = None if outcome.image is None else outcome.image[:rgb.shape[0], :rgb.shape[1]]
+        noise_ms = 0.0
+        if denoise and "noise" in present(probabilities) and not outcome.model_skipped:
+            out, noise_ms = self._stage(self._noise_cost, denoise_stage, unit_float(rgb) if kept is None else kept,
+                                        budget_ms, entered)
+            kept = kept if out is None else out
+        if kept is None and decision is not None and decision.applied:
             result_image = give_back(rgb, alpha, kind)  # no step kept: the toned photo (the stage's own buffer)
-        elif outcome.image is None:  # pass-through: the caller's image exactly as given (a copy: never aliased)
+        elif kept is None:  # pass-through: the caller's image exactly as given (a copy: never aliased)
             result_image = image.copy()
         else:
-            result_image = give_back(outcome.image[:rgb.shape[0], :rgb.shape[1]], alpha, kind)
-        jpeg_p, grid_ms = self._jpeg_grid(given, budget_ms, entered)
+            result_image = give_back(kept, alpha, kind)
+        jpeg_p, grid_ms = self._stage(self._grid_cost, grid_probability, given, budget_ms, entered)  # a report
         done = time.perf_counter()
         total, work = (done - entered) * 1000.0, (done - t0) * 1000.0
-        overhead = max(0.0, work - tone_ms - grid_ms - sum(self._ms.values()))
+        overhead = max(0.0, work - tone_ms - grid_ms - noise_ms - sum(self._ms.values()))
         if self._recording:
             # Per tile and pass: a large photo's tiling does not make a small one's prediction, and a skipped
             # call still records (what it cost says the model may fit again).
             cost.record(OVERHEAD, overhead_per_pass(overhead, n, outcome.steps_run))
         ms = {e: self._ms.get(e, 0.0) for e in ENTRY_POINTS} | {OVERHEAD: overhead, "jpeg_grid": grid_ms,
-                                                                  "wait": wait_ms, "total": total}
+                                                                  "denoise": noise_ms, "wait": wait_ms, "total": total}
         if decision is not None:
             ms["tone"] = tone_ms
         return RestoreResult(image=result_image, steps=outcome.steps, steps_run=outcome.steps_run,
-                             quality=outcome.qualities, degradations=dict(zip(self.degradations, outcome.probabilities)),
+                             quality=outcome.qualities, degradations=probabilities,
                              stop_reason=outcome.stop_reason, ms=ms, budget_ms=budget_ms,
                              budget_bound=outcome.stop_reason == "budget", model_skipped=outcome.model_skipped,
                              waited_out=budget_ms is not None and wait_ms >= budget_ms,
                              cost_unknown=cold, tiles=n, alpha=alpha, tone=decision, jpeg_grid=jpeg_p,
-                             needed_ms=outcome.needed_ms)
+                             needed_ms=outcome.needed_ms, denoised=noise_ms > 0.0)

@@ -70,7 +70,7 @@ def test_the_shipped_default_bundle_matches_its_weights():
         assert manifest["quality"]["defaults"][field] == config["model"][field], field
     for name in ("00_brushes_noise.png", "03_mountains_rain.png"):  # two samples its loop steps on
         rgb = load_image(Path(__file__).parents[1] / "samples" / "degraded" / name).rgb
-        ours = restorer.restore(rgb)
+        ours = restorer.restore(rgb, denoise=False)  # the model's loop alone: the noise stage is numpy after it
         ref = model.restore_loop(torch.from_numpy(rgb.transpose(2, 0, 1).copy()).float()[None] / 255)[0]
         assert (ours.steps, ours.stop_reason) == (ref.steps, ref.stop_reason) and ours.steps > 0
         assert psnr(ours.image.astype(np.float32) / 255, ref.image.numpy().transpose(1, 2, 0)) >= 40.0
@@ -111,7 +111,7 @@ def test_the_readmes_python_example_runs_as_written(tmp_path):
 
 def test_the_default_bundle_restores_the_samples_as_the_model_card_says(tmp_path):
     """docs/model_card.md's per-sample table (bench/samples_table.py) is what the shipped bundle does today:
-    the same steps and stop reason per sample, each gain within 0.05 dB. Regenerate the table when the weights
+    the same steps and stop reason per sample, the noise stage run on the same ones, each gain within 0.05 dB. Regenerate the table when the weights
     change, or this fails."""
     import re
 
@@ -120,11 +120,11 @@ def test_the_default_bundle_restores_the_samples_as_the_model_card_says(tmp_path
 
     card = (REPO / "docs" / "model_card.md").read_text()
     table = card[card.index("<!-- samples_table: default bundle -->"):]
-    rows = re.findall(r"^\| (\S+\.png) \| \S+ \| (\d+) \((\d+), (\w+)\) \| [\d.]+ → [\d.]+ \| ([+-][\d.]+) \|$",
+    rows = re.findall(r"^\| (\S+\.png) \| \S+ \| (\d+) \((\d+), (\w+)\)( \+n)? \| [\d.]+ → [\d.]+ \| ([+-][\d.]+) \|$",
                       table, re.M)
     ours = {r["name"]: r for r in restore_samples(DEFAULT_BUNDLE, REPO / "samples", tmp_path, None)}
     assert [name for name, *_ in rows] == list(ours)  # every sample, in order
-    for name, steps, run, stop, gain in rows:
+    for name, steps, run, stop, denoised, gain in rows:
         r = ours[name]
-        assert (r["steps"], r["steps_run"], r["stop"]) == (int(steps), int(run), stop), name
+        assert (r["steps"], r["steps_run"], r["stop"], r["denoised"]) == (int(steps), int(run), stop, bool(denoised)), name
         assert abs(r["psnr_out"] - r["psnr_in"] - float(gain)) <= 0.05, name

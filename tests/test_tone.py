@@ -123,7 +123,7 @@ def _restorer(bundle, tmp_path, brighten: float, logit: float):
 
 def test_restore_tones_only_where_the_head_finds_the_photo_under_exposed(bundles, tmp_path, photo_array):
     dark = (photo_array[:64, :64] * 0.3).astype(np.float32)
-    never = dict(max_steps=0)  # no restore step: the output is the stage's alone
+    never = dict(max_steps=0, denoise=False)  # no restore step, no noise stage: the output is the exposure stage's
     on = _restorer(bundles["onnx"], tmp_path, brighten=1.0, logit=5.0)
     res = on.restore(dark, tone=True, **never)
     assert res.tone.applied and res.steps == 0 and not res.unchanged
@@ -135,7 +135,7 @@ def test_restore_tones_only_where_the_head_finds_the_photo_under_exposed(bundles
     res = off.restore(dark, tone=True, **never)
     assert not res.tone.applied and res.unchanged and np.array_equal(res.image, dark)
     # with steps, the loop restores the toned photo: the same as restoring that photo without the stage
-    forced = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, keep="last")
+    forced = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, keep="last", denoise=False)
     toned = on.tone_curve()(dark)[0]
     assert np.allclose(on.restore(dark, tone=True, **forced).image, on.restore(toned, **forced).image, atol=1e-6)
     u8 = (dark * 255).astype(np.uint8)  # 8-bit in, 8-bit out, toned
@@ -235,7 +235,7 @@ def test_bundle_quality_adds_a_tone_row_per_bundle(bundles, tmp_path, photo_arra
     bench = load_bench("bundle_quality")
     save_tone(_head(1.0, 5.0), tmp_path / "head", {})
     b = bundles["dynamic"]
-    methods = bench.bundle_methods(b, {"max_steps": 0}, tone=True, tone_head=str(tmp_path / "head"))
+    methods = bench.bundle_methods(b, {"max_steps": 0, "denoise": False}, tone=True, tone_head=str(tmp_path / "head"))
     assert list(methods) == [str(b), f"{b} --tone"]
     dark = np.ascontiguousarray(photo_array[:64, :64] * 0.3)
     plain, toned = methods[str(b)](dark)[0], methods[f"{b} --tone"](dark)[0]
