@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+
 BLOCK = 8
 STRIDE = 2  # every other window position: within ~0.2 dB of every position at a quarter of the cost (the
 #            overlap-add below is written for 2)

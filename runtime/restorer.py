@@ -609,10 +609,11 @@ class Restorer:
             self._on_call = None
         if progress is not None:
             progress(most, most)
+        jpeg_p, grid_ms = self._stage(self._grid_cost, grid_probability, given, budget_ms, entered)  # a report
         probabilities = dict(zip(self.degradations, outcome.probabilities))
         kept = None if outcome.image is None else outcome.image[:rgb.shape[0], :rgb.shape[1]]
         noise_ms = 0.0
-        if denoise and "noise" in present(probabilities) and not outcome.model_skipped:
+        if denoise and not outcome.model_skipped and "noise" in present(probabilities):
             out, noise_ms = self._stage(self._noise_cost, denoise_stage, unit_float(rgb) if kept is None else kept,
                                         budget_ms, entered)
             kept = kept if out is None else out
@@ -622,7 +623,6 @@ class Restorer:
             result_image = image.copy()
         else:
             result_image = give_back(kept, alpha, kind)
-        jpeg_p, grid_ms = self._stage(self._grid_cost, grid_probability, given, budget_ms, entered)  # a report
         done = time.perf_counter()
         total, work = (done - entered) * 1000.0, (done - t0) * 1000.0
         overhead = max(0.0, work - tone_ms - grid_ms - noise_ms - sum(self._ms.values()))

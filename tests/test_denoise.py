@@ -136,19 +136,25 @@ def test_a_photo_denoised_without_a_step_is_written_not_copied(tmp_path):
     assert np.asarray(Image.open(tmp_path / "out" / "in.png")).max() == 0  # the restore's pixels, not the input's
 
 
-def test_bench_reports_each_order_and_gate(photo_dir, tmp_path, capsys):
+def test_bench_reports_each_order_and_gate_and_fits_the_jpeg_gate(photo_dir, tmp_path, capsys):
     from conftest import load_bench
 
     bench = load_bench("noise_stage")
     out = tmp_path / "noise.json"
-    assert bench.main(["--photos", str(photo_dir), "--syntheses", "v2", "--crop", "64", "--no-timing",
-                       "--json", str(out)]) == 0
+    assert bench.main(["--photos", str(photo_dir), "--syntheses", "v2", "--crop", "64", "--no-timing", "--fit",
+                       "--thresholds", "0,4,1000", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert "timing_ms" not in report
     r = report["v2"]
-    assert set(r["noise"]) == {"loop", "before", "after", "after, ungated", "after, gated", "before, gated"}
-    assert "before" not in r["blur"] and set(r["clean"]) == {"after, ungated", "after, gated", "before, gated"}
+    gains = {"loop", "after, ungated", "after, noise found", "after, JPEG gate", "before, noise found"}
+    assert set(r["noise"]) == gains | {"before", "after"} and set(r["mean, single"]) == gains
+    assert "before" not in r["blur"] and set(r["clean"]) == gains - {"loop"}
     assert r["noise"]["after"] > r["noise"]["loop"]  # the stage takes noise the loop left
-    assert r["clean"]["after, gated"] <= r["clean"]["after, ungated"]  # the gate can only spare clean crops
-    assert set(r["mean, single"]) == {"loop", "after, ungated", "after, gated", "before, gated"}
+    assert r["clean"]["after, noise found"] <= r["clean"]["after, ungated"]  # a gate can only spare clean crops
+    rows = {row["threshold"]: row for row in report["fit"]["rows"]}
+    # an unreachable threshold is the noise gate alone; a threshold of 0 runs the stage wherever JPEG is found
+    assert rows[1000]["composite"] == pytest.approx(r["mean, composite"]["after, noise found"])
+    assert rows[0]["clean changed"] >= rows[1000]["clean changed"] == 0.0
+    assert report["fit"]["chosen"] in (0, 4, 1000, None)
     assert "| noise |" in capsys.readouterr().out
+    assert bench.jpeg_gate(["jpeg"], 5.0) and not bench.jpeg_gate(["jpeg"], 3.0) and bench.jpeg_gate(["noise"], 0.0)
