@@ -153,13 +153,13 @@ def main(argv: list[str] | None = None) -> int:
                   + f" | {s.get('clean_unchanged', float('nan')):.0%}"
                   + f" | {s.get('clean_psnr_min', float('nan')):.1f} |")
     if a.samples:
-        results["samples"] = samples_table(Path(a.samples), a.bundles, a.tone)
+        results["samples"] = samples_table(Path(a.samples), a.bundles, a.tone, denoise=not a.no_denoise)
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 
-def samples_table(folder: Path, bundles: list[Path], tone: bool = False) -> dict:
+def samples_table(folder: Path, bundles: list[Path], tone: bool = False, denoise: bool = True) -> dict:
     """Each bundle on every sample of ``folder`` (as ``make demo`` restores them: rar_edge.demo.restore_samples,
     the bundle's own rule, no budget; with ``tone`` also "BUNDLE --tone", the shipped head first): per bundle,
     each sample's PSNR gain and steps run, and the mean gain; printed as a table."""
@@ -170,7 +170,7 @@ def samples_table(folder: Path, bundles: list[Path], tone: bool = False) -> dict
     results = {}
     for bundle, with_tone in ((b, t) for b in dict.fromkeys(bundles) for t in (False, True)[: 1 + tone]):
         with tempfile.TemporaryDirectory() as tmp:
-            rows = restore_samples(bundle, folder, Path(tmp), None, tone=with_tone)
+            rows = restore_samples(bundle, folder, Path(tmp), None, tone=with_tone, denoise=denoise)
         # PSNR capped as in the held-out tables: a sample already equal to its original would be infinite
         gains = {r["name"]: {"gain": min(r["psnr_out"], PSNR_CAP_DB) - min(r["psnr_in"], PSNR_CAP_DB), "steps": r["steps_run"]}
                  for r in rows}

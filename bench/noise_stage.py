@@ -42,7 +42,7 @@ from bundle_quality import add_test_set_args, parsed_rule  # noqa: E402
 from report import gain_db, test_set  # noqa: E402
 
 from rar_edge.runtime import denoise as stage  # noqa: E402
-from rar_edge.runtime.restorer import present  # noqa: E402
+from rar_edge.runtime.restorer import present, wants_noise_stage  # noqa: E402
 
 COLUMNS = ("loop", "before", "after", "after, ungated", "after, noise found", "after, JPEG gate", "before, noise found")
 GAINS = ("loop", "after, ungated", "after, noise found", "after, JPEG gate", "before, noise found")  # every case has them
@@ -62,8 +62,8 @@ def noise_level(rgb: np.ndarray) -> float:
 
 
 def jpeg_gate(found: list[str], level: float, threshold: float = JPEG_NOISE) -> bool:
-    """Noise found, or JPEG found (the assessor or the grid: JPEG hides noise from the assessor) and the photo's
-    own noise level at least ``threshold``."""
+    """Noise found (``found``: ``present``'s names), or JPEG found (the assessor or the grid: JPEG hides noise from
+    the assessor) and the photo's own noise level at least ``threshold``."""
     return "noise" in found or ("jpeg" in found and level >= threshold)
 
 
@@ -80,7 +80,8 @@ def one_synthesis(restorer, a: argparse.Namespace, synthesis: str, rule: dict, r
         out = np.asarray(loop.image, np.float32)
         found = present(loop.degradations, jpeg_grid=loop.jpeg_grid)
         level = noise_level(x)
-        noisy, gated = "noise" in found, jpeg_gate(found, level)  # the runtime's rule; the JPEG gate
+        noisy = wants_noise_stage(loop.degradations, *x.shape[:2])  # the runtime's rule
+        gated = jpeg_gate(found, level)
         after = stage.denoise(out)
         row = {"loop": gain_db(out, x, t)[1], "after, ungated": gain_db(after, x, t)[1],
                "after, noise found": gain_db(after if noisy else out, x, t)[1],

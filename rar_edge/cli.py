@@ -334,7 +334,7 @@ def cmd_restore(a: argparse.Namespace) -> int:
         from rar_edge.runtime.denoise import denoise
         from rar_edge.runtime.images import unit_float
         from rar_edge.runtime.jpeg_grid import grid_probability
-        from rar_edge.runtime.restorer import present
+        from rar_edge.runtime.restorer import wants_noise_stage
         from rar_edge.runtime.tone import ToneCurve
         from rar_edge.train.checkpoint import load_model
 
@@ -346,12 +346,13 @@ def cmd_restore(a: argparse.Namespace) -> int:
             x, decision = tone(rgb) if tone else (rgb, None)
             out, record = restore_array(model, unit_float(x), rule)
             record["jpeg_grid"] = round(grid_probability(rgb), 4)  # as the runtime reports it, on the photo as given
-            record["denoised"] = a.denoise and "noise" in present(record["degradations"])  # as the runtime runs it
-            if record["denoised"]:
-                t = time.perf_counter()
-                out = denoise(out)
-                ms = (time.perf_counter() - t) * 1000
-                record["ms"] = {**record["ms"], "denoise": round(ms, 2), "total": round(record["ms"]["total"] + ms, 2)}
+            # as the runtime runs it (its rule, its keys)
+            record["denoised"] = a.denoise and wants_noise_stage(record["degradations"], *rgb.shape[:2])
+            record["denoise_skipped"] = False  # no budget on this path
+            t = time.perf_counter()
+            out = denoise(out) if record["denoised"] else out
+            ms = (time.perf_counter() - t) * 1000 if record["denoised"] else 0.0
+            record["ms"] = {**record["ms"], "denoise": round(ms, 2), "total": round(record["ms"]["total"] + ms, 2)}
             if decision is not None:  # as the runtime reports it: the stage's decision and time
                 record["tone"] = decision.to_json()
                 record["ms"] = {**record["ms"], "tone": round(decision.ms, 2),
@@ -499,8 +500,8 @@ def _print_record(record: dict, as_json: bool) -> None:
     tone = record.get("tone")
     toned = "" if tone is None else ("tone curve applied (under-exposed); " if tone["applied"] else
                                      "tone curve not needed; ")
-    # The quality of the image written (the kept step's; a step undone is not shown); after a tone curve, the
-    # loop assessed the brightened photo.
+    # The assessed quality of the kept step (a step undone is not shown; the noise stage after it is not
+    # assessed); after a tone curve, the loop assessed the brightened photo.
     quality = record["quality"]
     shown = quality[min(record["steps"], len(quality) - 1)]
     of = " of the brightened photo" if tone and tone["applied"] else ""
@@ -509,6 +510,8 @@ def _print_record(record: dict, as_json: bool) -> None:
         hints.append("if the photo is under-exposed, --tone corrects its exposure first")
     if "jpeg" in found_names and record.get("stop_reason") == "clean":  # found, yet "clean" to the loop: say why
         hints.append("JPEG blocking: the loop does not undo it yet")
+    if record.get("denoise_skipped"):
+        hints.append("noise found: the noise stage did not fit the budget")
     hint = "".join(f" ({h})" for h in hints)
     steps = f"{record['steps']} step{'' if record['steps'] == 1 else 's'}"
     if record.get("denoised"):

@@ -78,9 +78,11 @@ def export_bundles(out: Path, targets: tuple[str, ...]) -> dict[str, Path]:
     return bundles
 
 
-def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float, tone: bool = False) -> list[dict]:
+def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float, tone: bool = False,
+                    denoise: bool = True) -> list[dict]:
     """Every sample through the runtime; one row per image with PSNR against its clean original. ``tone``: with
-    the exposure stage first (``rar-edge restore --tone``; the row's "toned" says where its head applied it)."""
+    the exposure stage first (``rar-edge restore --tone``; the row's "toned" says where its head applied it);
+    ``denoise=False``: without the noise stage (the loop alone)."""
     from rar_edge.eval.metrics import psnr
     from rar_edge.runtime import Restorer
     from rar_edge.runtime.images import load_image, save_image, unit_float
@@ -92,7 +94,7 @@ def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float, to
     for name, meta in index.items():
         degraded = unit_float(load_image(samples / "degraded" / name).rgb)
         clean = unit_float(load_image(samples / meta["clean"]).rgb)
-        res = restorer.restore(degraded, budget_ms=budget_ms, tone=tone)
+        res = restorer.restore(degraded, budget_ms=budget_ms, tone=tone, denoise=denoise)
         save_image(out / name, res.image)
         rows.append({"name": name, "true": meta["degradations"], "found": res.degradations,
                      "jpeg_grid": res.jpeg_grid, "steps": res.steps,
@@ -102,6 +104,12 @@ def restore_samples(bundle: Path, samples: Path, out: Path, budget_ms: float, to
                      "toned": bool(res.tone and res.tone.applied), "denoised": res.denoised,
                      "images": (degraded, res.image, clean)})
     return rows
+
+
+def steps_cell(row: dict) -> str:
+    """A sample's steps as the demo's table and the model card's print them: kept (run, stop reason), and "+n"
+    where the noise stage ran after the loop (tests/test_shipped.py reads the card's)."""
+    return f"{row['steps']} ({row['steps_run']}, {row['stop']}){' +n' if row.get('denoised') else ''}"
 
 
 def print_table(rows: list[dict], edge: dict[str, list[dict]], budget_ms: float) -> None:
@@ -114,13 +122,13 @@ def print_table(rows: list[dict], edge: dict[str, list[dict]], budget_ms: float)
     width = {label: len(label) + 13 for label in edge}  # "<label> dB / ms" and a gap before it
     print("\nper image: the default bundle's result, then each int8 bundle's PSNR out / ms (PSNR against the clean "
           f"original);\nsteps: kept (run, why the loop stopped; 'clean': {STOP_REASONS['clean']}, returned as it "
-          "came); +n: the noise stage ran after the loop (noise found)")
+          "came but for +n); +n: the noise stage ran after the loop (noise found)")
     print(f"{'image':<28} {'true':<12} {f'found (p>={FOUND_AT:g})':<20} {'steps (run, stop)':<18} {'PSNR in -> out':>16} "
           f"{'ms':>6}" + "".join(f"{label + ' dB / ms':>{width[label]}}" for label in edge))
     found_in = {r["name"]: present(r["found"], jpeg_grid=r.get("jpeg_grid")) for r in rows}
     for r in rows:
         found = ",".join(found_in[r["name"]]) or "-"
-        steps = f"{r['steps']} ({r['steps_run']}, {r['stop']}){' +n' if r.get('denoised') else ''}"
+        steps = steps_cell(r)
         cells = "".join(f"{o['psnr_out']:>{width[label] - 9}.2f} / {o['ms']:>6.1f}"
                         if (o := by_name[label].get(r["name"])) else f"{'-':>{width[label]}}" for label in edge)
         print(f"{r['name']:<28} {'+'.join(r['true']):<12} {found:<20} {steps:<18} "

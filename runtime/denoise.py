@@ -1,21 +1,23 @@
 """The noise stage in numpy: sliding-window DCT hard thresholding after the loop, where the input has noise.
 
 ``Restorer.restore`` runs it on the image it returns when the assessor finds noise in the input (its probability
-at least ``FOUND_AT``), unless ``denoise=False`` (``rar-edge restore --no-denoise``). Why after the loop: the
-loop's steps remove most of the noise and leave a weaker, finer residue, which a transform-domain threshold
-removes without the structure the steps kept (BENCHMARKS.md, "The noise stage": measured against running it
-before the loop, which gained less and let the loop's steps harm the smoothed image).
+at least ``FOUND_AT``: ``restorer.wants_noise_stage``), unless ``denoise=False`` (``rar-edge restore
+--no-denoise``). After the loop rather than before: the two orders are level on held-out photos over three
+syntheses (BENCHMARKS.md, "The noise stage"), and after, the loop's own first assessment is the gate and the
+loop runs as it did.
 
-The method is Yu & Sapiro's DCT denoising (IPOL 2011): every 8×8 window (every ``STRIDE``-th position) of each
-channel of an orthonormal opponent colour transform goes through a 2-D DCT; coefficients under ``K`` times the
-noise's deviation *at that frequency* are zeroed; windows are transformed back and averaged, each weighted by
-1 / (coefficients kept) so flat windows count more. ``K`` = 3 is the paper's value, not fitted here.
+The method is Yu & Sapiro's DCT denoising (IPOL 2011) with BM3D's aggregation weights: every 8×8 window (every
+``STRIDE``-th position) of each channel of an orthonormal opponent colour transform goes through a 2-D DCT;
+coefficients under ``K`` times the noise's deviation *at that frequency* are zeroed; windows are transformed back
+and averaged, each weighted by 1 / (coefficients kept) so flat windows count more. ``K`` = 3 is the paper's
+value, not fitted here.
 
 The noise's deviation is estimated per frequency and channel from the image itself: the root mean square of each
 coefficient over the flattest ``FLAT`` share of windows (least energy outside the mean), corrected for the
-selection (``FLAT_BIAS``). Per frequency, because a
-phone's or a demosaic's noise is not white: blurred (correlated) and chroma noise put their energy at low
-frequencies, where a single sigma from the finest band (Donoho's MAD) underestimates it.
+selection (``FLAT_BIAS``); windows with no detail at all (a border, a clipped sky: no noise either) are left
+out of that choice. Per frequency, because a phone's or a demosaic's noise is not white: blurred (correlated)
+and chroma noise put their energy at low frequencies, where a single sigma from the finest band (Donoho's MAD)
+underestimates it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ STRIDE = 2  # every other window position: within ~0.2 dB of every position at a
 #            overlap-add below is written for 2)
 K = 3.0
 FLAT = 0.1
+#: Windows whose energy outside the mean is at most this (on the [0, 1] scale; 8-bit rounding alone gives about
+#: 1e-4) hold no detail and no noise: a border or a clipped area. They are not what the estimate reads.
+MIN_ENERGY = 1e-6
 #: The flattest FLAT of white noise's windows show this share of its deviation (they are flat partly by chance:
 #: chi-square selection, measured on white noise); divided out, so that K counts the noise's true deviations.
 FLAT_BIAS = 0.844
@@ -50,7 +55,8 @@ OPPONENT /= np.linalg.norm(OPPONENT, axis=1, keepdims=True)
 
 
 def noise_sigma(channel: np.ndarray) -> np.ndarray:
-    """(64,): the noise's deviation at each DCT frequency of ``channel`` (the mean's entry 0: never thresholded).
+    """(64,): the noise's deviation at each DCT frequency of ``channel`` (the mean's entry 0: never thresholded);
+    all zeros where no window holds any detail.
 
     From the windows that do not overlap (every 8th position, more on small photos: at least ~1000 windows).
     """
@@ -58,6 +64,10 @@ def noise_sigma(channel: np.ndarray) -> np.ndarray:
     view = sliding_window_view(channel, (BLOCK, BLOCK))[::step, ::step]
     coef = view.reshape(-1, BLOCK * BLOCK) @ DCT2.T
     energy = np.einsum("ij,ij->i", coef[:, 1:], coef[:, 1:])
+    live = energy > MIN_ENERGY
+    if not live.any():
+        return np.zeros(BLOCK * BLOCK, np.float32)
+    coef, energy = coef[live], energy[live]
     flat = coef[energy <= np.quantile(energy, FLAT)]
     sigma = np.sqrt(np.mean(flat * flat, axis=0)) / FLAT_BIAS
     sigma[0] = 0.0
@@ -75,8 +85,8 @@ def _denoise_channel(channel: np.ndarray) -> np.ndarray:
     pad = BLOCK - 1
     h, w = channel.shape
     # every pixel then lies in 16 windows; the odd extra row / column makes the padded sides even (the planes)
+    threshold = K * noise_sigma(channel)
     x = np.pad(channel, ((pad, pad + h % 2), (pad, pad + w % 2)), mode="reflect")
-    threshold = K * noise_sigma(x)
     rows_total = (x.shape[0] - BLOCK) // STRIDE + 1
     cols = (x.shape[1] - BLOCK) // STRIDE + 1
     half = BLOCK // STRIDE
@@ -107,10 +117,15 @@ def _denoise_channel(channel: np.ndarray) -> np.ndarray:
 
 
 def denoise(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) float in [0, 1] -> the same, float32, noise removed. Photos under 8 pixels a side come back as
-    they are (no window fits)."""
-    if min(rgb.shape[:2]) < BLOCK:
-        return rgb.astype(np.float32, copy=True)
-    opp = rgb.astype(np.float32) @ OPPONENT.T
-    out = np.stack([_denoise_channel(np.ascontiguousarray(opp[..., c])) for c in range(3)], axis=-1)
-    return np.clip(out @ OPPONENT, 0.0, 1.0)
+    """(H, W, 3) float in [0, 1] -> a new float32 array, noise removed. Photos under BLOCK pixels a side come back
+    as they are (a copy: no window fits). One opponent channel at a time, so a 12 MP photo holds the output and
+    one channel's work besides its input."""
+    x = rgb.astype(np.float32, copy=False)
+    if min(x.shape[:2]) < BLOCK:
+        return x.copy()
+    out = np.zeros(x.shape, np.float32)
+    for axis in OPPONENT:
+        channel = _denoise_channel(x @ axis)
+        for k in range(3):  # back to RGB: the transform is orthonormal, so its transpose inverts it
+            out[..., k] += axis[k] * channel
+    return np.clip(out, 0.0, 1.0, out=out)

@@ -17,11 +17,12 @@ from rar_edge.manifest import verify_bundle
 
 from .backends import ENTRY_POINTS, open_backend
 from .images import FULL_SCALE, check_megapixels, unit_float
+from .denoise import BLOCK as DENOISE_BLOCK
 from .denoise import denoise as denoise_stage
 from .jpeg_grid import grid_probability, with_grid
 from .profile import DeviceProfile, load_profile
 from .scheduler import OVERHEAD, CostModel, LoopOutcome, adaptive_loop, overhead_per_pass
-from .stage_cost import StageCost
+from .stage_cost import GRID_MARGIN, NOISE_MARGIN, StageCost
 from .tiling import Blender, grid, pad_to
 from .tone import ToneCurve, ToneDecision
 
@@ -34,8 +35,6 @@ MAX_TILE = 4096
 #: ONNX with dynamic sizes (torch-free; on CPUs without VNNI onnxruntime runs fp32 faster than int8:
 #: BENCHMARKS.md). tests/test_shipped.py checks it still matches those weights.
 DEFAULT_BUNDLE = Path(rar_edge.__file__).resolve().parent / "weights" / "bundles" / "rar-edge-s-conv-fp32-onnx"
-#: The noise stage runs under a budget where the time left pays for this many times its predicted cost.
-NOISE_MARGIN = 1.5
 #: A rule that takes exactly one step and decodes it (warm-up and profiling: every entry point runs).
 FORCED_STEP = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, min_change=0.0, keep="last", min_better=0.0,
                    min_detect=0.0)
@@ -44,8 +43,8 @@ FORCED_STEP = dict(max_steps=1, target_quality=1e9, min_gain=-1e9, min_change=0.
 @dataclass
 class RestoreResult:
     image: Any  # like the input: an array of its dtype and shape, or a PIL image (RGB/RGBA when restored);
-    #            with no step kept, a copy of the input exactly as given
-    steps: int  # restore steps behind the returned image (the latent the stop rule keeps; 0: the input as is)
+    #            with no step kept (and no tone curve or noise stage), a copy of the input exactly as given
+    steps: int  # restore steps behind the returned image (the latent the stop rule keeps; 0: the input's)
     steps_run: int
     quality: list[float]  # assessed quality (dB) of the input, then after each step
     degradations: dict[str, float]  # probabilities of the input's degradations, by name
@@ -68,6 +67,8 @@ class RestoreResult:
     needed_ms: float | None = None
     # The noise stage ran on the returned image (runtime/denoise.py): noise was found in the input
     denoised: bool = False
+    # Noise was found, but the budget's time left did not pay for the noise stage (StageCost)
+    denoise_skipped: bool = False
 
     @property
     def unchanged(self) -> bool:
@@ -82,7 +83,7 @@ class RestoreResult:
                 "model_skipped": self.model_skipped, "cost_unknown": self.cost_unknown, "waited_out": self.waited_out,
                 "tiles": self.tiles, "jpeg_grid": None if self.jpeg_grid is None else round(self.jpeg_grid, 4),
                 "needed_ms": None if self.needed_ms is None else round(self.needed_ms, 1),
-                "denoised": self.denoised,
+                "denoised": self.denoised, "denoise_skipped": self.denoise_skipped,
                 **({"tone": self.tone.to_json()} if self.tone else {})}
 
 
@@ -120,6 +121,13 @@ def present(probs: dict[str, float], threshold: float = FOUND_AT, jpeg_grid: flo
     """The names in ``probs`` (degradation -> probability) with a probability of at least ``threshold``, and
     "jpeg" where ``jpeg_grid`` (the JPEG grid's probability: runtime/jpeg_grid.py; None: not measured) reaches it."""
     return [name for name, p in with_grid(probs, jpeg_grid or 0.0).items() if p >= threshold]
+
+
+def wants_noise_stage(probabilities: dict[str, float], height: int, width: int) -> bool:
+    """Whether ``restore`` runs its noise stage (runtime/denoise.py) on a photo of this size whose input was assessed
+    ``probabilities``: where ``present`` finds noise (not the loop's clean gate, which may pass mild noise through
+    untouched: the stage still runs there), on photos at least a DCT window a side."""
+    return "noise" in present(probabilities) and min(height, width) >= DENOISE_BLOCK
 
 
 def as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
@@ -354,10 +362,8 @@ class Restorer:
         self._ms: dict[str, float] = {}
         self._cost: CostModel | None = None
         self._recording = True  # False during the first warm-up pass (first calls are not representative)
-        self._grid_cost = StageCost()  # what the JPEG grid's report costs here (_stage)
-        # what the noise stage costs here (_stage): its time depends little on the pixels (97-139 ms at 512² on
-        # random, flat and photo content; BENCHMARKS.md), so a smaller margin than the grid's
-        self._noise_cost = StageCost(margin=NOISE_MARGIN)
+        self._grid_cost = StageCost(GRID_MARGIN)  # what the JPEG grid's report costs here (_stage)
+        self._noise_cost = StageCost(NOISE_MARGIN)  # what the noise stage costs here (_stage)
         self._on_call: Callable[[], None] | None = None  # a restore's progress hook, once per backend call
         self.warming: threading.Thread | None = None  # the warm-up a cold budgeted call started in the background
         self._lock = threading.Lock()
@@ -433,7 +439,7 @@ class Restorer:
     def warmup(self, tile: tuple[int, int] | None = None) -> None:
         """Two restores of a tile-sized image with one forced step, through the same path as ``restore``:
         first calls are slow (not recorded), the second seeds the cost model, the runtime's overhead included;
-        then the noise stage once, to price it."""
+        then the noise stage twice, the second to price it."""
         tile = tile or self.tile_for(*(self.fixed_tile or (self.dynamic_tile, self.dynamic_tile)))
         image = np.full((*tile, 3), 0.5, np.float32)
         rule = StopRule(**FORCED_STEP)  # one step, always decoded: every entry point runs
@@ -444,8 +450,10 @@ class Restorer:
             finally:
                 self._recording = True
             self._restore(image, None, rule, time.perf_counter())
-            self._stage(self._noise_cost, denoise_stage, image, None, time.perf_counter())  # a flat tile finds no
-            # noise: price the stage here
+            # a flat tile finds no noise: price the stage here, on at most 512² (a 4096² tile would take seconds;
+            # the price is per megapixel), its first call unrecorded like the model's (the highest rate is kept)
+            denoise_stage(image[:512, :512])
+            self._stage(self._noise_cost, denoise_stage, image[:512, :512], None, time.perf_counter())
 
     def _warm_in_background(self, tile: tuple[int, int]) -> None:
         """After a cold budgeted call (held lock): measure this tile size in a thread, once, so that later budgeted
@@ -609,20 +617,21 @@ class Restorer:
             self._on_call = None
         if progress is not None:
             progress(most, most)
-        jpeg_p, grid_ms = self._stage(self._grid_cost, grid_probability, given, budget_ms, entered)  # a report
         probabilities = dict(zip(self.degradations, outcome.probabilities))
         kept = None if outcome.image is None else outcome.image[:rgb.shape[0], :rgb.shape[1]]
-        noise_ms = 0.0
-        if denoise and not outcome.model_skipped and "noise" in present(probabilities):
-            out, noise_ms = self._stage(self._noise_cost, denoise_stage, unit_float(rgb) if kept is None else kept,
-                                        budget_ms, entered)
-            kept = kept if out is None else out
+        noise_ms, skipped = 0.0, False
+        if denoise and not outcome.model_skipped and wants_noise_stage(probabilities, *rgb.shape[:2]):
+            # the input's pixels where no step was kept: converted inside the stage, so only where it runs
+            out, noise_ms = self._stage(self._noise_cost, lambda x: denoise_stage(unit_float(x)),
+                                        rgb if kept is None else kept, budget_ms, entered)
+            kept, skipped = (kept, True) if out is None else (out, False)
         if kept is None and decision is not None and decision.applied:
             result_image = give_back(rgb, alpha, kind)  # no step kept: the toned photo (the stage's own buffer)
         elif kept is None:  # pass-through: the caller's image exactly as given (a copy: never aliased)
             result_image = image.copy()
         else:
             result_image = give_back(kept, alpha, kind)
+        jpeg_p, grid_ms = self._stage(self._grid_cost, grid_probability, given, budget_ms, entered)  # a report
         done = time.perf_counter()
         total, work = (done - entered) * 1000.0, (done - t0) * 1000.0
         overhead = max(0.0, work - tone_ms - grid_ms - noise_ms - sum(self._ms.values()))
@@ -640,4 +649,4 @@ class Restorer:
                              budget_bound=outcome.stop_reason == "budget", model_skipped=outcome.model_skipped,
                              waited_out=budget_ms is not None and wait_ms >= budget_ms,
                              cost_unknown=cold, tiles=n, alpha=alpha, tone=decision, jpeg_grid=jpeg_p,
-                             needed_ms=outcome.needed_ms, denoised=noise_ms > 0.0)
+                             needed_ms=outcome.needed_ms, denoised=noise_ms > 0.0, denoise_skipped=skipped)

@@ -46,6 +46,28 @@ def test_it_removes_white_and_coloured_noise(kind):
     assert psnr(out, clean) - psnr(noisy, clean) >= (5.0 if kind == "white" else 3.0)
 
 
+@pytest.mark.parametrize("shape", [(8, 8), (9, 13), (37, 53), (8, 200), (130, 9)])
+def test_with_no_threshold_it_gives_every_pixel_back(monkeypatch, shape):
+    """K = 0 keeps every coefficient: the windows' transforms and their weighted overlap-add must then return
+    the image itself, at odd sizes and on the edges too (the indexing of the four half-resolution planes)."""
+    import rar_edge.runtime.denoise as stage
+
+    monkeypatch.setattr(stage, "K", 0.0)
+    x = np.random.default_rng(3).random((*shape, 3)).astype(np.float32)
+    assert np.abs(stage.denoise(x) - x).max() < 1e-5
+
+
+def test_a_border_without_noise_does_not_hide_the_noise():
+    """Windows with no detail at all (a black border, a clipped area) are left out of the estimate: a flattest
+    tenth made of them read zero noise everywhere and the stage did nothing."""
+    clean = photo()
+    noisy = np.clip(clean + np.random.default_rng(4).normal(0, 0.08, clean.shape), 0, 1).astype(np.float32)
+    noisy[:40], clean = 0.0, clean.copy()
+    clean[:40] = 0.0
+    assert psnr(denoise(noisy), clean) - psnr(noisy, clean) >= 5.0
+    assert not noise_sigma(np.zeros((64, 64), np.float32)).any()
+
+
 def test_it_leaves_flat_and_tiny_images_and_keeps_odd_sizes():
     flat = np.full((64, 48, 3), 0.3, np.float32)
     assert np.abs(denoise(flat) - flat).max() < 1e-6
@@ -86,16 +108,46 @@ def test_restore_runs_it_after_the_loop_where_noise_is_found(restorer):
 
 
 def test_under_a_budget_it_runs_only_where_the_time_left_pays_for_it(restorer):
+    from rar_edge.runtime import Restorer
+
     noisy, _ = sample("00_brushes_noise.png")
-    assert restorer._noise_cost.predict(512, 512) is not None  # warmup() priced it
+    assert Restorer.load()._noise_cost.predict(512, 512) is not None  # warmup() priced it
+    cold = Restorer.load(warmup=False)
+    assert cold._noise_cost.predict(512, 512) is None
     saved = restorer._noise_cost.rate
     try:
         restorer._noise_cost.rate = 1e9  # ms per megapixel: no budget pays for it
         res = restorer.restore(noisy, budget_ms=60_000)
-        assert res.steps_run > 0 and not res.denoised and res.ms["denoise"] == 0.0
-        assert restorer.restore(noisy).denoised  # no budget: it runs whatever it costs
+        assert res.steps_run > 0 and not res.denoised and res.denoise_skipped and res.ms["denoise"] == 0.0
+        assert res.to_json()["denoise_skipped"] is True
+        unbudgeted = restorer.restore(noisy)  # no budget: it runs whatever it costs
+        assert unbudgeted.denoised and not unbudgeted.denoise_skipped
     finally:
         restorer._noise_cost.rate = saved
+
+
+def test_it_runs_on_every_kind_of_input_and_with_no_step_kept(restorer):
+    """uint8 grey, RGBA (alpha kept), uint16 and PIL inputs come back as they came, denoised; with no step kept
+    the stage runs on the input's own pixels."""
+    from PIL import Image
+
+    noisy, _ = sample("00_brushes_noise.png")
+    u8 = (noisy * 255 + 0.5).astype(np.uint8)
+    alpha = np.linspace(0, 255, u8.shape[0] * u8.shape[1]).reshape(u8.shape[:2]).astype(np.uint8)
+    for image in (u8, np.dstack([u8, alpha]), (noisy * 65535).astype(np.uint16), Image.fromarray(u8)):
+        res = restorer.restore(image)
+        assert res.denoised, type(image)
+        if isinstance(image, np.ndarray):
+            assert res.image.dtype == image.dtype and res.image.shape == image.shape
+        else:
+            assert res.image.size == image.size and res.image.mode == "RGB"
+    rgba = restorer.restore(np.dstack([u8, alpha])).image
+    assert np.array_equal(rgba[..., 3], alpha)
+    grey = restorer.restore(u8.mean(axis=2).astype(np.uint8))
+    assert grey.image.shape == u8.shape[:2]
+    none = restorer.restore(noisy, max_steps=0)
+    assert none.steps == 0 and none.denoised and not none.unchanged
+    assert psnr(none.image, sample("00_brushes_noise.png")[1]) > psnr(noisy, sample("00_brushes_noise.png")[1]) + 3
 
 
 def test_the_denoise_argument_must_be_a_bool(restorer):
@@ -110,6 +162,9 @@ def test_cli_runs_it_by_default_says_so_and_no_denoise_skips_it(tmp_path):
     status, out, err = cli("restore", src, "-o", tmp_path / "a")
     assert status == 0, err
     assert "+ the noise stage" in out
+    status, out, err = cli("restore", src, "-o", tmp_path / "c", "--json")
+    record = json.loads(out)
+    assert status == 0 and record["denoised"] is True and record["ms"]["denoise"] > 0
     status, out, err = cli("restore", src, "-o", tmp_path / "b", "--no-denoise", "--json")
     assert status == 0, err
     assert json.loads(out)["denoised"] is False
@@ -158,3 +213,24 @@ def test_bench_reports_each_order_and_gate_and_fits_the_jpeg_gate(photo_dir, tmp
     assert report["fit"]["chosen"] in (0, 4, 1000, None)
     assert "| noise |" in capsys.readouterr().out
     assert bench.jpeg_gate(["jpeg"], 5.0) and not bench.jpeg_gate(["jpeg"], 3.0) and bench.jpeg_gate(["noise"], 0.0)
+
+
+def test_the_torch_path_runs_the_runtimes_stage_by_the_runtimes_rule(tiny_checkpoint, tmp_path, monkeypatch):
+    """``rar-edge restore --checkpoint`` (the torch reference) asks the runtime's rule and runs the same stage, with
+    the runtime's keys; ``--no-denoise`` skips it there too."""
+    import rar_edge.runtime.restorer as restorer_module
+    from PIL import Image
+
+    asked = []
+    monkeypatch.setattr(restorer_module, "wants_noise_stage", lambda probs, h, w: asked.append((h, w)) or True)
+    src = tmp_path / "noisy.png"
+    Image.fromarray((photo()[:64, :48] * 255).astype(np.uint8)).save(src)
+    status, out, err = cli("restore", src, "-o", tmp_path / "a", "--checkpoint", tiny_checkpoint, "--json")
+    record = json.loads(out.splitlines()[-1])
+    assert status == 0, err
+    assert asked == [(64, 48)] and record["denoised"] is True and record["denoise_skipped"] is False
+    assert record["ms"]["denoise"] > 0
+    status, out, err = cli("restore", src, "-o", tmp_path / "b", "--checkpoint", tiny_checkpoint, "--json",
+                           "--no-denoise")
+    record = json.loads(out.splitlines()[-1])
+    assert status == 0 and record["denoised"] is False and record["ms"]["denoise"] == 0.0

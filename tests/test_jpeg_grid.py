@@ -221,7 +221,7 @@ def test_small_photos_are_priced_as_a_quarter_megapixel_and_do_not_set_the_rate(
     import time
 
     import rar_edge.runtime.restorer as restorer_module
-    from rar_edge.runtime.stage_cost import StageCost
+    from rar_edge.runtime.stage_cost import GRID_MARGIN, StageCost
 
     restorer = Restorer.load(bundles["onnx"], warmup=False)
     real, delay = restorer_module.grid_probability, {"s": 0.0}
@@ -234,25 +234,25 @@ def test_small_photos_are_priced_as_a_quarter_megapixel_and_do_not_set_the_rate(
     small = jpeg(photo(CLEAN[0]), 15)  # 256²: 0.066 MP
     large = jpeg(np.tile(photo(CLEAN[0]), (2, 2, 1)), 15)  # 512²: 0.262 MP, over StageCost.MIN_MP
     assert small.shape[0] * small.shape[1] < StageCost.MIN_MP * 1e6 <= large.shape[0] * large.shape[1]
-    assert StageCost().margin * 100 > 300  # the margins below hold for the 300 ms budgets
+    assert GRID_MARGIN * 100 > 300  # the margins below hold for the 300 ms budgets
     # A large photo whose grid costs 100 ms sets the rate: about 380 ms per megapixel.
     delay["s"] = 0.1
-    assert restorer.restore(large, max_steps=0).ms["jpeg_grid"] >= 100
+    assert restorer.restore(large, max_steps=0, denoise=False).ms["jpeg_grid"] >= 100
     # A small photo is priced as StageCost.MIN_MP: 4 x 380 x 0.25 = 380 ms, more than a 300 ms budget leaves,
     # though its own area (0.066 MP) would price it at 100 ms.
     delay["s"] = 0.0
-    assert restorer.restore(small, budget_ms=300, max_steps=0).jpeg_grid is None
+    assert restorer.restore(small, budget_ms=300, max_steps=0, denoise=False).jpeg_grid is None
     # A budget that leaves more than that pays for it; the small photo's quick grid cannot lower the rate, so
     # the large photo is still priced at 4 x 100 ms and left out of a 300 ms budget.
-    assert restorer.restore(small, budget_ms=2000, max_steps=0).jpeg_grid > 0.95
+    assert restorer.restore(small, budget_ms=2000, max_steps=0, denoise=False).jpeg_grid > 0.95
     delay["s"] = 0.1
-    assert restorer.restore(large, budget_ms=300, max_steps=0).jpeg_grid is None
+    assert restorer.restore(large, budget_ms=300, max_steps=0, denoise=False).jpeg_grid is None
 
 
 def test_the_grid_cost_keeps_the_highest_rate_and_prices_small_photos_as_a_quarter_megapixel():
-    from rar_edge.runtime.stage_cost import StageCost
+    from rar_edge.runtime.stage_cost import GRID_MARGIN, StageCost
 
-    cost = StageCost()
+    cost = StageCost(GRID_MARGIN)
     assert cost.predict(512, 512) is None and cost.predict(64, 64) is None and not cost.affordable(64, 64, 1e9)
     cost.record(64, 64, 0.5)  # a thumbnail: its own time prices small photos; its own rate large ones, for now
     assert cost.predict(32, 32) == 0.5 and cost.predict(512, 512) == pytest.approx(0.5 / 0.004096 * 0.262144)
@@ -262,7 +262,7 @@ def test_the_grid_cost_keeps_the_highest_rate_and_prices_small_photos_as_a_quart
     assert cost.rate == pytest.approx(8.0)
     cost.record(1500, 2000, 30.0)  # 10 ms per megapixel: a higher one raises it
     assert cost.predict(3000, 4000) == pytest.approx(120.0)
-    assert cost.affordable(3000, 4000, StageCost().margin * 120.0) and not cost.affordable(3000, 4000, 479.0)
+    assert cost.affordable(3000, 4000, GRID_MARGIN * 120.0) and not cost.affordable(3000, 4000, 479.0)
     cost.record(100, 100, 9.0)  # a small photo that took long: it prices small photos, not large ones
     assert cost.predict(64, 64) == 9.0 and cost.predict(1000, 1000) == pytest.approx(10.0)
 
