@@ -16,7 +16,8 @@ Per test synthesis (bench/report.py's crops, cases and seeds), the mean gain ove
 - ``after, JPEG gate``: also where JPEG is found and the photo's own noise level reaches ``JPEG_NOISE``
   (``jpeg_gate``; measured, not in the runtime: it cost JPEG-only held-out crops up to 0.3 dB).
 
-It also times the stage (median of 5; of 3 at 12 MP) on a 512² and a 4000×3000 photo (``--no-timing``: not).
+It also times the stage (median, min and max of 5; of 3 at 12 MP) at 512² on random, flat and photo pixels and
+on a 4000×3000 photo (``timing``; ``--no-timing``: not).
 
 ``--fit`` (on training photos: ``--photos photos/train --syntheses v2,v3``) fits the JPEG gate's threshold: it
 prints each candidate's gains and picks the lowest that costs no case without noise more than 0.01 dB and
@@ -45,7 +46,8 @@ from rar_edge.runtime import denoise as stage  # noqa: E402
 from rar_edge.runtime.restorer import present, wants_noise_stage  # noqa: E402
 
 COLUMNS = ("loop", "before", "after", "after, ungated", "after, noise found", "after, JPEG gate", "before, noise found")
-GAINS = ("loop", "after, ungated", "after, noise found", "after, JPEG gate", "before, noise found")  # every case has them
+# the columns every case has
+GAINS = ("loop", "after, ungated", "after, noise found", "after, JPEG gate", "before, noise found")
 #: The JPEG gate's noise level, 0-255 scale: ``--fit``'s choice on training photos (v2 and v3), measured and not
 #: kept in the runtime (BENCHMARKS.md, "The noise stage")
 JPEG_NOISE = 4.0
@@ -111,9 +113,9 @@ def one_synthesis(restorer, a: argparse.Namespace, synthesis: str, rule: dict, r
 
 def fit(records: list[dict], thresholds: list[float]) -> tuple[list[dict], float | None]:
     """For each threshold (0-255 scale) of the rule "noise found, or JPEG found and noise_level >= threshold": the
-    singles' and composites' mean gain, the worst mean gain of a case without noise, the share of clean crops
-    changed; and the lowest threshold at which no case without noise loses more than 0.01 dB and no clean crop
-    changes (None: none does)."""
+    singles' and composites' mean gain, the case without noise the stage costs most (its mean gain with the stage
+    minus the loop's alone), the share of clean crops changed; and the lowest threshold at which the stage costs
+    no case without noise more than 0.01 dB and changes no clean crop (None: none does)."""
     cases = list(dict.fromkeys(r["case"] for r in records))
     rows, chosen = [], None
     for thr in thresholds:
@@ -121,12 +123,13 @@ def fit(records: list[dict], thresholds: list[float]) -> tuple[list[dict], float
             return jpeg_gate(r["found"], r["level"], thr)
         gain = {c: float(np.mean([r["after"] if runs(r) else r["loop"] for r in records if r["case"] == c]))
                 for c in cases if c != "clean"}
-        worst = min((g, c) for c, g in gain.items() if "noise" not in c)
+        loop = {c: float(np.mean([r["loop"] for r in records if r["case"] == c])) for c in gain}
+        worst = min((gain[c] - loop[c], c) for c in gain if "noise" not in c)
         clean = float(np.mean([runs(r) and r["changed"] for r in records if r["case"] == "clean"]))
         rows.append({"threshold": thr, "single": float(np.mean([g for c, g in gain.items() if "+" not in c])),
                      "composite": float(np.mean([g for c, g in gain.items() if "+" in c])),
                      "noise+jpeg": gain.get("noise+jpeg"), "blur+noise+jpeg": gain.get("blur+noise+jpeg"),
-                     "worst case without noise": worst[1], "its gain": worst[0], "clean changed": clean})
+                     "worst case without noise": worst[1], "its cost": worst[0], "clean changed": clean})
         if chosen is None and worst[0] >= -0.01 and clean == 0.0:
             chosen = thr
     return rows, chosen
@@ -142,16 +145,23 @@ def markdown(synthesis: str, r: dict) -> str:
 
 
 def timing(runs: int = 5) -> dict:
+    """The stage's ms, {name: (median, min, max)}: 512² of random, flat grey and photo pixels (scikit-image's
+    astronaut: whether the pixels change its time), and 4000x3000 random pixels (3 runs)."""
+    from skimage import data
+
     rng = np.random.default_rng(0)
+    images = {"512x512 random": rng.random((512, 512, 3), dtype=np.float32),
+              "512x512 flat": np.full((512, 512, 3), 0.5, np.float32),
+              "512x512 photo": data.astronaut().astype(np.float32) / 255,
+              "4000x3000 random": rng.random((3000, 4000, 3), dtype=np.float32)}
     out = {}
-    for h, w in ((512, 512), (3000, 4000)):
-        x = rng.random((h, w, 3), dtype=np.float32)
+    for name, x in images.items():
         times = []
-        for _ in range(runs if h * w < 4e6 else 3):
+        for _ in range(runs if x.size < 12e6 else 3):
             t = time.perf_counter()
             stage.denoise(x)
             times.append((time.perf_counter() - t) * 1000.0)
-        out[f"{w}x{h}"] = statistics.median(times)
+        out[name] = (statistics.median(times), min(times), max(times))
     return out
 
 
@@ -178,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     if a.timing:
         results["timing_ms"] = timing()
-        print("stage ms (median): " + ", ".join(f"{k} {v:.0f}" for k, v in results["timing_ms"].items()))
+        print("stage ms, median (min-max): " + ", ".join(f"{k} {m:.0f} ({lo:.0f}-{hi:.0f})"
+                                                         for k, (m, lo, hi) in results["timing_ms"].items()))
     records: list[dict] = []
     for synthesis in a.syntheses.split(","):
         results[synthesis] = one_synthesis(restorer, a, synthesis, rule, records if a.fit else None)
@@ -188,10 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         results["fit"] = {"rows": rows, "chosen": chosen}
         print("\nthe JPEG gate: noise found, or JPEG found and the noise level >= threshold (0-255), over "
               f"{a.syntheses}:\n\n| threshold | single | composite | noise+jpeg | blur+noise+jpeg | worst case without "
-              "noise | clean changed |\n|---|---|---|---|---|---|---|")
+              "noise (stage - loop) | clean changed |\n|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['threshold']:g} | {r['single']:+.3f} | {r['composite']:+.3f} | {r['noise+jpeg']:+.2f} | "
-                  f"{r['blur+noise+jpeg']:+.2f} | {r['worst case without noise']} {r['its gain']:+.3f} | "
+                  f"{r['blur+noise+jpeg']:+.2f} | {r['worst case without noise']} {r['its cost']:+.3f} | "
                   f"{r['clean changed']:.1%} |")
         print(f"\nchosen (lowest with no case without noise below -0.01 dB, no clean crop changed): {chosen} "
               f"(JPEG_NOISE here: {JPEG_NOISE:g})")

@@ -84,8 +84,8 @@ def _denoise_channel(channel: np.ndarray) -> np.ndarray:
     """
     pad = BLOCK - 1
     h, w = channel.shape
-    # every pixel then lies in 16 windows; the odd extra row / column makes the padded sides even (the planes)
     threshold = K * noise_sigma(channel)
+    # every pixel then lies in 16 windows; the odd extra row / column makes the padded sides even (the planes)
     x = np.pad(channel, ((pad, pad + h % 2), (pad, pad + w % 2)), mode="reflect")
     rows_total = (x.shape[0] - BLOCK) // STRIDE + 1
     cols = (x.shape[1] - BLOCK) // STRIDE + 1

@@ -2,8 +2,8 @@
 
 One loop serves the runtime and the torch reference path, so both treat files alike: the same loader
 (EXIF, alpha, ICC, 16-bit...), the same refusals, atomic writes, and a bad file never stops the batch.
-A photo that needed no step (and no tone curve, under ``--tone``, nor the noise stage) is written as the input's own bytes (same
-format); a restored one keeps the input's ICC profile and EXIF (orientation applied to the pixels and reset).
+A photo that needed no step (and no tone curve, under ``--tone``, nor the noise stage) is written as the input's
+own bytes (same format); a restored one keeps the input's ICC profile and EXIF (orientation applied to the pixels and reset).
 """
 
 from __future__ import annotations

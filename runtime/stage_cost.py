@@ -10,7 +10,7 @@ from typing import ClassVar
 #: megapixel varies 3x with the photo's size (whole up to 1535 px a side, sampled above; bench/jpeg_grid.py).
 GRID_MARGIN = 4.0
 #: ... and the noise stage (runtime/denoise.py) where it pays for this many: its time hardly varies with the pixels
-#: (71-89 ms at 512² on random, flat and photo pixels on a 2-core Xeon; BENCHMARKS.md "The noise stage").
+#: (99-126 ms at 512² on photo, flat and random pixels on a 2-core Xeon; BENCHMARKS.md "The noise stage").
 NOISE_MARGIN = 2.0
 
 
@@ -22,8 +22,9 @@ class StageCost:
     larger ones on a sample of lines, so its rate peaks at about 3.5 MP (2300x1535) and falls for larger photos
     (bench/jpeg_grid.py times the sizes; BENCHMARKS.md). So the rate kept is the *highest* measured on photos of
     at least MIN_MP (a warm-up at a 512² tile is one), never lowered, and a budget must leave ``margin`` times the
-    prediction (GRID_MARGIN, NOISE_MARGIN). Under MIN_MP fixed costs dominate: such a photo is priced as a MIN_MP one (or as the most a small
-    photo took, where that is more), and its own time never lowers a large photo's price. Until a large photo is
+    prediction (GRID_MARGIN, NOISE_MARGIN). Under MIN_MP fixed costs dominate: such a photo is priced as a MIN_MP
+    one (or as the most a small photo took, where that is more), and its own time never lowers a large photo's
+    price. Until a large photo is
     measured (a bundle whose tile is under 500², warmed up on that), large photos are priced at the highest rate
     a small photo showed, which its fixed costs make the higher one.
     """
